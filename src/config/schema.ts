@@ -156,16 +156,20 @@ export const configSchema = z.strictObject({
   /** Name this proxy uses in `Proxy-Status` and `Via`. Default `"portico"`. */
   proxy_name: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('portico'),
 }).superRefine((cfg, ctx) => {
+  // Runs even when other keys failed (see `when`), so the input may be partial: guard every step.
+  if (!Array.isArray(cfg.routes)) return
+  const upstreams: object = cfg.upstreams !== null && typeof cfg.upstreams === 'object' ? cfg.upstreams : {}
   cfg.routes.forEach((r, i) => {
-    if (!(r.upstream in cfg.upstreams)) {
+    // Object.hasOwn, not `in`: a route to "toString" or "constructor" must not pass.
+    if (typeof r?.upstream === 'string' && !Object.hasOwn(upstreams, r.upstream)) {
       ctx.addIssue({
         code: 'custom',
         path: ['routes', i, 'upstream'],
-        message: `unknown upstream "${r.upstream}"; defined: ${Object.keys(cfg.upstreams).join(', ') || 'none'}`,
+        message: `unknown upstream "${r.upstream}"; defined: ${Object.keys(upstreams).join(', ') || 'none'}`,
       })
     }
   })
-})
+}, { when: () => true })
 
 /** A validated config with defaults applied: durations in ms, sizes in bytes. */
 export type Config = z.output<typeof configSchema>
