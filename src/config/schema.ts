@@ -7,7 +7,7 @@ import { z } from 'zod'
 import { parseDuration, parseSize } from './units.ts'
 
 /** A duration string (`"250ms"`, `"5s"`, `"2m"`, `"1h"`) parsed to milliseconds. */
-export const duration = z.string().transform((text, ctx) => {
+export const duration = z.string({ error: 'expected a duration with a unit, e.g. "250ms", "5s", "2m", "1h"' }).transform((text, ctx) => {
   try {
     return parseDuration(text)
   } catch (e) {
@@ -17,7 +17,7 @@ export const duration = z.string().transform((text, ctx) => {
 })
 
 /** A size (`"64KiB"`, `"1MiB"`, `"10MB"` or a whole number of bytes) parsed to bytes. */
-export const size = z.union([z.string(), z.number()]).transform((text, ctx) => {
+export const size = z.union([z.string(), z.number()], { error: 'expected a size, e.g. "64KiB", "1MiB", or a whole number of bytes' }).transform((text, ctx) => {
   try {
     return parseSize(text)
   } catch (e) {
@@ -154,7 +154,7 @@ export const configSchema = z.strictObject({
   /** Put internal addresses and raw error text in error responses (`Proxy-Status` details and next-hop, error page). Default false: the backend is masked. */
   expose_error_details: z.boolean().default(false),
   /** Name this proxy uses in `Proxy-Status` and `Via`. Default `"portico"`. */
-  proxy_name: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('portico'),
+  proxy_name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'expected a token of letters, digits, "_", "." and "-" (RFC 9209 proxy name)').default('portico'),
 }).superRefine((cfg, ctx) => {
   // Runs even when other keys failed (see `when`), so the input may be partial: guard every step.
   if (!Array.isArray(cfg.routes)) return
