@@ -1,0 +1,43 @@
+/** `portico check -c FILE`: validates a config without starting anything, like `nginx -t`. */
+import { basename } from 'node:path'
+import { ConfigError, formatProblems, loadConfigFile } from '../config/load.ts'
+import type { Config } from '../config/schema.ts'
+
+/**
+ * Validates a config file and reports the outcome.
+ *
+ * On success writes one line to `out`, e.g.
+ * `portico.yaml: ok (1 listener, 3 routes, 2 upstreams, 5 endpoints)`, and returns 0.
+ * On failure writes one `file:line:column: message` line per problem to `err` and
+ * returns 1. Never throws for a bad or unreadable config; other errors propagate.
+ *
+ * @param file path of the config file, printed as given in problems and by base name in the summary
+ * @returns the process exit code (0 valid, 1 invalid)
+ */
+export async function checkCommand(file: string, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
+  let config: Config
+  try {
+    config = await loadConfigFile(file)
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e
+    err.write(`${formatProblems(e.problems)}\n`)
+    return 1
+  }
+  out.write(`${basename(file)}: ok (${summary(config)})\n`)
+  return 0
+}
+
+function summary(config: Config): string {
+  const upstreams = Object.values(config.upstreams)
+  const endpoints = upstreams.reduce((n, u) => n + u.endpoints.length, 0)
+  return [
+    count(config.listeners.length, 'listener'),
+    count(config.routes.length, 'route'),
+    count(upstreams.length, 'upstream'),
+    count(endpoints, 'endpoint'),
+  ].join(', ')
+}
+
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`
+}
