@@ -15,8 +15,6 @@ export interface JsonSchemaNode {
   [key: string]: unknown
 }
 
-const SCHEMA_ID = 'https://portico.dev/schema/portico.schema.json'
-
 /**
  * The JSON Schema (draft 2020-12) of the config *input*: durations and sizes are the
  * strings written in YAML, not the ms/bytes the proxy reads. Checks that JSON Schema
@@ -28,8 +26,8 @@ const SCHEMA_ID = 'https://portico.dev/schema/portico.schema.json'
 export function configJsonSchema(): JsonSchemaNode {
   return {
     ...z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' }),
-    $id: SCHEMA_ID,
     title: 'portico.yaml',
+    description: 'Portico configuration. Durations are strings with a unit ("250ms", "5s", "2m", "1h"); sizes are "64KiB", "1MiB", "10MB" or a whole number of bytes. See docs/configuration.md.',
   } as JsonSchemaNode
 }
 

@@ -158,7 +158,8 @@ function locate(doc: Document, path: Path): Located {
     if (isAlias(node)) node = node.resolve(doc)
     let next: unknown
     if (isMap(node)) {
-      const pair = node.items.find((p) => isPair(p) && keyName(p.key) === String(seg))
+      // The last of duplicate keys, since that is the value toJS keeps.
+      const pair = node.items.findLast((p) => isPair(p) && keyName(p.key) === String(seg))
       if (pair === undefined) return { found: false, deepestOffset }
       keyOffset = offsetOf(pair.key)
       next = pair.value
