@@ -1,11 +1,11 @@
 // `portico check`: exit codes and output of checkCommand (src/cli/check.ts), on real files.
 import assert from 'node:assert/strict'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
-import { after, before, test } from 'node:test'
+import { test } from 'node:test'
 import { checkCommand } from '../../src/cli/check.ts'
+import { useTempDir } from './temp-dir.ts'
 
 /** Runs checkCommand and returns its exit code and what it wrote to each stream. */
 async function check(file: string): Promise<{ code: number; out: string; err: string }> {
@@ -20,16 +20,10 @@ async function check(file: string): Promise<{ code: number; out: string; err: st
   return { code, ...chunks }
 }
 
-let dir: string
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'portico-check-'))
-})
-after(async () => {
-  await rm(dir, { recursive: true, force: true })
-})
+const dir = useTempDir('portico-check-')
 
 test('a valid file prints a one-line summary to out and exits 0', async () => {
-  const file = join(dir, 'portico.yaml')
+  const file = join(dir(), 'portico.yaml')
   await writeFile(file, `listeners:
   - address: 127.0.0.1:0
 routes:
@@ -49,7 +43,7 @@ upstreams:
 })
 
 test('an invalid file prints file:line:column problems to err and exits 1', async () => {
-  const file = join(dir, 'bad.yaml')
+  const file = join(dir(), 'bad.yaml')
   await writeFile(file, `listeners:
   - address: 127.0.0.1:0
 routes:
@@ -70,7 +64,7 @@ upstreams:
 })
 
 test('a missing file exits 1 with the OS error', async () => {
-  const file = join(dir, 'absent.yaml')
+  const file = join(dir(), 'absent.yaml')
   const r = await check(file)
   assert.equal(r.code, 1)
   assert.match(r.err, new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:1:1: cannot read the config file: ENOENT`))

@@ -1,11 +1,11 @@
 // Config loading: every problem at its exact file:line:column, defaults, units, freezing.
 import assert from 'node:assert/strict'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { ConfigError, formatProblems, loadConfigFile, parseConfig } from '../../src/config/load.ts'
 import type { ConfigProblem } from '../../src/config/load.ts'
+import { useTempDir } from './temp-dir.ts'
 
 const FILE = 'portico.yaml'
 
@@ -229,20 +229,14 @@ upstreams:
 })
 
 describe('loadConfigFile', () => {
-  let dir: string
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'portico-config-'))
-  })
-  after(async () => {
-    await rm(dir, { recursive: true, force: true })
-  })
+  const dir = useTempDir('portico-config-')
 
   test('reads and validates a file, naming it in problems', async () => {
-    const good = join(dir, 'good.yaml')
+    const good = join(dir(), 'good.yaml')
     await writeFile(good, VALID)
     assert.equal((await loadConfigFile(good)).upstreams.api.endpoints.length, 1)
 
-    const bad = join(dir, 'bad.yaml')
+    const bad = join(dir(), 'bad.yaml')
     await writeFile(bad, VALID.replace('upstream: api', 'upstream: apii'))
     await assert.rejects(loadConfigFile(bad), (e: unknown) => {
       assert.ok(e instanceof ConfigError)
@@ -252,7 +246,7 @@ describe('loadConfigFile', () => {
   })
 
   test('an unreadable file is a problem at 1:1 naming the OS error', async () => {
-    const missing = join(dir, 'missing.yaml')
+    const missing = join(dir(), 'missing.yaml')
     await assert.rejects(loadConfigFile(missing), (e: unknown) => {
       assert.ok(e instanceof ConfigError)
       assert.equal(e.problems.length, 1)
@@ -260,7 +254,7 @@ describe('loadConfigFile', () => {
       assert.match(e.problems[0].message, /ENOENT/)
       return true
     })
-    await assert.rejects(loadConfigFile(dir), (e: unknown) => e instanceof ConfigError && /EISDIR/.test(e.problems[0].message))
+    await assert.rejects(loadConfigFile(dir()), (e: unknown) => e instanceof ConfigError && /EISDIR/.test(e.problems[0].message))
   })
 })
 
