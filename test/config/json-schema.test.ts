@@ -1,0 +1,39 @@
+// The JSON Schema for editors: the committed docs/portico.schema.json is current, and key lookups work.
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { test } from 'node:test'
+import { promisify } from 'node:util'
+import { configJsonSchema, configKeyPaths, keysAt } from '../../src/config/json-schema.ts'
+
+test('docs/portico.schema.json is up to date (regenerate: node src/config/json-schema.ts > docs/portico.schema.json)', async () => {
+  const committed = await readFile(new URL('../../docs/portico.schema.json', import.meta.url), 'utf8')
+  assert.equal(committed, `${JSON.stringify(configJsonSchema(), null, 2)}\n`)
+})
+
+test('running the module prints the schema', async () => {
+  const script = new URL('../../src/config/json-schema.ts', import.meta.url).pathname
+  const { stdout } = await promisify(execFile)(process.execPath, [script])
+  assert.deepEqual(JSON.parse(stdout), configJsonSchema())
+})
+
+test('the schema describes the input: durations are strings, unknown keys are refused', () => {
+  const s = configJsonSchema()
+  assert.equal(s.$schema, 'https://json-schema.org/draft/2020-12/schema')
+  assert.deepEqual(s.required, ['listeners', 'routes', 'upstreams'])
+  assert.equal(s.additionalProperties, false)
+  const upstream = s.properties?.upstreams?.additionalProperties
+  assert.ok(upstream && typeof upstream === 'object')
+  assert.equal(upstream.properties?.timeouts?.properties?.connect?.type, 'string')
+})
+
+test('keysAt and configKeyPaths follow lists, named maps and the endpoint union', () => {
+  assert.deepEqual(keysAt(['upstreams', 'api', 'timeouts']), ['connect', 'response_header', 'idle', 'total'])
+  assert.deepEqual(keysAt(['upstreams', 'api', 'endpoints', 3]), ['url', 'weight'])
+  assert.deepEqual(keysAt(['routes', 0, 'match']), ['host', 'path_prefix'])
+  assert.deepEqual(keysAt(['no', 'such', 'place']), [])
+  const paths = configKeyPaths()
+  for (const p of ['listeners[].timeouts.header_read', 'upstreams.<name>', 'upstreams.<name>.endpoints[].weight', 'admin.address']) {
+    assert.ok(paths.includes(p), p)
+  }
+})
