@@ -1,0 +1,70 @@
+/**
+ * The `portico` command line: argument parsing only; each command lives in its own module.
+ */
+import { Command, Option } from 'commander'
+
+const program = new Command()
+program
+  .name('portico')
+  .description('A reverse proxy whose 502s and 504s explain themselves')
+  .version('0.1.0')
+  .showHelpAfterError()
+
+program.command('serve')
+  .description('run the proxy from a config file (-c) or in quick mode (--listen/--to)')
+  .option('-c, --config <file>', 'portico.yaml to serve')
+  .option('--listen <address>', 'quick mode: host:port to listen on', '127.0.0.1:8080')
+  .option('--to <url...>', 'quick mode: upstream endpoint URL (repeatable)')
+  .addOption(new Option('--log-format <format>', 'access log format').choices(['json', 'text']))
+  .option('--expose-error-details', 'quick mode: put internal addresses and raw errors in error responses')
+  .action(async (opts) => {
+    const { serveCommand } = await import('./serve.ts')
+    process.exitCode = await serveCommand(opts)
+  })
+
+program.command('check')
+  .description('validate a config file without starting (like nginx -t)')
+  .requiredOption('-c, --config <file>', 'portico.yaml to check')
+  .action(async (opts) => {
+    const { checkCommand } = await import('./check.ts')
+    process.exitCode = await checkCommand(opts.config, process.stdout, process.stderr)
+  })
+
+program.command('doctor')
+  .description('diagnose 502/504s: DNS, TCP, TLS, HTTP, keep-alive, bypass, logs, host')
+  .option('-c, --config <file>', 'Portico config: probe every upstream in it')
+  .option('--nginx <file>', 'nginx config (nginx.conf): probe every upstream and proxy_pass in it')
+  .option('--upstream <url...>', 'probe this backend URL (repeatable)')
+  .option('--via <url>', 'the same request through the proxy, for the bypass comparison')
+  .option('--log <file...>', 'access or error log to read (Portico JSON, nginx error.log, nginx access.log)')
+  .option('--backend-log <file>', 'backend log to correlate request IDs with')
+  .option('--since <when>', 'only log lines newer than this (15m, 2h, or an ISO date)')
+  .option('--json', 'JSON output')
+  .option('--markdown', 'Markdown output')
+  .option('--timeout <duration>', 'per-probe timeout, e.g. 2s')
+  .option('--samples <n>', 'HTTP probe repetitions for the latency distribution', (v) => Number(v))
+  .action(async (opts) => {
+    const { doctorCommand } = await import('./doctor.ts')
+    process.exitCode = await doctorCommand(opts, process.stdout, process.stderr)
+  })
+
+program.command('lab')
+  .description('start a loopback backend that reproduces one failure cause')
+  .argument('[scenario]', 'scenario name (see --list)')
+  .option('--list', 'list the scenarios')
+  .option('--port <port>', 'port to listen on (default: a free one)', (v) => Number(v))
+  .action(async (scenario, opts) => {
+    const { labCommand } = await import('./lab.ts')
+    process.exitCode = await labCommand(scenario, opts, process.stdout)
+  })
+
+program.command('demo')
+  .description('the demo lab: Portico on 127.0.0.1:8080 in front of healthy and faulty upstreams')
+  .option('--listen <address>', 'where Portico listens', '127.0.0.1:8080')
+  .addOption(new Option('--log-format <format>', 'access log format').choices(['json', 'text']).default('text'))
+  .action(async (opts) => {
+    const { demoCommand } = await import('./demo.ts')
+    process.exitCode = await demoCommand(opts)
+  })
+
+await program.parseAsync(process.argv)

@@ -1,0 +1,96 @@
+/**
+ * The classifier: the one place where raw errors (errno codes, TLS codes, undici and
+ * llhttp codes, Portico's own timeouts) become causes from the cause table.
+ */
+import type { CauseType } from './causes.ts'
+
+/**
+ * An error whose cause Portico already knows: its own timers (connect, first-byte, idle,
+ * total) and its own limits raise these, so the classifier never has to guess them.
+ */
+export class GatewayError extends Error {
+  /** Always `PORTICO_GATEWAY_ERROR`; the cause is in `type`. */
+  readonly code = 'PORTICO_GATEWAY_ERROR'
+  /** The RFC 9209 cause. */
+  readonly type: CauseType
+  constructor(type: CauseType, message: string) {
+    super(message)
+    this.name = 'GatewayError'
+    this.type = type
+  }
+}
+
+/** What the classifier returns: the cause and a short detail in plain words. */
+export interface Classification {
+  type: CauseType
+  /** Short, human detail, e.g. `connect ECONNREFUSED 127.0.0.1:3000`; internal, masked from clients by default. */
+  detail: string
+}
+
+/**
+ * Where in the exchange the error happened; the same errno means different causes
+ * before and after the response header (an ECONNRESET before the header is
+ * `connection_terminated`, after it `http_response_incomplete`).
+ */
+export type FailureStage = 'connect' | 'header' | 'body'
+
+const DNS_ERROR = new Set(['ENOTFOUND', 'ENODATA', 'ESERVFAIL', 'EREFUSED', 'EBADNAME', 'ENONAME', 'EAI_NONAME', 'EAI_FAIL', 'ENOTIMP', 'EFORMERR', 'EBADRESP'])
+const DNS_TIMEOUT = new Set(['EAI_AGAIN', 'ETIMEOUT', 'ECONNREFUSED_DNS'])
+const UNROUTABLE = new Set(['EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'EADDRNOTAVAIL'])
+const TERMINATED = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'ERR_STREAM_PREMATURE_CLOSE'])
+const CERT_ERRORS = new Set([
+  'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'CERT_SIGNATURE_FAILURE',
+  'CERT_REVOKED', 'INVALID_CA', 'HOSTNAME_MISMATCH', 'ERR_TLS_CERT_ALTNAME_FORMAT',
+])
+
+/**
+ * Maps a raw error to its cause.
+ *
+ * @param err anything thrown or emitted by the upstream exchange
+ * @param stage where the exchange was when it failed
+ * @returns the cause and a short detail; unknown errors before the header become
+ *   `connection_terminated`, unknown errors after it `http_response_incomplete`, and
+ *   anything that is not a network error `proxy_internal_error`.
+ */
+export function classify(err: unknown, stage: FailureStage): Classification {
+  if (err instanceof GatewayError) return { type: err.type, detail: err.message }
+  const e = err as NodeJS.ErrnoException & { code?: string }
+  const code = typeof e?.code === 'string' ? e.code : ''
+  const detail = describe(e)
+
+  if (stage === 'body') {
+    // Once the status line went downstream, every upstream failure is an incomplete response.
+    return { type: 'http_response_incomplete', detail }
+  }
+  if (DNS_ERROR.has(code)) return { type: 'dns_error', detail }
+  if (DNS_TIMEOUT.has(code)) return { type: 'dns_timeout', detail }
+  if (code === 'ECONNREFUSED') return { type: 'connection_refused', detail }
+  if (UNROUTABLE.has(code)) return { type: 'destination_ip_unroutable', detail }
+  if (code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return { type: stage === 'connect' ? 'connection_timeout' : 'http_response_timeout', detail }
+  }
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') return { type: 'http_response_timeout', detail }
+  if (code === 'UND_ERR_HEADERS_OVERFLOW' || code === 'HPE_HEADER_OVERFLOW') {
+    return { type: 'http_response_header_section_size', detail }
+  }
+  if (CERT_ERRORS.has(code) || code.startsWith('ERR_TLS_CERT')) return { type: 'tls_certificate_error', detail }
+  if (code.startsWith('ERR_SSL_') || code === 'EPROTO' || code.startsWith('ERR_TLS_')) {
+    return { type: 'tls_protocol_error', detail }
+  }
+  if (e?.name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INFO') {
+    return { type: 'http_protocol_error', detail }
+  }
+  if (code === 'UND_ERR_SOCKET' && /bad (response|upgrade)/.test(e.message)) return { type: 'http_protocol_error', detail }
+  if (TERMINATED.has(code)) return { type: 'connection_terminated', detail }
+  if (code.startsWith('E') || code.startsWith('UND_ERR_')) return { type: 'connection_terminated', detail }
+  return { type: 'proxy_internal_error', detail }
+}
+
+/** A short one-line detail: the code and message, without stack. */
+function describe(e: { code?: string; message?: string } | undefined): string {
+  if (!e) return 'unknown error'
+  const msg = (e.message ?? String(e)).split('\n')[0].slice(0, 200)
+  return e.code && !msg.includes(e.code) ? `${e.code}: ${msg}` : msg
+}

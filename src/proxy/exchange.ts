@@ -1,0 +1,349 @@
+/**
+ * One try of a request against one endpoint: dispatches to undici, runs Portico's own
+ * precise timers (first-byte, idle both ways, total), streams the response downstream
+ * with backpressure, and reports how the try ended so the driver can retry or answer.
+ */
+import diagnostics from 'node:diagnostics_channel'
+import type { IncomingMessage, ServerResponse, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
+import { Readable, type Duplex } from 'node:stream'
+import type { Dispatcher } from 'undici'
+import type { CauseType } from '../failures/causes.ts'
+import { classify, GatewayError, type FailureStage } from '../failures/classify.ts'
+import { proxyStatusReceived } from '../failures/proxy-status.ts'
+import type { UpstreamConfig } from '../config/schema.ts'
+import { socketInfo } from '../upstream/connector.ts'
+import type { Endpoint } from '../upstream/endpoint.ts'
+import type { RequestContext } from './context.ts'
+import { cleanResponseHeaders } from './headers.ts'
+
+/** How a try ended before any response header went downstream. */
+export interface TryFailure {
+  type: CauseType
+  detail: string
+  /** Whether request bytes may have reached the upstream (a socket was assigned). */
+  sent: boolean
+  /** Whether the connection had served earlier requests (keep-alive reuse). */
+  reused: boolean
+}
+
+/** The result of a try: `null` when the response went downstream (or the client left), else the failure. */
+export type TryResult = TryFailure | null
+
+/** Everything a try needs that does not change between tries. */
+export interface TryInput {
+  ctx: RequestContext
+  req: IncomingMessage
+  res: ServerResponse
+  method: string
+  /** Path and query to send upstream. */
+  path: string
+  /** Upstream request headers, flat `[name, value, ...]`. */
+  headers: string[]
+  /** Whether the request has a body to stream. */
+  hasBody: boolean
+  timeouts: UpstreamConfig['timeouts']
+  proxyName: string
+  via: string
+}
+
+/** The client went away; not an upstream failure. */
+export class ClientClosedError extends Error {
+  readonly code = 'PORTICO_CLIENT_CLOSED'
+  constructor() {
+    super('client closed the connection')
+  }
+}
+
+// undici publishes the socket of each request just after calling onRequestStart, in the
+// same synchronous step, so the exchange that started last is the one being written.
+let starting: UpstreamExchange | null = null
+diagnostics.subscribe('undici:client:sendHeaders', (message) => {
+  const ex = starting
+  if (ex === null) return
+  starting = null
+  ex.onSocket((message as { socket: Duplex }).socket)
+})
+
+const TIMER_UPLOAD = 1
+const TIMER_HEADER = 2
+const TIMER_BODY = 3
+
+/**
+ * A request body read from the client only when undici asks for it, so that a try that
+ * failed before sending anything leaves the body untouched for the next try.
+ */
+class LazyBody extends Readable {
+  readonly #req: IncomingMessage
+  #waiting = false
+  /** Bytes taken from the client so far. */
+  consumed = 0
+
+  constructor(req: IncomingMessage) {
+    super()
+    this.#req = req
+  }
+
+  override _read(): void {
+    const req = this.#req
+    let chunk: Buffer | null
+    while ((chunk = req.read() as Buffer | null) !== null) {
+      this.consumed += chunk.length
+      if (!this.push(chunk)) return
+    }
+    if (req.readableEnded) {
+      this.push(null)
+      return
+    }
+    if (!this.#waiting) {
+      this.#waiting = true
+      req.once('readable', this.#onReadable)
+      req.once('end', this.#onReadable)
+      req.once('error', this.#onError)
+    }
+  }
+
+  #onReadable = (): void => {
+    this.#detach()
+    this._read()
+  }
+
+  #onError = (err: Error): void => {
+    this.#detach()
+    this.destroy(err)
+  }
+
+  #detach(): void {
+    this.#waiting = false
+    this.#req.removeListener('readable', this.#onReadable)
+    this.#req.removeListener('end', this.#onReadable)
+    this.#req.removeListener('error', this.#onError)
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // Never destroy the client's request: a later try may still read it.
+    this.#detach()
+    cb(err)
+  }
+}
+
+/** One exchange with one endpoint; implements undici's dispatch handler. */
+export class UpstreamExchange implements Dispatcher.DispatchHandler {
+  readonly #in: TryInput
+  readonly #endpoint: Endpoint
+  readonly #start = performance.now()
+  #controller: Dispatcher.DispatchController | null = null
+  #socket: Duplex | null = null
+  #reused = false
+  #body: LazyBody | null = null
+  #timer: NodeJS.Timeout | null = null
+  #timerKind = 0
+  #totalTimer: NodeJS.Timeout | null = null
+  /** Set when Portico decided to end the exchange before undici started it. */
+  #pendingAbort: Error | null = null
+  #headerSent = false
+  #settled = false
+  #resolve: (r: TryResult) => void = () => {}
+  #finished = false
+
+  constructor(input: TryInput, endpoint: Endpoint) {
+    this.#in = input
+    this.#endpoint = endpoint
+  }
+
+  /** Bytes of the request body taken from the client by this try (0 means the body can be replayed). */
+  get bodyConsumed(): number {
+    return this.#body?.consumed ?? 0
+  }
+
+  /**
+   * Runs the try.
+   *
+   * @param dispatcher where to dispatch: the endpoint's pool, or a fresh one-connection client
+   * @returns a promise of null once the response header went downstream (the body keeps
+   *   streaming), or of the failure when the try failed before that
+   */
+  run(dispatcher: Dispatcher): Promise<TryResult> {
+    const { timeouts, method, path, headers, hasBody, req } = this.#in
+    const promise = new Promise<TryResult>((resolve) => { this.#resolve = resolve })
+    this.#endpoint.inFlight++
+    this.#endpoint.requests++
+    if (timeouts.total !== undefined) {
+      this.#totalTimer = setTimeout(this.#onTotalTimeout, timeouts.total)
+    }
+    this.#body = hasBody ? new LazyBody(req) : null
+    dispatcher.dispatch({
+      path,
+      method: method as Dispatcher.HttpMethod,
+      headers,
+      body: this.#body,
+      idempotent: false,
+      blocking: true,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    }, this)
+    return promise
+  }
+
+  /** Aborts the exchange (client gone or shutdown). */
+  abort(err: Error): void {
+    if (this.#controller) this.#controller.abort(err)
+    else this.#pendingAbort = err
+  }
+
+  /** @internal called from the undici:client:sendHeaders subscriber */
+  onSocket(socket: Duplex): void {
+    this.#socket = socket
+    const info = socketInfo.get(socket)
+    const t = this.#in.ctx.timings
+    if (info) {
+      info.requests++
+      this.#reused = info.requests > 1
+      t.dns_ms = this.#reused ? null : info.dnsMs
+      t.connect_ms = this.#reused ? null : info.connectMs
+      t.tls_ms = this.#reused ? null : info.tlsMs
+    }
+    this.#in.ctx.connectionReused = this.#reused
+    if (this.#in.hasBody) this.#arm(TIMER_UPLOAD, this.#in.timeouts.idle)
+    else this.#arm(TIMER_HEADER, this.#in.timeouts.response_header)
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller
+    if (this.#pendingAbort) {
+      controller.abort(this.#pendingAbort)
+      return
+    }
+    starting = this
+  }
+
+  onBodySent(): void {
+    if (this.#timerKind === TIMER_UPLOAD) this.#timer?.refresh()
+  }
+
+  onRequestSent(): void {
+    if (this.#timerKind === TIMER_UPLOAD) this.#arm(TIMER_HEADER, this.#in.timeouts.response_header)
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    const { ctx, res } = this.#in
+    if (statusCode < 200) {
+      // Interim responses: 103 Early Hints is forwarded; 100 is answered by Portico itself.
+      if (statusCode === 103 && headers.link && !res.headersSent) {
+        res.writeEarlyHints({ link: headers.link })
+      }
+      return
+    }
+    ctx.timings.ttfb_ms = performance.now() - this.#start
+    ctx.upstreamStatus = statusCode
+    ctx.status = statusCode
+    this.#arm(TIMER_BODY, this.#in.timeouts.idle)
+    const out = cleanResponseHeaders(headers) as OutgoingHttpHeaders
+    out['proxy-status'] = proxyStatusReceived(this.#in.proxyName, statusCode, headers['proxy-status'])
+    out['x-request-id'] = ctx.requestId
+    out.via = headers.via ? `${headers.via}, ${this.#in.via}` : this.#in.via
+    if (res.destroyed) {
+      controller.abort(new ClientClosedError())
+      return
+    }
+    this.#headerSent = true
+    res.writeHead(statusCode, statusMessage || undefined, out)
+    this.#settle(null)
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#timer !== null) this.#timer.refresh()
+    this.#in.ctx.bytesSent += chunk.length
+    if (!this.#in.res.write(chunk)) {
+      controller.pause()
+      this.#in.res.once('drain', () => controller.resume())
+    }
+  }
+
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+    this.#clearTimers()
+    const res = this.#in.res
+    if (trailers && Object.keys(trailers).length > 0 && res.chunkedEncoding) {
+      res.addTrailers(trailers as Record<string, string>)
+    }
+    res.end()
+    this.#finish()
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.#clearTimers()
+    const { ctx, res } = this.#in
+    if (err instanceof ClientClosedError) {
+      this.#settle(null)
+      this.#finish()
+      return
+    }
+    const stage: FailureStage = this.#headerSent ? 'body' : this.#socket ? 'header' : 'connect'
+    const c = classify(err, stage)
+    this.#endpoint.lastError = { type: c.type, at: Date.now(), detail: c.detail }
+    if (this.#headerSent) {
+      // The status line is gone: abort the downstream connection so the client cannot
+      // mistake a truncated body for a complete one.
+      ctx.error = c.type
+      ctx.details = c.detail
+      ctx.downstream = 'aborted'
+      res.destroy()
+      this.#finish()
+      return
+    }
+    let detail = c.detail
+    if (c.type === 'connection_terminated') detail += this.#reused ? ' (on a reused keep-alive connection)' : ' (on a new connection)'
+    this.#settle({ type: c.type, detail, sent: this.#socket !== null, reused: this.#reused })
+    this.#finish()
+  }
+
+  #arm(kind: number, ms: number): void {
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    this.#timerKind = kind
+    this.#timer = setTimeout(this.#onTimeout, ms)
+  }
+
+  #onTimeout = (): void => {
+    const t = this.#in.timeouts
+    const err = this.#timerKind === TIMER_HEADER
+      ? new GatewayError('http_response_timeout', `no response header within ${t.response_header}ms`)
+      : this.#timerKind === TIMER_BODY
+        ? new GatewayError('connection_read_timeout', `response body idle for more than ${t.idle}ms`)
+        // An upload that stalls is a slow client, but the exchange still cannot complete.
+        : new GatewayError('http_response_timeout', `request body idle for more than ${t.idle}ms`)
+    this.#timer = null
+    this.abort(err)
+  }
+
+  #onTotalTimeout = (): void => {
+    this.#totalTimer = null
+    const err = new GatewayError(this.#headerSent ? 'connection_read_timeout' : 'http_response_timeout',
+      `exchange took longer than the total timeout ${this.#in.timeouts.total}ms`)
+    if (this.#controller) {
+      this.#controller.abort(err)
+    } else {
+      // Still queued in undici: answer now and cancel the request when it starts.
+      this.#pendingAbort = err
+      this.#settle({ type: 'http_response_timeout', detail: err.message, sent: false, reused: false })
+      this.#finish()
+    }
+  }
+
+  #clearTimers(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer)
+    if (this.#totalTimer !== null) clearTimeout(this.#totalTimer)
+    this.#timer = null
+    this.#totalTimer = null
+  }
+
+  #settle(r: TryResult): void {
+    if (this.#settled) return
+    this.#settled = true
+    this.#resolve(r)
+  }
+
+  #finish(): void {
+    if (this.#finished) return
+    this.#finished = true
+    this.#endpoint.inFlight--
+  }
+}

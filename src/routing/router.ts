@@ -1,0 +1,105 @@
+/**
+ * Routing: the request's host and path select a route, and the route names its upstream.
+ */
+import type { RouteConfig } from '../config/schema.ts'
+
+/** A compiled route. */
+export interface Route {
+  /** Name used in logs: the configured name or `route<index>`. */
+  readonly name: string
+  readonly upstream: string
+  readonly preserveHost: boolean
+  readonly stripPrefix: boolean
+  /** Lower-case exact host, or null when the route matches any host or a suffix. */
+  readonly host: string | null
+  /** Lower-case suffix including the dot (`.example.com`) for `*.example.com`, or null. */
+  readonly hostSuffix: string | null
+  /** Path prefix without a trailing slash (`""` for `/`). */
+  readonly prefix: string
+  readonly config: RouteConfig
+}
+
+/**
+ * Matches requests to routes. Order of precedence, like nginx `server_name` then the
+ * longest `location` prefix: exact host over wildcard host over any host; within the same
+ * host class the longest path prefix wins; ties go to the first route in the file.
+ */
+export class Router {
+  readonly routes: readonly Route[]
+
+  /** @param routes the `routes` list of the config */
+  constructor(routes: readonly RouteConfig[]) {
+    this.routes = routes.map((r, i) => compile(r, i))
+  }
+
+  /**
+   * Finds the route for a request.
+   *
+   * @param hostHeader the request's Host (or :authority), possibly with a port
+   * @param path the request target's path (query allowed; it is ignored)
+   * @returns the route, or null when none matches (the caller answers 404 `destination_not_found`)
+   */
+  match(hostHeader: string | undefined, path: string): Route | null {
+    const host = normalizeHost(hostHeader)
+    let best: Route | null = null
+    let bestScore = -1
+    for (const r of this.routes) {
+      let hostClass: number
+      if (r.host !== null) {
+        if (r.host !== host) continue
+        hostClass = 2
+      } else if (r.hostSuffix !== null) {
+        if (!host.endsWith(r.hostSuffix) || host.length === r.hostSuffix.length) continue
+        hostClass = 1
+      } else {
+        hostClass = 0
+      }
+      if (!pathMatches(r.prefix, path)) continue
+      // Host class dominates, then prefix length; strict > keeps the first of equals.
+      const score = hostClass * 100_000 + r.prefix.length
+      if (score > bestScore) {
+        best = r
+        bestScore = score
+      }
+    }
+    return best
+  }
+}
+
+function compile(r: RouteConfig, index: number): Route {
+  const h = r.match.host?.toLowerCase() ?? null
+  const prefix = r.match.path_prefix.replace(/\/+$/, '')
+  return {
+    name: r.name ?? `route${index}`,
+    upstream: r.upstream,
+    preserveHost: r.preserve_host,
+    stripPrefix: r.strip_prefix,
+    host: h && !h.startsWith('*.') ? h : null,
+    hostSuffix: h && h.startsWith('*.') ? h.slice(1) : null,
+    prefix,
+    config: r,
+  }
+}
+
+/** Lower-cases a Host header and drops its port (`Example.com:8080` → `example.com`, `[::1]:80` → `[::1]`). */
+export function normalizeHost(hostHeader: string | undefined): string {
+  if (!hostHeader) return ''
+  let h = hostHeader
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']')
+    h = end > 0 ? h.slice(0, end + 1) : h
+  } else {
+    const colon = h.indexOf(':')
+    if (colon >= 0) h = h.slice(0, colon)
+  }
+  return h.toLowerCase().replace(/\.$/, '')
+}
+
+/** Prefix match on segment boundaries: `/v1` matches `/v1`, `/v1/x`, `/v1?q`, not `/v10`. */
+export function pathMatches(prefix: string, path: string): boolean {
+  if (prefix === '') return true
+  if (!path.startsWith(prefix)) return false
+  if (path.length === prefix.length) return true
+  const next = path.charCodeAt(prefix.length)
+  return next === 47 /* / */ || next === 63 /* ? */
+}

@@ -1,0 +1,72 @@
+/**
+ * An endpoint: one address of an upstream pool, with its keep-alive connection pool
+ * (undici) and the counters balancing and the admin API read.
+ */
+import { Pool } from 'undici'
+import type { CauseType } from '../failures/causes.ts'
+import type { UpstreamConfig } from '../config/schema.ts'
+import { createConnector } from './connector.ts'
+
+/** One upstream endpoint. */
+export class Endpoint {
+  /** Endpoint URL as configured, e.g. `http://127.0.0.1:3000`. */
+  readonly url: string
+  /** `protocol//host:port`, the key undici pools by. */
+  readonly origin: string
+  readonly protocol: 'http:' | 'https:'
+  /** Host name or IP literal (IPv6 without brackets). */
+  readonly hostname: string
+  readonly port: number
+  /** `host:port`, as logged in the `endpoint` field. */
+  readonly label: string
+  /** Relative share of traffic. */
+  readonly weight: number
+  /** Keep-alive connection pool to this endpoint. */
+  readonly dispatcher: Pool
+  /** Requests in flight to this endpoint (least_request reads it). */
+  inFlight = 0
+  /** Total requests sent, for the admin API. */
+  requests = 0
+  /** Last gateway failure seen on real traffic, for the admin API. */
+  lastError: { type: CauseType; at: number; detail: string } | null = null
+
+  /**
+   * @param url endpoint URL (`http://host:port` or `https://host:port`)
+   * @param weight relative share of traffic
+   * @param cfg the upstream's config (timeouts, keep-alive, header size limit)
+   */
+  constructor(url: string, weight: number, cfg: UpstreamConfig) {
+    const u = new URL(url)
+    this.url = url
+    this.protocol = u.protocol as 'http:' | 'https:'
+    this.hostname = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname
+    this.port = Number(u.port) || (this.protocol === 'https:' ? 443 : 80)
+    this.origin = `${this.protocol}//${u.host}`
+    this.label = `${u.hostname}:${this.port}`
+    this.weight = weight
+    this.dispatcher = new Pool(this.origin, {
+      connect: createConnector({ connectTimeoutMs: cfg.timeouts.connect }),
+      connections: cfg.keepalive.max_connections,
+      pipelining: 1,
+      keepAliveTimeout: cfg.keepalive.idle_timeout,
+      keepAliveMaxTimeout: cfg.keepalive.idle_timeout,
+      // A `Keep-Alive: timeout=N` from the upstream wins when shorter, minus this margin.
+      keepAliveTimeoutThreshold: 1000,
+      // Portico runs its own precise timers; undici's are coarse (500 ms resolution).
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      maxHeaderSize: cfg.max_response_header_size,
+      strictContentLength: true,
+    })
+  }
+
+  /** Closes idle connections and waits for busy ones to finish. */
+  close(): Promise<void> {
+    return this.dispatcher.close()
+  }
+
+  /** Destroys every connection at once. */
+  destroy(): Promise<void> {
+    return this.dispatcher.destroy()
+  }
+}
