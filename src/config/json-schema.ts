@@ -1,7 +1,8 @@
 /** The JSON Schema of portico.yaml as written (for editors), and the key paths it defines; run directly to print it. */
 import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
-import { configSchema } from './schema.ts'
+import { configSchema, duration, size } from './schema.ts'
+import { formatDuration } from './units.ts'
 
 /** A JSON Schema node, as far as Portico reads it (draft 2020-12). */
 export interface JsonSchemaNode {
@@ -25,10 +26,39 @@ export interface JsonSchemaNode {
  */
 export function configJsonSchema(): JsonSchemaNode {
   return {
-    ...z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' }),
+    ...z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12', override: describeUnits }),
     title: 'portico.yaml',
     description: 'Portico configuration. Durations are strings with a unit ("250ms", "5s", "2m", "1h"); sizes are "64KiB", "1MiB", "10MB" or a whole number of bytes. See docs/configuration.md.',
   } as JsonSchemaNode
+}
+
+/** The duration grammar of units.ts `parseDuration`, for editors (a test keeps the two in step). */
+export const DURATION_PATTERN = '^\\s*\\d+(\\.\\d+)?(ms|s|m|h)\\s*$'
+/** The size grammar of units.ts `parseSize` for strings; JSON Schema patterns have no flags, hence the case classes. */
+export const SIZE_PATTERN = '^\\s*\\d+(\\.\\d+)?\\s*([bB]|[kKmMgG][iI]?[bB])?\\s*$'
+
+type OverrideContext = { zodSchema: unknown; jsonSchema: Record<string, unknown> }
+
+/**
+ * Gives durations and sizes their grammar, and their defaults in the form written in
+ * YAML (`"2s"`, not the 2000 ms the parsed config holds, which zod leaves out of an
+ * input schema).
+ */
+function describeUnits({ zodSchema, jsonSchema }: OverrideContext): void {
+  const def = (zodSchema as { _zod: { def: { type: string; innerType?: unknown; defaultValue?: unknown } } })._zod.def
+  if (zodSchema === duration) {
+    Object.assign(jsonSchema, { pattern: DURATION_PATTERN, description: 'A duration: a number with a unit ms, s, m or h, e.g. "250ms", "5s", "2m".' })
+  } else if (zodSchema === size) {
+    const text = (jsonSchema.anyOf as Record<string, unknown>[] | undefined)?.find((b) => b.type === 'string')
+    if (text) text.pattern = SIZE_PATTERN
+    const bytes = (jsonSchema.anyOf as Record<string, unknown>[] | undefined)?.find((b) => b.type === 'number')
+    if (bytes) Object.assign(bytes, { type: 'integer', minimum: 0 })
+    jsonSchema.description = 'A size: a whole number of bytes, or a number with a unit B, KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024), e.g. "64KiB".'
+  } else if (def.type === 'default' && def.innerType === duration && typeof def.defaultValue === 'number') {
+    jsonSchema.default = formatDuration(def.defaultValue)
+  } else if (def.type === 'default' && def.innerType === size) {
+    jsonSchema.default = def.defaultValue
+  }
 }
 
 // Read-only copy for the lookups below; built on first use (it only serves error messages and tests).

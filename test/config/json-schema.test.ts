@@ -4,7 +4,9 @@ import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { test } from 'node:test'
 import { promisify } from 'node:util'
-import { configJsonSchema, configKeyPaths, keysAt } from '../../src/config/json-schema.ts'
+import { configJsonSchema, configKeyPaths, DURATION_PATTERN, keysAt, SIZE_PATTERN } from '../../src/config/json-schema.ts'
+import type { JsonSchemaNode } from '../../src/config/json-schema.ts'
+import { parseDuration, parseSize } from '../../src/config/units.ts'
 
 test('docs/portico.schema.json is up to date (regenerate: node src/config/json-schema.ts > docs/portico.schema.json)', async () => {
   const committed = await readFile(new URL('../../docs/portico.schema.json', import.meta.url), 'utf8')
@@ -36,4 +38,34 @@ test('keysAt and configKeyPaths follow lists, named maps and the endpoint union'
   for (const p of ['listeners[].timeouts.header_read', 'upstreams.<name>', 'upstreams.<name>.endpoints[].weight', 'admin.address']) {
     assert.ok(paths.includes(p), p)
   }
+})
+
+test('duration and size patterns accept exactly what parseDuration and parseSize accept', () => {
+  const durationRe = new RegExp(DURATION_PATTERN)
+  for (const text of ['250ms', '5s', '1.5m', '1h', ' 3s ', '0ms', '5 sec', '5', '1d', '-1s', '5S', '', '1.s']) {
+    let ok = true
+    try {
+      parseDuration(text)
+    } catch {
+      ok = false
+    }
+    assert.equal(durationRe.test(text), ok, JSON.stringify(text))
+  }
+  const sizeRe = new RegExp(SIZE_PATTERN)
+  for (const text of ['64KiB', '1mib', '10MB', '2kb', '512', '512B', '1.5GiB', '16 KiB', '16k', 'KiB', '-1', '1TiB', '', '16 kilos']) {
+    let ok = true
+    try {
+      parseSize(text)
+    } catch {
+      ok = false
+    }
+    assert.equal(sizeRe.test(text), ok, JSON.stringify(text))
+  }
+})
+
+test('defaults appear as written in YAML', () => {
+  const upstream = configJsonSchema().properties?.upstreams?.additionalProperties as JsonSchemaNode
+  assert.equal(upstream.properties?.timeouts?.properties?.connect?.default, '2s')
+  assert.equal(parseDuration(String(upstream.properties?.timeouts?.properties?.response_header?.default)), 30_000)
+  assert.equal(upstream.properties?.max_response_header_size?.default, 16_384)
 })
