@@ -1,4 +1,5 @@
 /** The JSON Schema of portico.yaml as written (for editors), and the key paths it defines; run directly to print it. */
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { z } from 'zod'
 import { configSchema, duration, size } from './schema.ts'
@@ -19,17 +20,51 @@ export interface JsonSchemaNode {
 /**
  * The JSON Schema (draft 2020-12) of the config *input*: durations and sizes are the
  * strings written in YAML, not the ms/bytes the proxy reads. Checks that JSON Schema
- * cannot express (the duration and size grammars, the route → upstream reference)
- * become plain strings there; `portico check` enforces them.
+ * cannot express (the route → upstream reference) are left to `portico check`.
  *
+ * @param descriptions key path (as in {@link configKeyPaths}) → text shown by editors;
+ *   docs/portico.schema.json takes them from docs/configuration.md ({@link referenceRows})
  * @returns a new object on each call (callers may change it)
  */
-export function configJsonSchema(): JsonSchemaNode {
-  return {
+export function configJsonSchema(descriptions: ReadonlyMap<string, string> = new Map()): JsonSchemaNode {
+  const schema = {
     ...z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12', override: describeUnits }),
     title: 'portico.yaml',
     description: 'Portico configuration. Durations are strings with a unit ("250ms", "5s", "2m", "1h"); sizes are "64KiB", "1MiB", "10MB" or a whole number of bytes. See docs/configuration.md.',
   } as JsonSchemaNode
+  eachKey(schema, (path, node) => {
+    const text = descriptions.get(path)
+    // Keep the unit grammar after the key's own text: editors show one description.
+    if (text) node.description = node.description ? `${text} ${node.description}` : text
+  })
+  return schema
+}
+
+/** One row of a reference table in docs/configuration.md. */
+export interface ReferenceRow {
+  /** Full key path, e.g. `upstreams.<name>.timeouts.connect`. */
+  key: string
+  type: string
+  /** As written: a literal in backticks (`` `2s` ``) or words ("required", "none", "see below"). */
+  default: string
+  description: string
+}
+
+/**
+ * Reads the rows of the tables under `## Reference` in docs/configuration.md: lines
+ * of the form ``| `key.path` | type | default | description |``.
+ */
+export function referenceRows(markdown: string): ReferenceRow[] {
+  const start = markdown.indexOf('\n## Reference\n')
+  if (start < 0) return []
+  const end = markdown.indexOf('\n## ', start + 1)
+  const section = markdown.slice(start, end < 0 ? undefined : end)
+  return [...section.matchAll(/^\| `([^`]+)` \| (.*?) \| (.*?) \| (.*) \|$/gm)].map((m) => ({
+    key: m[1],
+    type: m[2],
+    default: m[3],
+    description: m[4],
+  }))
 }
 
 /** The duration grammar of units.ts `parseDuration`, for editors (a test keeps the two in step). */
@@ -95,6 +130,26 @@ export function keysAt(path: readonly PropertyKey[]): string[] {
   return Object.keys(objectBranch(nodeAt(path))?.properties ?? {})
 }
 
+/** Calls `visit` with each key's full path (see {@link configKeyPaths}) and its schema node, parents first. */
+function eachKey(root: JsonSchemaNode, visit: (path: string, node: JsonSchemaNode) => void): void {
+  const walk = (node: JsonSchemaNode, prefix: string): void => {
+    const obj = objectBranch(node)
+    for (const [key, child] of Object.entries(obj?.properties ?? {})) {
+      const path = prefix ? `${prefix}.${key}` : key
+      visit(path, child)
+      walk(child, path)
+    }
+    const items = node.items ?? node.anyOf?.find((n) => n.items !== undefined)?.items
+    if (items) walk(items, `${prefix}[]`)
+    const extra = obj === undefined ? node.additionalProperties : undefined
+    if (typeof extra === 'object') {
+      visit(`${prefix}.<name>`, extra)
+      walk(extra, `${prefix}.<name>`)
+    }
+  }
+  walk(root, '')
+}
+
 /**
  * Every key the config accepts, as a full dotted path: lists as `[]`, named maps as
  * `<name>` (e.g. `upstreams.<name>.endpoints[].weight`). docs/configuration.md documents
@@ -102,25 +157,18 @@ export function keysAt(path: readonly PropertyKey[]): string[] {
  */
 export function configKeyPaths(): string[] {
   const out: string[] = []
-  const walk = (node: JsonSchemaNode, prefix: string): void => {
-    const obj = objectBranch(node)
-    for (const [key, child] of Object.entries(obj?.properties ?? {})) {
-      const path = prefix ? `${prefix}.${key}` : key
-      out.push(path)
-      walk(child, path)
-    }
-    const items = node.items ?? node.anyOf?.find((n) => n.items !== undefined)?.items
-    if (items) walk(items, `${prefix}[]`)
-    const extra = obj === undefined ? node.additionalProperties : undefined
-    if (typeof extra === 'object') {
-      out.push(`${prefix}.<name>`)
-      walk(extra, `${prefix}.<name>`)
-    }
-  }
-  walk((shared ??= configJsonSchema()), '')
+  eachKey((shared ??= configJsonSchema()), (path) => out.push(path))
   return out
 }
 
+/** The schema with the descriptions of docs/configuration.md, as committed in docs/portico.schema.json. */
+export function documentedJsonSchema(): JsonSchemaNode {
+  const markdown = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8')
+  // Editors show descriptions as plain text: drop the Markdown code marks.
+  const descriptions = new Map(referenceRows(markdown).map((r) => [r.key, r.description.replaceAll('`', '')]))
+  return configJsonSchema(descriptions)
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  process.stdout.write(`${JSON.stringify(configJsonSchema(), null, 2)}\n`)
+  process.stdout.write(`${JSON.stringify(documentedJsonSchema(), null, 2)}\n`)
 }

@@ -2,35 +2,28 @@
 import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { test } from 'node:test'
-import { configKeyPaths } from '../../src/config/json-schema.ts'
+import { configKeyPaths, referenceRows } from '../../src/config/json-schema.ts'
+import type { ReferenceRow } from '../../src/config/json-schema.ts'
 import { parseConfig } from '../../src/config/load.ts'
 import { parseDuration, parseSize } from '../../src/config/units.ts'
 
 const docsUrl = new URL('../../docs/configuration.md', import.meta.url)
 const exampleUrl = new URL('../../examples/portico.yaml', import.meta.url)
 
-interface Row { key: string; type: string; default: string; text: string }
-
-/** The rows of the tables under "## Reference" whose first cell is a backticked key path. */
-async function referenceRows(): Promise<Row[]> {
-  const md = await readFile(docsUrl, 'utf8')
-  const start = md.indexOf('\n## Reference\n')
-  assert.ok(start >= 0, 'docs/configuration.md has a "## Reference" section')
-  const end = md.indexOf('\n## ', start + 1)
-  const section = md.slice(start, end < 0 ? undefined : end)
-  return [...section.matchAll(/^\| `([^`]+)` \| (.*?) \| (.*?) \| (.*) \|$/gm)].map((m) => ({ key: m[1], type: m[2], default: m[3], text: m[4] }))
+async function rows(): Promise<ReferenceRow[]> {
+  return referenceRows(await readFile(docsUrl, 'utf8'))
 }
 
 test('every config key is documented once, and every documented key exists', async () => {
-  const rows = await referenceRows()
-  const documented = rows.map((r) => r.key)
+  const found = await rows()
+  const documented = found.map((r) => r.key)
   const keys = configKeyPaths()
   assert.ok(keys.length > 30, 'the schema walk finds the keys')
   assert.deepEqual(documented.filter((k, i) => documented.indexOf(k) !== i), [], 'documented twice')
   assert.deepEqual(keys.filter((k) => !documented.includes(k)), [], 'keys missing from docs/configuration.md')
   assert.deepEqual(documented.filter((k) => !keys.includes(k)), [], 'documented keys the schema does not have')
-  for (const r of rows) {
-    assert.ok(r.type.trim() && r.default.trim() && r.text.trim().length > 10, `${r.key}: type, default and description are filled in`)
+  for (const r of found) {
+    assert.ok(r.type.trim() && r.default.trim() && r.description.trim().length > 10, `${r.key}: type, default and description are filled in`)
   }
 })
 
@@ -51,7 +44,7 @@ upstreams: { app: { endpoints: [{ url: "http://127.0.0.1:3000" }] } }
 admin: {}
 `, 'defaults.yaml')
   let checked = 0
-  for (const r of await referenceRows()) {
+  for (const r of await rows()) {
     const m = /^`([^`<]+)`$/.exec(r.default.trim())
     if (!m) continue // "required", "see below", "none", "route<index>": not a literal value
     const literal = m[1]

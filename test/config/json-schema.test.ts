@@ -4,19 +4,19 @@ import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { test } from 'node:test'
 import { promisify } from 'node:util'
-import { configJsonSchema, configKeyPaths, DURATION_PATTERN, keysAt, SIZE_PATTERN } from '../../src/config/json-schema.ts'
+import { configJsonSchema, configKeyPaths, documentedJsonSchema, DURATION_PATTERN, keysAt, SIZE_PATTERN } from '../../src/config/json-schema.ts'
 import type { JsonSchemaNode } from '../../src/config/json-schema.ts'
 import { parseDuration, parseSize } from '../../src/config/units.ts'
 
 test('docs/portico.schema.json is up to date (regenerate: node src/config/json-schema.ts > docs/portico.schema.json)', async () => {
   const committed = await readFile(new URL('../../docs/portico.schema.json', import.meta.url), 'utf8')
-  assert.equal(committed, `${JSON.stringify(configJsonSchema(), null, 2)}\n`)
+  assert.equal(committed, `${JSON.stringify(documentedJsonSchema(), null, 2)}\n`)
 })
 
 test('running the module prints the schema', async () => {
   const script = new URL('../../src/config/json-schema.ts', import.meta.url).pathname
   const { stdout } = await promisify(execFile)(process.execPath, [script])
-  assert.deepEqual(JSON.parse(stdout), configJsonSchema())
+  assert.deepEqual(JSON.parse(stdout), documentedJsonSchema())
 })
 
 test('the schema describes the input: durations are strings, unknown keys are refused', () => {
@@ -66,4 +66,13 @@ test('defaults appear as written in YAML', () => {
   assert.equal(upstream.properties?.timeouts?.properties?.connect?.default, '2s')
   assert.equal(parseDuration(String(upstream.properties?.timeouts?.properties?.response_header?.default)), 30_000)
   assert.equal(upstream.properties?.max_response_header_size?.default, 16_384)
+})
+
+test('descriptions from docs/configuration.md reach the keys, before the unit grammar', () => {
+  const s = configJsonSchema(new Map([['upstreams.<name>.timeouts.connect', 'TCP connect.'], ['proxy_name', 'Name.']]))
+  const upstream = s.properties?.upstreams?.additionalProperties as JsonSchemaNode
+  assert.match(String(upstream.properties?.timeouts?.properties?.connect?.description), /^TCP connect\. A duration: /)
+  assert.equal(s.properties?.proxy_name?.description, 'Name.')
+  const documented = documentedJsonSchema()
+  assert.match(String(documented.properties?.listeners?.description), /at least one/)
 })
