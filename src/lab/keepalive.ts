@@ -22,7 +22,7 @@ export function keepAliveRaceServer(inner: Handler, keepAliveTimeoutMs: number, 
     const socket = req.socket
     context.cancel(idle.get(socket))
     idle.delete(socket)
-    if (advertise) res.setHeader('keep-alive', `timeout=${Math.floor(keepAliveTimeoutMs / 1000)}`)
+    if (advertise && res.shouldKeepAlive) res.setHeader('keep-alive', `timeout=${Math.floor(keepAliveTimeoutMs / 1000)}`)
     res.once('finish', () => {
       if (socket.destroyed || !res.shouldKeepAlive) return
       idle.set(socket, context.after(keepAliveTimeoutMs, () => {
