@@ -103,7 +103,7 @@ export interface AccessLogSink {
  * @param path a file path to append to, or `-` for standard output
  */
 export function createAccessLog(format: 'json' | 'text', path: string): AccessLogSink {
-  const dest = pino.destination({ dest: path === '-' ? 1 : path, sync: false, minLength: 4096, mkdir: true })
+  const dest = pino.destination({ dest: path === '-' ? 1 : path, sync: false, mkdir: true })
   const sink: AccessLogSink = {
     write(ctx) {
       const r = toRecord(ctx)
