@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Client } from 'undici'
-import { CAUSES, type CauseType } from '../failures/causes.ts'
+import { CAUSES, isRetryable, type CauseType } from '../failures/causes.ts'
 import { proxyStatusError } from '../failures/proxy-status.ts'
 import { prefersJson, renderErrorPage } from '../failures/error-page.ts'
 import type { AccessLogSink } from '../observe/access-log.ts'
@@ -94,10 +94,9 @@ export function sendError(ctx: RequestContext, req: IncomingMessage, res: Server
  * - never once request body bytes were taken from the client.
  */
 function retryDecision(f: TryFailure, idempotent: boolean, bodyConsumed: number, attempts: number, maxAttempts: number, raceRetried: boolean): 'another' | 'fresh' | 'no' {
-  if (bodyConsumed > 0) return 'no'
-  if (!f.sent && CAUSES[f.type].phase === 'before_send') return attempts < maxAttempts ? 'another' : 'no'
-  if (f.type === 'connection_terminated' && f.reused && idempotent && !raceRetried) return 'fresh'
-  return 'no'
+  if (bodyConsumed > 0 || !isRetryable(f.type, idempotent, f.reused)) return 'no'
+  if (f.type === 'connection_terminated') return raceRetried ? 'no' : 'fresh'
+  return !f.sent && attempts < maxAttempts ? 'another' : 'no'
 }
 
 /**

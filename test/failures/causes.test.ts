@@ -1,0 +1,92 @@
+// Keeps the cause table, docs/causes.md and the classifier in step (like fastify's error-code test).
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { CAUSES, CAUSE_TYPES, isRetryable, type CauseType } from '../../src/failures/causes.ts'
+import { classify, GatewayError, type FailureStage } from '../../src/failures/classify.ts'
+
+const docs = readFileSync(new URL('../../docs/causes.md', import.meta.url), 'utf8')
+
+function errno(code: string, message = code): Error {
+  return Object.assign(new Error(message), { code })
+}
+function named(name: string, message: string, code?: string): Error {
+  const e = new Error(message)
+  e.name = name
+  return code ? Object.assign(e, { code }) : e
+}
+
+/** A raw error (as Node, undici or llhttp produce it) for every cause the classifier derives from raw errors. */
+const RAW: [CauseType, unknown, FailureStage][] = [
+  ['dns_error', errno('ENOTFOUND', 'getaddrinfo ENOTFOUND x.invalid'), 'connect'],
+  ['dns_timeout', errno('EAI_AGAIN', 'getaddrinfo EAI_AGAIN example'), 'connect'],
+  ['destination_ip_unroutable', errno('EHOSTUNREACH'), 'connect'],
+  ['connection_refused', errno('ECONNREFUSED', 'connect ECONNREFUSED 127.0.0.1:1'), 'connect'],
+  ['connection_timeout', errno('ETIMEDOUT'), 'connect'],
+  ['connection_terminated', errno('ECONNRESET', 'read ECONNRESET'), 'header'],
+  ['connection_terminated', errno('UND_ERR_SOCKET', 'other side closed'), 'header'],
+  ['tls_protocol_error', errno('ERR_SSL_WRONG_VERSION_NUMBER', 'wrong version number'), 'connect'],
+  ['tls_certificate_error', errno('CERT_HAS_EXPIRED', 'certificate has expired'), 'connect'],
+  ['tls_certificate_error', errno('ERR_TLS_CERT_ALTNAME_INVALID', "Hostname/IP does not match certificate's altnames"), 'connect'],
+  ['tls_certificate_error', errno('DEPTH_ZERO_SELF_SIGNED_CERT', 'self-signed certificate'), 'connect'],
+  ['http_protocol_error', named('HTTPParserError', 'Response does not match the HTTP/1.1 protocol'), 'header'],
+  ['http_response_header_section_size', errno('UND_ERR_HEADERS_OVERFLOW', 'Headers Overflow Error'), 'header'],
+  ['http_response_incomplete', errno('ECONNRESET', 'read ECONNRESET'), 'body'],
+  ['http_response_incomplete', errno('UND_ERR_SOCKET', 'other side closed'), 'body'],
+  ['proxy_internal_error', new TypeError('undefined is not a function'), 'header'],
+]
+
+/** Causes decided by Portico itself (its timers, routing, limits), not read from a raw error. */
+const DECIDED = new Set<CauseType>([
+  'destination_not_found', 'destination_unavailable', 'connection_limit_reached', 'http_response_timeout',
+  'connection_read_timeout', 'http_upgrade_failed', 'http_request_denied', 'proxy_configuration_error',
+])
+
+test('every cause has a section in docs/causes.md with its status', () => {
+  for (const t of CAUSE_TYPES) {
+    const section = new RegExp(`^## ${t}\\n\\n- \\*\\*Status:\\*\\* ([^\\n]+)`, 'm').exec(docs)
+    assert.ok(section, `docs/causes.md has no "## ${t}" section`)
+    const status = CAUSES[t].status
+    if (status === null) assert.match(section[1], /aborted/, `${t}: docs should say the connection is aborted`)
+    else assert.equal(section[1], String(status), `${t}: docs give status ${section[1]}, table says ${status}`)
+    assert.ok(docs.includes(CAUSES[t].hint), `${t}: docs do not give the hint of the table`)
+  }
+})
+
+test('docs/causes.md names no cause the table does not have', () => {
+  const documented = [...docs.matchAll(/^## (\S+)$/gm)].map((m) => m[1])
+  assert.deepEqual(documented.sort(), [...CAUSE_TYPES].sort())
+})
+
+test('the classifier maps raw errors to the table', () => {
+  for (const [expected, err, stage] of RAW) {
+    const c = classify(err, stage)
+    assert.equal(c.type, expected, `${(err as Error).message} at ${stage}`)
+    assert.ok(c.type in CAUSES)
+    assert.ok(c.detail.length > 0)
+  }
+})
+
+test('every cause is either derived from raw errors or decided by Portico, and GatewayError carries it unchanged', () => {
+  const derived = new Set(RAW.map(([t]) => t))
+  for (const t of CAUSE_TYPES) {
+    assert.ok(derived.has(t) || DECIDED.has(t), `${t} is produced by nothing`)
+    assert.equal(classify(new GatewayError(t, 'x'), 'header').type, t)
+  }
+})
+
+test('every status is a gateway-appropriate status or null for mid-body causes', () => {
+  for (const t of CAUSE_TYPES) {
+    const c = CAUSES[t]
+    if (c.phase === 'mid_body') assert.equal(c.status, null, t)
+    else assert.ok(c.status !== null && c.status >= 400 && c.status < 600, t)
+  }
+})
+
+test('retry rules: before-send causes always, the keep-alive race only for idempotent reused connections', () => {
+  assert.equal(isRetryable('connection_refused', false, false), true)
+  assert.equal(isRetryable('connection_terminated', true, true), true)
+  assert.equal(isRetryable('connection_terminated', true, false), false)
+  assert.equal(isRetryable('connection_terminated', false, true), false)
+  assert.equal(isRetryable('http_response_timeout', true, true), false)
+})
