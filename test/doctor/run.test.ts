@@ -1,0 +1,80 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { SCENARIOS, startLab, type LabServer } from '../../src/lab/index.ts'
+import { DoctorUsageError, rankFindings, runDoctor } from '../../src/doctor/run.ts'
+import type { Finding } from '../../src/doctor/finding.ts'
+import { startDnsServer } from './probes/dns-server.ts'
+
+// Faults that only show mid-body or with timeouts shorter than the fault are judged elsewhere (http probe tests).
+const SKIP = new Set(['slow', 'slow-body', 'reset-mid-body', 'idle-mid-body'])
+
+for (const scenario of SCENARIOS.filter((s) => !SKIP.has(s.name))) {
+  test(`doctor against the ${scenario.name} backend alone: the top finding is ${scenario.expect}`, async (t) => {
+    const dns = await startDnsServer({})
+    t.after(() => dns.close())
+    const lab = await startLab(scenario.mode, scenario.options)
+    t.after(() => lab.close())
+    const report = await runDoctor({ upstream: [lab.url], timeoutMs: 500, samples: 2, keepaliveLimitMs: 1000, dns: { lookup: dns.lookup, resolver: dns.resolver }, diskPaths: [] })
+    assert.equal(report.system, 'upstream')
+    const top = report.findings[0]
+    assert.equal(top.cause, scenario.expect, `top finding: ${JSON.stringify(top, null, 1)}`)
+    assert.notEqual(top.severity, 'info')
+    assert.equal(top.target, lab.url)
+  })
+}
+
+test('a healthy backend gives only info findings from the probes', async (t) => {
+  const lab = await startLab('ok')
+  t.after(() => lab.close())
+  const report = await runDoctor({ upstream: [lab.url], timeoutMs: 500, samples: 3, keepaliveLimitMs: 300, diskPaths: [] })
+  const probeProblems = report.findings.filter((f) => f.target === lab.url && f.severity !== 'info')
+  assert.deepEqual(probeProblems, [])
+  assert.equal(report.probes[0].http?.latency?.count, 3)
+})
+
+test('a config with 10 unreachable upstreams finishes under 10 s with the default timeout', async (t) => {
+  const labs: LabServer[] = []
+  t.after(() => Promise.all(labs.map((l) => l.close())))
+  for (let i = 0; i < 10; i++) labs.push(await startLab('connect-timeout'))
+  const dir = await mkdtemp(join(tmpdir(), 'portico-doctor-'))
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  const file = join(dir, 'portico.yaml')
+  const upstreams = labs.map((l, i) => `  u${i}:\n    endpoints: [ "${l.url}" ]\n`).join('')
+  await writeFile(file, `listeners:\n  - address: 127.0.0.1:0\nroutes:\n  - upstream: u0\nupstreams:\n${upstreams}`)
+  const t0 = performance.now()
+  const report = await runDoctor({ config: file, diskPaths: [] })
+  const took = performance.now() - t0
+  assert.ok(took < 10_000, `took ${took}ms`)
+  assert.equal(report.system, 'portico')
+  assert.equal(report.targets.length, 10)
+  const timeouts = report.findings.filter((f) => f.id === 'tcp.timeout')
+  assert.equal(timeouts.length, 10)
+  assert.match(timeouts[0].fix, /upstreams\.u\d\.timeouts\.connect/)
+})
+
+test('fixes for a Portico config speak Portico keys', async (t) => {
+  const lab = await startLab('keepalive-race')
+  t.after(() => lab.close())
+  const dir = await mkdtemp(join(tmpdir(), 'portico-doctor-'))
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  const file = join(dir, 'portico.yaml')
+  await writeFile(file, `listeners:\n  - address: 127.0.0.1:0\nroutes:\n  - upstream: api\nupstreams:\n  api:\n    endpoints: [ "${lab.url}" ]\n`)
+  const report = await runDoctor({ config: file, timeoutMs: 500, samples: 1, keepaliveLimitMs: 1000, diskPaths: [] })
+  assert.equal(report.findings[0].id, 'keepalive.race')
+  assert.match(report.findings[0].fix, /upstreams\.api\.keepalive\.idle_timeout: 1\d0ms/)
+})
+
+test('usage errors: no target, bad URL, unreadable file', async () => {
+  await assert.rejects(runDoctor({}), (e: DoctorUsageError) => e.code === 'PORTICO_DOCTOR_USAGE')
+  await assert.rejects(runDoctor({ upstream: ['ftp://x'] }), (e: DoctorUsageError) => e.code === 'PORTICO_DOCTOR_USAGE')
+  await assert.rejects(runDoctor({ config: '/nonexistent/portico.yaml' }), (e: DoctorUsageError) => e.code === 'PORTICO_DOCTOR_USAGE')
+  await assert.rejects(runDoctor({ upstream: ['http://127.0.0.1:1'], via: 'nope' }), (e: DoctorUsageError) => e.code === 'PORTICO_DOCTOR_USAGE')
+})
+
+test('ranking: likelihood first, then severity', () => {
+  const f = (id: string, likelihood: number, severity: Finding['severity']): Finding => ({ id, likelihood, severity, cause: null, title: id, evidence: [], fix: '' })
+  assert.deepEqual(rankFindings([f('a', 0.2, 'critical'), f('b', 0.9, 'warning'), f('c', 0.9, 'error'), f('c', 0.9, 'error')]).map((x) => x.id), ['c', 'b', 'a'])
+})
