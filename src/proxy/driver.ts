@@ -193,6 +193,7 @@ async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerRespo
     }
     const failure = await ex.run(dispatcher ?? ep.dispatcher)
     if (dispatcher) void dispatcher.close().catch(() => {})
+    if (ctx.downstream !== 'client_closed') pool.report(ep, failure?.type ?? null, failure === null ? ctx.upstreamStatus : null)
     if (failure === null) return
     if (res.destroyed || ctx.downstream !== 'completed') return
     const decision = retryDecision(failure, idempotent, ex.bodyConsumed, ctx.attempts, pool.config.retries.attempts, raceRetried)

@@ -29,6 +29,12 @@ export class Endpoint {
   requests = 0
   /** Last gateway failure seen on real traffic, for the admin API. */
   lastError: { type: CauseType; at: number; detail: string } | null = null
+  /** Whether active health checks consider the endpoint up (true until a check says otherwise). */
+  healthy = true
+  /** Why the endpoint is down or ejected (the RFC 9209 type a request would have got), or null. */
+  downReason: CauseType | null = null
+  /** Epoch ms until which outlier ejection keeps the endpoint out of rotation; 0 when not ejected. */
+  ejectedUntil = 0
 
   /**
    * @param url endpoint URL (`http://host:port` or `https://host:port`)
@@ -58,6 +64,15 @@ export class Endpoint {
       maxHeaderSize: cfg.max_response_header_size,
       strictContentLength: true,
     })
+  }
+
+  /**
+   * Whether the endpoint may receive new requests: healthy and not ejected.
+   *
+   * @param now epoch ms
+   */
+  isAvailable(now: number): boolean {
+    return this.healthy && this.ejectedUntil <= now
   }
 
   /** Closes idle connections and waits for busy ones to finish. */

@@ -2,6 +2,7 @@
  * An upstream pool: the endpoints of one upstream and the policy that picks among them.
  */
 import type { UpstreamConfig } from '../config/schema.ts'
+import type { CauseType } from '../failures/causes.ts'
 import type { Balancer } from './balancers/balancer.ts'
 import { LeastRequestBalancer } from './balancers/least-request.ts'
 import { RandomBalancer } from './balancers/random.ts'
@@ -32,18 +33,43 @@ export class UpstreamPool {
   }
 
   /**
-   * Picks the endpoint for the next try.
+   * Picks the endpoint for the next try, among the available endpoints (healthy, not
+   * ejected) this request has not tried yet; an endpoint already tried is picked again
+   * only when no other is available.
    *
-   * @param tried endpoints this request already tried; they are skipped while another exists
-   * @returns an endpoint, or null when the pool has none to offer
+   * @param tried endpoints this request already tried
+   * @param now epoch ms
+   * @returns an endpoint, or null when none is available (the caller answers 503
+   *   `destination_unavailable`)
    */
-  select(tried: readonly Endpoint[] | null): Endpoint | null {
+  select(tried: readonly Endpoint[] | null, now = Date.now()): Endpoint | null {
     const all = this.endpoints
-    if (all.length === 0) return null
-    if (!tried || tried.length === 0) return this.balancer.pick(all)
-    const fresh = all.filter((e) => !tried.includes(e))
-    return this.balancer.pick(fresh.length > 0 ? fresh : all)
+    let candidates: Endpoint[] = []
+    let fallback: Endpoint[] = []
+    for (const e of all) {
+      if (!e.isAvailable(now)) continue
+      if (tried !== null && tried.includes(e)) fallback.push(e)
+      else candidates.push(e)
+    }
+    if (candidates.length === 0) candidates = fallback
+    if (candidates.length === 0) return null
+    return this.balancer.pick(candidates)
   }
+
+  /**
+   * Tells the pool how a try on one of its endpoints ended, for passive health
+   * (outlier ejection). Called once per try.
+   *
+   * @param endpoint the endpoint tried
+   * @param failure the gateway failure of the try, or null when a response header arrived
+   * @param status the upstream status when a response header arrived
+   */
+  report(endpoint: Endpoint, failure: CauseType | null, status: number | null): void {
+    this.outcomeListener?.(endpoint, failure, status)
+  }
+
+  /** Receives every try's outcome (passive health checking subscribes here). */
+  outcomeListener: ((endpoint: Endpoint, failure: CauseType | null, status: number | null) => void) | null = null
 
   /** Closes every endpoint's connections gracefully. */
   async close(): Promise<void> {
