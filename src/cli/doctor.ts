@@ -1,17 +1,10 @@
 /** `portico doctor`: argument checks, progress on a TTY, report rendering and the exit code. */
 import { parseDuration } from '../config/units.ts'
 import { renderJson, renderMarkdown, renderText, useColor } from '../doctor/report.ts'
-import { DoctorUsageError, runDoctor } from '../doctor/run.ts'
+import { DoctorUsageError, runDoctor, type DoctorInput } from '../doctor/run.ts'
 
-/** Options of `portico doctor` as commander parses them. */
-export interface DoctorOptions {
-  config?: string
-  nginx?: string
-  upstream?: string[]
-  via?: string
-  log?: string[]
-  backendLog?: string
-  since?: string
+/** Options of `portico doctor` as commander parses them: the run's inputs plus output and limits as typed. */
+export interface DoctorOptions extends Pick<DoctorInput, 'config' | 'nginx' | 'upstream' | 'via' | 'log' | 'backendLog' | 'since'> {
   json?: boolean
   markdown?: boolean
   /** Per-wait bound as a duration (`500ms`, `3s`) or a number of ms. Default 3s. */

@@ -4,6 +4,7 @@ import { dirname } from 'node:path'
 import { loadConfigFile } from '../config/load.ts'
 import type { Config, UpstreamConfig } from '../config/schema.ts'
 import { checkNginxConfig, readNginxConfig, type NginxModel } from './nginx/index.ts'
+import { checkLogs, correlate, parseSince, readLog } from './logs/index.ts'
 import { checkPorticoConfig } from './checks/portico-config.ts'
 import { SEVERITY_ORDER, type Finding } from './finding.ts'
 import { checkHost, readHost, type HostResult } from './host.ts'
@@ -75,19 +76,6 @@ export class DoctorUsageError extends Error {
     super(message)
     this.name = 'DoctorUsageError'
   }
-}
-
-/** The subset of src/doctor/logs/index.ts doctor calls; loaded lazily so probes work without logs. */
-interface LogReaders {
-  readLog(path: string, opts: { since?: Date }): Promise<unknown>
-  correlate(summary: unknown, backendLogPath: string): unknown
-  checkLogs(summary: unknown, opts: { system: 'portico' | 'nginx' }): Finding[]
-  parseSince(text: string): Date
-}
-
-async function logReaders(): Promise<LogReaders> {
-  const path = './logs/index.ts'
-  return (await import(path)) as LogReaders
 }
 
 /** Portico upstream settings as probe settings. */
@@ -258,23 +246,19 @@ export async function runDoctor(input: DoctorInput): Promise<Report> {
 
 async function readLogs(input: DoctorInput, system: System): Promise<Finding[]> {
   input.onProgress?.('reading logs')
-  const logs = await logReaders()
   let since: Date | undefined
   if (input.since) {
     try {
-      since = logs.parseSince(input.since)
+      since = parseSince(input.since)
     } catch (e) {
       throw new DoctorUsageError((e as Error).message)
     }
   }
   const out: Finding[] = []
   for (const path of input.log ?? []) {
-    const summary = await logs.readLog(path, since ? { since } : {})
-    out.push(...logs.checkLogs(summary, { system: system === 'nginx' ? 'nginx' : 'portico' }))
-    if (input.backendLog) {
-      const extra = await logs.correlate(summary, input.backendLog)
-      if (Array.isArray(extra)) out.push(...(extra as Finding[]))
-    }
+    const summary = await readLog(path, since ? { since } : {})
+    const correlation = input.backendLog ? await correlate(summary, input.backendLog) : undefined
+    out.push(...checkLogs(summary, { system: system === 'nginx' ? 'nginx' : 'portico', ...(correlation ? { correlation } : {}) }))
   }
   return out
 }
