@@ -112,6 +112,9 @@ export function labServer(handle: LabHandle): LabServer {
       closing ??= (async () => {
         context.teardown()
         await handle.release()
+        // Closed handles are released in libuv's close phase, which runs after the check
+        // phase of setImmediate: two turns make sure callers that look for open handles see none.
+        for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve))
       })()
       return closing
     },
