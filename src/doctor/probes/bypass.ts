@@ -100,7 +100,7 @@ export async function probeBypass(target: Target, address: string, via: string, 
   if (direct.bodySha256 && proxied.bodySha256 && direct.bodySha256 !== proxied.bodySha256) differences.push('body SHA-256 differs')
   const verdict: BypassVerdict = failed(direct)
     ? failed(proxied) ? 'backend-side' : 'proxy-masks'
-    : failed(proxied) || differences.length ? 'proxy-side' : 'same'
+    : failed(proxied) || direct.status !== proxied.status ? 'proxy-side' : 'same'
   const result: BypassResult = { via, direct, proxied, proxyStatus, verdict, differences }
   return { result, findings: bypassFindings(target, result) }
 }
@@ -133,6 +133,7 @@ function bypassFindings(target: Target, r: BypassResult): Finding[] {
     case 'proxy-masks':
       return [{ ...base, id: 'bypass.proxy_masks', severity: 'warning', cause: null, likelihood: 0.3, title: 'Direct requests to this endpoint fail but the proxy answers (another endpoint, a retry or the cache served it)', fix: 'Fix or remove the failing endpoint.' }]
     default:
-      return [{ ...base, id: 'bypass.same', severity: 'info', cause: null, likelihood: 0, title: 'Direct and proxied requests give the same answer', fix: '' }]
+      // Bodies often differ legitimately (dates, request IDs, echoed headers): only status and outcome decide.
+      return [{ ...base, id: 'bypass.same', severity: 'info', cause: null, likelihood: 0, title: `Direct and proxied requests get the same status${r.differences.length ? ' (bodies or headers differ; see evidence)' : ''}`, fix: '' }]
   }
 }
