@@ -31,7 +31,7 @@ test('backend-side: direct and via Portico fail the same way; Proxy-Status names
   assert.ok((bypass?.proxied.status ?? 0) >= 502)
   // Portico may retry and then report the pool empty; the finding must carry whatever Proxy-Status named.
   const named = bypass?.proxyStatus.find((m) => m.error)?.error
-  assert.ok(named === 'connection_terminated' || named === 'destination_unavailable', named)
+  assert.ok(named === 'connection_terminated' || named === 'destination_unavailable', String(named))
   assert.equal(report.findings.find((x) => x.id === 'bypass.backend_side')?.cause, named)
 })
 
