@@ -1,0 +1,94 @@
+/**
+ * Prometheus metrics (prom-client, private registry): requests, gateway errors by RFC 9209
+ * type, request durations and endpoint health, served by the admin API's `GET /metrics`.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { AccessLogRecord } from './access-log.ts'
+
+/** One endpoint's health, as the `portico_upstream_endpoint_healthy` gauge reports it. */
+export interface EndpointHealth {
+  /** Upstream (pool) name. */
+  upstream: string
+  /** Endpoint `host:port`. */
+  endpoint: string
+  /** Available for new requests: healthy and not ejected. */
+  healthy: boolean
+}
+
+/** Request duration buckets, in seconds (1 ms to 60 s). */
+const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+
+/**
+ * The gateway's metrics. Each instance has its own `Registry`, so two gateways in one
+ * process (tests, embedding) never share counters or clash on names.
+ *
+ * - `portico_requests_total{route,upstream,status_class}`: requests by status class
+ *   (`2xx`…`5xx`; a client that left is `4xx`, status 499)
+ * - `portico_gateway_errors_total{cause,upstream,endpoint}`: gateway failures, `cause` is
+ *   the RFC 9209 error type (as Envoy's `upstream_cx_connect_fail` and friends, by name)
+ * - `portico_request_duration_seconds{route,upstream}`: histogram of request durations
+ * - `portico_upstream_endpoint_healthy{upstream,endpoint}`: 1 when available, else 0,
+ *   read from `health()` at scrape time
+ *
+ * Labels with no value (no route matched, no endpoint tried) are the empty string.
+ */
+export class Metrics {
+  /** The private registry the admin API renders. */
+  readonly registry = new Registry()
+  readonly #requests: Counter<'route' | 'upstream' | 'status_class'>
+  readonly #errors: Counter<'cause' | 'upstream' | 'endpoint'>
+  readonly #duration: Histogram<'route' | 'upstream'>
+
+  /** @param health the endpoints and their health now; called at each scrape */
+  constructor(health: () => Iterable<EndpointHealth>) {
+    const registers = [this.registry]
+    this.#requests = new Counter({
+      name: 'portico_requests_total',
+      help: 'Requests answered, by route, upstream and status class.',
+      labelNames: ['route', 'upstream', 'status_class'],
+      registers,
+    })
+    this.#errors = new Counter({
+      name: 'portico_gateway_errors_total',
+      help: 'Gateway failures by RFC 9209 error type (cause), upstream and endpoint.',
+      labelNames: ['cause', 'upstream', 'endpoint'],
+      registers,
+    })
+    this.#duration = new Histogram({
+      name: 'portico_request_duration_seconds',
+      help: 'Time from request accept to the end of the response, in seconds.',
+      labelNames: ['route', 'upstream'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    })
+    new Gauge({
+      name: 'portico_upstream_endpoint_healthy',
+      help: '1 when the endpoint is available for new requests (healthy, not ejected), else 0.',
+      labelNames: ['upstream', 'endpoint'],
+      registers,
+      collect() {
+        this.reset()
+        for (const h of health()) this.set({ upstream: h.upstream, endpoint: h.endpoint }, h.healthy ? 1 : 0)
+      },
+    })
+  }
+
+  /** Counts one finished request; pass every access log record. */
+  observe(r: AccessLogRecord): void {
+    const route = r.route ?? ''
+    const upstream = r.upstream ?? ''
+    this.#requests.inc({ route, upstream, status_class: `${Math.floor(r.status / 100)}xx` })
+    this.#duration.observe({ route, upstream }, r.duration_ms / 1000)
+    if (r.error !== null) this.#errors.inc({ cause: r.error, upstream, endpoint: r.endpoint ?? '' })
+  }
+
+  /** The Prometheus text exposition (format 0.0.4). */
+  render(): Promise<string> {
+    return this.registry.metrics()
+  }
+
+  /** Content-Type of {@link Metrics.render}'s output. */
+  get contentType(): string {
+    return this.registry.contentType
+  }
+}
