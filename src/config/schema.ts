@@ -66,14 +66,127 @@ export const upstreamTimeoutsSchema = z.strictObject({
 export const keepaliveSchema = z.strictObject({
   /** How long an idle upstream connection is kept before Portico closes it. Default `"4s"`, below the 5 s of Node.js and most app servers, so the proxy closes first (avoids the keep-alive race). A shorter `Keep-Alive: timeout=N` from the upstream wins. */
   idle_timeout: duration.default(4000),
-  /** Maximum connections per endpoint (idle and busy). Default 256. */
-  max_connections: z.number().int().min(1).default(256),
 })
 
-/** Retry policy (first cut: connect failures and the keep-alive race). */
+/** Per-endpoint limits (circuit breaking, Envoy `circuit_breakers`; nginx `max_conns` + `queue`). */
+export const limitsSchema = z.strictObject({
+  /** Most connections per endpoint, idle and busy together (nginx `max_conns`). Default 256. */
+  max_connections: z.number().int().min(1).default(256),
+  /** Most requests waiting for a connection of one endpoint; beyond it a request gets 503 `connection_limit_reached` at once. Default 1024 (Envoy `max_pending_requests`). */
+  max_pending: z.number().int().min(0).default(1024),
+  /** Longest wait for a connection when the endpoint is at `max_connections`; then 503 `connection_limit_reached`. Default `"1s"` (nginx `queue ... timeout=`). */
+  queue_timeout: duration.default(1000),
+})
+
+/** A retry condition: a failure class or an upstream status (500–599). */
+const retryCondition = z.union([
+  z.enum(['connect_failure', 'reset', 'http_response_timeout']),
+  z.number().int().min(500).max(599),
+])
+
+/** Retry budget (Envoy `retry_budget`): retries may be at most a share of active requests, so they cannot amplify an overload. */
+export const retryBudgetSchema = z.strictObject({
+  /** Share of the upstream's active requests that may be retries at once, 0–1. Default 0.2. */
+  ratio: z.number().min(0).max(1).default(0.2),
+  /** Retries always allowed at once whatever the ratio says. Default 3 (Envoy `min_retry_concurrency`). */
+  min_concurrency: z.number().int().min(0).default(3),
+})
+
+/** Retry policy (Envoy `retry_policy`, nginx `proxy_next_upstream`). */
 export const retriesSchema = z.strictObject({
-  /** Total tries per request including the first (1 = no retry). Default 2. */
+  /** Total tries per request including the first (1 = no retry). Default 2 (nginx `proxy_next_upstream_tries`). */
   attempts: z.number().int().min(1).max(10).default(2),
+  /**
+   * When to try again, on another endpoint when one exists: `connect_failure` (nothing was
+   * sent: DNS, refused, connect timeout, TLS; any method), `reset` (the keep-alive race:
+   * `connection_terminated` on a reused connection, idempotent methods, once, on a fresh
+   * connection), `http_response_timeout` (idempotent methods), or an upstream status such as
+   * 502, 503, 504 (idempotent methods without a body). Default `[connect_failure, reset]`.
+   */
+  on: z.array(retryCondition).default(['connect_failure', 'reset']),
+  /** Timeout of each try's first byte (replaces `timeouts.response_header` per try when shorter). Default: none. */
+  per_try_timeout: duration.optional(),
+  budget: retryBudgetSchema.default(() => retryBudgetSchema.parse({})),
+})
+
+/** One status code (`204`) or an inclusive range (`"200-399"`), as written in `expected_status`. */
+const statusItem = z.union([z.number().int(), z.string()])
+
+/** Parses `expected_status` items into inclusive ranges, naming the item that is wrong. */
+function statusRanges(items: Array<number | string>, ctx: z.RefinementCtx): Array<{ min: number; max: number }> {
+  const out: Array<{ min: number; max: number }> = []
+  for (const item of items) {
+    const m = /^\s*(\d{3})\s*(?:-\s*(\d{3})\s*)?$/.exec(String(item))
+    const min = m ? Number(m[1]) : NaN
+    const max = m?.[2] !== undefined ? Number(m[2]) : min
+    if (!(min >= 100 && max <= 599 && min <= max)) {
+      ctx.addIssue({ code: 'custom', message: `invalid status ${JSON.stringify(item)}: expected a code 100-599 or a range such as "200-399"` })
+      continue
+    }
+    out.push({ min, max })
+  }
+  return out
+}
+
+/** `"10%"` of the interval or a duration, parsed to `{ unit: '%' | 'ms', value }`. */
+const jitter = z.string({ error: 'expected a percentage of the interval ("10%") or a duration ("500ms")' }).transform((text, ctx) => {
+  const pct = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(text)
+  if (pct) {
+    const value = Number(pct[1])
+    if (value <= 100) return { unit: '%' as const, value }
+    ctx.addIssue({ code: 'custom', message: `invalid jitter "${text}": a percentage is at most 100%` })
+    return z.NEVER
+  }
+  try {
+    return { unit: 'ms' as const, value: parseDuration(text) }
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `invalid jitter "${text}": expected a percentage of the interval ("10%") or a duration ("500ms")` })
+    return z.NEVER
+  }
+})
+
+/**
+ * Active health checks: each endpoint probed on a timer; consecutive results flip it
+ * up or down (HAProxy `rise`/`fall`, Envoy `healthy_threshold`/`unhealthy_threshold`).
+ */
+export const healthCheckSchema = z.strictObject({
+  /** `http` (a GET whose status must be in `expected_status`) or `tcp` (a connect). Default `http`. */
+  type: z.enum(['http', 'tcp']).default('http'),
+  /** Path of the HTTP check. Default `"/"`. */
+  path: z.string().startsWith('/', 'a health check path starts with "/"').default('/'),
+  /** Statuses that pass an HTTP check: a code, a range `"200-399"`, or a list of them. Output: inclusive `{ min, max }` ranges. Default `"200-399"`. */
+  expected_status: z.union([statusItem, z.array(statusItem).min(1, 'expected at least one status')])
+    .transform((v, ctx) => statusRanges(Array.isArray(v) ? v : [v], ctx))
+    .prefault('200-399'),
+  /** `Host` header of the HTTP check. Default: the endpoint's `host:port`. */
+  host: z.string().min(1).optional(),
+  /** Time between two checks of one endpoint, in ms. Default `"5s"`. */
+  interval: duration.default(5000),
+  /** Time allowed for one check (connect and response header), in ms. Default `"1s"`. */
+  timeout: duration.default(1000),
+  /** Consecutive passing checks that bring a down endpoint back (HAProxy `rise`). Default 2. */
+  healthy_threshold: z.number().int().min(1).default(2),
+  /** Consecutive failing checks that mark an endpoint down (HAProxy `fall`). Default 3. */
+  unhealthy_threshold: z.number().int().min(1).default(3),
+  /** Random extra wait added to each interval so endpoints are not probed in lockstep: a percentage of the interval or a duration. Default `"10%"`. */
+  jitter: jitter.prefault('10%'),
+})
+
+/**
+ * Passive health checking (outlier ejection) on real traffic, after Envoy's outlier
+ * detection: endpoints that fail too many tries in a row leave rotation for a while.
+ */
+export const outlierDetectionSchema = z.strictObject({
+  /** Consecutive gateway failures (any failed try: refused, reset, timeout, ...) that eject an endpoint; 0 turns this off. Default 5. */
+  consecutive_failures: z.number().int().min(0).default(5),
+  /** Consecutive 5xx responses from the endpoint that eject it; 0 (the default) turns this off. */
+  consecutive_5xx: z.number().int().min(0).default(0),
+  /** Ejection time of a first ejection; the n-th ejection lasts n times this, in ms. Default `"30s"`. */
+  base_ejection_time: duration.default(30_000),
+  /** Longest ejection, in ms. Default `"300s"`. */
+  max_ejection_time: duration.default(300_000),
+  /** Largest share of the pool ejected at once, in percent; a pool of two or more may always have one endpoint ejected. Default 50. */
+  max_ejection_percent: z.number().int().min(0).max(100).default(50),
 })
 
 /** An upstream: a named pool of endpoints. */
@@ -84,9 +197,16 @@ export const upstreamSchema = z.strictObject({
   load_balancing: z.enum(['round_robin', 'least_request', 'random']).default('round_robin'),
   timeouts: upstreamTimeoutsSchema.default(() => upstreamTimeoutsSchema.parse({})),
   keepalive: keepaliveSchema.default(() => keepaliveSchema.parse({})),
+  limits: limitsSchema.default(() => limitsSchema.parse({})),
   retries: retriesSchema.default(() => retriesSchema.parse({})),
   /** Largest response header section accepted from an endpoint. Default `"16KiB"` (Node's default; nginx proxy_buffer_size is 4k/8k). */
   max_response_header_size: size.default(16 * 1024),
+  /** Active health checks; omitted means none (endpoints stay up unless ejected). */
+  health_check: healthCheckSchema.optional(),
+  /** Outlier ejection on real traffic; on by default (Envoy's defaults). */
+  outlier_detection: outlierDetectionSchema.default(() => outlierDetectionSchema.parse({})),
+  /** Panic threshold in percent (Envoy `healthy_panic_threshold`): below this share of available endpoints, every endpoint is tried as if healthy. Default 0 (off: a pool with none available answers 503). */
+  panic_threshold: z.number().int().min(0).max(100).default(0),
 })
 
 /** Route match: all given conditions must hold. */
@@ -127,6 +247,10 @@ export const listenerSchema = z.strictObject({
   timeouts: listenerTimeoutsSchema.default(() => listenerTimeoutsSchema.parse({})),
   /** Largest request header section accepted from clients; larger gets 431. Default `"16KiB"`. */
   max_header_size: size.default(16 * 1024),
+  /** Largest request body accepted; larger gets 413 (nginx `client_max_body_size`). Default: no limit. */
+  max_request_body_size: size.optional(),
+  /** Most client connections open at once on this listener; more are refused at accept. Default: no limit. */
+  max_connections: z.number().int().min(1).optional(),
 })
 
 /** Access log settings (DESIGN.md §4). */
@@ -143,6 +267,12 @@ export const adminSchema = z.strictObject({
   address: address.default('127.0.0.1:9901'),
 })
 
+/** Graceful shutdown on SIGTERM/SIGINT (drain). */
+export const shutdownSchema = z.strictObject({
+  /** Longest wait for in-flight requests after Portico stops accepting; connections still open then are closed. Default `"30s"` (Envoy --drain-time-s is 600s, Kubernetes terminationGracePeriodSeconds 30s). */
+  drain_timeout: duration.default(30_000),
+})
+
 /** The whole portico.yaml. */
 export const configSchema = z.strictObject({
   listeners: z.array(listenerSchema).min(1, 'at least one listener is needed'),
@@ -151,6 +281,7 @@ export const configSchema = z.strictObject({
   access_log: accessLogSchema.default(() => accessLogSchema.parse({})),
   /** Admin API; omitted means no admin listener. */
   admin: adminSchema.optional(),
+  shutdown: shutdownSchema.default(() => shutdownSchema.parse({})),
   /** Put internal addresses and raw error text in error responses (`Proxy-Status` details and next-hop, error page). Default false: the backend is masked. */
   expose_error_details: z.boolean().default(false),
   /** Name this proxy uses in `Proxy-Status` and `Via`. Default `"portico"`. */
@@ -176,6 +307,9 @@ export type Config = z.output<typeof configSchema>
 export type UpstreamConfig = z.output<typeof upstreamSchema>
 export type RouteConfig = z.output<typeof routeSchema>
 export type ListenerConfig = z.output<typeof listenerSchema>
+export type ShutdownConfig = z.output<typeof shutdownSchema>
 export type EndpointConfig = z.output<typeof endpointSchema>
+export type HealthCheckConfig = z.output<typeof healthCheckSchema>
+export type OutlierDetectionConfig = z.output<typeof outlierDetectionSchema>
 /** The config as written in YAML, before defaults. */
 export type ConfigInput = z.input<typeof configSchema>

@@ -7,6 +7,33 @@ import type { CauseType } from '../failures/causes.ts'
 import type { UpstreamConfig } from '../config/schema.ts'
 import { createConnector } from './connector.ts'
 
+/** The state of one endpoint at one instant, as {@link Endpoint.snapshot} returns it (plain JSON). */
+export interface EndpointSnapshot {
+  /** Endpoint URL as configured. */
+  url: string
+  /** `host:port`, as in the access log. */
+  label: string
+  weight: number
+  /** Whether new requests may go there now: healthy and not ejected. */
+  available: boolean
+  /** Active health check state; true when no check is configured. */
+  healthy: boolean
+  /** RFC 9209 type of why the endpoint is down or ejected, or null. */
+  downReason: CauseType | null
+  /** The same reason in words, or null. */
+  downDetail: string | null
+  /** Epoch ms when the current ejection ends; 0 when not ejected. */
+  ejectedUntil: number
+  /** Times ejected since the pool started. */
+  ejections: number
+  /** Requests in flight now. */
+  inFlight: number
+  /** Requests sent since the pool started. */
+  requests: number
+  /** Last gateway failure on real traffic (`at` in epoch ms), or null. */
+  lastError: { type: CauseType; at: number; detail: string } | null
+}
+
 /** One upstream endpoint. */
 export class Endpoint {
   /** Endpoint URL as configured, e.g. `http://127.0.0.1:3000`. */
@@ -23,8 +50,10 @@ export class Endpoint {
   readonly weight: number
   /** Keep-alive connection pool to this endpoint. */
   readonly dispatcher: Pool
-  /** Requests in flight to this endpoint (least_request reads it). */
+  /** Requests in flight to this endpoint (least_request reads it), pending ones included. */
   inFlight = 0
+  /** Requests dispatched but still waiting for a connection. */
+  pending = 0
   /** Total requests sent, for the admin API. */
   requests = 0
   /** Last gateway failure seen on real traffic, for the admin API. */
@@ -35,6 +64,10 @@ export class Endpoint {
   downReason: CauseType | null = null
   /** Epoch ms until which outlier ejection keeps the endpoint out of rotation; 0 when not ejected. */
   ejectedUntil = 0
+  /** The down or ejection reason in words (e.g. `connect ECONNREFUSED 127.0.0.1:3000`, `unexpected status 503`), or null. */
+  downDetail: string | null = null
+  /** Times outlier detection has ejected the endpoint since the pool started. */
+  ejections = 0
 
   /**
    * @param url endpoint URL (`http://host:port` or `https://host:port`)
@@ -52,7 +85,7 @@ export class Endpoint {
     this.weight = weight
     this.dispatcher = new Pool(this.origin, {
       connect: createConnector({ connectTimeoutMs: cfg.timeouts.connect }),
-      connections: cfg.keepalive.max_connections,
+      connections: cfg.limits.max_connections,
       pipelining: 1,
       keepAliveTimeout: cfg.keepalive.idle_timeout,
       keepAliveMaxTimeout: cfg.keepalive.idle_timeout,
@@ -73,6 +106,28 @@ export class Endpoint {
    */
   isAvailable(now: number): boolean {
     return this.healthy && this.ejectedUntil <= now
+  }
+
+  /**
+   * A plain JSON-able view of the endpoint's state, for the admin API.
+   *
+   * @param now epoch ms, for `available`
+   */
+  snapshot(now = Date.now()): EndpointSnapshot {
+    return {
+      url: this.url,
+      label: this.label,
+      weight: this.weight,
+      available: this.isAvailable(now),
+      healthy: this.healthy,
+      downReason: this.downReason,
+      downDetail: this.downDetail,
+      ejectedUntil: this.ejectedUntil > now ? this.ejectedUntil : 0,
+      ejections: this.ejections,
+      inFlight: this.inFlight,
+      requests: this.requests,
+      lastError: this.lastError === null ? null : { ...this.lastError },
+    }
   }
 
   /** Closes idle connections and waits for busy ones to finish. */

@@ -8,6 +8,7 @@ import { LeastRequestBalancer } from './balancers/least-request.ts'
 import { RandomBalancer } from './balancers/random.ts'
 import { RoundRobinBalancer } from './balancers/round-robin.ts'
 import { Endpoint } from './endpoint.ts'
+import { startHealth, type PoolHealth } from './health/index.ts'
 
 /** Creates the balancer named by `load_balancing`. */
 export function createBalancer(policy: UpstreamConfig['load_balancing']): Balancer {
@@ -18,24 +19,66 @@ export function createBalancer(policy: UpstreamConfig['load_balancing']): Balanc
   }
 }
 
+/** `retries.on` compiled for the driver. */
+export interface RetryPolicy {
+  /** Retry failures where nothing was sent (DNS, refused, connect timeout, TLS). */
+  connect: boolean
+  /** Retry `connection_terminated` on a reused connection once on a fresh one (idempotent methods). */
+  reset: boolean
+  /** Retry `http_response_timeout` (idempotent methods). */
+  timeout: boolean
+  /** Upstream statuses to retry (idempotent methods without a body). */
+  statuses: ReadonlySet<number>
+}
+
+/** Compiles `retries.on`. */
+export function compileRetryPolicy(on: UpstreamConfig['retries']['on']): RetryPolicy {
+  return {
+    connect: on.includes('connect_failure'),
+    reset: on.includes('reset'),
+    timeout: on.includes('http_response_timeout'),
+    statuses: new Set(on.filter((c): c is number => typeof c === 'number')),
+  }
+}
+
 /** One upstream: a named pool of endpoints. */
 export class UpstreamPool {
   readonly name: string
   readonly config: UpstreamConfig
   readonly endpoints: readonly Endpoint[]
   readonly balancer: Balancer
+  readonly retryPolicy: RetryPolicy
+  /** Requests being proxied to this upstream now (until their response header). */
+  active = 0
+  /** Of those, requests that have gone on to a retry. */
+  retrying = 0
+  /** Active health checks and outlier detection, running from construction until close(). */
+  readonly health: PoolHealth
 
   constructor(name: string, config: UpstreamConfig) {
     this.name = name
     this.config = config
     this.endpoints = config.endpoints.map((e) => new Endpoint(e.url, e.weight, config))
     this.balancer = createBalancer(config.load_balancing)
+    this.retryPolicy = compileRetryPolicy(config.retries.on)
+    this.health = startHealth(this)
+  }
+
+  /**
+   * Whether one more request may go on to a retry under the retry budget: retries at once
+   * stay within `max(budget.min_concurrency, budget.ratio × active requests)` (Envoy retry_budget).
+   */
+  retryAllowed(): boolean {
+    const b = this.config.retries.budget
+    return this.retrying < Math.max(b.min_concurrency, b.ratio * this.active)
   }
 
   /**
    * Picks the endpoint for the next try, among the available endpoints (healthy, not
    * ejected) this request has not tried yet; an endpoint already tried is picked again
-   * only when no other is available.
+   * only when no other is available. In panic (the share of available endpoints below
+   * `panic_threshold` percent, Envoy's healthy panic threshold), every endpoint counts
+   * as available: spreading load over all of them beats overloading the few left.
    *
    * @param tried endpoints this request already tried
    * @param now epoch ms
@@ -46,8 +89,10 @@ export class UpstreamPool {
     const all = this.endpoints
     let candidates: Endpoint[] = []
     let fallback: Endpoint[] = []
+    const threshold = this.config.panic_threshold
+    const panic = threshold > 0 && all.filter((e) => e.isAvailable(now)).length * 100 < threshold * all.length
     for (const e of all) {
-      if (!e.isAvailable(now)) continue
+      if (!panic && !e.isAvailable(now)) continue
       if (tried !== null && tried.includes(e)) fallback.push(e)
       else candidates.push(e)
     }
@@ -71,8 +116,9 @@ export class UpstreamPool {
   /** Receives every try's outcome (passive health checking subscribes here). */
   outcomeListener: ((endpoint: Endpoint, failure: CauseType | null, status: number | null) => void) | null = null
 
-  /** Closes every endpoint's connections gracefully. */
+  /** Stops health checking, then closes every endpoint's connections gracefully. */
   async close(): Promise<void> {
+    await this.health.stop()
     await Promise.all(this.endpoints.map((e) => e.close()))
   }
 }
