@@ -110,6 +110,11 @@ describe('failures after the response header', () => {
       assert.equal(r.endpoint, endpoint)
       assert.equal(r.attempts, 1)
       assert.equal(typeof r.timings.ttfb_ms, 'number')
+      if (mode === 'idle-mid-body') {
+        // The idle timeout (300 ms) runs from the last body byte, which arrives right after the header.
+        const idleMs = reply.totalMs - reply.headMs
+        assert.ok(idleMs >= 250 && idleMs < 1000, `aborted ${idleMs.toFixed(1)} ms after the header, idle timeout 300 ms`)
+      }
     })
   }
 })

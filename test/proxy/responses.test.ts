@@ -109,6 +109,18 @@ describe('relayed responses', () => {
     assert.equal(reply.json<{ headers: Record<string, string> }>().headers['x-request-id'], id)
   })
 
+  for (const [what, bad] of [['with a space', 'not valid'], ['longer than 200 characters', 'x'.repeat(201)], ['empty', '']] as const) {
+    test(`a client X-Request-Id ${what} is replaced by a generated one`, async () => {
+      const lab = await env.lab('ok')
+      const gw = await env.gateway(oneUpstream([lab.url]))
+      const reply = await send(gw.port, { headers: { 'x-request-id': bad } })
+      await expectExchange(gw, reply, { status: 200, error: null })
+      const id = header(reply, 'x-request-id')
+      assert.match(id, UUID)
+      assert.equal(reply.json<{ headers: Record<string, string> }>().headers['x-request-id'], id)
+    })
+  }
+
   test('an upstream Proxy-Status comes first, Portico\'s member last', async () => {
     const url = await env.upstream((_req, res) => {
       res.writeHead(503, { 'proxy-status': 'inner; error=destination_unavailable', via: '1.1 inner' })

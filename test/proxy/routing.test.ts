@@ -68,6 +68,8 @@ describe('routing', () => {
     ['svc.test', '/strip/a/b?q=1', 'stripped', '/a/b?q=1'],
     ['svc.test', '/strip', 'stripped', '/'],
     ['svc.test', '/strip/', 'stripped', '/'],
+    ['svc.test', '/strip?x=1', 'stripped', '/?x=1'],
+    ['svc.test', '/stripped', 'fallback', '/stripped'],
     ['svc.test', '/api/users?id=1', 'api', '/api/users?id=1'],
     ['other.test', '/', null],
   ]
