@@ -12,7 +12,7 @@ import { prefersJson, renderErrorPage } from '../failures/error-page.ts'
 import type { AccessLogSink } from '../observe/access-log.ts'
 import type { Route } from '../routing/router.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
-import type { UpstreamPool } from '../upstream/pool.ts'
+import type { RetryPolicy, UpstreamPool } from '../upstream/pool.ts'
 import { createConnector } from '../upstream/connector.ts'
 import { RequestContext } from './context.ts'
 import { ClientClosedError, UpstreamExchange, type TryFailure, type TryInput } from './exchange.ts'
@@ -27,7 +27,7 @@ const RETRY_AFTER_S = '5'
  *
  * @returns the context; the request ID is the client's `X-Request-Id` when valid, else a new UUID
  */
-export function parseRequest(req: IncomingMessage, scheme: string): RequestContext {
+export function parseRequest(req: IncomingMessage): RequestContext {
   const incoming = req.headers['x-request-id']
   const id = isValidRequestId(incoming as string | undefined) ? incoming as string : randomUUID()
   return new RequestContext(id, req.socket.remoteAddress ?? '', req.method ?? 'GET', req.headers.host ?? '', req.url ?? '/', `HTTP/${req.httpVersion}`)
@@ -86,17 +86,25 @@ export function sendError(ctx: RequestContext, req: IncomingMessage, res: Server
 }
 
 /**
- * Whether a failed try may go to another try (Pingora's retry rules):
- * - nothing was sent (connect refused/timeout, DNS): any method, within `retries.attempts`;
- * - `connection_terminated` on a reused keep-alive connection: idempotent methods only,
- *   once, on a fresh connection (the keep-alive race: the upstream closed the idle
- *   connection as the request was written);
- * - never once request body bytes were taken from the client.
+ * Whether a failed try goes on to another try (Pingora's and Envoy's retry rules):
+ * - never once request body bytes were taken from the client;
+ * - an upstream status listed in `retries.on` (pre-approved before the try): another try;
+ * - `connection_terminated` on a reused keep-alive connection (`reset`): idempotent methods
+ *   only, once, on a fresh connection — the keep-alive race, where the upstream closed the
+ *   idle connection as the request was written;
+ * - nothing sent (`connect_failure`): any method, within `retries.attempts`;
+ * - `http_response_timeout` when listed: idempotent methods, within `retries.attempts`.
  */
-function retryDecision(f: TryFailure, idempotent: boolean, bodyConsumed: number, attempts: number, maxAttempts: number, raceRetried: boolean): 'another' | 'fresh' | 'no' {
-  if (bodyConsumed > 0 || !isRetryable(f.type, idempotent, f.reused)) return 'no'
-  if (f.type === 'connection_terminated') return raceRetried ? 'no' : 'fresh'
-  return !f.sent && attempts < maxAttempts ? 'another' : 'no'
+function retryDecision(f: TryFailure, policy: RetryPolicy, idempotent: boolean, bodyConsumed: number, attempts: number, maxAttempts: number, raceRetried: boolean): 'another' | 'fresh' | 'no' {
+  if (bodyConsumed > 0) return 'no'
+  if (f.type === null) return 'another'
+  if (f.type === 'connection_terminated') {
+    return policy.reset && !raceRetried && isRetryable(f.type, idempotent, f.reused) ? 'fresh' : 'no'
+  }
+  if (attempts >= maxAttempts) return 'no'
+  if (!f.sent && isRetryable(f.type, idempotent, f.reused)) return policy.connect ? 'another' : 'no'
+  if (f.type === 'http_response_timeout' && policy.timeout && idempotent) return 'another'
+  return 'no'
 }
 
 /**
@@ -105,12 +113,12 @@ function retryDecision(f: TryFailure, idempotent: boolean, bodyConsumed: number,
  * @param getRuntime returns the runtime (routes, pools, config) in force; read once per
  *   request so a reload never changes a request mid-flight
  * @param log the access log
- * @param scheme `http` or `https`, the scheme clients use on this listener
+ * @param opts the listener's scheme and limits
  */
-export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink, scheme: string) {
+export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink, opts: HandlerOptions) {
   return function handle(req: IncomingMessage, res: ServerResponse): void {
     const rt = getRuntime()
-    const ctx = parseRequest(req, scheme)
+    const ctx = parseRequest(req)
     let current: UpstreamExchange | null = null
     logOnClose(ctx, res, log, () => current?.abort(new ClientClosedError()))
 
@@ -135,73 +143,115 @@ export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink
       sendError(ctx, req, res, rt, 'proxy_configuration_error', `route ${route.name} names unknown upstream ${route.upstream}`)
       return
     }
-    proxy(ctx, req, res, rt, route, pool, scheme, (ex) => { current = ex }).catch((err: Error) => {
+    proxy(ctx, req, res, rt, route, pool, opts, (ex) => { current = ex }).catch((err: Error) => {
       sendError(ctx, req, res, rt, 'proxy_internal_error', err.message)
     })
   }
 }
 
+/** Listener-level limits the driver enforces. */
+export interface HandlerOptions {
+  /** `http` or `https`, the scheme clients use on this listener. */
+  scheme: string
+  /** Largest request body accepted in bytes (413 beyond), or null. */
+  maxBodyBytes: number | null
+}
+
 /** Phases "select endpoint" to "stream response", with retries. */
-async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, rt: Runtime, route: Route, pool: UpstreamPool, scheme: string, setCurrent: (ex: UpstreamExchange | null) => void): Promise<void> {
+async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, rt: Runtime, route: Route, pool: UpstreamPool, opts: HandlerOptions, setCurrent: (ex: UpstreamExchange | null) => void): Promise<void> {
   const method = req.method ?? 'GET'
   const idempotent = IDEMPOTENT_METHODS.has(method)
   const host = req.headers.host ?? ''
   let path = req.url ?? '/'
   if (route.stripPrefix && route.prefix) path = path.slice(route.prefix.length) || '/'
   if (path.charCodeAt(0) === 63 /* ? */) path = '/' + path
-  const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined
+  const contentLength = req.headers['content-length']
+  const hasBody = contentLength !== undefined ? contentLength !== '0' : req.headers['transfer-encoding'] !== undefined
+  if (opts.maxBodyBytes !== null && contentLength !== undefined && Number(contentLength) > opts.maxBodyBytes) {
+    sendError(ctx, req, res, rt, 'http_request_denied', `request body of ${contentLength} bytes is over the limit of ${opts.maxBodyBytes}`, 413)
+    return
+  }
   const via = `${req.httpVersion} ${rt.config.proxy_name}`
+  const cfg = pool.config
+  const policy = pool.retryPolicy
+  const headerTimeoutMs = cfg.retries.per_try_timeout !== undefined ? Math.min(cfg.retries.per_try_timeout, cfg.timeouts.response_header) : cfg.timeouts.response_header
   const tried: Endpoint[] = []
   let raceRetried = false
   let fresh = false
+  let inRetry = false
   let endpoint: Endpoint | null = null
-
-  for (;;) {
-    if (!fresh) {
-      endpoint = pool.select(tried)
-      if (endpoint === null) {
-        sendError(ctx, req, res, rt, 'destination_unavailable', `upstream ${pool.name} has no endpoint available`)
+  pool.active++
+  try {
+    for (;;) {
+      if (!fresh) {
+        endpoint = pool.select(tried)
+        if (endpoint === null) {
+          sendError(ctx, req, res, rt, 'destination_unavailable', `upstream ${pool.name} has no endpoint available`)
+          return
+        }
+        tried.push(endpoint)
+      }
+      const ep = endpoint as Endpoint
+      ctx.attempts++
+      ctx.endpoint = ep.label
+      ctx.timings.dns_ms = ctx.timings.connect_ms = ctx.timings.tls_ms = ctx.timings.ttfb_ms = null
+      ctx.connectionReused = false
+      if (ep.pending >= cfg.limits.max_pending) {
+        ep.lastError = { type: 'connection_limit_reached', at: Date.now(), detail: 'pending queue full' }
+        sendError(ctx, req, res, rt, 'connection_limit_reached', `endpoint ${ep.label} has ${ep.pending} requests waiting for a connection (limits.max_pending ${cfg.limits.max_pending})`)
         return
       }
-      tried.push(endpoint)
-    }
-    const ep = endpoint as Endpoint
-    ctx.attempts++
-    ctx.endpoint = ep.label
-    ctx.timings.dns_ms = ctx.timings.connect_ms = ctx.timings.tls_ms = ctx.timings.ttfb_ms = null
-    ctx.connectionReused = false
-    const input: TryInput = {
-      ctx, req, res, method, path, hasBody,
-      headers: upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
-        host: route.preserveHost && host ? host : ep.label,
-        forwardedHost: host,
-        proto: scheme,
-        clientIp: ctx.clientIp,
-        requestId: ctx.requestId,
+      const statusRetryOk = policy.statuses.size > 0 && idempotent && !hasBody && ctx.attempts < cfg.retries.attempts && (inRetry || pool.retryAllowed())
+      const input: TryInput = {
+        ctx, req, res, method, path, hasBody,
+        headers: upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
+          host: route.preserveHost && host ? host : ep.label,
+          forwardedHost: host,
+          proto: opts.scheme,
+          clientIp: ctx.clientIp,
+          requestId: ctx.requestId,
+          via,
+        }),
+        timeouts: cfg.timeouts,
+        headerTimeoutMs,
+        retryStatuses: statusRetryOk ? policy.statuses : null,
+        queueTimeoutMs: ep.inFlight - ep.pending >= cfg.limits.max_connections ? cfg.limits.queue_timeout : null,
+        maxBodyBytes: opts.maxBodyBytes,
+        proxyName: rt.config.proxy_name,
         via,
-      }),
-      timeouts: pool.config.timeouts,
-      proxyName: rt.config.proxy_name,
-      via,
+      }
+      const ex = new UpstreamExchange(input, ep)
+      setCurrent(ex)
+      let dispatcher: Client | null = null
+      if (fresh) {
+        // The keep-alive race retry must not land on another stale pooled connection.
+        dispatcher = new Client(ep.origin, { connect: createConnector({ connectTimeoutMs: cfg.timeouts.connect }), pipelining: 1, headersTimeout: 0, bodyTimeout: 0, maxHeaderSize: cfg.max_response_header_size })
+      }
+      const failure = await ex.run(dispatcher ?? ep.dispatcher)
+      if (dispatcher) void dispatcher.close().catch(() => {})
+      if (ctx.downstream !== 'client_closed') pool.report(ep, failure?.type ?? null, failure === null ? ctx.upstreamStatus : failure.status)
+      if (failure === null) return
+      if (res.destroyed || ctx.downstream !== 'completed') return
+      let decision = retryDecision(failure, policy, idempotent, ex.bodyConsumed, ctx.attempts, cfg.retries.attempts, raceRetried)
+      if (decision !== 'no' && !inRetry) {
+        if (failure.type !== null && !pool.retryAllowed()) {
+          decision = 'no'
+          failure.detail += '; not retried: retry budget exhausted'
+        } else {
+          inRetry = true
+          pool.retrying++
+        }
+      }
+      if (decision === 'no') {
+        const type = failure.type ?? 'proxy_internal_error'
+        sendError(ctx, req, res, rt, type, failure.detail, type === 'http_request_denied' ? 413 : undefined)
+        return
+      }
+      fresh = decision === 'fresh'
+      if (fresh) raceRetried = true
     }
-    const ex = new UpstreamExchange(input, ep)
-    setCurrent(ex)
-    let dispatcher: Client | null = null
-    if (fresh) {
-      // The keep-alive race retry must not land on another stale pooled connection.
-      dispatcher = new Client(ep.origin, { connect: createConnector({ connectTimeoutMs: pool.config.timeouts.connect }), pipelining: 1, headersTimeout: 0, bodyTimeout: 0, maxHeaderSize: pool.config.max_response_header_size })
-    }
-    const failure = await ex.run(dispatcher ?? ep.dispatcher)
-    if (dispatcher) void dispatcher.close().catch(() => {})
-    if (ctx.downstream !== 'client_closed') pool.report(ep, failure?.type ?? null, failure === null ? ctx.upstreamStatus : null)
-    if (failure === null) return
-    if (res.destroyed || ctx.downstream !== 'completed') return
-    const decision = retryDecision(failure, idempotent, ex.bodyConsumed, ctx.attempts, pool.config.retries.attempts, raceRetried)
-    if (decision === 'no') {
-      sendError(ctx, req, res, rt, failure.type, failure.detail)
-      return
-    }
-    fresh = decision === 'fresh'
-    if (fresh) raceRetried = true
+  } finally {
+    pool.active--
+    if (inRetry) pool.retrying--
   }
 }

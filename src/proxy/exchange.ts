@@ -18,7 +18,10 @@ import { cleanResponseHeaders } from './headers.ts'
 
 /** How a try ended before any response header went downstream. */
 export interface TryFailure {
-  type: CauseType
+  /** The cause, or null when the try ended on an upstream status listed in `retries.on` (the response was discarded to try again). */
+  type: CauseType | null
+  /** The upstream status that ended the try when `type` is null. */
+  status: number | null
   detail: string
   /** Whether request bytes may have reached the upstream (a socket was assigned). */
   sent: boolean
@@ -42,8 +45,23 @@ export interface TryInput {
   /** Whether the request has a body to stream. */
   hasBody: boolean
   timeouts: UpstreamConfig['timeouts']
+  /** First-byte timeout of this try in ms (the shorter of `timeouts.response_header` and `retries.per_try_timeout`). */
+  headerTimeoutMs: number
+  /** Upstream statuses that end the try to try again (discarding the response), or null when no retry is possible. */
+  retryStatuses: ReadonlySet<number> | null
+  /** When the endpoint is at its connection limit: how long the try may wait for a connection, in ms; else null. */
+  queueTimeoutMs: number | null
+  /** Largest request body accepted in bytes, or null. */
+  maxBodyBytes: number | null
   proxyName: string
   via: string
+}
+
+/** Ends a try whose upstream status is listed in `retries.on`; not a failure. */
+class RetryStatusError extends Error {
+  constructor(status: number) {
+    super(`retrying after upstream status ${status}`)
+  }
 }
 
 /** The client went away; not an upstream failure. */
@@ -74,13 +92,16 @@ const TIMER_BODY = 3
  */
 class LazyBody extends Readable {
   readonly #req: IncomingMessage
+  readonly #limit: number
   #waiting = false
   /** Bytes taken from the client so far. */
   consumed = 0
 
-  constructor(req: IncomingMessage) {
+  /** @param limit most bytes accepted before the body is refused (nginx client_max_body_size) */
+  constructor(req: IncomingMessage, limit: number | null) {
     super()
     this.#req = req
+    this.#limit = limit ?? Infinity
   }
 
   override _read(): void {
@@ -88,6 +109,10 @@ class LazyBody extends Readable {
     let chunk: Buffer | null
     while ((chunk = req.read() as Buffer | null) !== null) {
       this.consumed += chunk.length
+      if (this.consumed > this.#limit) {
+        this.destroy(new GatewayError('http_request_denied', `request body larger than ${this.#limit} bytes`))
+        return
+      }
       if (!this.push(chunk)) return
     }
     if (req.readableEnded) {
@@ -138,6 +163,9 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   #timer: NodeJS.Timeout | null = null
   #timerKind = 0
   #totalTimer: NodeJS.Timeout | null = null
+  #queueTimer: NodeJS.Timeout | null = null
+  /** Whether the try still counts in the endpoint's pending requests (waiting for a connection). */
+  #pending = false
   /** Set when Portico decided to end the exchange before undici started it. */
   #pendingAbort: Error | null = null
   #headerSent = false
@@ -166,11 +194,16 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     const { timeouts, method, path, headers, hasBody, req } = this.#in
     const promise = new Promise<TryResult>((resolve) => { this.#resolve = resolve })
     this.#endpoint.inFlight++
+    this.#endpoint.pending++
+    this.#pending = true
     this.#endpoint.requests++
     if (timeouts.total !== undefined) {
       this.#totalTimer = setTimeout(this.#onTotalTimeout, timeouts.total)
     }
-    this.#body = hasBody ? new LazyBody(req) : null
+    if (this.#in.queueTimeoutMs !== null) {
+      this.#queueTimer = setTimeout(this.#onQueueTimeout, this.#in.queueTimeoutMs)
+    }
+    this.#body = hasBody ? new LazyBody(req, this.#in.maxBodyBytes) : null
     dispatcher.dispatch({
       path,
       method: method as Dispatcher.HttpMethod,
@@ -193,6 +226,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   /** @internal called from the undici:client:sendHeaders subscriber */
   onSocket(socket: Duplex): void {
     this.#socket = socket
+    this.#leaveQueue()
     const info = socketInfo.get(socket)
     const t = this.#in.ctx.timings
     if (info) {
@@ -204,7 +238,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     }
     this.#in.ctx.connectionReused = this.#reused
     if (this.#in.hasBody) this.#arm(TIMER_UPLOAD, this.#in.timeouts.idle)
-    else this.#arm(TIMER_HEADER, this.#in.timeouts.response_header)
+    else this.#arm(TIMER_HEADER, this.#in.headerTimeoutMs)
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -221,7 +255,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   }
 
   onRequestSent(): void {
-    if (this.#timerKind === TIMER_UPLOAD) this.#arm(TIMER_HEADER, this.#in.timeouts.response_header)
+    if (this.#timerKind === TIMER_UPLOAD) this.#arm(TIMER_HEADER, this.#in.headerTimeoutMs)
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
@@ -235,6 +269,12 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     }
     ctx.timings.ttfb_ms = performance.now() - this.#start
     ctx.upstreamStatus = statusCode
+    if (this.#in.retryStatuses !== null && this.#in.retryStatuses.has(statusCode)) {
+      // Discard this response: the driver tries again. Closing the connection is cheaper than draining an unknown body.
+      this.#settle({ type: null, status: statusCode, detail: `upstream answered ${statusCode}`, sent: true, reused: this.#reused })
+      controller.abort(new RetryStatusError(statusCode))
+      return
+    }
     ctx.status = statusCode
     this.#arm(TIMER_BODY, this.#in.timeouts.idle)
     const out = cleanResponseHeaders(headers) as OutgoingHttpHeaders
@@ -272,7 +312,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     this.#clearTimers()
     const { ctx, res } = this.#in
-    if (err instanceof ClientClosedError) {
+    if (err instanceof ClientClosedError || err instanceof RetryStatusError) {
       this.#settle(null)
       this.#finish()
       return
@@ -292,7 +332,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     }
     let detail = c.detail
     if (c.type === 'connection_terminated') detail += this.#reused ? ' (on a reused keep-alive connection)' : ' (on a new connection)'
-    this.#settle({ type: c.type, detail, sent: this.#socket !== null, reused: this.#reused })
+    this.#settle({ type: c.type, status: null, detail, sent: this.#socket !== null, reused: this.#reused })
     this.#finish()
   }
 
@@ -305,7 +345,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   #onTimeout = (): void => {
     const t = this.#in.timeouts
     const err = this.#timerKind === TIMER_HEADER
-      ? new GatewayError('http_response_timeout', `no response header within ${t.response_header}ms`)
+      ? new GatewayError('http_response_timeout', `no response header within ${this.#in.headerTimeoutMs}ms`)
       : this.#timerKind === TIMER_BODY
         ? new GatewayError('connection_read_timeout', `response body idle for more than ${t.idle}ms`)
         // An upload that stalls is a slow client, but the exchange still cannot complete.
@@ -323,8 +363,31 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     } else {
       // Still queued in undici: answer now and cancel the request when it starts.
       this.#pendingAbort = err
-      this.#settle({ type: 'http_response_timeout', detail: err.message, sent: false, reused: false })
+      this.#settle({ type: 'http_response_timeout', status: null, detail: err.message, sent: false, reused: false })
       this.#finish()
+    }
+  }
+
+  #onQueueTimeout = (): void => {
+    this.#queueTimer = null
+    if (this.#socket !== null) return
+    const err = new GatewayError('connection_limit_reached',
+      `endpoint ${this.#endpoint.label} stayed at its connection limit for ${this.#in.queueTimeoutMs}ms`)
+    this.#pendingAbort = err
+    if (this.#controller) this.#controller.abort(err)
+    // undici may hold the request in its queue: answer now, the request is cancelled when it starts.
+    this.#settle({ type: 'connection_limit_reached', status: null, detail: err.message, sent: false, reused: false })
+    this.#finish()
+  }
+
+  #leaveQueue(): void {
+    if (this.#queueTimer !== null) {
+      clearTimeout(this.#queueTimer)
+      this.#queueTimer = null
+    }
+    if (this.#pending) {
+      this.#pending = false
+      this.#endpoint.pending--
     }
   }
 
@@ -344,6 +407,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   #finish(): void {
     if (this.#finished) return
     this.#finished = true
+    this.#leaveQueue()
+    this.#clearTimers()
     this.#endpoint.inFlight--
   }
 }

@@ -1,4 +1,5 @@
 // docs/configuration.md and the schema in step: every key documented once, no key that does not exist, true defaults.
+import { parse as parseYaml } from 'yaml'
 import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { test } from 'node:test'
@@ -51,7 +52,8 @@ admin: {}
     const expected = r.type === 'duration' ? parseDuration(literal)
       : r.type === 'size' ? parseSize(literal)
       : r.type === 'boolean' ? literal === 'true'
-      : r.type.startsWith('integer') ? Number(literal)
+      : r.type.startsWith('integer') || r.type.startsWith('number') ? Number(literal)
+      : r.type.startsWith('list') ? parseYaml(literal)
       : literal
     assert.deepEqual(valueAt(config, r.key), expected, `default of ${r.key}`)
     checked++

@@ -47,7 +47,7 @@ describe('parseConfig: problems at file:line:column', () => {
   test('unknown key with no near miss lists the allowed keys', () => {
     const p = onlyProblem(VALID.replace('  - address: 127.0.0.1:8080', '  - address: 127.0.0.1:8080\n    colour: blue'))
     assert.deepEqual([p.line, p.column], [3, 5])
-    assert.match(p.message, /^listeners\[0\]\.colour: unknown key "colour"; allowed: address, timeouts, max_header_size$/)
+    assert.match(p.message, /^listeners\[0\]\.colour: unknown key "colour"; allowed: address, timeouts, max_header_size, max_request_body_size, max_connections$/)
   })
 
   test('wrong type, pointing at the value', () => {
@@ -174,7 +174,8 @@ describe('parseConfig: valid configs', () => {
     assert.deepEqual(api.endpoints, [{ url: 'http://127.0.0.1:3000', weight: 1 }])
     assert.equal(api.load_balancing, 'round_robin')
     assert.deepEqual(api.timeouts, { connect: 2000, response_header: 30_000, idle: 60_000 })
-    assert.deepEqual(api.keepalive, { idle_timeout: 4000, max_connections: 256 })
+    assert.deepEqual(api.keepalive, { idle_timeout: 4000 })
+    assert.deepEqual(api.limits, { max_connections: 256, max_pending: 1024, queue_timeout: 1000 })
     assert.equal(api.retries.attempts, 2)
     assert.equal(api.max_response_header_size, 16 * 1024)
     assert.deepEqual(c.routes[0].match, { path_prefix: '/' })
