@@ -76,7 +76,8 @@ function createServer(mode: FaultMode, options: LabOptions, ok: Handler, context
   switch (mode) {
     case 'ok':
     case 'plain-behind-https':
-      return http.createServer(ok)
+      // Node's defaults, pinned: keep-alive on, idle connections closed after 5 s.
+      return http.createServer({ keepAliveTimeout: 5000 }, ok)
     case 'hang':
       return raw.rawServer(context, raw.hang)
     case 'reset-before-header':

@@ -10,13 +10,18 @@ import { startLab, type LabOptions, type LabServer } from '../../src/lab/index.t
 const labs: LabServer[] = []
 after(() => Promise.all(labs.map((l) => l.close())))
 
-/** One keep-alive request; resolves with the response headers and the ms from the end of the response to the server's close. */
-async function idleClose(options: LabOptions): Promise<{ headers: http.IncomingHttpHeaders; closedAfterMs: number; lab: LabServer }> {
+/**
+ * One keep-alive request; resolves with the response headers and when the server closed
+ * the connection: `sinceRequestMs` from sending the request (a lower bound of the server's
+ * idle time, whatever the load) and `closedAfterMs` from reading the response end (an upper bound).
+ */
+async function idleClose(options: LabOptions): Promise<{ headers: http.IncomingHttpHeaders; closedAfterMs: number; sinceRequestMs: number; lab: LabServer }> {
   const lab = await startLab('keepalive-race', options)
   labs.push(lab)
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
   try {
     let socket: net.Socket | undefined
+    const sentAt = performance.now()
     const { headers, endedAt } = await new Promise<{ headers: http.IncomingHttpHeaders; endedAt: number }>((resolve, reject) => {
       const req = http.get(lab.url, { agent }, (res) => {
         socket = res.socket
@@ -27,23 +32,24 @@ async function idleClose(options: LabOptions): Promise<{ headers: http.IncomingH
     })
     assert.ok(socket)
     await new Promise<void>((resolve) => socket!.once('close', () => resolve()))
-    return { headers, closedAfterMs: performance.now() - endedAt, lab }
+    const now = performance.now()
+    return { headers, closedAfterMs: now - endedAt, sinceRequestMs: now - sentAt, lab }
   } finally {
     agent.destroy()
   }
 }
 
 test('closes an idle connection about keepAliveTimeoutMs (200) after the response, without Keep-Alive', async () => {
-  const { headers, closedAfterMs, lab } = await idleClose({})
+  const { headers, closedAfterMs, sinceRequestMs, lab } = await idleClose({})
   assert.equal(headers.connection, 'keep-alive')
   assert.equal(headers['keep-alive'], undefined)
-  assert.ok(closedAfterMs >= 180 && closedAfterMs < 600, `closed after ${closedAfterMs} ms`)
+  assert.ok(sinceRequestMs >= 195 && closedAfterMs < 600, `closed ${sinceRequestMs} ms after the request, ${closedAfterMs} ms after the response`)
   assert.equal(lab.requests, 1)
 })
 
 test('keepAliveTimeoutMs sets the idle timeout', async () => {
-  const { closedAfterMs } = await idleClose({ keepAliveTimeoutMs: 80 })
-  assert.ok(closedAfterMs >= 60 && closedAfterMs < 500, `closed after ${closedAfterMs} ms`)
+  const { closedAfterMs, sinceRequestMs } = await idleClose({ keepAliveTimeoutMs: 80 })
+  assert.ok(sinceRequestMs >= 75 && closedAfterMs < 500, `closed ${sinceRequestMs} ms after the request, ${closedAfterMs} ms after the response`)
 })
 
 test('advertiseKeepAlive sends Keep-Alive: timeout= in whole seconds, rounded down', async () => {

@@ -21,6 +21,7 @@ test('close() destroys open sockets and leaves no TCP handle or worker behind', 
     const client = mode === 'refuse' || mode === 'dns-invalid' || mode === 'connect-timeout'
       ? undefined
       : net.connect({ host: lab.host, port: lab.port })
+    const clientClosed = client && new Promise((resolve) => client.once('close', resolve))
     if (client) {
       client.on('error', () => {})
       client.resume()
@@ -29,7 +30,7 @@ test('close() destroys open sockets and leaves no TCP handle or worker behind', 
       await new Promise((resolve) => setTimeout(resolve, 20))
     }
     await lab.close()
-    if (client && !client.destroyed) await new Promise((resolve) => client.once('close', resolve))
+    await clientClosed
     await lab.close() // idempotent
     assert.equal(openTcpHandles().length, before, `${mode} left ${openTcpHandles().join(', ')}`)
   }
