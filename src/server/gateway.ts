@@ -4,15 +4,28 @@
  */
 import http from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
+import { AdminServer } from '../admin/server.ts'
+import { describeReload, upstreamChanges, type ReloadOutcome, type ReloadSummary } from '../admin/reload.ts'
+import { ConfigError } from '../config/load.ts'
 import type { Config, ListenerConfig } from '../config/schema.ts'
 import { createAccessLog, type AccessLogSink } from '../observe/access-log.ts'
+import { FailureRing } from '../observe/failures.ts'
+import { logger } from '../observe/logger.ts'
+import { Metrics } from '../observe/metrics.ts'
 import { createProxyHandler } from '../proxy/driver.ts'
-import { buildRuntime, retireRuntime, type Runtime } from '../proxy/runtime.ts'
+import { buildRuntime, type Runtime } from '../proxy/runtime.ts'
+import type { UpstreamPool } from '../upstream/pool.ts'
 
 /** Options of a gateway beyond the config. */
 export interface GatewayOptions {
   /** Access log sink; default from `config.access_log`. */
   accessLog?: AccessLogSink
+  /**
+   * Re-reads the config the gateway was started from (the file of `portico serve -c`),
+   * for SIGHUP and the admin API's `POST /reload`.
+   * @throws {ConfigError} when the file is invalid (the old config keeps serving)
+   */
+  loadConfig?: () => Promise<Config>
 }
 
 /** A running listener. */
@@ -36,10 +49,43 @@ export class Gateway {
   readonly accessLog: AccessLogSink
   readonly listeners: RunningListener[] = []
   readonly #sockets = new Set<Socket>()
+  /** The last gateway failures, for the admin API (fed by the access log). */
+  readonly failures = new FailureRing()
+  /** Prometheus metrics (fed by the access log). */
+  readonly metrics: Metrics
+  /** The admin API, when `admin` is configured and the gateway started. */
+  admin: AdminServer | null = null
+  readonly #loadConfig: (() => Promise<Config>) | null
+  /** Requests in flight per runtime: a retired runtime's pools close when its count reaches 0. */
+  readonly #inFlight = new Map<Runtime, number>()
+  /** Replaced runtimes that still have requests in flight. */
+  readonly #retiring = new Set<Runtime>()
+  readonly #closedPools = new WeakSet<UpstreamPool>()
+  /** Responses not yet closed, to mark `Connection: close` when draining starts. */
+  readonly #responses = new Set<http.ServerResponse>()
+  /** Listeners closed by a reload, still draining. */
+  readonly #closingListeners = new Set<Promise<void>>()
+  #draining = false
+  #reloads: Promise<unknown> = Promise.resolve()
 
   constructor(config: Config, opts: GatewayOptions = {}) {
     this.#runtime = buildRuntime(config)
+    this.#loadConfig = opts.loadConfig ?? null
     this.accessLog = opts.accessLog ?? createAccessLog(config.access_log.format, config.access_log.path)
+    this.metrics = new Metrics(() => this.#endpointHealth())
+    const previous = this.accessLog.onRecord
+    this.accessLog.onRecord = (r) => {
+      previous?.(r)
+      this.failures.observe(r)
+      this.metrics.observe(r)
+    }
+  }
+
+  * #endpointHealth() {
+    const now = Date.now()
+    for (const pool of this.#runtime.pools.values()) {
+      for (const e of pool.endpoints) yield { upstream: pool.name, endpoint: e.label, healthy: e.isAvailable(now) }
+    }
   }
 
   /** The runtime in force. */
@@ -47,55 +93,213 @@ export class Gateway {
     return this.#runtime
   }
 
-  /** Starts every listener. @throws {Error} when an address cannot be bound (EADDRINUSE, EACCES) */
+  /**
+   * Starts every listener, then the admin API when `admin` is configured.
+   * @throws {Error} when an address cannot be bound (EADDRINUSE, EACCES)
+   */
   async start(): Promise<void> {
-    for (const lc of this.#runtime.config.listeners) {
-      const server = http.createServer({
-        maxHeaderSize: lc.max_header_size,
-        headersTimeout: lc.timeouts.header_read,
-        // Portico runs body idle timers itself; Node's whole-request timeout would cut long uploads.
-        requestTimeout: 0,
-        keepAliveTimeout: lc.timeouts.keepalive,
-        connectionsCheckingInterval: 250,
-        noDelay: true,
-      }, createProxyHandler(() => this.#runtime, this.accessLog, 'http'))
-      server.keepAliveTimeout = lc.timeouts.keepalive
-      server.on('connection', (s: Socket) => {
-        this.#sockets.add(s)
-        s.once('close', () => this.#sockets.delete(s))
-      })
-      const { host, port } = splitAddress(lc.address)
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject)
-        server.listen(port, host, () => {
-          server.removeListener('error', reject)
-          resolve()
-        })
-      })
-      this.listeners.push({ config: lc, server, address: server.address() as AddressInfo })
+    for (const lc of this.#runtime.config.listeners) this.listeners.push(await this.#listen(lc))
+    const admin = this.#runtime.config.admin
+    if (admin) {
+      this.admin = new AdminServer(this)
+      const { host, port } = splitAddress(admin.address)
+      await this.admin.listen(host, port)
     }
   }
 
-  /** Swaps in a new config; pools of unchanged upstreams are kept. */
-  async reload(config: Config): Promise<void> {
-    const old = this.#runtime
-    this.#runtime = buildRuntime(config, old.pools)
-    await retireRuntime(old, this.#runtime)
+  /**
+   * Request entry of every listener: counts the request against the runtime it starts
+   * on (read once, as the driver does) and, while draining, answers with `Connection: close`.
+   */
+  #track(handler: http.RequestListener): http.RequestListener {
+    return (req, res) => {
+      const rt = this.#runtime
+      this.#inFlight.set(rt, (this.#inFlight.get(rt) ?? 0) + 1)
+      this.#responses.add(res)
+      if (this.#draining) res.setHeader('connection', 'close')
+      res.once('close', () => {
+        this.#responses.delete(res)
+        const n = (this.#inFlight.get(rt) ?? 1) - 1
+        if (n > 0) this.#inFlight.set(rt, n)
+        else this.#inFlight.delete(rt)
+        if (n <= 0 && this.#retiring.has(rt)) this.#retire(rt)
+        // A response that had started before draining leaves a keep-alive connection idle.
+        if (this.#draining) setImmediate(() => this.#closeIdle())
+      })
+      handler(req, res)
+    }
+  }
+
+  #closeIdle(): void {
+    for (const l of this.listeners) l.server.closeIdleConnections()
+  }
+
+  /** Binds one listener. @throws {Error} when the address cannot be bound */
+  async #listen(lc: ListenerConfig): Promise<RunningListener> {
+    const server = http.createServer({
+      maxHeaderSize: lc.max_header_size,
+      headersTimeout: lc.timeouts.header_read,
+      // Portico runs body idle timers itself; Node's whole-request timeout would cut long uploads.
+      requestTimeout: 0,
+      keepAliveTimeout: lc.timeouts.keepalive,
+      connectionsCheckingInterval: 250,
+      noDelay: true,
+    }, this.#track(createProxyHandler(() => this.#runtime, this.accessLog, { scheme: 'http', maxBodyBytes: lc.max_request_body_size ?? null })))
+    if (lc.max_connections !== undefined) server.maxConnections = lc.max_connections
+    server.keepAliveTimeout = lc.timeouts.keepalive
+    server.on('connection', (s: Socket) => {
+      this.#sockets.add(s)
+      s.once('close', () => this.#sockets.delete(s))
+    })
+    const { host, port } = splitAddress(lc.address)
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port, host, () => {
+        server.removeListener('error', reject)
+        resolve()
+      })
+    })
+    return { config: lc, server, address: server.address() as AddressInfo }
   }
 
   /**
-   * Stops accepting, lets in-flight requests finish for up to `drainMs`, then closes
-   * everything that is left.
+   * Swaps in a new config atomically, like `nginx -s reload`: new listener addresses are
+   * bound first (if one fails, nothing changes and the error is thrown), then new requests
+   * use the new routes and pools. Unchanged upstreams keep their pool (connections, health
+   * and ejection state); requests in flight finish on the runtime they started with, whose
+   * retired pools close gracefully once those requests end. Listeners whose address left
+   * the config stop accepting and drain. Reloads run one at a time.
+   *
+   * @returns what changed
+   * @throws {Error} when a new listener address cannot be bound (the old config keeps serving)
+   */
+  reload(config: Config): Promise<ReloadSummary> {
+    const run = this.#reloads.then(() => this.#apply(config))
+    this.#reloads = run.catch(() => {})
+    return run
+  }
+
+  async #apply(config: Config): Promise<ReloadSummary> {
+    if (this.#draining) throw new Error('the gateway is shutting down')
+    const old = this.#runtime
+    const before = new Set(this.listeners.map((l) => l.config.address))
+    const after = new Set(config.listeners.map((l) => l.address))
+    const bound: RunningListener[] = []
+    try {
+      for (const lc of config.listeners) if (!before.has(lc.address)) bound.push(await this.#listen(lc))
+    } catch (err) {
+      await Promise.all(bound.map((l) => closeServer(l.server)))
+      throw err
+    }
+    const next = buildRuntime(config, old.pools)
+    this.#runtime = next
+    const warnings: string[] = []
+    const removed = this.listeners.filter((l) => !after.has(l.config.address))
+    for (const l of removed) {
+      const closing = closeServer(l.server)
+      this.#closingListeners.add(closing)
+      void closing.then(() => this.#closingListeners.delete(closing))
+    }
+    const kept = this.listeners.filter((l) => after.has(l.config.address))
+    for (const [i, l] of kept.entries()) {
+      const lc = config.listeners.find((c) => c.address === l.config.address) as ListenerConfig
+      l.server.keepAliveTimeout = lc.timeouts.keepalive
+      l.server.headersTimeout = lc.timeouts.header_read
+      if (JSON.stringify(lc) !== JSON.stringify({ ...l.config, timeouts: lc.timeouts })) warnings.push(`listeners: changes to ${lc.address} other than timeouts take effect after a restart`)
+      kept[i] = { ...l, config: lc }
+    }
+    this.listeners.splice(0, this.listeners.length, ...kept, ...bound)
+    if (JSON.stringify(config.admin) !== JSON.stringify(old.config.admin)) warnings.push('admin: changes take effect after a restart')
+    if (JSON.stringify(config.access_log) !== JSON.stringify(old.config.access_log)) warnings.push('access_log: changes take effect after a restart')
+    this.#retire(old)
+    const summary: ReloadSummary = {
+      routes: config.routes.length,
+      upstreams: upstreamChanges(old, next),
+      listeners: { kept: kept.map((l) => l.config.address), added: bound.map((l) => l.config.address), removed: removed.map((l) => l.config.address) },
+      warnings,
+    }
+    logger.info({ reload: summary }, describeReload(summary))
+    for (const w of warnings) logger.warn(w)
+    return summary
+  }
+
+  /**
+   * Re-reads the config through `loadConfig` and applies it. An invalid file is refused
+   * with its problems logged; the old config keeps serving. Never throws for a bad config.
+   */
+  async reloadFromSource(): Promise<ReloadOutcome> {
+    if (this.#loadConfig === null) return { ok: false, error: 'this gateway was not started from a config file', problems: [] }
+    let config: Config
+    try {
+      config = await this.#loadConfig()
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err
+      logger.error({ problems: err.problems }, `reload refused, the running config keeps serving: ${err.message}`)
+      return { ok: false, error: 'invalid config; the running config keeps serving', problems: err.problems }
+    }
+    try {
+      return { ok: true, summary: await this.reload(config) }
+    } catch (err) {
+      logger.error({ err }, `reload refused, the running config keeps serving: ${(err as Error).message}`)
+      return { ok: false, error: (err as Error).message, problems: [] }
+    }
+  }
+
+  /** Marks `rt` retired; once it has no request in flight, closes its pools no live runtime uses. */
+  #retire(rt: Runtime): void {
+    if (rt === this.#runtime) return
+    this.#retiring.add(rt)
+    if ((this.#inFlight.get(rt) ?? 0) > 0) return
+    this.#retiring.delete(rt)
+    const live = new Set<UpstreamPool>()
+    for (const r of [this.#runtime, ...this.#retiring]) for (const p of r.pools.values()) live.add(p)
+    void this.#closePools([...rt.pools.values()].filter((p) => !live.has(p)))
+  }
+
+  async #closePools(pools: UpstreamPool[]): Promise<void> {
+    await Promise.all(pools.filter((p) => !this.#closedPools.has(p)).map(async (p) => {
+      this.#closedPools.add(p)
+      try {
+        await p.close()
+      } catch (err) {
+        logger.warn({ err, upstream: p.name }, 'closing a retired upstream pool failed')
+      }
+    }))
+  }
+
+  /**
+   * Drains and stops, like nginx's graceful shutdown: stops accepting, closes idle
+   * keep-alive connections, answers requests still to come on open connections with
+   * `Connection: close` (and closes each connection once its response ends), lets
+   * in-flight requests finish for up to `drainMs`, then destroys what is left, closes
+   * the pools and the admin API, and flushes the access log.
+   *
+   * @param drainMs longest wait for in-flight requests, in ms (`shutdown.drain_timeout`)
    */
   async stop(drainMs = 0): Promise<void> {
-    const closing = this.listeners.map((l) => new Promise<void>((resolve) => {
-      l.server.close(() => resolve())
-      l.server.closeIdleConnections()
-    }))
+    this.#draining = true
+    for (const res of this.#responses) if (!res.headersSent) res.setHeader('connection', 'close')
+    const closing = [...this.listeners.map((l) => closeServer(l.server)), ...this.#closingListeners]
+    const adminClosed = this.admin?.close()
     const timer = setTimeout(() => { for (const s of this.#sockets) s.destroy() }, drainMs)
     await Promise.all(closing)
     clearTimeout(timer)
-    await retireRuntime(this.#runtime, null)
+    await adminClosed
+    const pools = new Set<UpstreamPool>()
+    for (const r of [this.#runtime, ...this.#retiring]) for (const p of r.pools.values()) pools.add(p)
+    this.#retiring.clear()
+    await this.#closePools([...pools])
+    // Access log lines are written on each response's close event: let those run first.
+    await new Promise((resolve) => setImmediate(resolve))
     await this.accessLog.flush()
   }
+}
+
+/** Stops accepting on `server` and closes its idle connections; resolves when every connection has closed. */
+function closeServer(server: http.Server): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (!server.listening) return resolve()
+    server.close(() => resolve())
+    server.closeIdleConnections()
+  })
 }
