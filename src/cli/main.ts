@@ -30,6 +30,15 @@ program.command('check')
     process.exitCode = await checkCommand(opts.config, process.stdout, process.stderr)
   })
 
+program.command('reload')
+  .description('validate a config file, then tell the running instance to reload it (admin API POST /reload)')
+  .requiredOption('-c, --config <file>', 'portico.yaml to validate; its admin.address says where to ask')
+  .option('--admin <address>', 'admin API host:port (default: admin.address of the file)')
+  .action(async (opts) => {
+    const { reloadCommand } = await import('./reload.ts')
+    process.exitCode = await reloadCommand({ config: opts.config, admin: opts.admin }, process.stdout, process.stderr)
+  })
+
 program.command('doctor')
   .description('diagnose 502/504s: DNS, TCP, TLS, HTTP, keep-alive, bypass, logs, host')
   .option('-c, --config <file>', 'Portico config: probe every upstream in it')

@@ -1,7 +1,9 @@
 /**
- * `portico serve`: runs the gateway from a config file or quick-mode flags until SIGINT/SIGTERM.
+ * `portico serve`: runs the gateway from a config file or quick-mode flags; SIGHUP reloads
+ * the file (like `nginx -s reload`), SIGTERM/SIGINT drain and stop.
  */
 import type { Config } from '../config/schema.ts'
+import { logger } from '../observe/logger.ts'
 import { Gateway } from '../server/gateway.ts'
 
 /** Options of `portico serve` as commander parses them. */
@@ -14,7 +16,13 @@ export interface ServeOptions {
 }
 
 /**
- * Loads the config, starts the gateway, and stops it on SIGINT/SIGTERM.
+ * Loads the config, starts the gateway, and runs it until SIGINT/SIGTERM.
+ *
+ * - SIGHUP (config file only) re-reads the file: an invalid one is refused, its
+ *   `file:line:column: message` lines written to stderr and the process log, and the
+ *   running config keeps serving; a valid one is swapped in (`Gateway.reload`).
+ * - SIGTERM/SIGINT drain: no new connections, in-flight requests finish for up to
+ *   `shutdown.drain_timeout`, the access log is flushed, exit 0. A second signal stops at once.
  *
  * @returns the exit code: 0 after a clean stop, 1 when the config is invalid or a listener cannot bind, 2 on usage errors
  */
@@ -39,7 +47,17 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
     }
     throw err
   }
-  const gw = new Gateway(config)
+  const file = opts.config
+  const loadConfig = file === undefined ? undefined : async (): Promise<Config> => {
+    try {
+      const c = await loadConfigFile(file)
+      return opts.logFormat ? { ...c, access_log: { ...c.access_log, format: opts.logFormat } } : c
+    } catch (err) {
+      if (err instanceof ConfigError) process.stderr.write(`portico: reload refused, the running config keeps serving:\n${formatProblems(err.problems)}\n`)
+      throw err
+    }
+  }
+  const gw = new Gateway(config, { loadConfig })
   try {
     await gw.start()
   } catch (err) {
@@ -49,10 +67,37 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
   for (const l of gw.listeners) {
     process.stderr.write(`portico: listening on http://${l.address.address}:${l.address.port}\n`)
   }
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve)
-    process.once('SIGTERM', resolve)
+  if (gw.admin?.address) {
+    const a = gw.admin.address
+    process.stderr.write(`portico: admin API on http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}\n`)
+  }
+  const onHup = (): void => {
+    if (loadConfig === undefined) {
+      logger.warn('SIGHUP ignored: quick mode has no config file to reload')
+      return
+    }
+    void gw.reloadFromSource().then((r) => {
+      if (r.ok) process.stderr.write(`portico: reloaded ${file}\n`)
+    }, (err: Error) => logger.error({ err }, 'reload failed'))
+  }
+  process.on('SIGHUP', onHup)
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'))
+    process.once('SIGTERM', () => resolve('SIGTERM'))
   })
-  await gw.stop(10_000)
+  process.removeListener('SIGHUP', onHup)
+  const drainMs = gw.runtime.config.shutdown.drain_timeout
+  logger.info({ signal, drain_timeout_ms: drainMs }, `${signal}: draining, then stopping`)
+  const force = (): void => {
+    logger.warn('second signal: stopping now')
+    process.exit(1)
+  }
+  process.once('SIGINT', force)
+  process.once('SIGTERM', force)
+  await gw.stop(drainMs)
+  logger.info('stopped')
+  await new Promise<void>((resolve) => logger.flush(() => resolve()))
+  // Nothing should keep the process up after a stop; if something does, do not hang the supervisor.
+  setTimeout(() => process.exit(0), 1000).unref()
   return 0
 }
