@@ -343,6 +343,23 @@ failover_run() {
   WRK=
   printf '%s\t%s\t%s\n' "$name" "$TMP/wrk-failover-$name.txt" "$note" >>"$RUNS"
   stop_all "$pid" "${backends[@]}"
+  keep_failure_logs "$name"
+}
+
+# keep_failure_logs NAME: copies the proxy's log lines about requests that did not get a
+# 200 (and its error log) to bench/results/failover-logs/, so each failure can be traced
+# to its cause after the temporary directory is gone.
+keep_failure_logs() {
+  local name=$1 out=$RESULTS/failover-logs
+  mkdir -p "$out"
+  case $name in
+    portico) grep -v '"status":200,' "$TMP/portico.out" >"$out/portico-access.log" || true
+             cp "$TMP/portico.err" "$out/portico-stderr.log" ;;
+    nginx) grep -v '" 200 ' "$TMP/nginx/access.log" >"$out/nginx-access.log" || true
+           cp "$TMP/nginx/error.log" "$out/nginx-error.log" ;;
+    haproxy) grep -v ' 200 ' "$TMP/haproxy.out" >"$out/haproxy.log" || true
+             cp "$TMP/haproxy.err" "$out/haproxy-stderr.log" ;;
+  esac
 }
 
 stop_all() { local p; for p in "$@"; do stop "$p"; done; }
@@ -350,6 +367,7 @@ stop_all() { local p; for p in "$@"; do stop "$p"; done; }
 failover() {
   RUNS=$TMP/failover.tsv
   : >"$RUNS"
+  rm -rf "$RESULTS/failover-logs"
   local name
   for name in portico nginx haproxy; do failover_run "$name"; done
   echo
@@ -358,7 +376,7 @@ failover() {
   echo
   "$NODE" "$BENCH/summarize.ts" failover "$RUNS" "$RESULTS/failover.json"
   echo
-  echo "JSON: bench/results/failover.json"
+  echo "JSON: bench/results/failover.json; log lines of failed requests: bench/results/failover-logs/"
 }
 
 case $SCENARIO in
