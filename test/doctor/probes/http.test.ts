@@ -5,10 +5,11 @@ import type { FaultMode } from '../../../src/lab/index.ts'
 import { latencyStats, probeHttp } from '../../../src/doctor/probes/http.ts'
 import { PORTICO_DEFAULTS, targetFromUrl, type ProxySettings } from '../../../src/doctor/probes/target.ts'
 
-async function run(t: import('node:test').TestContext, mode: FaultMode, proxy: Partial<ProxySettings> = {}, labOptions = {}) {
+// The probe's own timeout is generous where a sample must succeed: a loaded machine can stall a loopback answer.
+async function run(t: import('node:test').TestContext, mode: FaultMode, proxy: Partial<ProxySettings> = {}, labOptions = {}, timeoutMs = 400) {
   const lab = await startLab(mode, labOptions)
   t.after(() => lab.close())
-  return probeHttp(targetFromUrl(lab.url, 'upstream', { ...PORTICO_DEFAULTS, ...proxy }), '127.0.0.1', { timeoutMs: 400, samples: 3 })
+  return probeHttp(targetFromUrl(lab.url, 'upstream', { ...PORTICO_DEFAULTS, ...proxy }), '127.0.0.1', { timeoutMs, samples: 3 })
 }
 
 test('percentiles are nearest-rank', () => {
@@ -17,7 +18,7 @@ test('percentiles are nearest-rank', () => {
 })
 
 test('a healthy backend: status, header size, latency distribution', async (t) => {
-  const { result, findings } = await run(t, 'ok')
+  const { result, findings } = await run(t, 'ok', {}, {}, 3000)
   assert.equal(result.head.status, 200)
   assert.ok((result.head.headerBytes ?? 0) > 20)
   assert.equal(result.samples.length, 3)
@@ -49,7 +50,7 @@ test('a header section above the proxy limit → http_response_header_section_si
 })
 
 test('p99 above the first-byte timeout explains 504s', async (t) => {
-  const { result, findings } = await run(t, 'slow', { responseHeaderTimeoutMs: 60 }, { latencyMs: 80 })
+  const { result, findings } = await run(t, 'slow', { responseHeaderTimeoutMs: 60 }, { latencyMs: 80 }, 3000)
   assert.ok(result.latency && result.latency.p99 >= 60)
   assert.equal(findings[0].id, 'http.slow')
   assert.equal(findings[0].cause, 'http_response_timeout')
@@ -57,7 +58,7 @@ test('p99 above the first-byte timeout explains 504s', async (t) => {
 })
 
 test('p99 close to the first-byte timeout is a warning', async (t) => {
-  const { findings } = await run(t, 'slow', { responseHeaderTimeoutMs: 110 }, { latencyMs: 95 })
+  const { findings } = await run(t, 'slow', { responseHeaderTimeoutMs: 110 }, { latencyMs: 95 }, 3000)
   assert.equal(findings[0].id, 'http.slow_near')
   assert.equal(findings[0].severity, 'warning')
 })
