@@ -3,6 +3,10 @@
 -- (prefixed "BENCH_JSON ") with those counts and wrk's socket errors.
 -- Each wrk thread has its own Lua state: setup() keeps the threads so done() can
 -- add up their counters.
+--
+-- The load is bounded: the first script argument (`wrk ... -- MS`) is a pause in
+-- milliseconds before each request on a connection, so every proxy gets about the
+-- same request rate whatever its speed, and the failure counts compare.
 local threads = {}
 
 setup = function(thread)
@@ -10,9 +14,14 @@ setup = function(thread)
 end
 
 init = function(args)
+  pause_ms = tonumber(args[1]) or 0
   responses = 0
   non2xx = 0
   statuses = {}
+end
+
+delay = function()
+  return pause_ms
 end
 
 response = function(status, headers, body)

@@ -13,7 +13,7 @@
 #   BENCH_BACKEND=nginx|node     backend: nginx `return 200` (default) or bench/backend.ts
 #   BENCH_PORTICO_STANDIN=nginx  put a second nginx where Portico goes: an A/A run that shows
 #                                how far apart two identical proxies land on this machine
-#   BENCH_FAILOVER_DURATION=15 BENCH_KILL_AFTER=5 BENCH_FAILOVER_CONNECTIONS=16
+#   BENCH_FAILOVER_DURATION=15 BENCH_KILL_AFTER=5 BENCH_FAILOVER_CONNECTIONS=16 BENCH_FAILOVER_RATE=1000
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -38,12 +38,15 @@ WARMUP=${BENCH_WARMUP:-3}
 STANDIN=${BENCH_PORTICO_STANDIN:-}
 FAILOVER_DURATION=${BENCH_FAILOVER_DURATION:-15}
 FAILOVER_CONNECTIONS=${BENCH_FAILOVER_CONNECTIONS:-16}
+# Failover load is a steady rate, not as fast as possible: each connection pauses
+# before each request, so every proxy sees about the same requests per second.
+export BENCH_FAILOVER_RATE=${BENCH_FAILOVER_RATE:-1000}
 # Time for active health checks to see every backend up before load starts
 # (Portico and HAProxy: 2 passing checks at 1 s).
 SETTLE=3
 RESULTS=$BENCH/results
 
-for n in BENCH_DURATION BENCH_ROUNDS BENCH_CONNECTIONS BENCH_THREADS BENCH_KILL_AFTER WARMUP FAILOVER_DURATION FAILOVER_CONNECTIONS; do
+for n in BENCH_FAILOVER_RATE BENCH_DURATION BENCH_ROUNDS BENCH_CONNECTIONS BENCH_THREADS BENCH_KILL_AFTER WARMUP FAILOVER_DURATION FAILOVER_CONNECTIONS; do
   [[ ${!n} =~ ^[1-9][0-9]*$ ]] || { echo "$n must be a positive whole number, got '${!n}'" >&2; exit 2; }
 done
 # Each round gives every target one slice of SLICE whole seconds (wrk takes whole seconds).
@@ -332,9 +335,10 @@ failover_run() {
   pid=$SPAWNED
   sleep "$SETTLE"
 
-  log "$name: ${FAILOVER_DURATION}s of load ($FAILOVER_CONNECTIONS connections), backend 2 of 3 killed (SIGKILL) at ${BENCH_KILL_AFTER}s"
+  log "$name: ${FAILOVER_DURATION}s at up to $BENCH_FAILOVER_RATE requests/s ($FAILOVER_CONNECTIONS connections), backend 2 of 3 killed (SIGKILL) at ${BENCH_KILL_AFTER}s"
   "${PIN_LOAD[@]}" wrk -t1 -c"$FAILOVER_CONNECTIONS" -d"${FAILOVER_DURATION}s" --latency \
-    -s "$BENCH/count.lua" "http://127.0.0.1:$port/" >"$TMP/wrk-failover-$name.txt" &
+    -s "$BENCH/count.lua" "http://127.0.0.1:$port/" -- "$((FAILOVER_CONNECTIONS * 1000 / BENCH_FAILOVER_RATE))" \
+    >"$TMP/wrk-failover-$name.txt" &
   WRK=$!
   sleep "$BENCH_KILL_AFTER"
   kill -KILL -- "-$victim" 2>/dev/null || true
@@ -371,7 +375,7 @@ failover() {
   local name
   for name in portico nginx haproxy; do failover_run "$name"; done
   echo
-  echo "## Failover: 3 backends, backend 2 killed at ${BENCH_KILL_AFTER}s of ${FAILOVER_DURATION}s under load ($FAILOVER_CONNECTIONS keep-alive connections)"
+  echo "## Failover: 3 backends, backend 2 killed at ${BENCH_KILL_AFTER}s of ${FAILOVER_DURATION}s under load (up to $BENCH_FAILOVER_RATE requests/s over $FAILOVER_CONNECTIONS keep-alive connections)"
   echo "(failed = non-2xx responses + wrk socket errors; $BENCH_PINNING)"
   echo
   "$NODE" "$BENCH/summarize.ts" failover "$RUNS" "$RESULTS/failover.json"
