@@ -28,6 +28,8 @@ export interface TestGateway {
   record(requestId: string, waitMs?: number): Promise<AccessLogRecord>
   /** Waits until at least `count` records were written. */
   waitForRecords(count: number, waitMs?: number): Promise<AccessLogRecord[]>
+  /** Waits until no endpoint of any upstream has a request in flight (the upstream exchanges ended). */
+  settled(waitMs?: number): Promise<void>
 }
 
 /**
@@ -91,6 +93,10 @@ export function testEnv(scope: 'test' | 'file' = 'test') {
         origin: `http://127.0.0.1:${port}`,
         record: (id, waitMs) => waitFor(`access log record ${id}`, () => records.find((r) => r.request_id === id), waitMs),
         waitForRecords: (count, waitMs) => waitFor(`${count} access log records`, () => (records.length >= count ? records : undefined), waitMs),
+        async settled(waitMs) {
+          const endpoints = [...gateway.runtime.pools.values()].flatMap((p) => p.endpoints)
+          await waitFor('upstream exchanges to end', () => (endpoints.every((e) => e.inFlight === 0) ? true : undefined), waitMs)
+        },
       }
     },
     /** Starts a node:http upstream with `handler` on 127.0.0.1:0, closed after the test; returns its URL. */

@@ -7,7 +7,7 @@ import http from 'node:http'
 import { describe, test } from 'node:test'
 import { send } from '../helpers/client.ts'
 import { endpointOf, expectExchange } from '../helpers/expect.ts'
-import { FAST_TIMEOUTS, oneUpstream, testEnv, waitFor } from '../helpers/gateway.ts'
+import { FAST_TIMEOUTS, oneUpstream, testEnv } from '../helpers/gateway.ts'
 import type { FaultMode } from '../../src/lab/index.ts'
 
 const env = testEnv()
@@ -142,21 +142,28 @@ describe('keep-alive race', () => {
 })
 
 describe('client going away', () => {
-  test('a client that aborts is logged as 499 client_closed with no error', async () => {
-    const lab = await env.lab('ok')
-    const gw = await env.gateway(oneUpstream([lab.url]))
-    const id = 'client-gone-1'
-    const req = http.get({ host: '127.0.0.1', port: gw.port, path: '/delay/2000', agent: false, headers: { 'x-request-id': id } })
-    req.on('error', () => {})
-    await new Promise((r) => setTimeout(r, 150))
-    req.destroy()
-    const r = await gw.record(id)
-    assert.equal(r.status, 499)
-    assert.equal(r.error, null)
-    assert.equal(r.downstream, 'client_closed')
-    assert.equal(r.endpoint, endpointOf(lab.url))
-    // The upstream exchange ends with the client, long before the 2 s delay.
-    const ep = gw.gateway.runtime.pools.get('default')?.endpoints[0]
-    await waitFor('the upstream exchange to end', () => (ep?.inFlight === 0 ? true : undefined), 1000)
-  })
+  const cases: Array<[what: string, options: http.RequestOptions, sent?: Buffer]> = [
+    ['waiting for a slow response', { path: '/delay/2000' }],
+    ['mid-upload', { method: 'POST', path: '/echo', headers: { 'content-length': 1_000_000 } }, Buffer.alloc(100_000, 'u')],
+  ]
+  for (const [what, options, sent] of cases) {
+    test(`a client that aborts ${what} is logged as 499 client_closed with no error`, async () => {
+      const lab = await env.lab('ok')
+      const gw = await env.gateway(oneUpstream([lab.url]))
+      const id = `client-gone-${what.replace(/\W+/g, '-')}`
+      const req = http.request({ host: '127.0.0.1', port: gw.port, agent: false, ...options, headers: { ...options.headers, 'x-request-id': id } })
+      req.on('error', () => {})
+      if (sent) req.write(sent)
+      else req.end()
+      await new Promise((r) => setTimeout(r, 150))
+      req.destroy()
+      const r = await gw.record(id)
+      assert.equal(r.status, 499)
+      assert.equal(r.error, null)
+      assert.equal(r.downstream, 'client_closed')
+      assert.equal(r.endpoint, endpointOf(lab.url))
+      // The upstream exchange ends with the client, long before the upstream would have.
+      await gw.settled(1000)
+    })
+  }
 })

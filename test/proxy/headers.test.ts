@@ -57,6 +57,14 @@ describe('request headers', () => {
     assert.equal(seen.host, 'app.example.com:8443')
   })
 
+  test('several X-Forwarded-For fields are joined in order, then the client address appended', async () => {
+    const lab = await env.lab('ok')
+    const gw = await env.gateway(oneUpstream([lab.url]))
+    const reply = await send(gw.port, { headers: ['Host', 'app.example.com', 'X-Forwarded-For', '203.0.113.7', 'X-Forwarded-For', '198.51.100.2'] })
+    await expectExchange(gw, reply, { status: 200, error: null })
+    assert.equal(seenUpstream(reply.body)['x-forwarded-for'], '203.0.113.7, 198.51.100.2, 127.0.0.1')
+  })
+
   test('X-Forwarded-For starts with the client address when the client sent none', async () => {
     const lab = await env.lab('ok')
     const gw = await env.gateway(oneUpstream([lab.url]))
