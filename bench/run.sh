@@ -14,6 +14,8 @@
 #   BENCH_PORTICO_STANDIN=nginx  put a second nginx where Portico goes: an A/A run that shows
 #                                how far apart two identical proxies land on this machine
 #   BENCH_FAILOVER_DURATION=15 BENCH_KILL_AFTER=5 BENCH_FAILOVER_CONNECTIONS=16 BENCH_FAILOVER_RATE=1000
+#   BENCH_PORTICO_FAILOVER_CONFIG=FILE   another Portico failover config (same @PORT@ @B1@ @B2@ @B3@
+#                                placeholders as bench/conf/portico-failover.yaml), to try a variant
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -41,6 +43,8 @@ FAILOVER_CONNECTIONS=${BENCH_FAILOVER_CONNECTIONS:-16}
 # Failover load is a steady rate, not as fast as possible: each connection pauses
 # before each request, so every proxy sees about the same requests per second.
 export BENCH_FAILOVER_RATE=${BENCH_FAILOVER_RATE:-1000}
+PORTICO_FAILOVER_CONFIG=${BENCH_PORTICO_FAILOVER_CONFIG:-portico-failover.yaml}
+[[ $PORTICO_FAILOVER_CONFIG == */* ]] && PORTICO_FAILOVER_CONFIG=$(realpath "$PORTICO_FAILOVER_CONFIG")
 # Time for active health checks to see every backend up before load starts
 # (Portico and HAProxy: 2 passing checks at 1 s).
 SETTLE=3
@@ -128,10 +132,13 @@ free_ports() {
     for (const s of servers) s.close()' "$1"
 }
 
-# render TEMPLATE OUT DIR PORT [B1 B2 B3]: fills the @X@ placeholders of a bench/conf file.
+# render TEMPLATE OUT DIR PORT [B1 B2 B3]: fills the @X@ placeholders of a template,
+# a file name in bench/conf/ or a path.
 render() {
+  local template=$1
+  [[ $template == */* ]] || template=$BENCH/conf/$template
   sed -e "s|@DIR@|$3|g" -e "s|@PORT@|$4|g" -e "s|@B1@|${5:-}|g" -e "s|@B2@|${6:-}|g" -e "s|@B3@|${7:-}|g" \
-    "$BENCH/conf/$1" >"$2"
+    "$template" >"$2"
 }
 
 # spawn NAME CMD...: starts CMD in its own session, stdout/stderr to $TMP/NAME.{out,err};
@@ -295,12 +302,13 @@ baseline() {
 # falls back to the config without health_check when `portico check` rejects it.
 portico_failover_config() {
   local file=$TMP/portico.yaml
-  render portico-failover.yaml "$file" "$TMP" "$@"
+  render "$PORTICO_FAILOVER_CONFIG" "$file" "$TMP" "$@"
   PORTICO_NOTE="active health checks + 3 attempts"
+  [[ $PORTICO_FAILOVER_CONFIG == */* ]] && PORTICO_NOTE="$PORTICO_FAILOVER_CONFIG"
   if "$NODE" "$ROOT/src/cli/main.ts" check -c "$file" >"$TMP/check.out" 2>&1; then return 0; fi
   grep -v 'health_check:' "$file" >"$file.tmp" && mv "$file.tmp" "$file"
   if "$NODE" "$ROOT/src/cli/main.ts" check -c "$file" >"$TMP/check.out" 2>&1; then
-    PORTICO_NOTE="health_check rejected by portico check; ran without active health checks (3 attempts only)"
+    PORTICO_NOTE="health_check rejected by portico check; ran without active health checks (retries only)"
     log "portico: $PORTICO_NOTE"
     return 0
   fi
