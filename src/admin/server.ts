@@ -11,6 +11,7 @@
  * | `POST /reload`     | re-reads the config file; 200 with a summary, or 400 with the problems |
  * | `GET /metrics`     | Prometheus text |
  * | `GET /healthz`     | 200 `{"status":"ok"}` |
+ * | `POST /cache/purge` | removes stored responses: `{"url": "..."}` or `{"prefix": "..."}`; 200 `{"purged": N}` |
  *
  * Unknown paths get 404 and known paths with another method 405 (with `Allow`), as JSON.
  */
@@ -21,6 +22,7 @@ import type { Metrics } from '../observe/metrics.ts'
 import type { Runtime } from '../proxy/runtime.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
 import type { ReloadOutcome } from './reload.ts'
+import { purge, readAdminBody } from '../cache/admin.ts'
 
 /** What the admin API reads and drives; the Gateway implements it. */
 export interface AdminTarget {
@@ -119,7 +121,7 @@ export function upstreamsView(rt: Runtime): { upstreams: Array<{ name: string; l
 }
 
 type Reply = { status: number; body: unknown } | { status: number; text: string; contentType: string }
-type Handler = (target: AdminTarget) => Reply | Promise<Reply>
+type Handler = (target: AdminTarget, body: string) => Reply | Promise<Reply>
 
 const ROUTES: Record<string, Record<string, Handler>> = {
   '/upstreams': { GET: (t) => ({ status: 200, body: upstreamsView(t.runtime) }) },
@@ -133,6 +135,7 @@ const ROUTES: Record<string, Record<string, Handler>> = {
   },
   '/metrics': { GET: async (t) => ({ status: 200, text: await t.metrics.render(), contentType: t.metrics.contentType }) },
   '/healthz': { GET: () => ({ status: 200, body: { status: 'ok' } }) },
+  '/cache/purge': { POST: (t, body) => purge(t.runtime.cache, body) },
 }
 
 /** The admin API server. */
@@ -154,14 +157,14 @@ export class AdminServer {
   }
 
   async #handle(target: AdminTarget, req: http.IncomingMessage): Promise<Reply> {
-    req.resume()
+    const body = await readAdminBody(req)
     const path = new URL(req.url ?? '/', 'http://admin').pathname.replace(/\/+$/, '') || '/'
     const methods = ROUTES[path]
     if (!Object.hasOwn(ROUTES, path)) return { status: 404, body: { error: 'not_found', message: `no admin endpoint ${path}`, endpoints: Object.keys(ROUTES) } }
     const method = req.method === 'HEAD' ? 'GET' : req.method ?? 'GET'
     const handler = methods[method]
     if (handler === undefined) return { status: 405, body: { error: 'method_not_allowed', message: `${req.method} not allowed on ${path}`, allow: Object.keys(methods) } }
-    return handler(target)
+    return handler(target, body)
   }
 
   /**

@@ -217,6 +217,46 @@ export const matchSchema = z.strictObject({
   path_prefix: z.string().startsWith('/', 'a path prefix starts with "/"').default('/'),
 })
 
+/**
+ * A condition under which a stored response is served stale instead of an error
+ * (`routes[].cache.serve_stale_on`): an RFC 9209 error type of a failed try, or an
+ * upstream status 500–599.
+ */
+const serveStaleCondition = z.union([
+  z.enum(['connection_refused', 'connection_timeout', 'connection_terminated', 'http_response_timeout', 'destination_unavailable',
+    'dns_error', 'dns_timeout', 'destination_ip_unroutable', 'connection_limit_reached', 'tls_protocol_error',
+    'tls_certificate_error', 'http_protocol_error', 'http_response_header_section_size']),
+  z.number().int().min(500).max(599),
+])
+
+/**
+ * Per-route RFC 9111 shared cache. Off unless `enabled`; the store is shared by every
+ * route and bounded by the top-level `cache.max_size`.
+ */
+export const routeCacheSchema = z.strictObject({
+  /** Store and serve responses of this route (RFC 9111 shared cache). Default false. */
+  enabled: z.boolean().default(false),
+  /** Largest response body stored, in bytes; a larger response is passed through and not stored. Default `"8MiB"`. */
+  max_object_size: size.default(8 * 1024 * 1024),
+  /**
+   * Failures after which a stored response no older than `max_stale` past its freshness is
+   * served instead of the error (RFC 9111 §4.2.4; `stale-if-error`, RFC 5861 §4, also applies):
+   * RFC 9209 error types such as `connection_refused`, `connection_timeout`,
+   * `http_response_timeout`, `destination_unavailable`, or upstream statuses such as 502, 503, 504. Default `[]`.
+   */
+  serve_stale_on: z.array(serveStaleCondition).default([]),
+  /** Longest staleness (time past freshness) of a response served on error, in ms. Default `"1h"`. */
+  max_stale: duration.default(3_600_000),
+  /** Longest wait of a request for the one upstream request of concurrent misses of the same key (request collapsing), in ms; then it goes upstream itself. Default `"5s"`. */
+  collapse_timeout: duration.default(5000),
+})
+
+/** The shared cache store (all routes). */
+export const cacheStoreSchema = z.strictObject({
+  /** Most bytes held by the in-memory store (bodies and headers); least recently used responses are evicted beyond it. Default `"256MiB"`. */
+  max_size: size.default(256 * 1024 * 1024),
+})
+
 /** A route: a request match and the upstream it goes to. */
 export const routeSchema = z.strictObject({
   /** Name used in logs and metrics. Default: `route<index>`. */
@@ -228,6 +268,8 @@ export const routeSchema = z.strictObject({
   preserve_host: z.boolean().default(true),
   /** Strip the matched path prefix before forwarding. Default false. */
   strip_prefix: z.boolean().default(false),
+  /** RFC 9111 shared cache of this route; off by default. */
+  cache: routeCacheSchema.default(() => routeCacheSchema.parse({})),
 })
 
 /** Downstream (client-side) timeouts. */
@@ -282,6 +324,8 @@ export const configSchema = z.strictObject({
   /** Admin API; omitted means no admin listener. */
   admin: adminSchema.optional(),
   shutdown: shutdownSchema.default(() => shutdownSchema.parse({})),
+  /** The response store of the routes that cache. */
+  cache: cacheStoreSchema.default(() => cacheStoreSchema.parse({})),
   /** Put internal addresses and raw error text in error responses (`Proxy-Status` details and next-hop, error page). Default false: the backend is masked. */
   expose_error_details: z.boolean().default(false),
   /** Name this proxy uses in `Proxy-Status` and `Via`. Default `"portico"`. */
@@ -308,6 +352,10 @@ export type UpstreamConfig = z.output<typeof upstreamSchema>
 export type RouteConfig = z.output<typeof routeSchema>
 export type ListenerConfig = z.output<typeof listenerSchema>
 export type ShutdownConfig = z.output<typeof shutdownSchema>
+/** A route's cache settings (`routes[].cache`) with defaults applied: sizes in bytes, durations in ms. */
+export type RouteCacheConfig = z.output<typeof routeCacheSchema>
+/** The store settings (`cache`) with defaults applied. */
+export type CacheStoreConfig = z.output<typeof cacheStoreSchema>
 export type EndpointConfig = z.output<typeof endpointSchema>
 export type HealthCheckConfig = z.output<typeof healthCheckSchema>
 export type OutlierDetectionConfig = z.output<typeof outlierDetectionSchema>

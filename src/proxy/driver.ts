@@ -18,6 +18,8 @@ import { RequestContext } from './context.ts'
 import { ClientClosedError, UpstreamExchange, type TryFailure, type TryInput } from './exchange.ts'
 import { IDEMPOTENT_METHODS, isValidRequestId, upstreamRequestHeaders } from './headers.ts'
 import type { Runtime } from './runtime.ts'
+import { cacheLookup, type CachePlan } from '../cache/phase.ts'
+import { fetchFromPool } from '../cache/refresh.ts'
 
 /** Seconds a client is told to wait after `destination_unavailable` (RFC 9110 §10.2.3). */
 const RETRY_AFTER_S = '5'
@@ -175,6 +177,15 @@ async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerRespo
   const cfg = pool.config
   const policy = pool.retryPolicy
   const headerTimeoutMs = cfg.retries.per_try_timeout !== undefined ? Math.min(cfg.retries.per_try_timeout, cfg.timeouts.response_header) : cfg.timeouts.response_header
+  // Phase "cache lookup" (src/cache/phase.ts): a stored response answers here; else the plan joins every try.
+  let plan: CachePlan | null = null
+  if (route.config.cache?.enabled) {
+    const refresh = (extra: Record<string, string>) => fetchFromPool(pool, path, upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
+      host: host || pool.name, forwardedHost: host, proto: opts.scheme, clientIp: ctx.clientIp, requestId: ctx.requestId, via,
+    }), extra, headerTimeoutMs)
+    plan = await cacheLookup({ ctx, req, res, cache: rt.cache, config: route.config.cache, scheme: opts.scheme, refresh }, rt.config.proxy_name)
+    if (plan === null) return
+  }
   const tried: Endpoint[] = []
   let raceRetried = false
   let fresh = false
@@ -186,6 +197,7 @@ async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerRespo
       if (!fresh) {
         endpoint = pool.select(tried)
         if (endpoint === null) {
+          if (plan?.onFailure('destination_unavailable')) return
           sendError(ctx, req, res, rt, 'destination_unavailable', `upstream ${pool.name} has no endpoint available`)
           return
         }
@@ -220,6 +232,10 @@ async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerRespo
         proxyName: rt.config.proxy_name,
         via,
       }
+      if (plan !== null) {
+        input.headers = plan.headers(input.headers)
+        input.tee = plan.tee
+      }
       const ex = new UpstreamExchange(input, ep)
       setCurrent(ex)
       let dispatcher: Client | null = null
@@ -244,6 +260,7 @@ async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerRespo
       }
       if (decision === 'no') {
         const type = failure.type ?? 'proxy_internal_error'
+        if (failure.type !== null && plan?.onFailure(failure.type)) return
         sendError(ctx, req, res, rt, type, failure.detail, type === 'http_request_denied' ? 413 : undefined)
         return
       }
@@ -253,5 +270,6 @@ async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerRespo
   } finally {
     pool.active--
     if (inRetry) pool.retrying--
+    plan?.finish()
   }
 }

@@ -15,6 +15,7 @@ import { socketInfo } from '../upstream/connector.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
 import type { RequestContext } from './context.ts'
 import { cleanResponseHeaders } from './headers.ts'
+import type { ResponseTee } from '../cache/phase.ts'
 
 /** How a try ended before any response header went downstream. */
 export interface TryFailure {
@@ -54,6 +55,8 @@ export interface TryInput {
   /** Largest request body accepted in bytes, or null. */
   maxBodyBytes: number | null
   proxyName: string
+  /** The cache's view of the response ("cache store" phase), when the route caches; else absent. */
+  tee?: ResponseTee | null
   via: string
 }
 
@@ -172,6 +175,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   #settled = false
   #resolve: (r: TryResult) => void = () => {}
   #finished = false
+  /** Set when the cache answered the client itself: the upstream body is read and dropped. */
+  #teeAnswered = false
 
   constructor(input: TryInput, endpoint: Endpoint) {
     this.#in = input
@@ -285,6 +290,11 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
       controller.abort(new ClientClosedError())
       return
     }
+    if (this.#in.tee && !this.#in.tee.start(statusCode, headers, out)) {
+      this.#teeAnswered = true
+      this.#settle(null)
+      return
+    }
     this.#headerSent = true
     res.writeHead(statusCode, statusMessage || undefined, out)
     this.#settle(null)
@@ -292,6 +302,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.#timer !== null) this.#timer.refresh()
+    if (this.#teeAnswered) return
+    this.#in.tee?.data(chunk)
     this.#in.ctx.bytesSent += chunk.length
     if (!this.#in.res.write(chunk)) {
       controller.pause()
@@ -302,6 +314,11 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
     this.#clearTimers()
     const res = this.#in.res
+    if (this.#teeAnswered) {
+      this.#finish()
+      return
+    }
+    this.#in.tee?.end()
     if (trailers && Object.keys(trailers).length > 0 && res.chunkedEncoding) {
       res.addTrailers(trailers as Record<string, string>)
     }
@@ -312,6 +329,11 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     this.#clearTimers()
     const { ctx, res } = this.#in
+    if (this.#teeAnswered) {
+      this.#finish()
+      return
+    }
+    this.#in.tee?.error()
     if (err instanceof ClientClosedError || err instanceof RetryStatusError) {
       this.#settle(null)
       this.#finish()

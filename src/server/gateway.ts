@@ -191,7 +191,7 @@ export class Gateway {
       await Promise.all(bound.map((l) => closeServer(l.server)))
       throw err
     }
-    const next = buildRuntime(config, old.pools)
+    const next = buildRuntime(config, old.pools, old.cache)
     this.#runtime = next
     const warnings: string[] = []
     const removed = this.listeners.filter((l) => !after.has(l.config.address))

@@ -1,0 +1,272 @@
+/**
+ * The RFC 9111 shared cache: keys, lookup with `Vary` variants, storing, invalidation,
+ * request collapsing and purge, around `http-cache-semantics` (`shared: true`), which
+ * decides storability (§3), freshness (§4.2) and revalidation (§4.3).
+ */
+import CachePolicy from 'http-cache-semantics'
+import type { IncomingHttpHeaders } from 'node:http'
+import { MemoryStore, type CacheStore, type StoredHeaders, type StoredResponse } from './store.ts'
+
+/** Options every policy is made with: a shared cache (RFC 9111 §1: `private`, `s-maxage`, `Authorization` rules apply). */
+const POLICY_OPTIONS: CachePolicy.Options = { shared: true }
+
+/** The request as the cache sees it. */
+export interface CacheRequest {
+  method: string
+  /** `http` or `https`: the listener's scheme. */
+  scheme: string
+  /** The `Host` header as sent, lower-cased by the cache. */
+  host: string
+  /** The request target: path and query as the client sent them. */
+  target: string
+  headers: IncomingHttpHeaders
+}
+
+/**
+ * The primary cache key (RFC 9111 §2): `<scheme>://<host><path and query> <method>`.
+ * HEAD is looked up under GET (§4: a stored GET response may answer HEAD).
+ */
+export function primaryKey(scheme: string, host: string, target: string, method = 'GET'): string {
+  return `${scheme}://${host.toLowerCase()}${target} ${method === 'HEAD' ? 'GET' : method}`
+}
+
+/** The request in the shape `http-cache-semantics` reads; HEAD is presented as GET so stored GET responses match it. */
+export function policyRequest(r: CacheRequest): CachePolicy.HttpRequest {
+  return { url: r.target, method: r.method === 'HEAD' ? 'GET' : r.method, headers: { ...r.headers, host: r.host.toLowerCase() } }
+}
+
+/** Restores a stored response's policy. */
+export function policyOf(v: StoredResponse): CachePolicy {
+  return CachePolicy.fromObject(v.policy)
+}
+
+/** Remaining freshness of a stored response in whole seconds; negative when stale (RFC 9211 §2.3 `ttl`). */
+export function ttlSeconds(policy: CachePolicy): number {
+  return Math.round(policy.maxAge() - policy.age())
+}
+
+/** What a lookup found. */
+export type Lookup =
+  /** Fresh (or allowed stale by the request's `max-stale`): serve it. */
+  | { kind: 'hit'; key: string; variant: StoredResponse; policy: CachePolicy }
+  /** Stale within `stale-while-revalidate` (RFC 5861 §3): serve it and refresh in the background. */
+  | { kind: 'stale-while-revalidate'; key: string; variant: StoredResponse; policy: CachePolicy; revalidationHeaders: CachePolicy.Headers }
+  /** Stored but not usable without asking the origin (stale, `no-cache`, request directives): revalidate (RFC 9111 §4.3). */
+  | { kind: 'revalidate'; key: string; variant: StoredResponse; policy: CachePolicy; revalidationHeaders: CachePolicy.Headers }
+  /** Nothing stored for this URL (`uri-miss`) or no variant matches the request (`vary-miss`), RFC 9211 §2.2. */
+  | { kind: 'uri-miss' | 'vary-miss'; key: string }
+
+/**
+ * Picks the variant that matches the request's `Vary`-nominated header fields
+ * (RFC 9111 §4.1), newest first, and evaluates it.
+ */
+export function evaluate(key: string, variants: readonly StoredResponse[], req: CacheRequest): Lookup {
+  const preq = policyRequest(req)
+  for (const variant of variants) {
+    const policy = policyOf(variant)
+    if (!varyMatches(policy, variant, preq)) continue
+    const r = policy.evaluateRequest(preq)
+    if (r.revalidation === undefined || freshDespiteMustRevalidate(policy, preq)) return { kind: 'hit', key, variant, policy }
+    if (r.response !== undefined && !r.revalidation.synchronous) {
+      return { kind: 'stale-while-revalidate', key, variant, policy, revalidationHeaders: r.revalidation.headers }
+    }
+    return { kind: 'revalidate', key, variant, policy, revalidationHeaders: r.revalidation.headers }
+  }
+  return { kind: variants.length === 0 ? 'uri-miss' : 'vary-miss', key }
+}
+
+/**
+ * `http-cache-semantics` revalidates every response with `must-revalidate`, but RFC 9111
+ * §5.2.2.2 only forbids serving it once stale: a fresh one is a hit unless the request
+ * asks otherwise.
+ */
+function freshDespiteMustRevalidate(policy: CachePolicy, req: CachePolicy.HttpRequest): boolean {
+  if (!policy.toObject().rescc['must-revalidate'] || policy.stale()) return false
+  const cc = headerString(req.headers['cache-control']) ?? ''
+  const pragma = headerString(req.headers.pragma) ?? ''
+  return !/no-cache|max-age|min-fresh/i.test(cc) && !/no-cache/i.test(pragma)
+}
+
+/** Whether `Vary` selects this variant for the request (§4.1); `Vary: *` never matches. */
+function varyMatches(policy: CachePolicy, variant: StoredResponse, req: CachePolicy.HttpRequest): boolean {
+  const vary = headerString(variant.headers.vary)
+  if (vary === undefined) return true
+  const stored = policy.toObject().reqh ?? {}
+  for (const raw of vary.toLowerCase().split(',')) {
+    const name = raw.trim()
+    if (name === '') continue
+    if (name === '*') return false
+    if (normalizeField(stored[name]) !== normalizeField(req.headers[name])) return false
+  }
+  return true
+}
+
+/** A header value compared for `Vary`: list members trimmed, whitespace around commas ignored (RFC 9111 §4.1). */
+function normalizeField(v: string | string[] | undefined): string | undefined {
+  if (v === undefined) return undefined
+  return (Array.isArray(v) ? v.join(',') : v).split(',').map((s) => s.trim()).join(',')
+}
+
+/** The first value of a header field, as a string. */
+export function headerString(v: string | string[] | number | undefined): string | undefined {
+  if (v === undefined) return undefined
+  return Array.isArray(v) ? v.join(', ') : String(v)
+}
+
+/** Response header fields a cache never stores (hop-by-hop, RFC 9111 §3.1), nor Portico's per-response fields. */
+const NOT_STORED = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'trailer', 'proxy-authenticate', 'proxy-authentication-info', 'x-request-id', 'proxy-status', 'cache-status'])
+
+/** Copies response header fields for storing. */
+export function storableHeaders(headers: IncomingHttpHeaders): StoredHeaders {
+  const out: StoredHeaders = {}
+  for (const [k, v] of Object.entries(headers)) {
+    if (v === undefined || NOT_STORED.has(k)) continue
+    out[k] = v
+  }
+  return out
+}
+
+/**
+ * The shared cache: a store plus the state that lives beside it (misses in flight for
+ * collapsing, background refreshes running).
+ */
+export class HttpCache {
+  readonly store: CacheStore
+  /** Primary key → settles when the one upstream request for a miss has ended (stored or not). */
+  readonly #inflight = new Map<string, Promise<void>>()
+  /** Primary keys with a background refresh running (`stale-while-revalidate`): one per key. */
+  readonly #refreshing = new Set<string>()
+
+  /** The store's configured size in bytes (`cache.max_size`). */
+  readonly maxSize: number
+
+  /**
+   * @param store where responses live; default an in-memory store of `maxSize` bytes
+   * @param maxSize the store's size in bytes; default 256 MiB
+   */
+  constructor(store?: CacheStore, maxSize = 256 * 1024 * 1024) {
+    this.store = store ?? new MemoryStore(maxSize)
+    this.maxSize = maxSize
+  }
+
+  /** Looks the request up (RFC 9111 §4): the usable variant, if any, and what to do with it. */
+  async lookup(req: CacheRequest): Promise<Lookup> {
+    const key = primaryKey(req.scheme, req.host, req.target, req.method)
+    const entry = await this.store.get(key)
+    return evaluate(key, entry?.variants ?? [], req)
+  }
+
+  /**
+   * Stores a complete response as the variant for this request, replacing the variant it
+   * makes obsolete: the one with the same `Vary`-selected request fields (§4.1).
+   *
+   * @returns whether it was stored
+   */
+  async put(key: string, req: CacheRequest, status: number, headers: IncomingHttpHeaders, body: Buffer[], bodySize: number, policy: CachePolicy): Promise<boolean> {
+    const variant: StoredResponse = { status, headers: storableHeaders(headers), body, bodySize, policy: policy.toObject(), storedAt: Date.now() }
+    const entry = await this.store.get(key)
+    const preq = policyRequest(req)
+    const others = (entry?.variants ?? []).filter((v) => !varyMatches(policyOf(v), v, preq)).slice(0, 15)
+    await this.store.put(key, { variants: [variant, ...others] })
+    return (await this.store.get(key)) !== undefined
+  }
+
+  /** Replaces a stored variant's policy and headers after a 304 (RFC 9111 §4.3.4). */
+  async update(key: string, old: StoredResponse, policy: CachePolicy): Promise<StoredResponse> {
+    const updated: StoredResponse = { ...old, headers: storableHeaders(policy.responseHeaders() as IncomingHttpHeaders), policy: policy.toObject(), storedAt: Date.now() }
+    // `responseHeaders()` adds Age and a new Date; the stored response keeps neither.
+    delete updated.headers.age
+    const date = (policy.toObject().resh as StoredHeaders).date
+    if (date !== undefined) updated.headers.date = date
+    else delete updated.headers.date
+    const entry = await this.store.get(key)
+    if (entry !== undefined) {
+      const i = entry.variants.indexOf(old)
+      const variants = entry.variants.slice()
+      if (i >= 0) variants[i] = updated
+      else variants.unshift(updated)
+      await this.store.put(key, { variants })
+    }
+    return updated
+  }
+
+  /**
+   * Invalidates after an unsafe request got a non-error response (RFC 9111 §4.4): the
+   * target URI, and `Location` / `Content-Location` when on the same host.
+   */
+  async invalidate(req: CacheRequest, location: string | undefined, contentLocation: string | undefined): Promise<void> {
+    await this.store.delete(primaryKey(req.scheme, req.host, req.target))
+    for (const ref of [location, contentLocation]) {
+      if (ref === undefined) continue
+      let u: URL
+      try {
+        u = new URL(ref, `${req.scheme}://${req.host}${req.target}`)
+      } catch {
+        continue
+      }
+      if (u.host.toLowerCase() !== req.host.toLowerCase()) continue
+      await this.store.delete(primaryKey(req.scheme, req.host, u.pathname + u.search))
+    }
+  }
+
+  /**
+   * Purges by URL (`http://host/path?query`) or by URL prefix, as the admin API's
+   * `POST /cache/purge` asks.
+   *
+   * @returns how many entries were removed
+   */
+  async purge(what: { url: string } | { prefix: string }): Promise<number> {
+    if ('url' in what) return (await this.store.delete(`${what.url} GET`)) ? 1 : 0
+    return this.store.deletePrefix(what.prefix)
+  }
+
+  /**
+   * Request collapsing: the first miss for a key becomes the leader and gets a function to
+   * call when its upstream request is over; a concurrent miss gets the leader's promise to
+   * wait on instead.
+   */
+  collapse(key: string): { leader: true; done: () => void } | { leader: false; wait: Promise<void> } {
+    const running = this.#inflight.get(key)
+    if (running !== undefined) return { leader: false, wait: running }
+    let done: () => void = () => {}
+    const p = new Promise<void>((resolve) => { done = resolve })
+    this.#inflight.set(key, p)
+    let called = false
+    return {
+      leader: true,
+      done: () => {
+        if (called) return
+        called = true
+        if (this.#inflight.get(key) === p) this.#inflight.delete(key)
+        done()
+      },
+    }
+  }
+
+  /** Claims the one background refresh of a key; false when one is running already. */
+  claimRefresh(key: string): boolean {
+    if (this.#refreshing.has(key)) return false
+    this.#refreshing.add(key)
+    return true
+  }
+
+  /** Ends a background refresh claimed with `claimRefresh`. */
+  releaseRefresh(key: string): void {
+    this.#refreshing.delete(key)
+  }
+}
+
+/** Makes a policy for a response to a request (`shared: true`). */
+export function newPolicy(req: CacheRequest, status: number, headers: IncomingHttpHeaders): CachePolicy {
+  return new CachePolicy(policyRequest(req), { status, headers: headers as CachePolicy.Headers }, POLICY_OPTIONS)
+}
+
+/** Status codes a cache may serve stale after (RFC 5861 §4: `stale-if-error` covers 500, 502, 503 and 504). */
+export const STALE_IF_ERROR_STATUSES: ReadonlySet<number> = new Set([500, 502, 503, 504])
+
+/** Seconds of `stale-if-error` in a stored response's `Cache-Control` (RFC 5861 §4), or 0. */
+export function staleIfErrorSeconds(policy: CachePolicy): number {
+  const v = policy.toObject().rescc['stale-if-error']
+  const n = Number(v)
+  return Number.isFinite(n) && n > 0 ? n : 0
+}

@@ -1,0 +1,327 @@
+/**
+ * The lifecycle's cache phases: "cache lookup" (serve from the store, or plan the upstream
+ * try: conditional headers, collapsing) and "cache store" (a tee of the upstream response
+ * that stores the body while it streams downstream), and serving stale on error.
+ */
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import type CachePolicy from 'http-cache-semantics'
+import type { RouteCacheConfig } from '../config/schema.ts'
+import type { CauseType } from '../failures/causes.ts'
+import type { RequestContext } from '../proxy/context.ts'
+import { headerString, newPolicy, STALE_IF_ERROR_STATUSES, staleIfErrorSeconds, ttlSeconds, type CacheRequest, type HttpCache, type Lookup } from './cache.ts'
+import type { StoredResponse } from './store.ts'
+
+/**
+ * Sees the upstream response of a try on its way downstream (the "cache store" phase).
+ * The exchange calls `start` before writing the response head, `data` for each body chunk,
+ * `end` after the last one, and `error` when the response is abandoned.
+ */
+export interface ResponseTee {
+  /**
+   * @param out the downstream header fields; the tee may add some (`Cache-Status`)
+   * @returns true to let the response go downstream, false when the tee answered the
+   *   client itself (a stored response after a 304 or an error status): the exchange then
+   *   writes nothing and discards the upstream body
+   */
+  start(status: number, headers: IncomingHttpHeaders, out: OutgoingHttpHeaders): boolean
+  data(chunk: Buffer): void
+  end(): void
+  error(): void
+}
+
+/** A complete upstream response, as a background refresh gets it. */
+export interface FetchedResponse {
+  status: number
+  headers: IncomingHttpHeaders
+  body: Buffer[]
+}
+
+/** What the cache phase needs from the driver. */
+export interface CachePhaseInput {
+  ctx: RequestContext
+  req: IncomingMessage
+  res: ServerResponse
+  cache: HttpCache
+  config: RouteCacheConfig
+  /** The listener's scheme, part of the cache key. */
+  scheme: string
+  /** Fetches the request upstream with extra header fields, outside any client exchange (background refresh). */
+  refresh: (extra: Record<string, string>) => Promise<FetchedResponse>
+}
+
+/** How the driver's upstream tries take part in caching. */
+export interface CachePlan {
+  /** Hand to every try of the request. */
+  readonly tee: ResponseTee
+  /** The upstream request header fields (flat `[name, value, ...]`) with the cache's conditional fields. */
+  headers(flat: string[]): string[]
+  /** After a failed try with no retry left: serves a stored response stale when allowed (RFC 9111 §4.2.4, RFC 5861 §4). @returns whether it did */
+  onFailure(type: CauseType): boolean
+  /** The driver is done with its tries (wakes collapsed requests if no response started). */
+  finish(): void
+}
+
+/** Methods whose responses may be stored or served from the store. */
+const CACHEABLE_METHODS = new Set(['GET', 'HEAD'])
+/** Methods that are safe (RFC 9110 §9.2.1): they never invalidate. */
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
+/** Request fields that make a request conditional (RFC 9110 §13.1). */
+const CONDITIONAL_FIELDS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range']
+
+/** The RFC 9211 `Cache-Status` member of this cache. */
+function status(name: string, params: string): string {
+  return `${name}; ${params}`
+}
+
+/**
+ * Phase "cache lookup": runs after routing when the route caches.
+ *
+ * @returns null when the request was answered from the store, else the plan for the upstream tries
+ */
+export async function cacheLookup(input: CachePhaseInput, proxyName: string): Promise<CachePlan | null> {
+  const { ctx, req, res, cache, config } = input
+  const method = req.method ?? 'GET'
+  const creq: CacheRequest = { method, scheme: input.scheme, host: req.headers.host ?? '', target: req.url ?? '/', headers: req.headers }
+  if (!CACHEABLE_METHODS.has(method)) return passPlan(input, creq, proxyName)
+
+  let found = await cache.lookup(creq)
+  let collapsed = false
+  let done: (() => void) | null = null
+  if (found.kind === 'uri-miss' || found.kind === 'vary-miss') {
+    const c = cache.collapse(found.key)
+    if (c.leader) {
+      done = c.done
+    } else {
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([c.wait, new Promise<void>((resolve) => { timer = setTimeout(resolve, config.collapse_timeout) })])
+      clearTimeout(timer)
+      found = await cache.lookup(creq)
+      collapsed = true
+    }
+  }
+  if (found.kind === 'hit') {
+    serveStored(ctx, req, res, found.variant, found.policy, status(proxyName, `hit; ttl=${ttlSeconds(found.policy)}${collapsed ? '; collapsed' : ''}`))
+    return null
+  }
+  if (found.kind === 'stale-while-revalidate') {
+    serveStored(ctx, req, res, found.variant, found.policy, status(proxyName, `hit; ttl=${ttlSeconds(found.policy)}; detail=stale-while-revalidate`))
+    backgroundRefresh(input, creq, found)
+    return null
+  }
+  return missPlan(input, creq, found, proxyName, done)
+}
+
+/** A plan for methods the cache does not store: invalidation after unsafe ones (RFC 9111 §4.4). */
+function passPlan(input: CachePhaseInput, creq: CacheRequest, proxyName: string): CachePlan {
+  const safe = SAFE_METHODS.has(creq.method)
+  return {
+    tee: {
+      start(code, headers, out) {
+        if (!safe && code < 400) void input.cache.invalidate(creq, headerString(headers.location), headerString(headers['content-location'])).catch(() => {})
+        out['cache-status'] = input.ctx.cache = status(proxyName, `fwd=method; fwd-status=${code}`)
+        return true
+      },
+      data() {},
+      end() {},
+      error() {},
+    },
+    headers: (flat) => flat,
+    onFailure: () => false,
+    finish() {},
+  }
+}
+
+/** A plan for a miss or a revalidation: conditional fields, storing tee, stale on error. */
+function missPlan(input: CachePhaseInput, creq: CacheRequest, found: Lookup, proxyName: string, done: (() => void) | null): CachePlan {
+  const { ctx, req, res, cache, config } = input
+  const stored = found.kind === 'revalidate' ? found : null
+  const fwd = stored !== null ? 'stale' : found.kind
+  let started = false
+  let chunks: Buffer[] | null = null
+  let size = 0
+  let storeStatus = 0
+  let storeHeaders: IncomingHttpHeaders = {}
+  let policy: CachePolicy | null = null
+  const release = (): void => { done?.() }
+
+  /** Serves the stored response stale instead of an error, when every rule allows it. */
+  const serveStale = (cause: CauseType | null, code: number | null): boolean => {
+    if (stored === null || res.headersSent || res.destroyed) return false
+    const p = stored.policy
+    const cc = p.toObject().rescc
+    // RFC 9111 §4.2.4: never stale against must-revalidate, proxy-revalidate, no-cache or s-maxage (§5.2.2.10).
+    if (cc['must-revalidate'] || cc['proxy-revalidate'] || cc['no-cache'] || cc['s-maxage']) return false
+    const staleness = p.age() - p.maxAge()
+    const configured = (cause !== null && (config.serve_stale_on as Array<string | number>).includes(cause)) ||
+      (code !== null && (config.serve_stale_on as Array<string | number>).includes(code))
+    const sie = staleIfErrorSeconds(p)
+    const allowed = (configured && staleness * 1000 <= config.max_stale) ||
+      (sie > 0 && staleness <= sie && (cause !== null || (code !== null && STALE_IF_ERROR_STATUSES.has(code))))
+    if (!allowed) return false
+    const detail = code !== null ? `fwd-status=${code}` : `detail=${cause}`
+    serveStored(ctx, req, res, stored.variant, p, status(proxyName, `fwd=stale; ${detail}; ttl=${ttlSeconds(p)}`))
+    return true
+  }
+
+  const tee: ResponseTee = {
+    start(code, headers, out) {
+      started = true
+      if (stored !== null && code === 304) {
+        const r = stored.policy.revalidatedPolicy({ ...stored.policy.toObject().reqh, ...policyReq(creq) }, { status: code, headers: headers as CachePolicy.Headers })
+        if (r.matches) {
+          // RFC 9111 §4.3.4: the 304 freshens the stored response, which answers the client.
+          void cache.update(stored.key, stored.variant, r.policy).then((updated) => {
+            serveStored(ctx, req, res, updated, r.policy, status(proxyName, `fwd=stale; fwd-status=304; ttl=${ttlSeconds(r.policy)}`))
+          }).catch(() => res.destroy()).finally(release)
+          return false
+        }
+      }
+      if (serveStale(null, code)) {
+        release()
+        return false
+      }
+      let storable = false
+      if (creq.method === 'GET' && code !== 206 && code !== 304) {
+        policy = newPolicy(creq, code, headers)
+        const length = Number(headerString(headers['content-length']) ?? 0)
+        storable = policy.storable() && !(length > config.max_object_size) && !/\*/.test(headerString(headers.vary) ?? '')
+      }
+      if (storable) {
+        chunks = []
+        storeStatus = code
+        storeHeaders = headers
+      }
+      out['cache-status'] = ctx.cache = status(proxyName, `fwd=${fwd}; fwd-status=${code}${storable ? '; stored' : ''}`)
+      if (!storable) release()
+      if (!storable && code < 400 && !SAFE_METHODS.has(creq.method)) void cache.invalidate(creq, undefined, undefined)
+      return true
+    },
+    data(chunk) {
+      if (chunks === null) return
+      size += chunk.length
+      if (size > config.max_object_size) {
+        chunks = null
+        release()
+        return
+      }
+      chunks.push(chunk)
+    },
+    end() {
+      if (chunks === null || policy === null) return
+      const body = chunks
+      chunks = null
+      void cache.put(found.key, creq, storeStatus, storeHeaders, body, size, policy).catch(() => false).finally(release)
+    },
+    error() {
+      chunks = null
+      if (started) release()
+    },
+  }
+
+  return {
+    tee,
+    headers(flat) {
+      if (stored === null) return flat
+      // Revalidation (RFC 9111 §4.3.1): the cache's own validators replace the client's.
+      const out: string[] = []
+      for (let i = 0; i < flat.length; i += 2) {
+        if (!CONDITIONAL_FIELDS.includes(flat[i].toLowerCase())) out.push(flat[i], flat[i + 1])
+      }
+      for (const name of ['if-none-match', 'if-modified-since']) {
+        const v = stored.revalidationHeaders[name]
+        if (v !== undefined) out.push(name, headerString(v) as string)
+      }
+      return out
+    },
+    onFailure(type) {
+      const served = serveStale(type, null)
+      if (served) release()
+      return served
+    },
+    finish() {
+      if (!started) release()
+    },
+  }
+}
+
+/** The request fields `revalidatedPolicy` needs. */
+function policyReq(creq: CacheRequest): CachePolicy.HttpRequest {
+  return { url: creq.target, method: 'GET', headers: { ...creq.headers, host: creq.host.toLowerCase() } }
+}
+
+/** `stale-while-revalidate`: one refresh per key in the background (RFC 5861 §3). */
+function backgroundRefresh(input: CachePhaseInput, creq: CacheRequest, found: Extract<Lookup, { kind: 'stale-while-revalidate' }>): void {
+  const { cache } = input
+  if (!cache.claimRefresh(found.key)) return
+  const extra: Record<string, string> = {}
+  for (const name of ['if-none-match', 'if-modified-since']) {
+    const v = found.revalidationHeaders[name]
+    if (v !== undefined) extra[name] = headerString(v) as string
+  }
+  input.refresh(extra).then(async (r) => {
+    if (r.status === 304) {
+      const rv = found.policy.revalidatedPolicy(policyReq(creq), { status: 304, headers: r.headers as CachePolicy.Headers })
+      if (rv.matches) await cache.update(found.key, found.variant, rv.policy)
+      return
+    }
+    const p = newPolicy({ ...creq, method: 'GET' }, r.status, r.headers)
+    const size = r.body.reduce((a, b) => a + b.length, 0)
+    if (p.storable() && size <= input.config.max_object_size) await cache.put(found.key, creq, r.status, r.headers, r.body, size, p)
+  }).catch(() => {}).finally(() => cache.releaseRefresh(found.key))
+}
+
+/** Whether the client's conditional fields match the stored response (RFC 9110 §13.1.1, §13.1.3; weak comparison). */
+function notModified(req: IncomingMessage, headers: Record<string, string | string[] | undefined>): boolean {
+  const inm = req.headers['if-none-match']
+  const etag = headerString(headers.etag)
+  if (inm !== undefined) {
+    if (etag === undefined) return false
+    const weak = (s: string): string => s.trim().replace(/^W\//, '')
+    return inm.trim() === '*' || inm.split(',').some((t) => weak(t) === weak(etag))
+  }
+  const ims = req.headers['if-modified-since']
+  const lm = headerString(headers['last-modified'])
+  if (ims !== undefined && lm !== undefined) {
+    const a = Date.parse(ims)
+    const b = Date.parse(lm)
+    return Number.isFinite(a) && Number.isFinite(b) && b <= a
+  }
+  return false
+}
+
+/**
+ * Answers the client with a stored response: the stored fields with `Age` (RFC 9111 §5.1),
+ * `Cache-Status`, `X-Request-Id`; 304 when the client's validators match; no body for HEAD.
+ */
+export function serveStored(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, v: StoredResponse, policy: CachePolicy, cacheStatus: string): void {
+  if (res.headersSent || res.destroyed) return
+  const headers: Record<string, string | string[] | undefined> = { ...policy.responseHeaders(), ...pick(v.headers, ['set-cookie']) }
+  const storedDate = v.headers.date
+  if (storedDate !== undefined) headers.date = storedDate
+  headers['cache-status'] = cacheStatus
+  headers['x-request-id'] = ctx.requestId
+  delete headers['content-length']
+  ctx.cache = cacheStatus
+  let code = v.status
+  if (code === 200 && notModified(req, headers)) {
+    code = 304
+  } else {
+    headers['content-length'] = String(v.bodySize)
+  }
+  ctx.status = code
+  res.writeHead(code, headers as OutgoingHttpHeaders)
+  if (req.method === 'HEAD' || code === 304) {
+    res.end()
+    return
+  }
+  for (const c of v.body) res.write(c)
+  ctx.bytesSent += v.bodySize
+  res.end()
+}
+
+/** The named fields of `h` that are present. */
+function pick(h: Record<string, string | string[]>, names: string[]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {}
+  for (const n of names) if (h[n] !== undefined) out[n] = h[n]
+  return out
+}
