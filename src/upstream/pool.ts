@@ -116,9 +116,13 @@ export class UpstreamPool {
   /** Receives every try's outcome (passive health checking subscribes here). */
   outcomeListener: ((endpoint: Endpoint, failure: CauseType | null, status: number | null) => void) | null = null
 
-  /** Stops health checking, then closes every endpoint's connections gracefully. */
-  async close(): Promise<void> {
-    await this.health.stop()
-    await Promise.all(this.endpoints.map((e) => e.close()))
+  #closed: Promise<void> | null = null
+
+  /** Stops health checking, then closes every endpoint's connections gracefully. Idempotent. */
+  close(): Promise<void> {
+    return this.#closed ??= (async () => {
+      await this.health.stop()
+      await Promise.all(this.endpoints.map((e) => e.close()))
+    })()
   }
 }

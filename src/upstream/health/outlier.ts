@@ -140,8 +140,10 @@ export class OutlierDetector {
     const ejected = this.pool.endpoints.filter((e) => e.ejectedUntil > now).length
     if (ejected >= this.maxEjected()) return
     const cfg = this.config
-    // Decay: one step per base_ejection_time spent in rotation since the last return.
-    if (t.since > 0) t.multiplier = Math.max(0, t.multiplier - Math.floor((now - t.since) / cfg.base_ejection_time))
+    // Decay: one step per base_ejection_time spent in rotation since the last return
+    // (the previous ejection's end, when its return timer has not run yet).
+    const back = Math.max(t.since, endpoint.ejectedUntil)
+    if (t.since > 0) t.multiplier = Math.max(0, t.multiplier - Math.floor((now - back) / cfg.base_ejection_time))
     t.multiplier++
     const durationMs = Math.min(cfg.base_ejection_time * t.multiplier, cfg.max_ejection_time)
     t.failures = 0
