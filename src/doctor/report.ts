@@ -32,6 +32,7 @@ export const reportJsonSchema = z.object({
     proxy: z.object({
       connectTimeoutMs: z.number(),
       responseHeaderTimeoutMs: z.number(),
+      bodyIdleTimeoutMs: z.number(),
       keepaliveIdleTimeoutMs: z.number().nullable(),
       maxResponseHeaderBytes: z.number(),
     }),

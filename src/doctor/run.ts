@@ -83,6 +83,7 @@ export function porticoSettings(up: UpstreamConfig): ProxySettings {
   return {
     connectTimeoutMs: up.timeouts.connect,
     responseHeaderTimeoutMs: up.timeouts.response_header,
+    bodyIdleTimeoutMs: up.timeouts.idle,
     keepaliveIdleTimeoutMs: up.keepalive.idle_timeout,
     maxResponseHeaderBytes: up.max_response_header_size,
   }
@@ -100,6 +101,7 @@ function nginxTargets(model: NginxModel): Target[] {
     const proxy: ProxySettings = {
       connectTimeoutMs: t.timeouts.connectMs,
       responseHeaderTimeoutMs: t.timeouts.readMs,
+      bodyIdleTimeoutMs: t.timeouts.readMs,
       keepaliveIdleTimeoutMs: t.keepalive?.timeoutMs ?? null,
       maxResponseHeaderBytes: t.settings.bufferSizeBytes,
     }

@@ -3,28 +3,11 @@ import assert from 'node:assert/strict'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { SCENARIOS, startLab, type LabServer } from '../../src/lab/index.ts'
+import { startLab, type LabServer } from '../../src/lab/index.ts'
 import { DoctorUsageError, rankFindings, runDoctor } from '../../src/doctor/run.ts'
 import type { Finding } from '../../src/doctor/finding.ts'
-import { startDnsServer } from './probes/dns-server.ts'
 
-// Faults that only show mid-body or with timeouts shorter than the fault are judged elsewhere (http probe tests).
-const SKIP = new Set(['slow', 'slow-body', 'reset-mid-body', 'idle-mid-body'])
-
-for (const scenario of SCENARIOS.filter((s) => !SKIP.has(s.name))) {
-  test(`doctor against the ${scenario.name} backend alone: the top finding is ${scenario.expect}`, async (t) => {
-    const dns = await startDnsServer({})
-    t.after(() => dns.close())
-    const lab = await startLab(scenario.mode, scenario.options)
-    t.after(() => lab.close())
-    const report = await runDoctor({ upstream: [lab.url], timeoutMs: 500, samples: 2, keepaliveLimitMs: 1000, dns: { lookup: dns.lookup, resolver: dns.resolver }, diskPaths: [] })
-    assert.equal(report.system, 'upstream')
-    const top = report.findings[0]
-    assert.equal(top.cause, scenario.expect, `top finding: ${JSON.stringify(top, null, 1)}`)
-    assert.notEqual(top.severity, 'info')
-    assert.equal(top.target, lab.url)
-  })
-}
+// Every lab scenario, alone and via Portico: run-scenarios.test.ts.
 
 test('a healthy backend gives only info findings from the probes', async (t) => {
   const lab = await startLab('ok')

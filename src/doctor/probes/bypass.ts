@@ -59,8 +59,13 @@ export interface BypassResult {
   differences: string[]
 }
 
+/** Whether the body was cut short (closed or reset before its declared end). */
+function bodyCut(r: ExchangeResult): boolean {
+  return r.bodyEnd === 'closed' || r.bodyEnd === 'reset'
+}
+
 function failed(r: ExchangeResult): boolean {
-  return r.outcome !== 'response' || (r.status ?? 0) >= 500
+  return r.outcome !== 'response' || (r.status ?? 0) >= 500 || bodyCut(r)
 }
 
 function summary(label: string, r: ExchangeResult): string {
@@ -97,6 +102,7 @@ export async function probeBypass(target: Target, address: string, via: string, 
   for (const h of ['content-type']) {
     if (header(direct.headers, h) !== header(proxied.headers, h)) differences.push(`${h}: direct ${header(direct.headers, h) ?? '-'}, via proxy ${header(proxied.headers, h) ?? '-'}`)
   }
+  if (bodyCut(direct) !== bodyCut(proxied)) differences.push(`body: direct ${direct.bodyBytes ?? 0} bytes (${direct.bodyEnd ?? '-'}), via proxy ${proxied.bodyBytes ?? 0} bytes (${proxied.bodyEnd ?? '-'})`)
   if (direct.bodySha256 && proxied.bodySha256 && direct.bodySha256 !== proxied.bodySha256) differences.push('body SHA-256 differs')
   const verdict: BypassVerdict = failed(direct)
     ? failed(proxied) ? 'backend-side' : 'proxy-masks'
@@ -117,6 +123,13 @@ function bypassFindings(target: Target, r: BypassResult): Finding[] {
   const base = { target: target.url, evidence }
   switch (r.verdict) {
     case 'proxy-side':
+      if (r.proxied.outcome === 'response' && (r.proxied.status ?? 0) < 500 && bodyCut(r.proxied) && !generated) {
+        return [{
+          ...base, id: 'bypass.proxy_cuts_body', severity: 'error', cause: null, likelihood: 0.6,
+          title: `Direct requests get the whole body; via the proxy the body is cut short (${r.proxied.bodyBytes ?? 0}${r.proxied.contentLength !== undefined ? ` of ${r.proxied.contentLength}` : ''} bytes)`,
+          fix: 'The proxy ended the exchange mid-body: compare its idle and total upstream timeouts with the pauses and duration of this body (the HTTP check shows them), and check its error log.',
+        }]
+      }
       return [{
         ...base, id: 'bypass.proxy_side', severity: failed(r.proxied) ? 'critical' : 'warning', cause, likelihood: failed(r.proxied) ? 0.9 : 0.4,
         title: failed(r.proxied)

@@ -39,13 +39,31 @@ export interface ExchangeResult {
   /** Body SHA-256 (hex) and length in bytes, when the body was read. */
   bodySha256?: string
   bodyBytes?: number
-  /** Whether the body ended cleanly (length reached, last chunk, or close for close-delimited bodies). */
+  /** Whether the body ended cleanly (length reached, last chunk, or close for close-delimited bodies); true as well when the size bound stopped the read. */
   bodyComplete?: boolean
+  /** How the body read ended; set whenever a body was read. */
+  bodyEnd?: BodyEnd
+  /** Declared Content-Length, bytes; absent for chunked and close-delimited bodies. */
+  contentLength?: number
+  /** Whether the body is chunked (RFC 9112 §7.1). */
+  chunked?: boolean
+  /** Longest silence between the end of the header and a body byte, or between two body reads (the last one until the read ended), ms. */
+  bodyMaxGapMs?: number
+  /** Time from the end of the header section to the end of the body read, ms. */
+  bodyMs?: number
   /** Error code or message for failures. */
   error?: string
   /** Open socket after a complete response when `keepOpen` was asked and the server kept it open. */
   socket?: net.Socket
 }
+
+/**
+ * How a body read ended: `complete` (length reached, last chunk, or close of a
+ * close-delimited body), `limit` (the size bound stopped it), `closed` (FIN before the
+ * declared end), `reset` (RST or another socket error before the end), `stalled` (no byte
+ * for `bodyIdleTimeoutMs`), `timeout` (still arriving when `bodyTimeoutMs` ran out).
+ */
+export type BodyEnd = 'complete' | 'limit' | 'closed' | 'reset' | 'stalled' | 'timeout'
 
 /** Options of {@link exchange}. */
 export interface ExchangeOptions {
@@ -64,6 +82,8 @@ export interface ExchangeOptions {
   headerTimeoutMs: number
   /** Time allowed for the body, ms; default equals headerTimeoutMs. */
   bodyTimeoutMs?: number
+  /** Longest silence allowed between body bytes, ms; the read ends as `stalled` after it. Default: only bodyTimeoutMs applies. */
+  bodyIdleTimeoutMs?: number
   /** Read the body (GET), hashing it; bounded by maxBodyBytes. */
   readBody?: boolean
   /** Stop reading the body after this many bytes; default 1 MiB. */
@@ -124,6 +144,34 @@ export function exchange(opts: ExchangeOptions): Promise<ExchangeResult> {
     let received = 0
     let result: ExchangeResult = base
     let body: BodyReader | null = null
+    let bodyStart = 0
+    let bodyDeadline = 0
+    let lastBodyAt = 0
+    let maxGap = 0
+
+    /** Records a body read: the silence before it counts towards the longest gap. */
+    const bodyData = (): void => {
+      const now = performance.now()
+      maxGap = Math.max(maxGap, now - lastBodyAt)
+      lastBodyAt = now
+    }
+    /** The body fields of the result once the read ended, the trailing silence included. */
+    const bodyDone = (end: BodyEnd): Partial<ExchangeResult> => {
+      const now = performance.now()
+      const gap = end === 'complete' || end === 'limit' ? maxGap : Math.max(maxGap, now - lastBodyAt)
+      return { ...body?.summary(), bodyEnd: end, bodyMaxGapMs: gap, bodyMs: now - bodyStart }
+    }
+    /** Waits for the next body bytes: up to the idle bound, never past the body deadline. */
+    const armBody = (): void => {
+      const left = Math.max(0, bodyDeadline - performance.now())
+      const idle = opts.bodyIdleTimeoutMs
+      clearTimeout(timer)
+      if (idle !== undefined && idle < left) {
+        timer = setTimeout(() => finish({ ...bodyDone('stalled'), bodyComplete: false, error: `no body byte for ${idle}ms` }), idle)
+      } else {
+        timer = setTimeout(() => finish({ ...bodyDone('timeout'), bodyComplete: false, error: 'body timeout' }), left)
+      }
+    }
 
     const socket: net.Socket = opts.tls
       ? tls.connect({ host: opts.address, port: opts.port, servername: opts.tls.servername, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] })
@@ -163,19 +211,21 @@ export function exchange(opts: ExchangeOptions): Promise<ExchangeResult> {
         const tlsFailure = opts.tls && err.code !== 'ECONNREFUSED' && err.code !== 'EHOSTUNREACH' && err.code !== 'ENETUNREACH'
         finish({ outcome: tlsFailure ? 'tls_error' : connectOutcome(err.code), error: err.code ?? err.message })
       } else if (body) {
-        finish({ ...body.summary(), bodyComplete: false, error: err.code ?? err.message })
+        finish({ ...bodyDone('reset'), bodyComplete: false, error: err.code ?? err.message })
       } else {
         finish({ outcome: err.code === 'ECONNRESET' ? 'reset_before_header' : 'error', error: err.code ?? err.message })
       }
     })
     socket.on('close', () => {
-      if (body) finish({ ...body.summary(), bodyComplete: body.closeDelimited })
+      if (body) finish({ ...bodyDone(body.closeDelimited ? 'complete' : 'closed'), bodyComplete: body.closeDelimited })
       else if (result.connectMs !== undefined) finish({ outcome: 'closed_before_header', error: received ? `closed after ${received} bytes of header` : 'closed with no bytes' })
       else finish({ outcome: 'error', error: 'closed before connecting' })
     })
     socket.on('data', (data: Buffer) => {
       if (body) {
-        if (body.push(data)) finish({ ...body.summary(), bodyComplete: true }, true)
+        bodyData()
+        if (body.push(data)) finish({ ...bodyDone(body.limited ? 'limit' : 'complete'), bodyComplete: true }, true)
+        else armBody()
         return
       }
       if (received === 0) {
@@ -210,11 +260,15 @@ export function exchange(opts: ExchangeOptions): Promise<ExchangeResult> {
         return
       }
       body = new BodyReader(method, parsed.status, parsed.headers, maxBody)
-      arm(opts.bodyTimeoutMs ?? opts.headerTimeoutMs, { outcome: 'response', bodyComplete: false, error: 'body timeout' })
+      bodyStart = lastBodyAt = performance.now()
+      bodyDeadline = bodyStart + (opts.bodyTimeoutMs ?? opts.headerTimeoutMs)
       const rest = all.subarray(headerBytes)
       const complete = body.push(rest)
-      if (complete) finish({ ...body.summary(), bodyComplete: true }, true)
-      else Object.assign(result, body.summary())
+      if (complete) finish({ ...bodyDone(body.limited ? 'limit' : 'complete'), bodyComplete: true }, true)
+      else {
+        Object.assign(result, body.summary())
+        armBody()
+      }
     })
   })
 }
@@ -241,6 +295,10 @@ class BodyReader {
   readonly hash = createHash('sha256')
   bytes = 0
   readonly closeDelimited: boolean
+  /** Declared Content-Length, when the body is framed by it. */
+  readonly contentLength: number | undefined
+  /** Whether the size bound, not the framing, ended the read. */
+  limited = false
   private remaining: number
   private chunked: boolean
   private pending = Buffer.alloc(0)
@@ -254,6 +312,7 @@ class BodyReader {
     this.chunked = !noBody && !!te && te.split(',').map((s) => s.trim()).at(-1) === 'chunked'
     this.remaining = noBody ? 0 : this.chunked ? -1 : cl !== undefined ? Number(cl) : -1
     this.closeDelimited = !noBody && !this.chunked && cl === undefined
+    this.contentLength = !noBody && !this.chunked && cl !== undefined ? Number(cl) : undefined
   }
 
   /** Feeds bytes; true when the body is complete (or the size bound was reached). */
@@ -263,7 +322,13 @@ class BodyReader {
     const take = this.remaining > 0 ? data.subarray(0, this.remaining) : data
     this.take(take)
     if (this.remaining > 0) this.remaining -= take.length
-    return this.remaining === 0 || this.bytes >= this.max
+    if (this.remaining === 0) return true
+    return this.atLimit()
+  }
+
+  private atLimit(): boolean {
+    if (this.bytes >= this.max) this.limited = true
+    return this.limited
   }
 
   private take(b: Buffer): void {
@@ -279,11 +344,11 @@ class BodyReader {
         this.take(take)
         this.remaining -= take.length
         this.pending = this.pending.subarray(take.length)
-        if (this.remaining > 0) return this.bytes >= this.max
+        if (this.remaining > 0) return this.atLimit()
         this.remaining = -2 // expect CRLF after the chunk data
       }
       const eol = this.pending.indexOf('\r\n')
-      if (eol < 0) return this.bytes >= this.max
+      if (eol < 0) return this.atLimit()
       const line = this.pending.subarray(0, eol).toString('latin1')
       this.pending = this.pending.subarray(eol + 2)
       if (this.remaining === -2) {
@@ -298,6 +363,7 @@ class BodyReader {
   }
 
   summary(): Partial<ExchangeResult> {
-    return { bodySha256: this.hash.copy().digest('hex'), bodyBytes: this.bytes }
+    const length = this.contentLength !== undefined ? { contentLength: this.contentLength } : {}
+    return { bodySha256: this.hash.copy().digest('hex'), bodyBytes: this.bytes, chunked: this.chunked, ...length }
   }
 }

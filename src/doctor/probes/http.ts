@@ -25,11 +25,15 @@ export interface HttpResult {
   latency?: LatencyStats
   /** The first failed exchange, if any. */
   failure?: ExchangeResult
+  /** The first GET whose body did not arrive whole and steadily (cut short, stalled or still arriving at the bound), if any. */
+  bodyProblem?: ExchangeResult
+  /** Longest silence between body reads over all GETs, ms. */
+  bodyMaxGapMs?: number
 }
 
 /** Options of {@link probeHttp}. */
 export interface HttpProbeOptions {
-  /** Upper bound for any single wait (connect, header), ms. */
+  /** Upper bound for any single wait (connect, header, one whole body), ms. */
   timeoutMs: number
   /** Number of GETs for the latency distribution; default 10, at most 100. */
   samples?: number
@@ -52,13 +56,21 @@ export function latencyStats(values: number[]): LatencyStats {
  * with `Connection: close` (what curl does), and judges the answers. The header wait
  * is bounded by the smaller of `timeoutMs` and 1.5 × the proxy's first-byte timeout,
  * so a backend slower than the proxy is caught without waiting out a long timeout.
- * Never throws.
+ * Each GET reads the whole body (at most {@link MAX_PROBE_BODY_BYTES}, within `timeoutMs`),
+ * and a silence between two body reads is bounded the same way by the proxy's idle timeout.
+ * Sampling stops at the first failure or body problem. Never throws.
  *
  * Findings: `http.no_header` (http_response_timeout), `http.terminated`
  * (connection_terminated), `http.garbage` / `http.tls_on_http` (http_protocol_error),
  * `http.header_size` (http_response_header_section_size), `http.slow` (p99 against the
- * first-byte timeout), `http.backend_5xx`, `http.ok` (info).
+ * first-byte timeout), `http.body_incomplete` (http_response_incomplete: closed or reset
+ * before the Content-Length or last chunk), `http.body_stall` / `http.body_stall_near`
+ * (connection_read_timeout: a silence mid-body against the idle timeout), `http.body_slow`,
+ * `http.backend_5xx`, `http.ok` (info).
  */
+/** Most body bytes one GET of the HTTP probe reads: 8 MiB. */
+export const MAX_PROBE_BODY_BYTES = 8 * 1024 * 1024
+
 export async function probeHttp(target: Target, address: string, opts: HttpProbeOptions): Promise<ProbeOutput<HttpResult>> {
   const n = Math.max(1, Math.min(100, Math.floor(opts.samples ?? 10)))
   const headerTimeoutMs = Math.max(1, Math.min(opts.timeoutMs, Math.ceil(target.proxy.responseHeaderTimeoutMs * 1.5)))
@@ -67,22 +79,31 @@ export async function probeHttp(target: Target, address: string, opts: HttpProbe
     tls: target.scheme === 'https' ? { servername: servername(target.host) } : undefined,
     connectTimeoutMs: Math.min(opts.timeoutMs, target.proxy.connectTimeoutMs), headerTimeoutMs,
   }
+  const bodyIdleBoundMs = Math.max(1, Math.min(opts.timeoutMs, Math.ceil(target.proxy.bodyIdleTimeoutMs * 1.5)))
   const head = await exchange({ ...common, method: 'HEAD' })
   const result: HttpResult = { address, head, samples: [] }
   if (head.outcome !== 'response') result.failure = head
   else {
     for (let i = 0; i < n; i++) {
-      const r = await exchange({ ...common, method: 'GET', readBody: true, maxBodyBytes: 64 * 1024 })
+      const r = await exchange({
+        ...common, method: 'GET', readBody: true, maxBodyBytes: MAX_PROBE_BODY_BYTES,
+        bodyTimeoutMs: opts.timeoutMs, bodyIdleTimeoutMs: bodyIdleBoundMs,
+      })
       result.samples.push(r)
       if (r.outcome !== 'response') {
         result.failure = r
+        break
+      }
+      if (r.bodyMaxGapMs !== undefined) result.bodyMaxGapMs = Math.max(result.bodyMaxGapMs ?? 0, r.bodyMaxGapMs)
+      if (r.bodyEnd && r.bodyEnd !== 'complete' && r.bodyEnd !== 'limit') {
+        result.bodyProblem = r
         break
       }
     }
     const ok = result.samples.filter((s) => s.outcome === 'response' && s.headerMs !== undefined)
     if (ok.length) result.latency = latencyStats(ok.map((s) => s.headerMs as number))
   }
-  return { result, findings: httpFindings(target, result, headerTimeoutMs) }
+  return { result, findings: httpFindings(target, result, headerTimeoutMs, opts.timeoutMs) }
 }
 
 /** SNI name: none for IP literals (RFC 6066 §3 forbids them). */
@@ -95,9 +116,84 @@ const ms = (n: number | undefined) => (n === undefined ? '?' : `${n.toFixed(1)}m
 /** One evidence line describing an exchange, e.g. `HEAD 127.0.0.1:80 → 200 in 3.1ms, header 120 bytes`. */
 export function describeExchange(method: string, r: ExchangeResult): string {
   const where = `${method} ${hostPort(r.address, r.port)}`
-  if (r.outcome === 'response') return `${where} → ${r.status} in ${ms(r.headerMs)}, header ${r.headerBytes} bytes`
+  if (r.outcome === 'response') {
+    const body = r.bodyEnd && r.bodyEnd !== 'complete' ? `; ${describeBody(r)}` : ''
+    return `${where} → ${r.status} in ${ms(r.headerMs)}, header ${r.headerBytes} bytes${body}`
+  }
   const bytes = r.firstBytesHex ? `, first bytes 0x${r.firstBytesHex}` : ''
   return `${where} → ${r.outcome.replaceAll('_', ' ')}${r.error ? ` (${r.error})` : ''}${bytes}`
+}
+
+const BODY_END_WORDS: Record<string, string> = {
+  closed: 'then the connection closed (FIN)',
+  reset: 'then the connection was reset',
+  stalled: 'then nothing more arrived',
+  timeout: 'still arriving when the probe stopped',
+  limit: 'the probe stopped at its size bound',
+  complete: 'complete',
+}
+
+/** One phrase describing a body read, e.g. `body 65536 of 1048576 bytes (Content-Length), then the connection was reset (ECONNRESET) after 4.0ms`. */
+export function describeBody(r: ExchangeResult): string {
+  const of = r.contentLength !== undefined ? ` of ${r.contentLength} bytes (Content-Length)` : r.chunked ? ' bytes (chunked, no last chunk yet)' : ' bytes (until close)'
+  const err = r.bodyEnd === 'reset' && r.error ? ` (${r.error})` : ''
+  const gap = r.bodyMaxGapMs !== undefined ? `, longest silence ${ms(r.bodyMaxGapMs)}` : ''
+  return `body ${r.bodyBytes ?? 0}${r.bodyEnd === 'complete' && r.contentLength !== undefined ? ' bytes' : of}, ${BODY_END_WORDS[r.bodyEnd ?? 'complete']}${err} after ${ms(r.bodyMs)}${gap}`
+}
+
+/** Findings about the body of one GET: cut short, a silence against the idle timeout, or still arriving at the bound. */
+function bodyFindings(target: Target, r: HttpResult, evidence: string[], timeoutMs: number): Finding[] {
+  const idle = target.proxy.bodyIdleTimeoutMs
+  const idleText = `the proxy's idle timeout is ${formatDuration(idle)}`
+  const p = r.bodyProblem
+  const base = { target: target.url }
+  const suggest = (gapMs: number) => Math.max(idle, Math.ceil(gapMs * 2))
+  if (p && (p.bodyEnd === 'closed' || p.bodyEnd === 'reset')) {
+    const how = p.bodyEnd === 'reset' ? 'reset the connection' : 'closed the connection'
+    const expected = p.contentLength !== undefined ? `${p.bodyBytes} of ${p.contentLength} bytes` : `${p.bodyBytes} bytes, no last chunk`
+    return [{
+      ...base, id: 'http.body_incomplete', severity: 'critical', cause: 'http_response_incomplete', likelihood: 0.9,
+      evidence: [`${describeBody(p)}`, ...evidence],
+      title: `The backend ${how} mid-body: ${expected} received`,
+      fix: fixes.incompleteBody(target),
+    }]
+  }
+  const gap = p?.bodyMaxGapMs ?? r.bodyMaxGapMs ?? 0
+  if (gap >= idle) {
+    const where = p ? ` (${describeBody(p)})` : ''
+    return [{
+      ...base, id: 'http.body_stall', severity: 'critical', cause: 'connection_read_timeout', likelihood: 0.9,
+      evidence: [`longest silence between body reads ${ms(gap)}; ${idleText}${where}`, ...evidence],
+      title: `The body stalls for ${ms(gap)} between two reads, longer than the proxy's idle timeout (${formatDuration(idle)})`,
+      fix: fixes.bodyIdleTimeout(target, suggest(gap)),
+    }]
+  }
+  // The read ended in silence but within the proxy's idle timeout: the backend stopped sending and the probe gave up first.
+  if (p && (p.bodyEnd === 'stalled' || (p.bodyEnd === 'timeout' && gap >= 0.5 * (p.bodyMs ?? timeoutMs)))) {
+    return [{
+      ...base, id: 'http.body_stall', severity: 'error', cause: 'connection_read_timeout', likelihood: 0.8,
+      evidence: [`${describeBody(p)}; ${idleText}`, ...evidence],
+      title: `The body stopped at ${p.bodyBytes}${p.contentLength !== undefined ? ` of ${p.contentLength}` : ''} bytes and nothing came for ${ms(gap)} (the probe stopped waiting; ${idleText})`,
+      fix: `The backend stops sending mid-body: a proxy waiting longer ends it with a read timeout, or the client gives up. Check the application for a stuck writer or a slow dependency while streaming. ${fixes.bodyIdleTimeout(target, suggest(gap))}`,
+    }]
+  }
+  if (gap >= 0.8 * idle) {
+    return [{
+      ...base, id: 'http.body_stall_near', severity: 'warning', cause: 'connection_read_timeout', likelihood: 0.5,
+      evidence: [`longest silence between body reads ${ms(gap)}; ${idleText}`, ...evidence],
+      title: `The body pauses for ${ms(gap)} between two reads, close to the proxy's idle timeout (${formatDuration(idle)})`,
+      fix: fixes.bodyIdleTimeout(target, suggest(gap)),
+    }]
+  }
+  if (p?.bodyEnd === 'timeout') {
+    return [{
+      ...base, id: 'http.body_slow', severity: 'warning', cause: null, likelihood: 0.3,
+      evidence: [describeBody(p), ...evidence],
+      title: `The body was still arriving after ${formatDuration(timeoutMs)} (${p.bodyBytes} bytes so far), without a silence near the idle timeout`,
+      fix: `A long download is fine for the idle timeout; if the proxy caps the whole exchange (Portico \`upstreams.<name>.timeouts.total\`), check it against this duration.`,
+    }]
+  }
+  return []
 }
 
 function failureFinding(target: Target, f: ExchangeResult, evidence: string[], headerTimeoutMs: number): Finding | null {
@@ -135,7 +231,7 @@ function failureFinding(target: Target, f: ExchangeResult, evidence: string[], h
   }
 }
 
-function httpFindings(target: Target, r: HttpResult, headerTimeoutMs: number): Finding[] {
+function httpFindings(target: Target, r: HttpResult, headerTimeoutMs: number, timeoutMs: number): Finding[] {
   const evidence = [describeExchange('HEAD', r.head), ...r.samples.slice(0, 3).map((s) => describeExchange('GET', s))]
   if (r.samples.length > 3 && r.failure && !evidence.includes(describeExchange('GET', r.failure))) evidence.push(describeExchange('GET', r.failure))
   const findings: Finding[] = []
@@ -143,6 +239,7 @@ function httpFindings(target: Target, r: HttpResult, headerTimeoutMs: number): F
     const f = failureFinding(target, r.failure, evidence, headerTimeoutMs)
     if (f) findings.push(f)
   }
+  findings.push(...bodyFindings(target, r, evidence, timeoutMs))
   const responses = [r.head, ...r.samples].filter((x) => x.outcome === 'response')
   const biggest = Math.max(0, ...responses.map((x) => x.headerBytes ?? 0))
   const limit = target.proxy.maxResponseHeaderBytes
@@ -163,7 +260,7 @@ function httpFindings(target: Target, r: HttpResult, headerTimeoutMs: number): F
       findings.push({ target: target.url, evidence: [dist, ...evidence], id: 'http.slow', severity: 'error', cause: 'http_response_timeout', likelihood: 0.8, title: `p99 first-byte latency (${ms(l.p99)}) exceeds the proxy's first-byte timeout (${formatDuration(t)})`, fix: fixes.responseHeaderTimeout(target, Math.ceil(l.max * 2)) })
     } else if (l.p99 >= 0.8 * t) {
       findings.push({ target: target.url, evidence: [dist, ...evidence], id: 'http.slow_near', severity: 'warning', cause: 'http_response_timeout', likelihood: 0.5, title: `p99 first-byte latency (${ms(l.p99)}) is close to the proxy's first-byte timeout (${formatDuration(t)})`, fix: fixes.responseHeaderTimeout(target, Math.ceil(l.max * 2)) })
-    } else if (!r.failure) {
+    } else if (!r.failure && !r.bodyProblem) {
       findings.push({ target: target.url, evidence: [dist, ...evidence], id: 'http.ok', severity: 'info', cause: null, likelihood: 0, title: `HTTP answers ${r.head.status} (p99 ${ms(l.p99)})`, fix: '' })
     }
   }

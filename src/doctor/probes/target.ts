@@ -14,6 +14,8 @@ export interface ProxySettings {
   connectTimeoutMs: number
   /** First-byte timeout, ms (Portico `timeouts.response_header`, nginx `proxy_read_timeout`). */
   responseHeaderTimeoutMs: number
+  /** Longest silence the proxy allows between two body reads from the upstream, ms (Portico `timeouts.idle`, nginx `proxy_read_timeout`). */
+  bodyIdleTimeoutMs: number
   /** How long the proxy keeps an idle upstream connection, ms; null when it does not reuse upstream connections (nginx without `keepalive` in the upstream block). */
   keepaliveIdleTimeoutMs: number | null
   /** Largest response header section the proxy accepts, bytes (Portico `max_response_header_size`, nginx `proxy_buffer_size`). */
@@ -24,6 +26,7 @@ export interface ProxySettings {
 export const PORTICO_DEFAULTS: Readonly<ProxySettings> = Object.freeze({
   connectTimeoutMs: 2000,
   responseHeaderTimeoutMs: 30_000,
+  bodyIdleTimeoutMs: 60_000,
   keepaliveIdleTimeoutMs: 4000,
   maxResponseHeaderBytes: 16 * 1024,
 })
@@ -32,6 +35,7 @@ export const PORTICO_DEFAULTS: Readonly<ProxySettings> = Object.freeze({
 export const NGINX_DEFAULTS: Readonly<ProxySettings> = Object.freeze({
   connectTimeoutMs: 60_000,
   responseHeaderTimeoutMs: 60_000,
+  bodyIdleTimeoutMs: 60_000,
   keepaliveIdleTimeoutMs: null,
   maxResponseHeaderBytes: 4096,
 })
@@ -109,6 +113,19 @@ export const fixes = {
     const app = 'or make the application answer faster'
     if (t.system === 'nginx') return `Raise \`proxy_read_timeout ${nginxTime(suggestedMs)};\` in the location that proxies to ${t.url}, ${app}.`
     return `Raise \`${porticoKey(t, 'timeouts.response_header')}: ${nginxTime(suggestedMs)}\`, ${app}.`
+  },
+  /** The body stalls longer than the proxy waits between two reads: raise the idle timeout to `suggestedMs`, or make the backend stream steadily. */
+  bodyIdleTimeout(t: Target, suggestedMs: number): string {
+    const app = 'or make the application send its body without long pauses (flush regularly; for long work, answer 202 and poll)'
+    if (t.system === 'nginx') return `Raise \`proxy_read_timeout ${nginxTime(suggestedMs)};\` in the location that proxies to ${t.url} (it bounds each wait between two reads, header and body), ${app}.`
+    return `Raise \`${porticoKey(t, 'timeouts.idle')}: ${nginxTime(suggestedMs)}\`, ${app}.`
+  },
+  /** The backend ends the body before its declared end. */
+  incompleteBody(t: Target): string {
+    const limits = t.system === 'nginx'
+      ? `\`proxy_read_timeout\`/\`proxy_send_timeout\` of nginx in front of it`
+      : `\`${porticoKey(t, 'timeouts.idle')}\` or \`${porticoKey(t, 'timeouts.total')}\``
+    return `The backend (or something between, such as a load balancer or a firewall idle timer) cuts the response short: check the application logs for crashes, killed workers, write timeouts or a response length that does not match what it sends. If it only happens on large or slow bodies, compare its own send timeouts with ${limits}.`
   },
   /** Connect timeout; mostly the fix is on the network or backend side. */
   connect(t: Target, what: string): string {
