@@ -6,14 +6,14 @@
 # Environment:
 #   CACHE_TESTS_DIR  a checkout of http-tests/cache-tests; when unset, the script clones it
 #                    (git clone --depth 1) into a temporary directory, removed at exit
-#   RUN_CACHE_TESTS  the suite runner (default /work/shared/tools/run-cache-tests.sh)
+#   RUN_CACHE_TESTS  the suite runner (default ../shared/tools/run-cache-tests.sh beside the checkout)
 #   NODE             Node.js >= 23.6 that runs .ts (default ./node_modules/.bin/node)
 # The suite's code is fetched at run time and never committed here.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 NODE="${NODE:-$ROOT/node_modules/.bin/node}"
-RUNNER="${RUN_CACHE_TESTS:-/work/shared/tools/run-cache-tests.sh}"
+RUNNER="${RUN_CACHE_TESTS:-$ROOT/../shared/tools/run-cache-tests.sh}"
 WORK="$(mktemp -d)"
 PORTICO_PID=""
 
