@@ -62,3 +62,50 @@ test('p99 close to the first-byte timeout is a warning', async (t) => {
   assert.equal(findings[0].id, 'http.slow_near')
   assert.equal(findings[0].severity, 'warning')
 })
+
+test('a body reset mid-way: http_response_incomplete with the bytes received of the Content-Length', async (t) => {
+  const { result, findings } = await run(t, 'reset-mid-body', {}, {}, 2000)
+  const f = findings.find((x) => x.id === 'http.body_incomplete')
+  assert.equal(f?.cause, 'http_response_incomplete', JSON.stringify(findings))
+  assert.equal(result.bodyProblem?.contentLength, 1024 * 1024)
+  assert.ok((result.bodyProblem?.bodyBytes ?? 0) < 1024 * 1024)
+  assert.match(f.title, /of 1048576 bytes received/)
+  assert.match(f.evidence[0], /of 1048576 bytes \(Content-Length\)/)
+  assert.equal(result.samples.length, 1, 'sampling stops at the first body problem')
+})
+
+test('a body closed before its Content-Length is incomplete too', async (t) => {
+  const net = await import('node:net')
+  const server = net.createServer((s) => s.once('data', () => s.end('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789')))
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  t.after(() => new Promise<void>((r) => server.close(() => r())))
+  const port = (server.address() as import('node:net').AddressInfo).port
+  const { findings } = await probeHttp(targetFromUrl(`http://127.0.0.1:${port}`, 'nginx', { ...PORTICO_DEFAULTS }), '127.0.0.1', { timeoutMs: 2000, samples: 2 })
+  assert.equal(findings[0].id, 'http.body_incomplete')
+  assert.match(findings[0].title, /closed the connection mid-body: 10 of 100 bytes/)
+})
+
+test('a chunk interval above the idle timeout: connection_read_timeout with the stall and a Portico fix', async (t) => {
+  const { findings } = await run(t, 'slow-body', { bodyIdleTimeoutMs: 40 }, {}, 2000)
+  const f = findings[0]
+  assert.equal(f.id, 'http.body_stall')
+  assert.equal(f.cause, 'connection_read_timeout')
+  assert.equal(f.severity, 'critical')
+  assert.match(f.evidence[0], /longest silence between body reads \d+\.\dms; the proxy's idle timeout is 40ms/)
+  assert.match(f.fix, /upstreams\.<name>\.timeouts\.idle: \d+ms/)
+})
+
+test('a body that goes silent: connection_read_timeout, nginx fix names proxy_read_timeout', async (t) => {
+  const lab = await startLab('idle-mid-body')
+  t.after(() => lab.close())
+  const target = targetFromUrl(lab.url, 'nginx', { ...PORTICO_DEFAULTS, bodyIdleTimeoutMs: 100 })
+  const { result, findings } = await probeHttp(target, '127.0.0.1', { timeoutMs: 2000, samples: 3 })
+  assert.equal(result.bodyProblem?.bodyEnd, 'stalled')
+  assert.equal(findings[0].id, 'http.body_stall')
+  assert.match(findings[0].fix, /proxy_read_timeout \d+ms;/)
+})
+
+test('a steady body within the idle timeout is no problem', async (t) => {
+  const { findings } = await run(t, 'slow-body', { bodyIdleTimeoutMs: 2000 }, { chunkIntervalMs: 20, bodyBytes: 4096 }, 3000)
+  assert.deepEqual(findings.filter((f) => f.severity !== 'info').map((f) => f.id), [])
+})
