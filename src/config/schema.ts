@@ -84,7 +84,7 @@ const retryCondition = z.union([
   z.number().int().min(500).max(599),
 ])
 
-/** Retry budget (Envoy `retry_budget`): retries may be at most a share of active requests, so they cannot amplify an overload. */
+/** Retry budget (Envoy `retry_budget`): retries may be at most a share of active requests, so they cannot amplify an overload. Retries after connect failures (nothing reached an application) are bounded by `attempts` alone. */
 export const retryBudgetSchema = z.strictObject({
   /** Share of the upstream's active requests that may be retries at once, 0–1. Default 0.2. */
   ratio: z.number().min(0).max(1).default(0.2),
@@ -98,9 +98,9 @@ export const retriesSchema = z.strictObject({
   attempts: z.number().int().min(1).max(10).default(2),
   /**
    * When to try again, on another endpoint when one exists: `connect_failure` (nothing was
-   * sent: DNS, refused, connect timeout, TLS; any method), `reset` (the keep-alive race:
-   * `connection_terminated` on a reused connection, idempotent methods, once, on a fresh
-   * connection), `http_response_timeout` (idempotent methods), or an upstream status such as
+   * sent: DNS, refused, connect timeout, TLS; any method), `reset` (`connection_terminated`,
+   * idempotent methods: on a reused connection once more on a fresh connection, the
+   * keep-alive race; otherwise on another endpoint), `http_response_timeout` (idempotent methods), or an upstream status such as
    * 502, 503, 504 (idempotent methods without a body). Default `[connect_failure, reset]`.
    */
   on: z.array(retryCondition).default(['connect_failure', 'reset']),
@@ -189,6 +189,29 @@ export const outlierDetectionSchema = z.strictObject({
   max_ejection_percent: z.number().int().min(0).max(100).default(50),
 })
 
+/** A PEM certificate chain and its private key, by file path. */
+export const certificateFilesSchema = z.strictObject({
+  /** Path of the PEM certificate, leaf first, then intermediates (nginx `ssl_certificate`). */
+  cert: z.string().min(1),
+  /** Path of the PEM private key of that certificate (nginx `ssl_certificate_key`). */
+  key: z.string().min(1),
+})
+
+/**
+ * TLS to the https:// endpoints of an upstream (nginx `proxy_ssl_*` directives; Envoy
+ * `UpstreamTlsContext`). Certificates are verified against the system CAs by default.
+ */
+export const upstreamTlsSchema = z.strictObject({
+  /** Path of a PEM bundle of CA certificates trusted in addition to the system CAs (nginx `proxy_ssl_trusted_certificate`). Default: system CAs only. */
+  ca: z.string().min(1).optional(),
+  /** Name sent in SNI and checked against the endpoint's certificate (nginx `proxy_ssl_name`). Default: the endpoint's host name (none for an IP literal, whose certificate must then list the IP). */
+  servername: z.string().min(1).optional(),
+  /** Client certificate presented to endpoints that ask for one (mutual TLS; nginx `proxy_ssl_certificate`/`proxy_ssl_certificate_key`). Default: none. */
+  client_certificate: certificateFilesSchema.optional(),
+  /** Skip verification of the endpoints' certificates (chain, expiry, name): the connection stays encrypted but anyone in the path may impersonate the endpoint. A warning is logged at start. Default false. */
+  insecure_skip_verify: z.boolean().default(false),
+})
+
 /** An upstream: a named pool of endpoints. */
 export const upstreamSchema = z.strictObject({
   /** Endpoints (`"http://host:port"` or `{ url, weight }`). At least one. */
@@ -207,6 +230,8 @@ export const upstreamSchema = z.strictObject({
   outlier_detection: outlierDetectionSchema.default(() => outlierDetectionSchema.parse({})),
   /** Panic threshold in percent (Envoy `healthy_panic_threshold`): below this share of available endpoints, every endpoint is tried as if healthy. Default 0 (off: a pool with none available answers 503). */
   panic_threshold: z.number().int().min(0).max(100).default(0),
+  /** TLS settings of the https:// endpoints. Default: verify against the system CAs, SNI from the endpoint's host name. */
+  tls: upstreamTlsSchema.optional(),
 })
 
 /** Route match: all given conditions must hold. */
@@ -282,6 +307,23 @@ export const listenerTimeoutsSchema = z.strictObject({
   body_idle: duration.default(60_000),
 })
 
+/**
+ * TLS termination of a listener (RFC 8446; nginx `listen ... ssl`, `ssl_*` directives).
+ * Certificates are re-read from disk on every reload.
+ */
+export const listenerTlsSchema = z.strictObject({
+  /**
+   * Certificates served; at least one. The first is the default (clients without SNI, or
+   * a name no certificate has); the others are chosen by SNI from the DNS names of their
+   * subjectAltName (or CN when there is none), `*.example.com` wildcards included.
+   */
+  certificates: z.array(certificateFilesSchema).min(1, 'a TLS listener needs at least one certificate'),
+  /** Oldest TLS version accepted, `TLSv1.2` or `TLSv1.3` (nginx `ssl_protocols`). Default `TLSv1.2`. */
+  min_version: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+  /** Application protocols offered by ALPN (RFC 7301), `h2` (HTTP/2, RFC 9113) and `http/1.1`. Default `[h2, http/1.1]`. */
+  alpn: z.array(z.enum(['h2', 'http/1.1'])).min(1, 'offer at least one protocol').default(['h2', 'http/1.1']),
+})
+
 /** A listener: where Portico accepts client connections. */
 export const listenerSchema = z.strictObject({
   /** `host:port` to listen on. */
@@ -293,7 +335,15 @@ export const listenerSchema = z.strictObject({
   max_request_body_size: size.optional(),
   /** Most client connections open at once on this listener; more are refused at accept. Default: no limit. */
   max_connections: z.number().int().min(1).optional(),
-})
+  /** Terminate TLS on this listener (HTTPS, with HTTP/2 by ALPN). Default: none, plain HTTP. */
+  tls: listenerTlsSchema.optional(),
+  /**
+   * Answer every request of this plain listener with `308 Permanent Redirect` to the same
+   * host and path over https: the HTTPS port, or `true` for 443 (nginx
+   * `return 308 https://$host$request_uri`). Default: none (requests are proxied).
+   */
+  redirect_to_https: z.union([z.literal(true), z.number().int().min(1).max(65535)]).optional(),
+}).refine((l) => !(l.tls && l.redirect_to_https !== undefined), { message: 'redirect_to_https is for a plain listener; this one has tls', path: ['redirect_to_https'] })
 
 /** Access log settings (DESIGN.md §4). */
 export const accessLogSchema = z.strictObject({

@@ -75,9 +75,9 @@ export function classify(err: unknown, stage: FailureStage): Classification {
   if (code === 'UND_ERR_HEADERS_OVERFLOW' || code === 'HPE_HEADER_OVERFLOW') {
     return { type: 'http_response_header_section_size', detail }
   }
-  if (CERT_ERRORS.has(code) || code.startsWith('ERR_TLS_CERT')) return { type: 'tls_certificate_error', detail }
+  if (CERT_ERRORS.has(code) || code.startsWith('ERR_TLS_CERT')) return { type: 'tls_certificate_error', detail: certificateReason(code, e.message ?? '') }
   if (code.startsWith('ERR_SSL_') || code === 'EPROTO' || code.startsWith('ERR_TLS_')) {
-    return { type: 'tls_protocol_error', detail }
+    return { type: 'tls_protocol_error', detail: handshakeReason(code, e.message ?? '') }
   }
   if (e?.name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INFO') {
     return { type: 'http_protocol_error', detail }
@@ -86,6 +86,46 @@ export function classify(err: unknown, stage: FailureStage): Classification {
   if (TERMINATED.has(code)) return { type: 'connection_terminated', detail }
   if (code.startsWith('E') || code.startsWith('UND_ERR_')) return { type: 'connection_terminated', detail }
   return { type: 'proxy_internal_error', detail }
+}
+
+/** Reasons of certificate codes in the words an operator searches for; the code follows in parentheses. */
+const CERT_REASONS: Record<string, string> = {
+  CERT_HAS_EXPIRED: 'certificate has expired',
+  CERT_NOT_YET_VALID: 'certificate is not yet valid; check the clocks',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'self-signed certificate; trust it with the upstream\'s tls.ca',
+  SELF_SIGNED_CERT_IN_CHAIN: 'self-signed certificate in the chain; trust its root with the upstream\'s tls.ca',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'certificate issuer unknown: a missing intermediate, or a private CA not in tls.ca',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'certificate issuer unknown: a missing intermediate, or a private CA not in tls.ca',
+  UNABLE_TO_GET_ISSUER_CERT: 'certificate issuer unknown: a missing intermediate, or a private CA not in tls.ca',
+  CERT_REVOKED: 'certificate revoked',
+  CERT_SIGNATURE_FAILURE: 'certificate signature invalid',
+}
+
+/**
+ * A certificate failure in plain words: `certificate has expired (CERT_HAS_EXPIRED)`,
+ * `wrong host name: Host: a. is not in the cert's altnames: DNS:b (ERR_TLS_CERT_ALTNAME_INVALID)`.
+ */
+function certificateReason(code: string, message: string): string {
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID' || code === 'HOSTNAME_MISMATCH') {
+    // Node: "Hostname/IP does not match certificate's altnames: Host: x. is not in the cert's altnames: DNS:y"
+    const why = message.split('\n')[0].replace(/^Hostname\/IP does not match certificate's altnames: /, '')
+    return `wrong host name: ${why.slice(0, 200)} (${code})`
+  }
+  const reason = CERT_REASONS[code] ?? message.split(/[;\n]/)[0].slice(0, 200)
+  return `${reason} (${code})`
+}
+
+/**
+ * A handshake failure in plain words: the reason field of an OpenSSL error string
+ * (`...:SSL routines:func:wrong version number:file:line:`), with a hint for the common ones.
+ */
+function handshakeReason(code: string, message: string): string {
+  const m = /SSL routines:[^:]*:([^:]+)/.exec(message)
+  const reason = (m ? m[1] : message.split('\n')[0]).trim().slice(0, 200)
+  const hint = /wrong version number|packet length too long|http request/.test(reason)
+    ? '; the endpoint does not speak TLS (plain HTTP behind an https:// URL?)'
+    : /protocol version|unsupported protocol/.test(reason) ? '; no TLS version both sides accept' : ''
+  return `TLS handshake failed: ${reason}${hint} (${code || 'EPROTO'})`
 }
 
 /** A short one-line detail: the code and message, without stack. */

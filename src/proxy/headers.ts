@@ -41,7 +41,8 @@ export interface ForwardInfo {
 
 /**
  * Builds the upstream request's header list (flat `[name, value, ...]`, undici's raw form)
- * from the client's raw headers: hop-by-hop fields and those named in Connection dropped;
+ * from the client's raw headers: hop-by-hop fields, those named in Connection and HTTP/2
+ * pseudo-headers dropped;
  * X-Forwarded-For appended to; Via appended to; X-Forwarded-Proto/Host, X-Request-Id
  * and Host set.
  *
@@ -55,6 +56,8 @@ export function upstreamRequestHeaders(raw: readonly string[], connection: strin
   let via: string | null = null
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]
+    // HTTP/2 pseudo-header fields (`:authority`, `:path`, ...) belong to the client's hop (RFC 9113 §8.3).
+    if (name.charCodeAt(0) === 58 /* : */) continue
     const lower = name.toLowerCase()
     if (HOP_BY_HOP.has(lower) || (named !== null && named.has(lower))) continue
     if (REPLACED_UPSTREAM.has(lower)) {

@@ -2,8 +2,10 @@
  * The gateway: listeners, the runtime in force, and the access log, started and stopped
  * together. `portico serve`, the demo and the tests all run Portico through this.
  */
+import type { EventEmitter } from 'node:events'
 import http from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { AdminServer } from '../admin/server.ts'
 import { describeReload, upstreamChanges, type ReloadOutcome, type ReloadSummary } from '../admin/reload.ts'
 import { ConfigError } from '../config/load.ts'
@@ -14,6 +16,8 @@ import { logger } from '../observe/logger.ts'
 import { Metrics } from '../observe/metrics.ts'
 import { createProxyHandler } from '../proxy/driver.ts'
 import { buildRuntime, type Runtime } from '../proxy/runtime.ts'
+import { createUpgradeHandler, type UpgradeSession } from '../proxy/upgrade.ts'
+import { CertificateStore, createSecureServer, loadCertificates, redirectHandler, reloadCertificates, type LoadedCertificate, type SecureServer } from './tls.ts'
 import type { UpstreamPool } from '../upstream/pool.ts'
 
 /** Options of a gateway beyond the config. */
@@ -31,7 +35,10 @@ export interface GatewayOptions {
 /** A running listener. */
 export interface RunningListener {
   readonly config: ListenerConfig
-  readonly server: http.Server
+  /** `http.Server` for plain listeners; for `tls` listeners an HTTP/2 secure server (HTTP/1.1 too by ALPN) or an HTTPS server. */
+  readonly server: http.Server | SecureServer
+  /** The certificates of a `tls` listener (swapped on reload), else null. */
+  readonly certificates: CertificateStore | null
   /** Bound address (the real port when the config said port 0). */
   readonly address: AddressInfo
 }
@@ -49,6 +56,8 @@ export class Gateway {
   readonly accessLog: AccessLogSink
   readonly listeners: RunningListener[] = []
   readonly #sockets = new Set<Socket>()
+  /** Upgrades being connected and open tunnels (WebSocket), closed by `stop` after the drain time. */
+  readonly #upgrades = new Set<UpgradeSession>()
   /** The last gateway failures, for the admin API (fed by the access log). */
   readonly failures = new FailureRing()
   /** Prometheus metrics (fed by the access log). */
@@ -98,6 +107,7 @@ export class Gateway {
    * @throws {Error} when an address cannot be bound (EADDRINUSE, EACCES)
    */
   async start(): Promise<void> {
+    warnInsecureUpstreams(this.#runtime.config)
     for (const lc of this.#runtime.config.listeners) this.listeners.push(await this.#listen(lc))
     const admin = this.#runtime.config.admin
     if (admin) {
@@ -116,7 +126,8 @@ export class Gateway {
       const rt = this.#runtime
       this.#inFlight.set(rt, (this.#inFlight.get(rt) ?? 0) + 1)
       this.#responses.add(res)
-      if (this.#draining) res.setHeader('connection', 'close')
+      // HTTP/2 has no Connection field (RFC 9113 §8.2.2): closing the server sends GOAWAY instead.
+      if (this.#draining && req.httpVersionMajor < 2) res.setHeader('connection', 'close')
       res.once('close', () => {
         this.#responses.delete(res)
         const n = (this.#inFlight.get(rt) ?? 1) - 1
@@ -130,13 +141,36 @@ export class Gateway {
     }
   }
 
+  /**
+   * Registers the `'upgrade'` entry (WebSocket and other HTTP/1.1 upgrades, RFC 9110 §7.8)
+   * on a listener's server: `http.Server`, or a TLS server (HTTPS, or HTTP/2 with
+   * `allowHTTP1`) whose HTTP/1.1 clients may upgrade too. Each upgrade counts against the
+   * runtime it started on until its tunnel closes, and `stop` closes the tunnels left.
+   */
+  #acceptUpgrades(server: EventEmitter): void {
+    const handle = createUpgradeHandler(() => this.#runtime, this.accessLog)
+    server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      const rt = this.#runtime
+      this.#inFlight.set(rt, (this.#inFlight.get(rt) ?? 0) + 1)
+      const session = handle(req, socket, head)
+      this.#upgrades.add(session)
+      void session.closed.then(() => {
+        this.#upgrades.delete(session)
+        const n = (this.#inFlight.get(rt) ?? 1) - 1
+        if (n > 0) this.#inFlight.set(rt, n)
+        else this.#inFlight.delete(rt)
+        if (n <= 0 && this.#retiring.has(rt)) this.#retire(rt)
+      })
+    })
+  }
+
   #closeIdle(): void {
-    for (const l of this.listeners) l.server.closeIdleConnections()
+    for (const l of this.listeners) closeIdleConnections(l.server)
   }
 
   /** Binds one listener. @throws {Error} when the address cannot be bound */
   async #listen(lc: ListenerConfig): Promise<RunningListener> {
-    const server = http.createServer({
+    const http1 = {
       maxHeaderSize: lc.max_header_size,
       headersTimeout: lc.timeouts.header_read,
       // Portico runs body idle timers itself; Node's whole-request timeout would cut long uploads.
@@ -144,9 +178,18 @@ export class Gateway {
       keepAliveTimeout: lc.timeouts.keepalive,
       connectionsCheckingInterval: 250,
       noDelay: true,
-    }, this.#track(createProxyHandler(() => this.#runtime, this.accessLog, { scheme: 'http', maxBodyBytes: lc.max_request_body_size ?? null })))
+    }
+    const handler = lc.redirect_to_https !== undefined
+      ? redirectHandler(lc.redirect_to_https)
+      : this.#track(createProxyHandler(() => this.#runtime, this.accessLog, { scheme: lc.tls ? 'https' : 'http', maxBodyBytes: lc.max_request_body_size ?? null }))
+    const certificates = lc.tls ? new CertificateStore(loadCertificates(lc.tls)) : null
+    const server = lc.tls && certificates
+      ? createSecureServer(lc.tls, certificates, http1, lc.max_header_size, handler)
+      : http.createServer(http1, handler)
     if (lc.max_connections !== undefined) server.maxConnections = lc.max_connections
-    server.keepAliveTimeout = lc.timeouts.keepalive
+    this.#acceptUpgrades(server)
+    ;(server as http.Server).keepAliveTimeout = lc.timeouts.keepalive
+    // tls.Server emits 'connection' with the TCP socket before the handshake, so draining can destroy it too.
     server.on('connection', (s: Socket) => {
       this.#sockets.add(s)
       s.once('close', () => this.#sockets.delete(s))
@@ -159,7 +202,7 @@ export class Gateway {
         resolve()
       })
     })
-    return { config: lc, server, address: server.address() as AddressInfo }
+    return { config: lc, server, certificates, address: server.address() as AddressInfo }
   }
 
   /**
@@ -184,6 +227,12 @@ export class Gateway {
     const old = this.#runtime
     const before = new Set(this.listeners.map((l) => l.config.address))
     const after = new Set(config.listeners.map((l) => l.address))
+    // Certificates of kept TLS listeners are re-read first: an unreadable one refuses the whole reload.
+    const certs = new Map<string, LoadedCertificate[]>()
+    for (const lc of config.listeners) {
+      const running = this.listeners.find((l) => l.config.address === lc.address)
+      if (lc.tls && running?.certificates) certs.set(lc.address, loadCertificates(lc.tls))
+    }
     const bound: RunningListener[] = []
     try {
       for (const lc of config.listeners) if (!before.has(lc.address)) bound.push(await this.#listen(lc))
@@ -192,6 +241,7 @@ export class Gateway {
       throw err
     }
     const next = buildRuntime(config, old.pools, old.cache)
+    warnInsecureUpstreams(config, old.config)
     this.#runtime = next
     const warnings: string[] = []
     const removed = this.listeners.filter((l) => !after.has(l.config.address))
@@ -203,9 +253,13 @@ export class Gateway {
     const kept = this.listeners.filter((l) => after.has(l.config.address))
     for (const [i, l] of kept.entries()) {
       const lc = config.listeners.find((c) => c.address === l.config.address) as ListenerConfig
-      l.server.keepAliveTimeout = lc.timeouts.keepalive
-      l.server.headersTimeout = lc.timeouts.header_read
-      if (JSON.stringify(lc) !== JSON.stringify({ ...l.config, timeouts: lc.timeouts })) warnings.push(`listeners: changes to ${lc.address} other than timeouts take effect after a restart`)
+      const server = l.server as http.Server
+      server.keepAliveTimeout = lc.timeouts.keepalive
+      server.headersTimeout = lc.timeouts.header_read
+      const loaded = certs.get(lc.address)
+      if (loaded && l.certificates && lc.tls) reloadCertificates(l.server as SecureServer, l.certificates, loaded, lc.tls)
+      const same = (a: ListenerConfig) => JSON.stringify({ ...a, timeouts: lc.timeouts, tls: a.tls && { ...a.tls, certificates: lc.tls?.certificates } })
+      if (same(lc) !== same(l.config)) warnings.push(`listeners: changes to ${lc.address} other than timeouts and certificates take effect after a restart`)
       kept[i] = { ...l, config: lc }
     }
     this.listeners.splice(0, this.listeners.length, ...kept, ...bound)
@@ -278,12 +332,16 @@ export class Gateway {
    */
   async stop(drainMs = 0): Promise<void> {
     this.#draining = true
-    for (const res of this.#responses) if (!res.headersSent) res.setHeader('connection', 'close')
+    for (const res of this.#responses) if (!res.headersSent && res.req.httpVersionMajor < 2) res.setHeader('connection', 'close')
     const closing = [...this.listeners.map((l) => closeServer(l.server)), ...this.#closingListeners]
     const adminClosed = this.admin?.close()
-    const timer = setTimeout(() => { for (const s of this.#sockets) s.destroy() }, drainMs)
+    const timer = setTimeout(() => {
+      for (const s of this.#sockets) s.destroy()
+      for (const u of this.#upgrades) u.destroy()
+    }, drainMs)
     await Promise.all(closing)
     clearTimeout(timer)
+    await Promise.all([...this.#upgrades].map((u) => u.closed))
     await adminClosed
     const pools = new Set<UpstreamPool>()
     for (const r of [this.#runtime, ...this.#retiring]) for (const p of r.pools.values()) pools.add(p)
@@ -295,11 +353,31 @@ export class Gateway {
   }
 }
 
-/** Stops accepting on `server` and closes its idle connections; resolves when every connection has closed. */
-function closeServer(server: http.Server): Promise<void> {
+/**
+ * Stops accepting on `server` and closes its idle connections (HTTP/2 sessions get
+ * GOAWAY and finish their open streams); resolves when every connection has closed.
+ */
+function closeServer(server: http.Server | SecureServer): Promise<void> {
   return new Promise<void>((resolve) => {
     if (!server.listening) return resolve()
     server.close(() => resolve())
-    server.closeIdleConnections()
+    closeIdleConnections(server)
   })
+}
+
+/** Closes the idle HTTP/1.1 keep-alive connections of a listener (HTTP/1.1 over an HTTP/2 server too, where Node offers it). */
+function closeIdleConnections(server: http.Server | SecureServer): void {
+  const s = server as { closeIdleConnections?: () => void }
+  if (typeof s.closeIdleConnections === 'function') s.closeIdleConnections()
+}
+
+/**
+ * Logs a warning for each upstream with `tls.insecure_skip_verify` (at start, and on reload
+ * for those that were not insecure before): its endpoints' certificates are not verified.
+ */
+function warnInsecureUpstreams(config: Config, previous?: Config): void {
+  for (const [name, up] of Object.entries(config.upstreams)) {
+    if (!up.tls?.insecure_skip_verify || previous?.upstreams[name]?.tls?.insecure_skip_verify) continue
+    logger.warn({ upstream: name }, `upstreams.${name}.tls.insecure_skip_verify is true: certificates of its https:// endpoints are not verified, so anyone on the path can impersonate them`)
+  }
 }

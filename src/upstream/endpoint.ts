@@ -2,10 +2,11 @@
  * An endpoint: one address of an upstream pool, with its keep-alive connection pool
  * (undici) and the counters balancing and the admin API read.
  */
-import { Pool } from 'undici'
+import { readFileSync } from 'node:fs'
+import { Pool, type buildConnector } from 'undici'
 import type { CauseType } from '../failures/causes.ts'
 import type { UpstreamConfig } from '../config/schema.ts'
-import { createConnector } from './connector.ts'
+import { createConnector, type ConnectorOptions } from './connector.ts'
 
 /** The state of one endpoint at one instant, as {@link Endpoint.snapshot} returns it (plain JSON). */
 export interface EndpointSnapshot {
@@ -50,6 +51,10 @@ export class Endpoint {
   readonly weight: number
   /** Keep-alive connection pool to this endpoint. */
   readonly dispatcher: Pool
+  /** Opens connections to this endpoint (TCP, and TLS with the upstream's `tls` settings); also used for one-off connections. */
+  readonly connector: buildConnector.connector
+  /** TLS settings of an https:// endpoint (PEMs already read), for the connector and health checks; undefined for http://. */
+  readonly tls: ConnectorOptions['tls']
   /** Requests in flight to this endpoint (least_request reads it), pending ones included. */
   inFlight = 0
   /** Requests dispatched but still waiting for a connection. */
@@ -72,7 +77,8 @@ export class Endpoint {
   /**
    * @param url endpoint URL (`http://host:port` or `https://host:port`)
    * @param weight relative share of traffic
-   * @param cfg the upstream's config (timeouts, keep-alive, header size limit)
+   * @param cfg the upstream's config (timeouts, keep-alive, header size limit, TLS)
+   * @throws {Error} naming the file when a `tls` CA bundle or client certificate cannot be read
    */
   constructor(url: string, weight: number, cfg: UpstreamConfig) {
     const u = new URL(url)
@@ -83,8 +89,10 @@ export class Endpoint {
     this.origin = `${this.protocol}//${u.host}`
     this.label = `${u.hostname}:${this.port}`
     this.weight = weight
+    this.tls = this.protocol === 'https:' ? upstreamTlsOptions(cfg.tls) : undefined
+    this.connector = createConnector({ connectTimeoutMs: cfg.timeouts.connect, tls: this.tls })
     this.dispatcher = new Pool(this.origin, {
-      connect: createConnector({ connectTimeoutMs: cfg.timeouts.connect }),
+      connect: this.connector,
       connections: cfg.limits.max_connections,
       pipelining: 1,
       keepAliveTimeout: cfg.keepalive.idle_timeout,
@@ -138,5 +146,29 @@ export class Endpoint {
   /** Destroys every connection at once. */
   destroy(): Promise<void> {
     return this.dispatcher.destroy()
+  }
+}
+
+/**
+ * The connector's TLS options from an upstream's `tls` block: PEM files read now (the CA
+ * bundle is added to the system CAs by the connector).
+ *
+ * @throws {Error} naming the file when one cannot be read
+ */
+export function upstreamTlsOptions(t: UpstreamConfig['tls']): NonNullable<ConnectorOptions['tls']> {
+  if (t === undefined) return {}
+  const read = (what: string, path: string): string => {
+    try {
+      return readFileSync(path, 'utf8')
+    } catch (err) {
+      throw new Error(`cannot read upstream TLS ${what} ${path}: ${(err as Error).message}`, { cause: err })
+    }
+  }
+  return {
+    rejectUnauthorized: !t.insecure_skip_verify,
+    ca: t.ca === undefined ? undefined : read('CA bundle', t.ca),
+    servername: t.servername,
+    cert: t.client_certificate === undefined ? undefined : read('client certificate', t.client_certificate.cert),
+    key: t.client_certificate === undefined ? undefined : read('client key', t.client_certificate.key),
   }
 }

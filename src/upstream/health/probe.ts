@@ -8,6 +8,7 @@ import https from 'node:https'
 import net from 'node:net'
 import tls from 'node:tls'
 import type { HealthCheckConfig } from '../../config/schema.ts'
+import type { ConnectorOptions } from '../connector.ts'
 import type { CauseType } from '../../failures/causes.ts'
 import { classify, GatewayError, type FailureStage } from '../../failures/classify.ts'
 
@@ -19,6 +20,8 @@ export interface ProbeTarget {
   port: number
   /** `host:port`, the default `Host` header. */
   label: string
+  /** TLS settings of an https:// endpoint (the upstream's `tls`: CA, SNI name, client certificate, verification), so a probe trusts what requests trust. */
+  tls?: ConnectorOptions['tls']
 }
 
 /** How one probe ended. `ms` is its duration in milliseconds. */
@@ -93,7 +96,11 @@ export function startProbe(target: ProbeTarget, cfg: HealthCheckConfig): Running
       path: cfg.path,
       // A one-off agent: the probe's connection is never pooled nor reused.
       agent: false,
-      servername: target.protocol === 'https:' && !isIp ? target.hostname : undefined,
+      servername: target.tls?.servername ?? (target.protocol === 'https:' && !isIp ? target.hostname : undefined),
+      rejectUnauthorized: target.tls?.rejectUnauthorized ?? true,
+      ca: target.tls?.ca ? [...tls.rootCertificates, ...(Array.isArray(target.tls.ca) ? target.tls.ca : [target.tls.ca])] : undefined,
+      cert: target.tls?.cert,
+      key: target.tls?.key,
       headers: { host: cfg.host ?? target.label, 'user-agent': 'portico-health-check', connection: 'close' },
     })
     r.once('socket', watch)

@@ -1,0 +1,256 @@
+// HTTPS listeners: HTTP/1.1 and HTTP/2 through the lifecycle driver, SNI, minimum TLS version,
+// the redirect listener, and certificates swapped on reload without dropping an HTTP/2 session.
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import http from 'node:http'
+import http2 from 'node:http2'
+import https from 'node:https'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import tls from 'node:tls'
+import { after, before, test } from 'node:test'
+import { configSchema, type ConfigInput } from '../../src/config/schema.ts'
+import { makeCA, makeCertificate, type KeyPair } from '../../src/lab/index.ts'
+import { parseProxyStatus } from '../../src/failures/proxy-status.ts'
+import { certificateNames, nameMatches } from '../../src/server/tls.ts'
+import { send } from '../helpers/client.ts'
+import { testEnv } from '../helpers/gateway.ts'
+
+const env = testEnv()
+let dir = ''
+let ca: KeyPair
+/** Certificate files by name: `a` (a.test, localhost, 127.0.0.1), `b` (*.b.test). */
+const files: Record<string, { cert: string; key: string }> = {}
+
+function writePair(name: string, pair: KeyPair): { cert: string; key: string } {
+  const f = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) }
+  writeFileSync(f.cert, pair.cert)
+  writeFileSync(f.key, pair.key)
+  return f
+}
+
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'portico-tls-'))
+  ca = makeCA()
+  files.a = writePair('a', makeCertificate({ commonName: 'a.test', altNames: ['a.test', 'localhost', '127.0.0.1'], issuer: ca }))
+  files.b = writePair('b', makeCertificate({ commonName: 'b.test', altNames: ['*.b.test'], issuer: ca }))
+})
+after(() => rmSync(dir, { recursive: true, force: true }))
+
+/** What the upstream saw of the last request. */
+interface Seen { headers: http.IncomingHttpHeaders; body: string; url: string }
+
+/** An upstream that records each request and answers 200 with a small JSON body. */
+async function recordingUpstream(): Promise<{ url: string; seen: Seen[] }> {
+  const seen: Seen[] = []
+  const url = await env.upstream((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      seen.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), url: req.url ?? '' })
+      res.writeHead(200, 'Fine', { 'content-type': 'application/json', 'x-upstream': 'yes' })
+      res.end('{"ok":true}')
+    })
+  })
+  return { url, seen }
+}
+
+function tlsConfig(upstream: string, tlsBlock: NonNullable<ConfigInput['listeners'][number]['tls']>): ConfigInput {
+  return {
+    listeners: [{ address: '127.0.0.1:0', tls: tlsBlock }],
+    routes: [{ name: 'default', upstream: 'default' }],
+    upstreams: { default: { endpoints: [upstream] } },
+  }
+}
+
+/** Connects with TLS and returns the CN of the certificate the server presented. */
+function peerCommonName(port: number, servername: string | undefined, extra: tls.ConnectionOptions = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, servername, ca: ca.cert, rejectUnauthorized: false, ...extra }, () => {
+      const cn = s.getPeerCertificate().subject.CN
+      s.end()
+      resolve(String(Array.isArray(cn) ? cn[0] : cn))
+    })
+    s.once('error', reject)
+  })
+}
+
+function h2Request(client: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body?: string): Promise<{ headers: http2.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = client.request(headers, { endStream: body === undefined })
+    const chunks: Buffer[] = []
+    let head: http2.IncomingHttpHeaders = {}
+    req.on('response', (h) => { head = h })
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => resolve({ headers: head, body: Buffer.concat(chunks).toString('utf8') }))
+    req.on('error', reject)
+    if (body !== undefined) req.end(body)
+  })
+}
+
+function h2Connect(port: number, servername = 'a.test'): Promise<http2.ClientHttp2Session> {
+  return new Promise((resolve, reject) => {
+    const client = http2.connect(`https://127.0.0.1:${port}`, { ca: ca.cert, servername })
+    client.once('connect', () => resolve(client))
+    client.once('error', reject)
+  })
+}
+
+test('certificate names come from subjectAltName, wildcards match one label', () => {
+  assert.deepEqual(certificateNames(makeCertificate({ commonName: 'x.test', altNames: ['x.test', '*.y.test', '127.0.0.1'] }).cert), ['x.test', '*.y.test'])
+  assert.equal(nameMatches('*.b.test', 'api.b.test'), true)
+  assert.equal(nameMatches('*.b.test', 'b.test'), false)
+  assert.equal(nameMatches('*.b.test', 'x.api.b.test'), false)
+  assert.equal(nameMatches('a.test', 'A.Test'), true)
+})
+
+test('HTTPS over HTTP/1.1: relayed with Proxy-Status, the upstream sees the Host and X-Forwarded-Proto https', async () => {
+  const up = await recordingUpstream()
+  const gw = await env.gateway(tlsConfig(up.url, { certificates: [files.a] }))
+  const reply = await new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
+    const req = https.request({ host: '127.0.0.1', port: gw.port, path: '/one?x=1', servername: 'a.test', ca: ca.cert, headers: { host: 'a.test' }, agent: false }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => { body += c })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }))
+    })
+    req.on('error', reject)
+    req.end()
+  })
+  assert.equal(reply.status, 200)
+  assert.equal(reply.body, '{"ok":true}')
+  assert.equal(parseProxyStatus(String(reply.headers['proxy-status'])).at(-1)?.params['received-status'], 200)
+  assert.equal(up.seen[0].headers.host, 'a.test')
+  assert.equal(up.seen[0].headers['x-forwarded-proto'], 'https')
+  assert.equal(up.seen[0].url, '/one?x=1')
+  const record = await gw.record(String(reply.headers['x-request-id']))
+  assert.equal(record.protocol, 'HTTP/1.1')
+  assert.equal(record.status, 200)
+})
+
+test('HTTPS over HTTP/2: :authority becomes Host, pseudo-headers stay on the client hop, bodies go both ways', async () => {
+  const up = await recordingUpstream()
+  const gw = await env.gateway(tlsConfig(up.url, { certificates: [files.a] }))
+  const client = await h2Connect(gw.port)
+  env.defer(() => { client.destroy() })
+  assert.equal(client.alpnProtocol, 'h2')
+  const get = await h2Request(client, { ':method': 'GET', ':path': '/two', ':authority': 'a.test', 'x-custom': 'kept' })
+  assert.equal(get.headers[':status'], 200)
+  assert.equal(get.headers['x-upstream'], 'yes')
+  assert.equal(get.body, '{"ok":true}')
+  const own = parseProxyStatus(String(get.headers['proxy-status'])).at(-1)
+  assert.equal(own?.proxy, 'portico')
+  assert.equal(own?.params['received-status'], 200)
+  const seen = up.seen[0]
+  assert.equal(seen.headers.host, 'a.test')
+  assert.equal(seen.headers['x-forwarded-proto'], 'https')
+  assert.equal(seen.headers['x-forwarded-host'], 'a.test')
+  assert.equal(seen.headers['x-custom'], 'kept')
+  assert.match(String(seen.headers.via), /^2 portico$/)
+  assert.deepEqual(Object.keys(seen.headers).filter((k) => k.startsWith(':')), [])
+  const post = await h2Request(client, { ':method': 'POST', ':path': '/three', ':authority': 'a.test', 'content-type': 'text/plain' }, 'hello over h2')
+  assert.equal(post.headers[':status'], 200)
+  assert.equal(up.seen[1].body, 'hello over h2')
+  const record = await gw.record(String(get.headers['x-request-id']))
+  assert.equal(record.host, 'a.test')
+  assert.equal(record.protocol, 'HTTP/2.0')
+})
+
+test('HTTP/2 gateway errors carry Proxy-Status and no reason phrase', async () => {
+  const up = await env.lab('refuse')
+  const gw = await env.gateway({ ...tlsConfig(up.url, { certificates: [files.a] }), upstreams: { default: { endpoints: [up.url], retries: { attempts: 1 } } } })
+  const client = await h2Connect(gw.port)
+  env.defer(() => { client.destroy() })
+  const r = await h2Request(client, { ':path': '/', ':authority': 'a.test' })
+  assert.equal(r.headers[':status'], 502)
+  assert.equal(parseProxyStatus(String(r.headers['proxy-status'])).at(-1)?.params.error, 'connection_refused')
+  assert.equal((await gw.record(String(r.headers['x-request-id']))).error, 'connection_refused')
+})
+
+test('SNI picks the certificate by name (exact, wildcard), the first one otherwise', async () => {
+  const up = await recordingUpstream()
+  const gw = await env.gateway(tlsConfig(up.url, { certificates: [files.a, files.b] }))
+  assert.equal(await peerCommonName(gw.port, 'a.test'), 'a.test')
+  assert.equal(await peerCommonName(gw.port, 'api.b.test'), 'b.test')
+  assert.equal(await peerCommonName(gw.port, 'API.B.TEST'), 'b.test')
+  assert.equal(await peerCommonName(gw.port, 'unknown.test'), 'a.test')
+  assert.equal(await peerCommonName(gw.port, undefined), 'a.test')
+})
+
+test('min_version TLSv1.3 refuses a TLSv1.2 client and accepts a TLSv1.3 one', async () => {
+  const up = await recordingUpstream()
+  const gw = await env.gateway(tlsConfig(up.url, { certificates: [files.a], min_version: 'TLSv1.3' }))
+  await assert.rejects(peerCommonName(gw.port, 'a.test', { maxVersion: 'TLSv1.2' }), (err: NodeJS.ErrnoException) => {
+    assert.match(String(err.code), /ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION|ERR_SSL_UNSUPPORTED_PROTOCOL|EPROTO|ECONNRESET/)
+    return true
+  })
+  assert.equal(await peerCommonName(gw.port, 'a.test', { minVersion: 'TLSv1.3' }), 'a.test')
+})
+
+test('alpn [http/1.1] serves HTTPS without HTTP/2', async () => {
+  const up = await recordingUpstream()
+  const gw = await env.gateway(tlsConfig(up.url, { certificates: [files.a], alpn: ['http/1.1'] }))
+  const proto = await new Promise<string | false>((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: gw.port, servername: 'a.test', ca: ca.cert, ALPNProtocols: ['h2', 'http/1.1'] }, () => {
+      resolve(s.alpnProtocol ?? false)
+      s.end()
+    })
+    s.once('error', reject)
+  })
+  assert.equal(proto, 'http/1.1')
+})
+
+test('redirect_to_https answers 308 to the https URL with the same host, path and query', async () => {
+  const gw = await env.gateway({
+    listeners: [{ address: '127.0.0.1:0', redirect_to_https: 8443 }],
+    routes: [{ upstream: 'default' }],
+    upstreams: { default: { endpoints: ['http://127.0.0.1:9'] } },
+  })
+  const r = await send(gw.port, { method: 'POST', path: '/p/q?x=1', headers: { host: 'example.com:8080' }, body: 'x' })
+  assert.equal(r.status, 308)
+  assert.equal(r.headers.location, 'https://example.com:8443/p/q?x=1')
+  const gw443 = await env.gateway({
+    listeners: [{ address: '127.0.0.1:0', redirect_to_https: true }],
+    routes: [{ upstream: 'default' }],
+    upstreams: { default: { endpoints: ['http://127.0.0.1:9'] } },
+  })
+  const r2 = await send(gw443.port, { path: '/', headers: { host: 'example.com' } })
+  assert.equal(r2.status, 308)
+  assert.equal(r2.headers.location, 'https://example.com/')
+})
+
+test('tls and redirect_to_https on one listener are refused by the schema', () => {
+  const r = configSchema.safeParse({ ...tlsConfig('http://127.0.0.1:9', { certificates: [files.a] }), listeners: [{ address: '127.0.0.1:0', tls: { certificates: [files.a] }, redirect_to_https: true }] })
+  assert.equal(r.success, false)
+})
+
+test('reload re-reads the certificates: an open HTTP/2 session keeps working, new connections get the new certificate', async () => {
+  const up = await recordingUpstream()
+  const reloadDir = mkdtempSync(join(tmpdir(), 'portico-tls-reload-'))
+  env.defer(() => rmSync(reloadDir, { recursive: true, force: true }))
+  const paths = { cert: join(reloadDir, 'site.crt'), key: join(reloadDir, 'site.key') }
+  const first = makeCertificate({ commonName: 'first.a.test', altNames: ['a.test'], issuer: ca })
+  writeFileSync(paths.cert, first.cert)
+  writeFileSync(paths.key, first.key)
+  const input = tlsConfig(up.url, { certificates: [paths] })
+  const gw = await env.gateway(input)
+  const client = await h2Connect(gw.port)
+  env.defer(() => { client.destroy() })
+  assert.equal((await h2Request(client, { ':path': '/before', ':authority': 'a.test' })).headers[':status'], 200)
+  assert.equal(await peerCommonName(gw.port, 'a.test'), 'first.a.test')
+
+  const second = makeCertificate({ commonName: 'second.a.test', altNames: ['a.test'], issuer: ca })
+  writeFileSync(paths.cert, second.cert)
+  writeFileSync(paths.key, second.key)
+  const summary = await gw.gateway.reload(configSchema.parse(input))
+  assert.deepEqual(summary.warnings, [])
+  assert.equal(await peerCommonName(gw.port, 'a.test'), 'second.a.test')
+  assert.equal(await peerCommonName(gw.port, undefined), 'second.a.test')
+  assert.equal(client.closed || client.destroyed, false)
+  assert.equal((await h2Request(client, { ':path': '/after', ':authority': 'a.test' })).headers[':status'], 200)
+
+  // An unreadable certificate refuses the reload; the running one keeps serving.
+  rmSync(paths.key)
+  await assert.rejects(gw.gateway.reload(configSchema.parse(input)), /cannot read TLS certificate/)
+  assert.equal(await peerCommonName(gw.port, 'a.test'), 'second.a.test')
+})
