@@ -12,6 +12,8 @@ import { after, before, test } from 'node:test'
 import { configSchema, type ConfigInput } from '../../src/config/schema.ts'
 import { makeCA, makeCertificate, type KeyPair } from '../../src/lab/index.ts'
 import { parseProxyStatus } from '../../src/failures/proxy-status.ts'
+import { memoryAccessLog } from '../../src/observe/access-log.ts'
+import { Gateway } from '../../src/server/gateway.ts'
 import { certificateNames, nameMatches } from '../../src/server/tls.ts'
 import { send } from '../helpers/client.ts'
 import { testEnv } from '../helpers/gateway.ts'
@@ -253,4 +255,19 @@ test('reload re-reads the certificates: an open HTTP/2 session keeps working, ne
   rmSync(paths.key)
   await assert.rejects(gw.gateway.reload(configSchema.parse(input)), /cannot read TLS certificate/)
   assert.equal(await peerCommonName(gw.port, 'a.test'), 'second.a.test')
+})
+
+test('stop closes an idle HTTP/2 session with GOAWAY instead of waiting for the drain timeout', async () => {
+  const up = await recordingUpstream()
+  const config = configSchema.parse(tlsConfig(up.url, { certificates: [files.a] }))
+  const gateway = new Gateway(config, { accessLog: memoryAccessLog() })
+  await gateway.start()
+  const client = await h2Connect(gateway.listeners[0].address.port)
+  env.defer(() => { client.destroy() })
+  assert.equal((await h2Request(client, { ':path': '/', ':authority': 'a.test' })).headers[':status'], 200)
+  const goaway = new Promise<void>((resolve) => client.once('goaway', () => resolve()))
+  const t0 = performance.now()
+  await gateway.stop(5000)
+  await goaway
+  assert.ok(performance.now() - t0 < 2000, `stop took ${Math.round(performance.now() - t0)}ms`)
 })
