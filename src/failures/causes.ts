@@ -168,18 +168,17 @@ export const CAUSES: Readonly<Record<CauseType, Cause>> = Object.freeze(
 export const CAUSE_TYPES: readonly CauseType[] = Object.freeze(rows.map((r) => r.type))
 
 /**
- * Whether a failure of this cause may be retried on another endpoint for a request with
- * this method. Causes before anything was sent are always safe; `connection_terminated`
- * only for idempotent methods on a reused connection (the keep-alive race, see
- * Pingora's "retry only if the connection was reused"); the others never.
+ * Whether a failure of this cause may, by its nature, be tried again for a request with
+ * this method: causes before anything was sent always; `connection_terminated` (the
+ * upstream reset or closed before a response header) for idempotent methods only
+ * (RFC 9110 §9.2.2); the others never. `retries.on` decides which of these are retried.
  *
  * @param type the failure's cause
  * @param idempotent whether the request method is idempotent (RFC 9110 §9.2.2)
- * @param reused whether the connection had served a request before
  */
-export function isRetryable(type: CauseType, idempotent: boolean, reused: boolean): boolean {
+export function isRetryable(type: CauseType, idempotent: boolean): boolean {
   const phase = CAUSES[type].phase
   if (phase === 'before_send') return true
-  if (type === 'connection_terminated') return idempotent && reused
+  if (type === 'connection_terminated') return idempotent
   return false
 }

@@ -13,7 +13,6 @@ import type { AccessLogSink } from '../observe/access-log.ts'
 import type { Route } from '../routing/router.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
 import type { RetryPolicy, UpstreamPool } from '../upstream/pool.ts'
-import { createConnector } from '../upstream/connector.ts'
 import { RequestContext } from './context.ts'
 import { ClientClosedError, UpstreamExchange, type TryFailure, type TryInput } from './exchange.ts'
 import { IDEMPOTENT_METHODS, isValidRequestId, upstreamRequestHeaders } from './headers.ts'
@@ -52,6 +51,35 @@ function logOnClose(ctx: RequestContext, res: ServerResponse, log: AccessLogSink
   })
 }
 
+/** A proxy-generated error response, before it is written. */
+export interface ErrorResponse {
+  status: number
+  /** Lower-case field names: Content-Type, Content-Length, Cache-Control, Proxy-Status, X-Request-Id, and Retry-After when the cause asks for one. */
+  headers: Record<string, string>
+  body: Buffer
+}
+
+/**
+ * Builds the error response of a cause (status from the cause table unless overridden,
+ * `Proxy-Status` with the RFC 9209 type, `X-Request-Id`, an HTML or JSON page by `Accept`).
+ * Changes nothing; {@link sendError} and the upgrade path write it.
+ */
+export function errorResponse(ctx: RequestContext, req: IncomingMessage, rt: Runtime, type: CauseType, detail: string | null, statusOverride?: number): ErrorResponse {
+  const status = statusOverride ?? CAUSES[type].status ?? 502
+  const expose = rt.config.expose_error_details
+  const page = renderErrorPage({ type, status, requestId: ctx.requestId, detail, endpoint: ctx.endpoint, expose }, prefersJson(req.headers.accept))
+  const body = Buffer.from(page.body)
+  const headers: Record<string, string> = {
+    'content-type': page.contentType,
+    'content-length': String(body.length),
+    'cache-control': 'no-store',
+    'proxy-status': proxyStatusError(rt.config.proxy_name, type, expose ? detail : null, expose ? ctx.endpoint : null),
+    'x-request-id': ctx.requestId,
+  }
+  if (type === 'destination_unavailable' || type === 'connection_limit_reached') headers['retry-after'] = RETRY_AFTER_S
+  return { status, headers, body }
+}
+
 /**
  * Answers a proxy-generated error: status from the cause table, `Proxy-Status` with the
  * RFC 9209 type, `X-Request-Id`, an HTML or JSON page by `Accept`. If the response has
@@ -65,18 +93,7 @@ export function sendError(ctx: RequestContext, req: IncomingMessage, res: Server
     res.destroy()
     return
   }
-  const status = statusOverride ?? CAUSES[type].status ?? 502
-  const expose = rt.config.expose_error_details
-  const page = renderErrorPage({ type, status, requestId: ctx.requestId, detail, endpoint: ctx.endpoint, expose }, prefersJson(req.headers.accept))
-  const body = Buffer.from(page.body)
-  const headers: Record<string, string> = {
-    'content-type': page.contentType,
-    'content-length': String(body.length),
-    'cache-control': 'no-store',
-    'proxy-status': proxyStatusError(rt.config.proxy_name, type, expose ? detail : null, expose ? ctx.endpoint : null),
-    'x-request-id': ctx.requestId,
-  }
-  if (type === 'destination_unavailable' || type === 'connection_limit_reached') headers['retry-after'] = RETRY_AFTER_S
+  const { status, headers, body } = errorResponse(ctx, req, rt, type, detail, statusOverride)
   ctx.status = status
   res.writeHead(status, headers)
   if (req.method === 'HEAD') {
@@ -91,22 +108,85 @@ export function sendError(ctx: RequestContext, req: IncomingMessage, res: Server
  * Whether a failed try goes on to another try (Pingora's and Envoy's retry rules):
  * - never once request body bytes were taken from the client;
  * - an upstream status listed in `retries.on` (pre-approved before the try): another try;
- * - `connection_terminated` on a reused keep-alive connection (`reset`): idempotent methods
- *   only, once, on a fresh connection — the keep-alive race, where the upstream closed the
- *   idle connection as the request was written;
+ * - `connection_terminated` (`reset`), idempotent methods only: on a reused keep-alive
+ *   connection once more on a fresh connection (the keep-alive race, where the upstream
+ *   closed the idle connection as the request was written); otherwise on another endpoint
+ *   within `retries.attempts` (the endpoint crashed or restarted while holding the request);
  * - nothing sent (`connect_failure`): any method, within `retries.attempts`;
  * - `http_response_timeout` when listed: idempotent methods, within `retries.attempts`.
  */
-function retryDecision(f: TryFailure, policy: RetryPolicy, idempotent: boolean, bodyConsumed: number, attempts: number, maxAttempts: number, raceRetried: boolean): 'another' | 'fresh' | 'no' {
+export function retryDecision(f: TryFailure, policy: RetryPolicy, idempotent: boolean, bodyConsumed: number, attempts: number, maxAttempts: number, raceRetried: boolean): 'another' | 'fresh' | 'no' {
   if (bodyConsumed > 0) return 'no'
   if (f.type === null) return 'another'
   if (f.type === 'connection_terminated') {
-    return policy.reset && !raceRetried && isRetryable(f.type, idempotent, f.reused) ? 'fresh' : 'no'
+    if (!policy.reset || !isRetryable(f.type, idempotent)) return 'no'
+    // A reused connection the upstream closed while idle (the keep-alive race): once more, on a fresh one.
+    if (f.reused && !raceRetried) return 'fresh'
+    // The endpoint reset a request it had taken (a crash or a restart): an idempotent request may go elsewhere.
+    return attempts < maxAttempts ? 'another' : 'no'
   }
   if (attempts >= maxAttempts) return 'no'
-  if (!f.sent && isRetryable(f.type, idempotent, f.reused)) return policy.connect ? 'another' : 'no'
+  if (!f.sent && isRetryable(f.type, idempotent)) return policy.connect ? 'another' : 'no'
   if (f.type === 'http_response_timeout' && policy.timeout && idempotent) return 'another'
   return 'no'
+}
+
+/** What phase "route" decided: a route and its pool, a malformed target, or a cause to answer with. */
+export type RouteOutcome =
+  | { kind: 'routed'; route: Route; pool: UpstreamPool }
+  | { kind: 'bad_request' }
+  | { kind: 'error'; type: 'destination_not_found' | 'proxy_configuration_error'; detail: string }
+
+/**
+ * Phase "route": matches Host and path against the routes and finds the route's pool.
+ * Records the route and upstream names in `ctx`. Runs after "parse".
+ *
+ * @returns `bad_request` for a target that is not origin-form (absolute-form is for
+ *   forward proxies, RFC 9112 §3.2.1); `destination_not_found` when no route matches;
+ *   `proxy_configuration_error` when the route names an unknown upstream
+ */
+export function routeRequest(ctx: RequestContext, req: IncomingMessage, rt: Runtime): RouteOutcome {
+  const target = req.url ?? '/'
+  if (target.charCodeAt(0) !== 47 /* / */ && target !== '*') return { kind: 'bad_request' }
+  const route = rt.router.match(req.headers.host, target)
+  if (route === null) return { kind: 'error', type: 'destination_not_found', detail: `no route for host "${req.headers.host ?? ''}" and path "${target}"` }
+  ctx.route = route.name
+  ctx.upstream = route.upstream
+  const pool = rt.pools.get(route.upstream)
+  if (pool === undefined) return { kind: 'error', type: 'proxy_configuration_error', detail: `route ${route.name} names unknown upstream ${route.upstream}` }
+  return { kind: 'routed', route, pool }
+}
+
+/** The path and query sent upstream: the request target, less the route's prefix when it strips it. */
+export function upstreamPath(route: Route, target: string): string {
+  let path = target
+  if (route.stripPrefix && route.prefix) path = path.slice(route.prefix.length) || '/'
+  if (path.charCodeAt(0) === 63 /* ? */) path = '/' + path
+  return path
+}
+
+/**
+ * A one-connection client to `ep`, for a retry that must not land on another stale
+ * pooled connection (the keep-alive race). The caller closes it after the try.
+ */
+export function freshClient(ep: Endpoint, cfg: UpstreamPool['config']): Client {
+  return new Client(ep.origin, { connect: ep.connector, pipelining: 1, headersTimeout: 0, bodyTimeout: 0, maxHeaderSize: cfg.max_response_header_size })
+}
+
+/**
+ * Takes a place in the pool's retry budget for a request's first retry; the request keeps
+ * it through later retries and gives it back (`pool.retrying--`) when it ends. A failure
+ * refused for lack of budget gets that said in its detail.
+ *
+ * @returns whether the retry may go ahead
+ */
+export function enterRetry(pool: UpstreamPool, failure: TryFailure): boolean {
+  if (failure.type !== null && !pool.retryAllowed()) {
+    failure.detail += '; not retried: retry budget exhausted'
+    return false
+  }
+  pool.retrying++
+  return true
 }
 
 /**
@@ -124,27 +204,18 @@ export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink
     let current: UpstreamExchange | null = null
     logOnClose(ctx, res, log, () => current?.abort(new ClientClosedError()))
 
-    // Phase "route".
-    const target = req.url ?? '/'
-    if (target.charCodeAt(0) !== 47 /* / */ && target !== '*') {
-      // Absolute-form is for forward proxies; a gateway only accepts origin-form (RFC 9112 §3.2.1).
+    const routed = routeRequest(ctx, req, rt)
+    if (routed.kind === 'bad_request') {
       ctx.status = 400
       res.writeHead(400, { 'content-type': 'text/plain', 'x-request-id': ctx.requestId, 'content-length': '12' })
       res.end('bad request\n')
       return
     }
-    const route = rt.router.match(req.headers.host, target)
-    if (route === null) {
-      sendError(ctx, req, res, rt, 'destination_not_found', `no route for host "${req.headers.host ?? ''}" and path "${target}"`)
+    if (routed.kind === 'error') {
+      sendError(ctx, req, res, rt, routed.type, routed.detail)
       return
     }
-    ctx.route = route.name
-    ctx.upstream = route.upstream
-    const pool = rt.pools.get(route.upstream)
-    if (pool === undefined) {
-      sendError(ctx, req, res, rt, 'proxy_configuration_error', `route ${route.name} names unknown upstream ${route.upstream}`)
-      return
-    }
+    const { route, pool } = routed
     proxy(ctx, req, res, rt, route, pool, opts, (ex) => { current = ex }).catch((err: Error) => {
       sendError(ctx, req, res, rt, 'proxy_internal_error', err.message)
     })
@@ -164,16 +235,16 @@ async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerRespo
   const method = req.method ?? 'GET'
   const idempotent = IDEMPOTENT_METHODS.has(method)
   const host = req.headers.host ?? ''
-  let path = req.url ?? '/'
-  if (route.stripPrefix && route.prefix) path = path.slice(route.prefix.length) || '/'
-  if (path.charCodeAt(0) === 63 /* ? */) path = '/' + path
+  const path = upstreamPath(route, req.url ?? '/')
   const contentLength = req.headers['content-length']
-  const hasBody = contentLength !== undefined ? contentLength !== '0' : req.headers['transfer-encoding'] !== undefined
+  // HTTP/2 has no Transfer-Encoding: a request without END_STREAM on its HEADERS frame has a body (RFC 9113 §8.1).
+  const h2 = req.httpVersionMajor >= 2
+  const hasBody = contentLength !== undefined ? contentLength !== '0' : req.headers['transfer-encoding'] !== undefined || (h2 && !(req as unknown as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders)
   if (opts.maxBodyBytes !== null && contentLength !== undefined && Number(contentLength) > opts.maxBodyBytes) {
     sendError(ctx, req, res, rt, 'http_request_denied', `request body of ${contentLength} bytes is over the limit of ${opts.maxBodyBytes}`, 413)
     return
   }
-  const via = `${req.httpVersion} ${rt.config.proxy_name}`
+  const via = `${h2 ? '2' : req.httpVersion} ${rt.config.proxy_name}`
   const cfg = pool.config
   const policy = pool.retryPolicy
   const headerTimeoutMs = cfg.retries.per_try_timeout !== undefined ? Math.min(cfg.retries.per_try_timeout, cfg.timeouts.response_header) : cfg.timeouts.response_header
@@ -204,16 +275,13 @@ async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerRespo
         tried.push(endpoint)
       }
       const ep = endpoint as Endpoint
-      ctx.attempts++
-      ctx.endpoint = ep.label
-      ctx.timings.dns_ms = ctx.timings.connect_ms = ctx.timings.tls_ms = ctx.timings.ttfb_ms = null
-      ctx.connectionReused = false
+      ctx.beginAttempt(ep.label)
       if (ep.pending >= cfg.limits.max_pending) {
         ep.lastError = { type: 'connection_limit_reached', at: Date.now(), detail: 'pending queue full' }
         sendError(ctx, req, res, rt, 'connection_limit_reached', `endpoint ${ep.label} has ${ep.pending} requests waiting for a connection (limits.max_pending ${cfg.limits.max_pending})`)
         return
       }
-      const statusRetryOk = policy.statuses.size > 0 && idempotent && !hasBody && ctx.attempts < cfg.retries.attempts && (inRetry || pool.retryAllowed())
+      const statusRetryOk = policy.statuses.size > 0 && idempotent && !hasBody && ctx.attempts < cfg.retries.attempts
       const input: TryInput = {
         ctx, req, res, method, path, hasBody,
         headers: upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
@@ -227,7 +295,16 @@ async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerRespo
         timeouts: cfg.timeouts,
         headerTimeoutMs,
         retryStatuses: statusRetryOk ? policy.statuses : null,
-        queueTimeoutMs: ep.inFlight - ep.pending >= cfg.limits.max_connections ? cfg.limits.queue_timeout : null,
+        // Decided when the status arrives, so the budget counts the retries really in flight then.
+        retryGate: () => {
+          if (inRetry) return true
+          if (!pool.retryAllowed()) return false
+          pool.retrying++
+          inRetry = true
+          return true
+        },
+        // With one request per connection, every try beyond max_connections waits for one to free up.
+        queueTimeoutMs: ep.inFlight >= cfg.limits.max_connections ? cfg.limits.queue_timeout : null,
         maxBodyBytes: opts.maxBodyBytes,
         proxyName: rt.config.proxy_name,
         via,
@@ -241,7 +318,7 @@ async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerRespo
       let dispatcher: Client | null = null
       if (fresh) {
         // The keep-alive race retry must not land on another stale pooled connection.
-        dispatcher = new Client(ep.origin, { connect: createConnector({ connectTimeoutMs: cfg.timeouts.connect }), pipelining: 1, headersTimeout: 0, bodyTimeout: 0, maxHeaderSize: cfg.max_response_header_size })
+        dispatcher = freshClient(ep, cfg)
       }
       const failure = await ex.run(dispatcher ?? ep.dispatcher)
       if (dispatcher) void dispatcher.close().catch(() => {})
@@ -249,14 +326,10 @@ async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerRespo
       if (failure === null) return
       if (res.destroyed || ctx.downstream !== 'completed') return
       let decision = retryDecision(failure, policy, idempotent, ex.bodyConsumed, ctx.attempts, cfg.retries.attempts, raceRetried)
-      if (decision !== 'no' && !inRetry) {
-        if (failure.type !== null && !pool.retryAllowed()) {
-          decision = 'no'
-          failure.detail += '; not retried: retry budget exhausted'
-        } else {
-          inRetry = true
-          pool.retrying++
-        }
+      // Tries that never reached an application add no load upstream: only `attempts` bounds their retries.
+      if (decision !== 'no' && !inRetry && failure.sent) {
+        if (enterRetry(pool, failure)) inRetry = true
+        else decision = 'no'
       }
       if (decision === 'no') {
         const type = failure.type ?? 'proxy_internal_error'

@@ -11,9 +11,8 @@ import type { CauseType } from '../failures/causes.ts'
 import { classify, GatewayError, type FailureStage } from '../failures/classify.ts'
 import { proxyStatusReceived } from '../failures/proxy-status.ts'
 import type { UpstreamConfig } from '../config/schema.ts'
-import { socketInfo } from '../upstream/connector.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
-import type { RequestContext } from './context.ts'
+import { recordConnection, type RequestContext } from './context.ts'
 import { cleanResponseHeaders } from './headers.ts'
 import type { ResponseTee } from '../cache/phase.ts'
 
@@ -50,6 +49,8 @@ export interface TryInput {
   headerTimeoutMs: number
   /** Upstream statuses that end the try to try again (discarding the response), or null when no retry is possible. */
   retryStatuses: ReadonlySet<number> | null
+  /** Asked when such a status arrives: whether the retry budget lets this request retry (taking a place in it). */
+  retryGate?: () => boolean
   /** When the endpoint is at its connection limit: how long the try may wait for a connection, in ms; else null. */
   queueTimeoutMs: number | null
   /** Largest request body accepted in bytes, or null. */
@@ -232,16 +233,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   onSocket(socket: Duplex): void {
     this.#socket = socket
     this.#leaveQueue()
-    const info = socketInfo.get(socket)
-    const t = this.#in.ctx.timings
-    if (info) {
-      info.requests++
-      this.#reused = info.requests > 1
-      t.dns_ms = this.#reused ? null : info.dnsMs
-      t.connect_ms = this.#reused ? null : info.connectMs
-      t.tls_ms = this.#reused ? null : info.tlsMs
-    }
-    this.#in.ctx.connectionReused = this.#reused
+    this.#reused = recordConnection(this.#in.ctx, socket)
     if (this.#in.hasBody) this.#arm(TIMER_UPLOAD, this.#in.timeouts.idle)
     else this.#arm(TIMER_HEADER, this.#in.headerTimeoutMs)
   }
@@ -274,7 +266,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     }
     ctx.timings.ttfb_ms = performance.now() - this.#start
     ctx.upstreamStatus = statusCode
-    if (this.#in.retryStatuses !== null && this.#in.retryStatuses.has(statusCode)) {
+    if (this.#in.retryStatuses !== null && this.#in.retryStatuses.has(statusCode) && (this.#in.retryGate?.() ?? true)) {
       // Discard this response: the driver tries again. Closing the connection is cheaper than draining an unknown body.
       this.#settle({ type: null, status: statusCode, detail: `upstream answered ${statusCode}`, sent: true, reused: this.#reused })
       controller.abort(new RetryStatusError(statusCode))
@@ -296,7 +288,9 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
       return
     }
     this.#headerSent = true
-    res.writeHead(statusCode, statusMessage || undefined, out)
+    // HTTP/2 has no reason phrase (RFC 9113 §8.3.2); Node warns when one is given.
+    if (statusMessage && this.#in.req.httpVersionMajor < 2) res.writeHead(statusCode, statusMessage, out)
+    else res.writeHead(statusCode, out)
     this.#settle(null)
   }
 
@@ -319,7 +313,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
       return
     }
     this.#in.tee?.end()
-    if (trailers && Object.keys(trailers).length > 0 && res.chunkedEncoding) {
+    if (trailers && Object.keys(trailers).length > 0 && (res.chunkedEncoding || this.#in.req.httpVersionMajor >= 2)) {
       res.addTrailers(trailers as Record<string, string>)
     }
     res.end()

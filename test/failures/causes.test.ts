@@ -83,10 +83,10 @@ test('every status is a gateway-appropriate status or null for mid-body causes',
   }
 })
 
-test('retry rules: before-send causes always, the keep-alive race only for idempotent reused connections', () => {
-  assert.equal(isRetryable('connection_refused', false, false), true)
-  assert.equal(isRetryable('connection_terminated', true, true), true)
-  assert.equal(isRetryable('connection_terminated', true, false), false)
-  assert.equal(isRetryable('connection_terminated', false, true), false)
-  assert.equal(isRetryable('http_response_timeout', true, true), false)
+test('retry rules: before-send causes always, resets before the header only for idempotent methods', () => {
+  assert.equal(isRetryable('connection_refused', false), true)
+  assert.equal(isRetryable('connection_terminated', true), true)
+  assert.equal(isRetryable('connection_terminated', false), false)
+  assert.equal(isRetryable('http_response_timeout', true), false)
+  assert.equal(isRetryable('http_response_incomplete', true), false)
 })

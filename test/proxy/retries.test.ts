@@ -66,6 +66,25 @@ describe('retries', () => {
     assert.equal(ok.requests, 0)
   })
 
+  test('a GET reset before the response header on a new connection goes to another endpoint (a crashed endpoint)', async () => {
+    const reset = await env.lab('reset-before-header')
+    const ok = await env.lab('ok', { name: 'healthy' })
+    const gw = await env.gateway(oneUpstream([reset.url, ok.url], { timeouts: FAST_TIMEOUTS, retries: { attempts: 2 } }))
+    const reply = await send(gw.port, { path: '/x' })
+    await expectExchange(gw, reply, { status: 200, error: null, attempts: 2, endpoint: endpointOf(ok.url) })
+    assert.equal(reset.requests, 1)
+    assert.equal(ok.requests, 1)
+  })
+
+  test('a GET reset before the response header is not retried when retries.on leaves out reset', async () => {
+    const reset = await env.lab('reset-before-header')
+    const ok = await env.lab('ok')
+    const gw = await env.gateway(oneUpstream([reset.url, ok.url], { timeouts: FAST_TIMEOUTS, retries: { attempts: 2, on: ['connect_failure'] } }))
+    const reply = await send(gw.port, { path: '/x' })
+    await expectExchange(gw, reply, { status: 502, error: 'connection_terminated', attempts: 1, endpoint: endpointOf(reset.url) })
+    assert.equal(ok.requests, 0)
+  })
+
   test('every endpoint refused: 502 connection_refused after the configured attempts', async () => {
     const a = await env.lab('refuse')
     const b = await env.lab('refuse')
