@@ -184,7 +184,7 @@ export class Gateway {
       : this.#track(createProxyHandler(() => this.#runtime, this.accessLog, { scheme: lc.tls ? 'https' : 'http', maxBodyBytes: lc.max_request_body_size ?? null }))
     const certificates = lc.tls ? new CertificateStore(loadCertificates(lc.tls)) : null
     const server = lc.tls && certificates
-      ? createSecureServer(lc.tls, certificates, http1, lc.max_header_size, handler)
+      ? createSecureServer(lc.tls, certificates, http1, lc.max_header_size, lc.timeouts.keepalive, handler)
       : http.createServer(http1, handler)
     if (lc.max_connections !== undefined) server.maxConnections = lc.max_connections
     this.#acceptUpgrades(server)

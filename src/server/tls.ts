@@ -130,17 +130,43 @@ export type Http1Options = Pick<http.ServerOptions, 'maxHeaderSize' | 'headersTi
  * @param store the listener's certificates (the SNI callback reads it on each handshake)
  * @param http1 HTTP/1.1 limits and timeouts of the listener
  * @param maxHeaderListSize largest HTTP/2 header list accepted, in bytes (RFC 9113 §6.5.2 SETTINGS_MAX_HEADER_LIST_SIZE)
+ * @param idleTimeoutMs how long an HTTP/2 session with no open stream stays open before GOAWAY, in ms (nginx `keepalive_timeout`, as for HTTP/1.1 keep-alive)
  */
-export function createSecureServer(cfg: ListenerTlsConfig, store: CertificateStore, http1: Http1Options, maxHeaderListSize: number, handler: http.RequestListener): SecureServer {
+export function createSecureServer(cfg: ListenerTlsConfig, store: CertificateStore, http1: Http1Options, maxHeaderListSize: number, idleTimeoutMs: number, handler: http.RequestListener): SecureServer {
   const secure = { ...store.default.pem, ...contextOptions(cfg), SNICallback: store.sniCallback }
   if (!cfg.alpn.includes('h2')) return https.createServer({ ...http1, ...secure, ALPNProtocols: ['http/1.1'] }, handler)
-  return http2.createSecureServer({
+  const server = http2.createSecureServer({
     ...http1,
     ...secure,
     allowHTTP1: cfg.alpn.includes('http/1.1'),
     settings: { maxHeaderListSize },
     maxSessionInvalidFrames: 1000,
   }, withHostFromAuthority(handler) as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)
+  server.on('session', (session) => closeWhenIdle(session, idleTimeoutMs))
+  return server
+}
+
+/**
+ * Closes (GOAWAY, RFC 9113 §6.8) an HTTP/2 session that had no open stream for
+ * `idleMs`. A stream that is merely slow keeps its session: the upstream timeouts bound it.
+ */
+function closeWhenIdle(session: http2.ServerHttp2Session, idleMs: number): void {
+  let open = 0
+  let timer: NodeJS.Timeout | null = null
+  const arm = (): void => {
+    timer = setTimeout(() => { if (!session.closed && !session.destroyed) session.close() }, idleMs)
+    timer.unref()
+  }
+  session.on('stream', (stream: http2.ServerHttp2Stream) => {
+    open++
+    if (timer !== null) clearTimeout(timer)
+    timer = null
+    stream.once('close', () => {
+      if (--open === 0) arm()
+    })
+  })
+  session.once('close', () => { if (timer !== null) clearTimeout(timer) })
+  arm()
 }
 
 /**

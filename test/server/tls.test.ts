@@ -271,3 +271,21 @@ test('stop closes an idle HTTP/2 session with GOAWAY instead of waiting for the 
   await goaway
   assert.ok(performance.now() - t0 < 2000, `stop took ${Math.round(performance.now() - t0)}ms`)
 })
+
+test('an HTTP/2 session idle for timeouts.keepalive gets GOAWAY; an open stream keeps it', async () => {
+  const slow = await env.upstream((_req, res) => { setTimeout(() => res.end('late'), 400) })
+  const input = tlsConfig(slow, { certificates: [files.a] })
+  input.listeners[0].timeouts = { keepalive: '150ms' }
+  const gw = await env.gateway(input)
+  const client = await h2Connect(gw.port)
+  env.defer(() => { client.destroy() })
+  let goawayAt = 0
+  client.once('goaway', () => { goawayAt = performance.now() })
+  const t0 = performance.now()
+  const r = await h2Request(client, { ':path': '/slow', ':authority': 'a.test' })
+  assert.equal(r.headers[':status'], 200)
+  assert.equal(r.body, 'late')
+  assert.equal(goawayAt, 0, 'no GOAWAY while a stream was open')
+  await new Promise<void>((resolve) => client.once('close', () => resolve()))
+  assert.ok(goawayAt - t0 >= 400, `GOAWAY came ${Math.round(goawayAt - t0)}ms after the start`)
+})
