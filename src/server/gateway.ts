@@ -187,7 +187,8 @@ export class Gateway {
       ? createSecureServer(lc.tls, certificates, http1, lc.max_header_size, lc.timeouts.keepalive, handler)
       : http.createServer(http1, handler)
     if (lc.max_connections !== undefined) server.maxConnections = lc.max_connections
-    this.#acceptUpgrades(server)
+    // A redirect listener proxies nothing: an upgrade request gets the 308 like any other.
+    if (lc.redirect_to_https === undefined) this.#acceptUpgrades(server)
     ;(server as http.Server).keepAliveTimeout = lc.timeouts.keepalive
     // tls.Server emits 'connection' with the TCP socket before the handshake, so draining can destroy it too.
     server.on('connection', (s: Socket) => {

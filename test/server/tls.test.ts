@@ -219,6 +219,9 @@ test('redirect_to_https answers 308 to the https URL with the same host, path an
   const r2 = await send(gw443.port, { path: '/', headers: { host: 'example.com' } })
   assert.equal(r2.status, 308)
   assert.equal(r2.headers.location, 'https://example.com/')
+  const r3 = await send(gw443.port, { path: '/ws', headers: { host: 'example.com', connection: 'Upgrade', upgrade: 'websocket' } })
+  assert.equal(r3.status, 308)
+  assert.equal(r3.headers.location, 'https://example.com/ws')
 })
 
 test('tls and redirect_to_https on one listener are refused by the schema', () => {
@@ -288,4 +291,33 @@ test('an HTTP/2 session idle for timeouts.keepalive gets GOAWAY; an open stream 
   assert.equal(goawayAt, 0, 'no GOAWAY while a stream was open')
   await new Promise<void>((resolve) => client.once('close', () => resolve()))
   assert.ok(goawayAt - t0 >= 400, `GOAWAY came ${Math.round(goawayAt - t0)}ms after the start`)
+})
+
+test('an HTTP/1.1 upgrade on an HTTPS listener reaches the upstream with X-Forwarded-Proto https', async () => {
+  let seenProto: string | undefined
+  const server = http.createServer((_req, res) => res.end())
+  server.on('upgrade', (req, socket) => {
+    seenProto = req.headers['x-forwarded-proto'] as string | undefined
+    socket.end('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n')
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  env.defer(() => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections() }))
+  const gw = await env.gateway(tlsConfig(`http://127.0.0.1:${(server.address() as { port: number }).port}`, { certificates: [files.a] }))
+  const head = await new Promise<string>((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: gw.port, servername: 'a.test', ca: ca.cert, ALPNProtocols: ['http/1.1'] }, () => {
+      s.write('GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n')
+    })
+    let data = ''
+    s.setEncoding('utf8')
+    s.on('data', (c: string) => {
+      data += c
+      if (data.includes('\r\n\r\n')) {
+        s.destroy()
+        resolve(data)
+      }
+    })
+    s.once('error', reject)
+  })
+  assert.match(head, /^HTTP\/1\.1 101 /)
+  assert.equal(seenProto, 'https')
 })
