@@ -3,7 +3,6 @@
  * precise timers (first-byte, idle both ways, total), streams the response downstream
  * with backpressure, and reports how the try ended so the driver can retry or answer.
  */
-import diagnostics from 'node:diagnostics_channel'
 import type { IncomingMessage, ServerResponse, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import { Readable, type Duplex } from 'node:stream'
 import type { Dispatcher } from 'undici'
@@ -12,6 +11,7 @@ import { classify, GatewayError, type FailureStage } from '../failures/classify.
 import { proxyStatusReceived } from '../failures/proxy-status.ts'
 import type { UpstreamConfig } from '../config/schema.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
+import { expectSocket } from '../upstream/connector.ts'
 import { recordConnection, type RequestContext } from './context.ts'
 import { cleanResponseHeaders } from './headers.ts'
 import type { ResponseTee } from '../cache/phase.ts'
@@ -76,15 +76,6 @@ export class ClientClosedError extends Error {
   }
 }
 
-// undici publishes the socket of each request just after calling onRequestStart, in the
-// same synchronous step, so the exchange that started last is the one being written.
-let starting: UpstreamExchange | null = null
-diagnostics.subscribe('undici:client:sendHeaders', (message) => {
-  const ex = starting
-  if (ex === null) return
-  starting = null
-  ex.onSocket((message as { socket: Duplex }).socket)
-})
 
 const TIMER_UPLOAD = 1
 const TIMER_HEADER = 2
@@ -229,7 +220,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     else this.#pendingAbort = err
   }
 
-  /** @internal called from the undici:client:sendHeaders subscriber */
+  /** Called with the connection the request is written on (see expectSocket in upstream/connector.ts). */
   onSocket(socket: Duplex): void {
     this.#socket = socket
     this.#leaveQueue()
@@ -244,7 +235,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
       controller.abort(this.#pendingAbort)
       return
     }
-    starting = this
+    expectSocket(this)
   }
 
   onBodySent(): void {

@@ -4,7 +4,6 @@
  * and, on its 101, the two raw connections are joined into a tunnel until either side
  * closes or the tunnel stays idle. One access log line per upgrade, when it ends.
  */
-import diagnostics from 'node:diagnostics_channel'
 import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { Client, Dispatcher } from 'undici'
@@ -14,6 +13,7 @@ import { proxyStatusReceived } from '../failures/proxy-status.ts'
 import type { AccessLogSink } from '../observe/access-log.ts'
 import type { Route } from '../routing/router.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
+import { expectSocket } from '../upstream/connector.ts'
 import type { UpstreamPool } from '../upstream/pool.ts'
 import { recordConnection, type RequestContext } from './context.ts'
 import { enterRetry, errorResponse, freshClient, parseRequest, retryDecision, routeRequest, upstreamPath } from './driver.ts'
@@ -50,15 +50,6 @@ class RefusedUpgradeError extends Error {
   readonly code = 'PORTICO_UPGRADE_REFUSED'
 }
 
-// undici calls onRequestStart and publishes the request's socket in the same synchronous
-// step (as exchange.ts relies on too), so the upgrade that started last owns that socket.
-let starting: UpgradeTry | null = null
-diagnostics.subscribe('undici:client:sendHeaders', (message) => {
-  const t = starting
-  if (t === null) return
-  starting = null
-  t.onSocket((message as { socket: Duplex }).socket)
-})
 
 /**
  * One try of an upgrade against one endpoint, as an undici dispatch handler: undici
@@ -93,7 +84,7 @@ class UpgradeTry implements Dispatcher.DispatchHandler {
     else this.#pendingAbort = err
   }
 
-  /** @internal called from the undici:client:sendHeaders subscriber */
+  /** Called with the connection the request is written on (see expectSocket in upstream/connector.ts). */
   onSocket(socket: Duplex): void {
     this.#socket = socket
     this.#reused = recordConnection(this.#ctx, socket)
@@ -109,7 +100,7 @@ class UpgradeTry implements Dispatcher.DispatchHandler {
       controller.abort(this.#pendingAbort)
       return
     }
-    starting = this
+    expectSocket(this)
   }
 
   onRequestUpgrade(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, socket: Duplex): void {
