@@ -23,7 +23,7 @@ export async function fetchFromPool(pool: UpstreamPool, path: string, headers: s
     if (!/^if-/i.test(headers[i])) flat.push(headers[i], headers[i + 1])
   }
   for (const [k, v] of Object.entries(extra)) flat.push(k, v)
-  const r = await ep.dispatcher.request({ path, method: 'GET', headers: flat, headersTimeout: timeoutMs, bodyTimeout: timeoutMs })
+  const r = await ep.dispatcher.request({ path, method: 'GET', headers: flat, signal: AbortSignal.timeout(timeoutMs) })
   const body: Buffer[] = []
   for await (const chunk of r.body) body.push(chunk as Buffer)
   return { status: r.statusCode, headers: r.headers as IncomingHttpHeaders, body }

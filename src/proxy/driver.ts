@@ -5,7 +5,6 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { Client } from 'undici'
 import { CAUSES, isRetryable, type CauseType } from '../failures/causes.ts'
 import { proxyStatusError } from '../failures/proxy-status.ts'
 import { prefersJson, renderErrorPage } from '../failures/error-page.ts'
@@ -166,14 +165,6 @@ export function upstreamPath(route: Route, target: string): string {
 }
 
 /**
- * A one-connection client to `ep`, for a retry that must not land on another stale
- * pooled connection (the keep-alive race). The caller closes it after the try.
- */
-export function freshClient(ep: Endpoint, cfg: UpstreamPool['config']): Client {
-  return new Client(ep.origin, { connect: ep.connector, pipelining: 1, headersTimeout: 0, bodyTimeout: 0, maxHeaderSize: cfg.max_response_header_size })
-}
-
-/**
  * Takes a place in the pool's retry budget for a request's first retry; the request keeps
  * it through later retries and gives it back (`pool.retrying--`) when it ends. A failure
  * refused for lack of budget gets that said in its detail.
@@ -315,13 +306,8 @@ async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerRespo
       }
       const ex = new UpstreamExchange(input, ep)
       setCurrent(ex)
-      let dispatcher: Client | null = null
-      if (fresh) {
-        // The keep-alive race retry must not land on another stale pooled connection.
-        dispatcher = freshClient(ep, cfg)
-      }
-      const failure = await ex.run(dispatcher ?? ep.dispatcher)
-      if (dispatcher) void dispatcher.close().catch(() => {})
+      // The keep-alive race retry must not land on another stale pooled connection.
+      const failure = await ex.run(ep.dispatcher, fresh)
       if (ctx.downstream !== 'client_closed') pool.report(ep, failure?.type ?? null, failure === null ? ctx.upstreamStatus : failure.status)
       if (failure === null) return
       if (res.destroyed || ctx.downstream !== 'completed') return

@@ -5,13 +5,12 @@
  */
 import type { IncomingMessage, ServerResponse, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import { Readable, type Duplex } from 'node:stream'
-import type { Dispatcher } from 'undici'
 import type { CauseType } from '../failures/causes.ts'
 import { classify, GatewayError, type FailureStage } from '../failures/classify.ts'
 import { proxyStatusReceived } from '../failures/proxy-status.ts'
 import type { UpstreamConfig } from '../config/schema.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
-import { expectSocket } from '../upstream/connector.ts'
+import type { Http1Controller, Http1Handler, Http1Pool } from '../upstream/http1.ts'
 import { recordConnection, type RequestContext } from './context.ts'
 import { cleanResponseHeaders } from './headers.ts'
 import type { ResponseTee } from '../cache/phase.ts'
@@ -147,11 +146,11 @@ class LazyBody extends Readable {
 }
 
 /** One exchange with one endpoint; implements undici's dispatch handler. */
-export class UpstreamExchange implements Dispatcher.DispatchHandler {
+export class UpstreamExchange implements Http1Handler {
   readonly #in: TryInput
   readonly #endpoint: Endpoint
   readonly #start = performance.now()
-  #controller: Dispatcher.DispatchController | null = null
+  #controller: Http1Controller | null = null
   #socket: Duplex | null = null
   #reused = false
   #body: LazyBody | null = null
@@ -183,11 +182,12 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   /**
    * Runs the try.
    *
-   * @param dispatcher where to dispatch: the endpoint's pool, or a fresh one-connection client
+   * @param dispatcher the endpoint's connection pool
+   * @param fresh open a new connection instead of reusing an idle one (the keep-alive race retry)
    * @returns a promise of null once the response header went downstream (the body keeps
    *   streaming), or of the failure when the try failed before that
    */
-  run(dispatcher: Dispatcher): Promise<TryResult> {
+  run(dispatcher: Http1Pool, fresh = false): Promise<TryResult> {
     const { timeouts, method, path, headers, hasBody, req } = this.#in
     const promise = new Promise<TryResult>((resolve) => { this.#resolve = resolve })
     this.#endpoint.inFlight++
@@ -203,13 +203,10 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     this.#body = hasBody ? new LazyBody(req, this.#in.maxBodyBytes) : null
     dispatcher.dispatch({
       path,
-      method: method as Dispatcher.HttpMethod,
+      method,
       headers,
       body: this.#body,
-      idempotent: false,
-      blocking: true,
-      headersTimeout: 0,
-      bodyTimeout: 0,
+      fresh,
     }, this)
     return promise
   }
@@ -220,7 +217,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     else this.#pendingAbort = err
   }
 
-  /** Called with the connection the request is written on (see expectSocket in upstream/connector.ts). */
+  /** Called with the connection the request is about to be written on. */
   onSocket(socket: Duplex): void {
     this.#socket = socket
     this.#leaveQueue()
@@ -229,13 +226,11 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     else this.#arm(TIMER_HEADER, this.#in.headerTimeoutMs)
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
+  onRequestStart(controller: Http1Controller): void {
     this.#controller = controller
     if (this.#pendingAbort) {
       controller.abort(this.#pendingAbort)
-      return
     }
-    expectSocket(this)
   }
 
   onBodySent(): void {
@@ -246,7 +241,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     if (this.#timerKind === TIMER_UPLOAD) this.#arm(TIMER_HEADER, this.#in.headerTimeoutMs)
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+  onResponseStart(controller: Http1Controller, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     const { ctx, res } = this.#in
     if (statusCode < 200) {
       // Interim responses: 103 Early Hints is forwarded; 100 is answered by Portico itself.
@@ -285,7 +280,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     this.#settle(null)
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onResponseData(controller: Http1Controller, chunk: Buffer): void {
     if (this.#timer !== null) this.#timer.refresh()
     if (this.#teeAnswered) return
     this.#in.tee?.data(chunk)
@@ -296,7 +291,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+  onResponseEnd(_controller: Http1Controller, trailers: IncomingHttpHeaders): void {
     this.#clearTimers()
     const res = this.#in.res
     if (this.#teeAnswered) {
@@ -311,7 +306,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     this.#finish()
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+  onResponseError(_controller: Http1Controller, err: Error): void {
     this.#clearTimers()
     const { ctx, res } = this.#in
     if (this.#teeAnswered) {

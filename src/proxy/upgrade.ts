@@ -6,17 +6,16 @@
  */
 import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { Client, Dispatcher } from 'undici'
 import { classify, GatewayError } from '../failures/classify.ts'
 import type { CauseType } from '../failures/causes.ts'
 import { proxyStatusReceived } from '../failures/proxy-status.ts'
 import type { AccessLogSink } from '../observe/access-log.ts'
 import type { Route } from '../routing/router.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
-import { expectSocket } from '../upstream/connector.ts'
+import type { Http1Controller, Http1Handler, Http1Pool } from '../upstream/http1.ts'
 import type { UpstreamPool } from '../upstream/pool.ts'
 import { recordConnection, type RequestContext } from './context.ts'
-import { enterRetry, errorResponse, freshClient, parseRequest, retryDecision, routeRequest, upstreamPath } from './driver.ts'
+import { enterRetry, errorResponse, parseRequest, retryDecision, routeRequest, upstreamPath } from './driver.ts'
 import type { TryFailure } from './exchange.ts'
 import { IDEMPOTENT_METHODS, upstreamRequestHeaders } from './headers.ts'
 import type { Runtime } from './runtime.ts'
@@ -56,11 +55,11 @@ class RefusedUpgradeError extends Error {
  * writes `Connection: upgrade` and `Upgrade: <protocol>`, and hands over the raw socket
  * on a 101 (`onRequestUpgrade`); any other final status comes through `onResponseStart`.
  */
-class UpgradeTry implements Dispatcher.DispatchHandler {
+class UpgradeTry implements Http1Handler {
   readonly #ctx: RequestContext
   readonly #headerTimeoutMs: number
   readonly #start = performance.now()
-  #controller: Dispatcher.DispatchController | null = null
+  #controller: Http1Controller | null = null
   #pendingAbort: Error | null = null
   #socket: Duplex | null = null
   #reused = false
@@ -73,9 +72,9 @@ class UpgradeTry implements Dispatcher.DispatchHandler {
     this.#headerTimeoutMs = headerTimeoutMs
   }
 
-  run(dispatcher: Dispatcher, path: string, headers: string[], protocol: string): Promise<UpgradeResult> {
+  run(dispatcher: Http1Pool, path: string, headers: string[], protocol: string, fresh: boolean): Promise<UpgradeResult> {
     const promise = new Promise<UpgradeResult>((resolve) => { this.#resolve = resolve })
-    dispatcher.dispatch({ path, method: 'GET', headers, upgrade: protocol, blocking: true, headersTimeout: 0, bodyTimeout: 0 }, this)
+    dispatcher.dispatch({ path, method: 'GET', headers, upgrade: protocol, fresh }, this)
     return promise
   }
 
@@ -84,7 +83,7 @@ class UpgradeTry implements Dispatcher.DispatchHandler {
     else this.#pendingAbort = err
   }
 
-  /** Called with the connection the request is written on (see expectSocket in upstream/connector.ts). */
+  /** Called with the connection the request is about to be written on. */
   onSocket(socket: Duplex): void {
     this.#socket = socket
     this.#reused = recordConnection(this.#ctx, socket)
@@ -94,16 +93,14 @@ class UpgradeTry implements Dispatcher.DispatchHandler {
     }, this.#headerTimeoutMs)
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
+  onRequestStart(controller: Http1Controller): void {
     this.#controller = controller
     if (this.#pendingAbort) {
       controller.abort(this.#pendingAbort)
-      return
     }
-    expectSocket(this)
   }
 
-  onRequestUpgrade(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, socket: Duplex): void {
+  onRequestUpgrade(_controller: Http1Controller, statusCode: number, headers: IncomingHttpHeaders, socket: Duplex): void {
     this.#clearTimer()
     this.#ctx.timings.ttfb_ms = performance.now() - this.#start
     this.#ctx.upstreamStatus = statusCode
@@ -115,7 +112,7 @@ class UpgradeTry implements Dispatcher.DispatchHandler {
     this.#resolve({ ok: true, headers, socket })
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number): void {
+  onResponseStart(controller: Http1Controller, statusCode: number): void {
     if (statusCode < 200) return
     this.#clearTimer()
     this.#ctx.timings.ttfb_ms = performance.now() - this.#start
@@ -129,7 +126,7 @@ class UpgradeTry implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {}
 
-  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+  onResponseError(_controller: Http1Controller, err: Error): void {
     this.#clearTimer()
     if (this.#settled) return
     if (err instanceof ClientGoneError) {
@@ -312,12 +309,9 @@ async function connect(ctx: RequestContext, req: IncomingMessage, rt: Runtime, r
       })
       const attempt = new UpgradeTry(ctx, headerTimeoutMs)
       setCurrent(attempt)
-      const dispatcher: Client | null = fresh ? freshClient(ep, cfg) : null
       ep.inFlight++
       ep.requests++
-      const r = await attempt.run(dispatcher ?? ep.dispatcher, path, headers, protocol)
-      // The upgraded socket has left the client, so closing it leaves the tunnel alone.
-      if (dispatcher) void dispatcher.close().catch(() => {})
+      const r = await attempt.run(ep.dispatcher, path, headers, protocol, fresh)
       if (r.ok) {
         pool.report(ep, null, 101)
         return { kind: 'upgraded', socket: r.socket, headers: r.headers, endpoint: ep, idleMs: cfg.timeouts.idle, via }

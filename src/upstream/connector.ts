@@ -1,9 +1,8 @@
 /**
- * The upstream connector: opens TCP (and TLS) connections for undici with Portico's own
- * precise connect timer, records DNS/connect/TLS timings on the socket, and names the
- * cause when a connect fails (undici's own connect timeout is coarse and unnamed).
+ * The upstream connector: opens TCP (and TLS) connections with Portico's own precise
+ * connect timer, records DNS/connect/TLS timings on the socket, and names the cause when
+ * a connect fails. It keeps undici's connector signature, so undici clients can use it.
  */
-import diagnostics from 'node:diagnostics_channel'
 import net from 'node:net'
 import tls from 'node:tls'
 import type { Duplex } from 'node:stream'
@@ -24,32 +23,8 @@ export interface SocketInfo {
   remote: string
 }
 
-/** Per-socket facts, keyed by the socket undici writes to. */
+/** Per-socket facts, keyed by the connection's socket. */
 export const socketInfo = new WeakMap<Duplex, SocketInfo>()
-
-/** A dispatch handler that wants to know which connection its request is written on. */
-export interface SocketListener {
-  onSocket(socket: Duplex): void
-}
-
-// undici calls a handler's onRequestStart and then publishes the request's socket on
-// `undici:client:sendHeaders` in the same synchronous step, so the handler that started
-// last owns the socket published next. One subscription serves every kind of try.
-let starting: SocketListener | null = null
-diagnostics.subscribe('undici:client:sendHeaders', (message) => {
-  const listener = starting
-  if (listener === null) return
-  starting = null
-  listener.onSocket((message as { socket: Duplex }).socket)
-})
-
-/**
- * Asks for the socket of the request whose handler is in `onRequestStart` right now;
- * `listener.onSocket` is called before the request's bytes are written.
- */
-export function expectSocket(listener: SocketListener): void {
-  starting = listener
-}
 
 /** Options of the connector of one endpoint. */
 export interface ConnectorOptions {

@@ -1,12 +1,13 @@
 /**
  * An endpoint: one address of an upstream pool, with its keep-alive connection pool
- * (undici) and the counters balancing and the admin API read.
+ * and the counters balancing and the admin API read.
  */
 import { readFileSync } from 'node:fs'
-import { Pool, type buildConnector } from 'undici'
+import type { buildConnector } from 'undici'
 import type { CauseType } from '../failures/causes.ts'
 import type { UpstreamConfig } from '../config/schema.ts'
 import { createConnector, type ConnectorOptions } from './connector.ts'
+import { Http1Pool, hostField } from './http1.ts'
 
 /** The state of one endpoint at one instant, as {@link Endpoint.snapshot} returns it (plain JSON). */
 export interface EndpointSnapshot {
@@ -39,7 +40,7 @@ export interface EndpointSnapshot {
 export class Endpoint {
   /** Endpoint URL as configured, e.g. `http://127.0.0.1:3000`. */
   readonly url: string
-  /** `protocol//host:port`, the key undici pools by. */
+  /** `protocol//host:port`. */
   readonly origin: string
   readonly protocol: 'http:' | 'https:'
   /** Host name or IP literal (IPv6 without brackets). */
@@ -50,7 +51,7 @@ export class Endpoint {
   /** Relative share of traffic. */
   readonly weight: number
   /** Keep-alive connection pool to this endpoint. */
-  readonly dispatcher: Pool
+  readonly dispatcher: Http1Pool
   /** Opens connections to this endpoint (TCP, and TLS with the upstream's `tls` settings); also used for one-off connections. */
   readonly connector: buildConnector.connector
   /** TLS settings of an https:// endpoint (PEMs already read), for the connector and health checks; undefined for http://. */
@@ -91,19 +92,17 @@ export class Endpoint {
     this.weight = weight
     this.tls = this.protocol === 'https:' ? upstreamTlsOptions(cfg.tls) : undefined
     this.connector = createConnector({ connectTimeoutMs: cfg.timeouts.connect, tls: this.tls })
-    this.dispatcher = new Pool(this.origin, {
+    this.dispatcher = new Http1Pool({
+      protocol: this.protocol,
+      hostname: this.hostname,
+      port: this.port,
+      host: hostField(this.hostname, this.port, this.protocol === 'https:' ? 443 : 80),
       connect: this.connector,
       connections: cfg.limits.max_connections,
-      pipelining: 1,
-      keepAliveTimeout: cfg.keepalive.idle_timeout,
-      keepAliveMaxTimeout: cfg.keepalive.idle_timeout,
+      keepAliveTimeoutMs: cfg.keepalive.idle_timeout,
       // A `Keep-Alive: timeout=N` from the upstream wins when shorter, minus this margin.
-      keepAliveTimeoutThreshold: 1000,
-      // Portico runs its own precise timers; undici's are coarse (500 ms resolution).
-      headersTimeout: 0,
-      bodyTimeout: 0,
+      keepAliveTimeoutThresholdMs: 1000,
       maxHeaderSize: cfg.max_response_header_size,
-      strictContentLength: true,
     })
   }
 
