@@ -1,7 +1,10 @@
 /**
  * The Node.js alternative to the nginx backend (`BENCH_BACKEND=node bash bench/run.sh`):
  * answers every request with the same 100-byte body over keep-alive, and `/healthz`
- * with "ok". Usage: `node bench/backend.ts PORT`.
+ * with "ok". `/cacheable` gets the same body with `Cache-Control: max-age=3600`, and
+ * each request for it prints its Via header (or `-`) on stdout, as the nginx backend
+ * logs it, so the cache scenario can count each proxy's misses.
+ * Usage: `node bench/backend.ts PORT`.
  *
  * nginx is the default backend because it is the steadier one: no garbage collector
  * or JIT warm-up, and it serves several times the requests/s a Node.js process does on
@@ -19,6 +22,11 @@ const body = Buffer.from('Portico benchmark backend: one small fixed body so thr
 const ok = Buffer.from('ok\n')
 
 const server = createServer((req, res) => {
+  if (req.url === '/cacheable') {
+    process.stdout.write(`${req.headers.via ?? '-'}\n`)
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length, 'cache-control': 'max-age=3600' })
+    return void res.end(body)
+  }
   const payload = req.url === '/healthz' ? ok : body
   res.writeHead(200, { 'content-type': 'text/plain', 'content-length': payload.length })
   res.end(payload)

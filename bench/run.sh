@@ -4,12 +4,15 @@
 #
 #   bash bench/run.sh            # baseline: throughput and latency, backend direct vs proxies
 #   bash bench/run.sh failover   # three backends, one killed under load: failed requests per proxy
-#   bash bench/run.sh all        # both
+#   bash bench/run.sh cache      # cache hits: Portico's route cache vs nginx proxy_cache, same object
+#   bash bench/run.sh https      # HTTP/1.1 over TLS 1.3 keep-alive: Portico vs nginx, same certificate
+#   bash bench/run.sh all        # all four
 #
 # Settings (environment):
-#   BENCH_DURATION=10            measured seconds per baseline target (after a BENCH_WARMUP=3 s warm-up),
+#   BENCH_DURATION=10            measured seconds per target of baseline, cache and https
+#                                (after a BENCH_WARMUP=3 s warm-up),
 #   BENCH_ROUNDS=5               taken as 5 slices interleaved with the other targets
-#   BENCH_CONNECTIONS=64 BENCH_THREADS=2   wrk connections and threads for the baseline
+#   BENCH_CONNECTIONS=64 BENCH_THREADS=2   wrk connections and threads for baseline, cache and https
 #   BENCH_BACKEND=nginx|node     backend: nginx `return 200` (default) or bench/backend.ts
 #   BENCH_PORTICO_STANDIN=nginx  put a second nginx where Portico goes: an A/A run that shows
 #                                how far apart two identical proxies land on this machine
@@ -26,8 +29,8 @@ export PATH="$PATH:/usr/sbin:/sbin"
 
 SCENARIO=${1:-baseline}
 case $SCENARIO in
-  baseline|failover|all) ;;
-  *) echo "usage: bash bench/run.sh [baseline|failover|all]" >&2; exit 2 ;;
+  baseline|failover|cache|https|all) ;;
+  *) echo "usage: bash bench/run.sh [baseline|failover|cache|https|all]" >&2; exit 2 ;;
 esac
 
 export BENCH_DURATION=${BENCH_DURATION:-10}
@@ -66,7 +69,7 @@ log() { printf '» %s\n' "$*" >&2; }
 # --- tools -------------------------------------------------------------------------
 ensure_tools() {
   local missing=() t
-  for t in wrk nginx haproxy taskset curl; do
+  for t in wrk nginx haproxy taskset curl openssl; do
     command -v "$t" >/dev/null 2>&1 || missing+=("$t")
   done
   ((${#missing[@]} == 0)) && return 0
@@ -132,13 +135,25 @@ free_ports() {
     for (const s of servers) s.close()' "$1"
 }
 
-# render TEMPLATE OUT DIR PORT [B1 B2 B3]: fills the @X@ placeholders of a template,
-# a file name in bench/conf/ or a path.
+# url_of PORT_OR_URL: a listener's URL; a bare port stands for http://127.0.0.1:PORT/.
+url_of() { if [[ $1 == *://* ]]; then echo "$1"; else echo "http://127.0.0.1:$1/"; fi; }
+
+# port_of PORT_OR_URL: the port of a listener.
+port_of() { local p=${1##*:}; echo "${p%%/*}"; }
+
+# render TEMPLATES OUT DIR LISTEN [B1 B2 B3]: fills the @X@ placeholders of templates
+# (each a file name in bench/conf/ or a path; several joined by + are concatenated).
+# LISTEN is a port or a listener URL: @PORT@ is its port, @SSL@ " ssl" for an https
+# URL and empty otherwise; @TMP@ is the run's temporary directory.
 render() {
-  local template=$1
-  [[ $template == */* ]] || template=$BENCH/conf/$template
-  sed -e "s|@DIR@|$3|g" -e "s|@PORT@|$4|g" -e "s|@B1@|${5:-}|g" -e "s|@B2@|${6:-}|g" -e "s|@B3@|${7:-}|g" \
-    "$template" >"$2"
+  local template templates=() ssl=""
+  IFS=+ read -ra templates <<<"$1"
+  for template in "${!templates[@]}"; do
+    [[ ${templates[template]} == */* ]] || templates[template]=$BENCH/conf/${templates[template]}
+  done
+  [[ $4 == https://* ]] && ssl=" ssl"
+  sed -e "s|@DIR@|$3|g" -e "s|@TMP@|$TMP|g" -e "s|@PORT@|$(port_of "$4")|g" -e "s|@SSL@|$ssl|g" \
+    -e "s|@B1@|${5:-}|g" -e "s|@B2@|${6:-}|g" -e "s|@B3@|${7:-}|g" "${templates[@]}" >"$2"
 }
 
 # spawn NAME CMD...: starts CMD in its own session, stdout/stderr to $TMP/NAME.{out,err};
@@ -166,19 +181,21 @@ alive() {
   state=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $state != Z* ]]
 }
 
-# wait_ready PID PORT NAME: waits (up to 10 s) for GET / on PORT to answer 200.
+# wait_ready PID LISTEN NAME: waits (up to 10 s) for GET / on LISTEN (a port or a
+# listener URL; https is not verified, the bench certificate is self-signed) to answer 200.
 wait_ready() {
-  local pid=$1 port=$2 name=$3 i code
+  local pid=$1 url name=$3 i code
+  url=$(url_of "$2")
   for i in $(seq 100); do
     if ! alive "$pid"; then
       log "$name exited during startup:"; tail -n 5 "$TMP/$name.err" "$TMP/$name.out" >&2 2>/dev/null || true
       return 1
     fi
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port/" || true)
+    code=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)
     [[ $code == 200 ]] && return 0
     sleep 0.1
   done
-  log "$name did not answer 200 on 127.0.0.1:$port within 10 s (last status: ${code:-none})"
+  log "$name did not answer 200 on $url within 10 s (last status: ${code:-none})"
   tail -n 5 "$TMP/$name.err" >&2 2>/dev/null || true
   return 1
 }
@@ -196,105 +213,288 @@ start_backend() {
   wait_ready "$SPAWNED" "$port" "$name"
 }
 
-# start_reference nginx|haproxy NAME PORT POOL_TEMPLATE B1 [B2 B3]: a reference proxy on
-# the proxy CPU; POOL_TEMPLATE (nginx upstream block or HAProxy backend section) names
-# the backends. HAProxy's access log goes to NAME.out.
+# start_reference nginx|haproxy NAME LISTEN POOL_TEMPLATES B1 [B2 B3]: a reference proxy
+# on the proxy CPU; POOL_TEMPLATES (nginx upstream block or HAProxy backend section, see
+# render) name the backends. LISTEN is a port, or an https URL for nginx over TLS.
+# HAProxy's access log goes to NAME.out.
 start_reference() {
-  local kind=$1 name=$2 port=$3 dir=$TMP/$2
+  local kind=$1 name=$2 listen=$3 dir=$TMP/$2
   mkdir -p "$dir"
-  render "$4" "$dir/pool.conf" "$dir" "$port" "${@:5}"
+  render "$4" "$dir/pool.conf" "$dir" "$listen" "${@:5}"
   if [[ $kind == nginx ]]; then
-    render nginx-proxy.conf "$dir/main.conf" "$dir" "$port"
+    render nginx-proxy.conf "$dir/main.conf" "$dir" "$listen"
     spawn "$name" "${PIN_PROXY[@]}" nginx -p "$dir" -c "$dir/main.conf" -e "$dir/error.log"
   else
-    render haproxy-common.cfg "$dir/main.conf" "$dir" "$port"
+    render haproxy-common.cfg "$dir/main.conf" "$dir" "$listen"
     spawn "$name" "${PIN_PROXY[@]}" haproxy -db -f "$dir/main.conf" -f "$dir/pool.conf"
   fi
-  wait_ready "$SPAWNED" "$port" "$name"
+  wait_ready "$SPAWNED" "$listen" "$name"
 }
 
-# start_portico NAME PORT ARGS...: Portico on the proxy CPU, JSON access log to NAME.out.
+# start_portico NAME LISTEN ARGS...: Portico on the proxy CPU, JSON access log to NAME.out.
 start_portico() {
-  local name=$1 port=$2; shift 2
+  local name=$1 listen=$2; shift 2
   spawn "$name" "${PIN_PROXY[@]}" "$NODE" "$ROOT/src/cli/main.ts" "$@"
-  wait_ready "$SPAWNED" "$port" "$name"
+  wait_ready "$SPAWNED" "$listen" "$name"
 }
 
-# warm NAME PORT: an unmeasured wrk run, so JIT, connection pools and caches are warm.
+# warm NAME URL: an unmeasured wrk run, so JIT, connection pools and caches are warm.
 warm() {
   log "$1: warm-up ${WARMUP}s"
-  "${PIN_LOAD[@]}" wrk -t"$BENCH_THREADS" -c"$BENCH_CONNECTIONS" -d"${WARMUP}s" "http://127.0.0.1:$2/" >/dev/null
+  "${PIN_LOAD[@]}" wrk -t"$BENCH_THREADS" -c"$BENCH_CONNECTIONS" -d"${WARMUP}s" "$2" >/dev/null
 }
 
-# measure NAME PORT ROUND: one measured wrk slice; its output goes to $TMP/wrk-NAME-ROUND.txt.
+# measure NAME URL ROUND: one measured wrk slice; its output goes to
+# $TMP/SCENARIO-wrk-NAME-ROUND.txt (SCENARIO from RUNS, so runs of `all` stay apart).
 measure() {
   "${PIN_LOAD[@]}" wrk -t"$BENCH_THREADS" -c"$BENCH_CONNECTIONS" -d"${SLICE}s" --latency \
-    -s "$BENCH/report.lua" "http://127.0.0.1:$2/" >"$TMP/wrk-$1-$3.txt"
+    -s "$BENCH/report.lua" "$2" >"${RUNS%.tsv}-wrk-$1-$3.txt"
 }
 
 skip() { printf '%s\t\t%s\n' "$1" "$2" >>"$RUNS"; log "$1: skipped ($2)"; }
 
 portico_missing() { [[ ! -f $ROOT/src/cli/main.ts ]]; }
 
-# --- baseline ----------------------------------------------------------------------
+# --- baseline, cache and https: targets measured side by side --------------------
 # Every target runs at the same time (the idle ones cost next to nothing) and the
 # measured time is cut into BENCH_ROUNDS slices taken in turn, the order rotating each
 # round: when a neighbour on this shared machine slows it down for a few seconds,
 # every target pays, instead of whichever happened to be measured then.
+#
+# The functions below work on the calling scenario's `targets` (the targets that
+# started, as "name=listener URL", in measuring order) and `notes` (name -> why a target
+# was not measured), which bash's dynamic scope lets them see and change.
+
+# add_target NAME LISTEN NOTE CMD...: runs CMD, which starts NAME listening on LISTEN (a
+# port or a listener URL); NAME becomes a target if it started, else NOTE says why not.
+add_target() {
+  local name=$1 listen=$2 note=$3; shift 3
+  if "$@"; then targets+=("$name=$(url_of "$listen")"); else notes[$name]=$note; fi
+}
+
+# add_portico LISTEN POOL_TEMPLATES BACKEND_PORT ARGS...: the "portico" target: Portico
+# run with ARGS or, with BENCH_PORTICO_STANDIN=nginx, a second nginx with POOL_TEMPLATES.
+add_portico() {
+  local listen=$1 pool=$2 backend_port=$3; shift 3
+  if [[ $STANDIN == nginx ]]; then
+    log "portico: a second nginx stands in for it (BENCH_PORTICO_STANDIN=nginx)"
+    notes[portico]="stand-in: a second nginx"
+    add_target portico "$listen" "stand-in nginx did not start" start_reference nginx portico "$listen" "$pool" "$backend_port"
+  elif portico_missing; then
+    notes[portico]="src/cli/main.ts not found"
+  else
+    add_target portico "$listen" "did not start (see the lines above)" start_portico portico "$listen" "$@"
+  fi
+}
+
+# keep_passing CHECK PATH: keeps the targets for which `CHECK NAME URL` (URL the
+# target's listener URL with PATH) succeeds; a failing CHECK sets CHECK_NOTE, which
+# becomes the target's note.
+keep_passing() {
+  local check=$1 path=$2 kept=() t
+  for t in "${targets[@]}"; do
+    if "$check" "${t%%=*}" "${t#*=}$path"; then
+      kept+=("$t")
+    else
+      notes[${t%%=*}]=$CHECK_NOTE
+      log "${t%%=*}: not measured: $CHECK_NOTE"
+    fi
+  done
+  targets=("${kept[@]}")
+}
+
+# measure_rounds [PATH]: warms every target, then the measured rounds, each target
+# getting PATH (relative to its listener URL, empty for /).
+measure_rounds() {
+  local path=${1:-} t n=${#targets[@]} round i
+  for t in "${targets[@]}"; do warm "${t%%=*}" "${t#*=}$path"; done
+  log "measuring: $ROUNDS rounds of ${SLICE}s per target, order rotating ($BENCH_CONNECTIONS connections, $BENCH_THREADS threads)"
+  for ((round = 0; round < ROUNDS; round++)); do
+    for ((i = 0; i < n; i++)); do
+      t=${targets[(round + i) % n]}
+      measure "${t%%=*}" "${t#*=}$path" "$round"
+    done
+  done
+}
+
+# record_rounds NAME...: one RUNS line per name, with its wrk outputs or its note.
+record_rounds() {
+  local name files
+  for name in "$@"; do
+    files=$(ls "${RUNS%.tsv}"-wrk-"$name"-*.txt 2>/dev/null | paste -sd, || true)
+    printf '%s\t%s\t%s\n' "$name" "$files" "${notes[$name]:-}" >>"$RUNS"
+    if [[ -z $files ]]; then log "$name: not measured (${notes[$name]:-})"; fi
+  done
+}
+
+# throughput_report SCENARIO JSON TITLE: the table of RUNS under a TITLE heading, the
+# lines of CHECKS (what was verified before and after measuring) above it, and the JSON
+# file in bench/results/.
+throughput_report() {
+  echo
+  echo "## $3"
+  echo "($BENCH_PINNING; backend: $BENCH_BACKEND; node $BENCH_VERSION_NODE, nginx $BENCH_VERSION_NGINX, haproxy $BENCH_VERSION_HAPROXY, wrk $BENCH_VERSION_WRK)"
+  if ((${#CHECKS[@]} > 0)); then
+    echo
+    printf -- '- %s\n' "${CHECKS[@]}"
+  fi
+  echo
+  BENCH_CHECKS=$(printf '%s\n' "${CHECKS[@]}") "$NODE" "$BENCH/summarize.ts" "$1" "$RUNS" "$RESULTS/$2"
+  echo
+  echo "JSON: bench/results/$2"
+}
+
+stop_services() {
+  stop_all "${SERVICES[@]}"
+  SERVICES=()
+}
+
+# --- baseline ----------------------------------------------------------------------
 baseline() {
   RUNS=$TMP/baseline.tsv
   : >"$RUNS"
+  CHECKS=()
   local backend_port portico_port nginx_port haproxy_port
   read -r backend_port portico_port nginx_port haproxy_port <<<"$(free_ports 4)"
   log "baseline: backend ($BENCH_BACKEND) on 127.0.0.1:$backend_port; $BENCH_PINNING"
   start_backend backend "$backend_port" || { echo "the backend did not start" >&2; exit 1; }
 
-  # Targets that started, as "name:port"; a target that did not start gets a note.
-  local targets=("backend:$backend_port")
+  local targets=("backend=$(url_of "$backend_port")")
   local -A notes=()
-  if [[ $STANDIN == nginx ]]; then
-    log "portico: a second nginx stands in for it (BENCH_PORTICO_STANDIN=nginx)"
-    notes[portico]="stand-in: a second nginx"
-    start_reference nginx portico "$portico_port" nginx-upstream-baseline.conf "$backend_port" &&
-      targets+=("portico:$portico_port") || notes[portico]="stand-in nginx did not start"
-  elif portico_missing; then
-    notes[portico]="src/cli/main.ts not found"
-  else
-    start_portico portico "$portico_port" serve --listen "127.0.0.1:$portico_port" --to "http://127.0.0.1:$backend_port" &&
-      targets+=("portico:$portico_port") || notes[portico]="did not start (see the lines above)"
+  add_portico "$portico_port" nginx-upstream-baseline.conf "$backend_port" \
+    serve --listen "127.0.0.1:$portico_port" --to "http://127.0.0.1:$backend_port"
+  add_target nginx "$nginx_port" "did not start" \
+    start_reference nginx nginx "$nginx_port" nginx-upstream-baseline.conf "$backend_port"
+  add_target haproxy "$haproxy_port" "did not start" \
+    start_reference haproxy haproxy "$haproxy_port" haproxy-backend-baseline.cfg "$backend_port"
+
+  measure_rounds
+  record_rounds backend portico nginx haproxy
+  stop_services
+  throughput_report baseline latest.json \
+    "Baseline: $ROUNDS × ${SLICE}s per target, $BENCH_CONNECTIONS keep-alive connections, $BENCH_THREADS wrk threads, ~100-byte responses"
+}
+
+# --- cache and https: Portico against nginx on one feature -------------------------
+# versus SCENARIO SCHEME PORTICO_TEMPLATE NGINX_TEMPLATE PATH CHECK: the backend, then
+# Portico with the config PORTICO_TEMPLATE and nginx with the baseline's upstream block
+# plus NGINX_TEMPLATE, both listening on SCHEME (http or https); the targets for which
+# CHECK passes (see keep_passing) are measured on PATH. Leaves the services running.
+versus() {
+  local scenario=$1 scheme=$2 portico_template=$3 nginx_template=$4 path=$5 check=$6
+  RUNS=$TMP/$scenario.tsv
+  : >"$RUNS"
+  CHECKS=()
+  local backend_port portico_port nginx_port
+  read -r backend_port portico_port nginx_port <<<"$(free_ports 3)"
+  log "$scenario: backend ($BENCH_BACKEND) on 127.0.0.1:$backend_port; $BENCH_PINNING"
+  start_backend backend "$backend_port" || { echo "the backend did not start" >&2; exit 1; }
+
+  local targets=() pool=nginx-upstream-baseline.conf+$nginx_template
+  local -A notes=()
+  local portico_url=$scheme://127.0.0.1:$portico_port/ nginx_url=$scheme://127.0.0.1:$nginx_port/
+  render "$portico_template" "$TMP/portico-$scenario.yaml" "$TMP" "$portico_url" "$backend_port"
+  add_portico "$portico_url" "$pool" "$backend_port" serve -c "$TMP/portico-$scenario.yaml"
+  add_target nginx "$nginx_url" "did not start" start_reference nginx nginx "$nginx_url" "$pool" "$backend_port"
+
+  keep_passing "$check" "$path"
+  measure_rounds "$path"
+  record_rounds portico nginx
+}
+
+# get_twice URL: two GETs of URL with curl over HTTP/1.1, as wrk sends them; sets SECOND
+# to the header section of the second response and KEPT_ALIVE to yes when the second
+# request went over the first one's connection, else no.
+get_twice() {
+  local headers=$TMP/get-twice.txt connects
+  : >"$headers"
+  connects=$(curl -sk --http1.1 --max-time 4 -o /dev/null -o /dev/null -D "$headers" -w '%{num_connects} ' "$1" "$1" || true)
+  SECOND=$(tr -d '\r' <"$headers" | awk 'BEGIN { RS = "" } { last = $0 } END { print last }')
+  KEPT_ALIVE=no
+  [[ $connects == "1 0 " ]] && KEPT_ALIVE=yes
+  rm -f "$headers"
+}
+
+# cache_check NAME URL: of two GETs of URL on one connection, the first stores the
+# object and the second must be a hit by the target's own account (Portico:
+# `Cache-Status: portico; hit; ...` (RFC 9211); nginx: `X-Cache-Status: HIT`).
+cache_check() {
+  local status
+  get_twice "$2"
+  status=$(grep -iE '^(x-)?cache-status:' <<<"$SECOND" | head -n 1 || true)
+  CHECKS+=("$1, second of two GETs: ${status:-no Cache-Status or X-Cache-Status header}; connection kept alive: $KEPT_ALIVE")
+  if [[ ! ${status,,} =~ ^cache-status:.*\;\ *hit && ${status,,} != 'x-cache-status: hit' ]]; then
+    CHECK_NOTE="the second GET was not a cache hit (${status:-no cache status header})"
+    return 1
   fi
-  start_reference nginx nginx "$nginx_port" nginx-upstream-baseline.conf "$backend_port" &&
-    targets+=("nginx:$nginx_port") || notes[nginx]="did not start"
-  start_reference haproxy haproxy "$haproxy_port" haproxy-backend-baseline.cfg "$backend_port" &&
-    targets+=("haproxy:$haproxy_port") || notes[haproxy]="did not start"
+  [[ $KEPT_ALIVE == yes ]] || { CHECK_NOTE="closes the connection after a response (no keep-alive)"; return 1; }
+}
 
-  local t n=${#targets[@]} round i
-  for t in "${targets[@]}"; do warm "${t%%:*}" "${t#*:}"; done
-  log "measuring: $ROUNDS rounds of ${SLICE}s per target, order rotating ($BENCH_CONNECTIONS connections, $BENCH_THREADS threads)"
-  for ((round = 0; round < ROUNDS; round++)); do
-    for ((i = 0; i < n; i++)); do
-      t=${targets[(round + i) % n]}
-      measure "${t%%:*}" "${t#*:}" "$round"
-    done
-  done
+# cache_misses: after the run, how many requests for the object reached the backend
+# (by the Via header Portico adds and nginx does not), and how many of the requests
+# Portico logged were hits. Each proxy should have sent the backend one request.
+cache_misses() {
+  local log=$TMP/backend/cacheable.log via novia logged hits
+  [[ $BENCH_BACKEND == node ]] && log=$TMP/backend.out
+  via=$(grep -c portico "$log" || true)
+  novia=$(($(wc -l <"$log") - via))
+  CHECKS+=("backend: requests for /cacheable over the whole run: ${via:-0} with Portico's Via, $novia without (nginx)")
+  if [[ $STANDIN != nginx ]] && ! portico_missing; then
+    logged=$(grep -c '"path":"/cacheable"' "$TMP/portico.out" || true)
+    hits=$(grep -c '"path":"/cacheable".*"cache":"portico; hit' "$TMP/portico.out" || true)
+    CHECKS+=("portico access log: $hits of $logged requests for /cacheable were hits (warm-up included)")
+  fi
+}
 
-  local name files
-  for name in backend portico nginx haproxy; do
-    files=$(ls "$TMP"/wrk-"$name"-*.txt 2>/dev/null | paste -sd, || true)
-    printf '%s\t%s\t%s\n' "$name" "$files" "${notes[$name]:-}" >>"$RUNS"
-    [[ -z $files ]] && log "$name: not measured (${notes[$name]:-})"
-  done
+cache() {
+  # nginx started as root runs its workers as nobody, and they write the cache files:
+  # let them through the run's directory (they still cannot list it).
+  chmod 711 "$TMP"
+  versus cache http portico-cache.yaml nginx-cache.conf cacheable cache_check
+  stop_services # Portico writes the rest of its access log as it stops
+  cache_misses
+  throughput_report cache cache.json \
+    "Cache hits: $ROUNDS × ${SLICE}s per target, $BENCH_CONNECTIONS keep-alive connections, $BENCH_THREADS wrk threads, GET /cacheable (~100-byte body, Cache-Control: max-age=3600) from each proxy's cache"
+}
 
-  echo
-  echo "## Baseline: $ROUNDS × ${SLICE}s per target, $BENCH_CONNECTIONS keep-alive connections, $BENCH_THREADS wrk threads, ~100-byte responses"
-  echo "($BENCH_PINNING; backend: $BENCH_BACKEND; node $BENCH_VERSION_NODE, nginx $BENCH_VERSION_NGINX, haproxy $BENCH_VERSION_HAPROXY, wrk $BENCH_VERSION_WRK)"
-  echo
-  "$NODE" "$BENCH/summarize.ts" baseline "$RUNS" "$RESULTS/latest.json"
-  echo
-  echo "JSON: bench/results/latest.json"
-  local pid
-  for pid in "${SERVICES[@]}"; do stop "$pid"; done
-  SERVICES=()
+# make_certificate: the self-signed ECDSA P-256 certificate both HTTPS listeners serve,
+# in $TMP/tls.
+make_certificate() {
+  mkdir -p "$TMP/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" 2>"$TMP/tls/openssl.err" ||
+    { log "openssl could not make the certificate:"; cat "$TMP/tls/openssl.err" >&2; exit 1; }
+}
+
+# tls_check NAME URL: a handshake with `openssl s_client` offering TLS 1.2 and 1.3 and
+# ALPN h2 and http/1.1 must get TLS 1.3 and http/1.1 (wrk offers no ALPN, so HTTP/1.1
+# it is for it anyway; this shows that neither side would pick h2), and two GETs must
+# share one connection.
+tls_check() {
+  local out version=none cipher=none alpn=none
+  out=$(timeout 5 openssl s_client -connect "127.0.0.1:$(port_of "$2")" -servername localhost \
+    -alpn h2,http/1.1 </dev/null 2>&1 || true)
+  if [[ $out =~ New,\ (TLSv[0-9.]+),\ Cipher\ is\ ([A-Z0-9_-]+) ]]; then version=${BASH_REMATCH[1]} cipher=${BASH_REMATCH[2]}; fi
+  if [[ $out =~ ALPN\ protocol:\ ([^[:space:]]+) ]]; then alpn=${BASH_REMATCH[1]}; fi
+  get_twice "$2"
+  CHECKS+=("$1, handshake offering h2 and http/1.1: $version, $cipher, ALPN $alpn; connection kept alive: $KEPT_ALIVE")
+  if [[ $version != TLSv1.3 || $alpn != http/1.1 ]]; then
+    CHECK_NOTE="negotiated $version with ALPN $alpn, not TLSv1.3 with http/1.1"
+    return 1
+  fi
+  [[ $KEPT_ALIVE == yes ]] || { CHECK_NOTE="closes the connection after a response (no keep-alive)"; return 1; }
+}
+
+https() {
+  make_certificate
+  versus https https portico-https.yaml nginx-tls.conf "" tls_check
+  stop_services
+  local libraries="nginx and wrk: the system's OpenSSL $(openssl version | awk '{print $2}')"
+  [[ $STANDIN == nginx ]] || libraries="Portico: Node.js's own OpenSSL $("$NODE" -p process.versions.openssl); $libraries"
+  CHECKS+=("TLS libraries: $libraries")
+  throughput_report https https.json \
+    "HTTPS: $ROUNDS × ${SLICE}s per target, $BENCH_CONNECTIONS keep-alive connections, $BENCH_THREADS wrk threads, HTTP/1.1 over TLS 1.3 (self-signed ECDSA P-256), plain HTTP/1.1 to the backend, ~100-byte responses"
 }
 
 # --- failover ----------------------------------------------------------------------
@@ -394,5 +594,7 @@ failover() {
 case $SCENARIO in
   baseline) baseline ;;
   failover) failover ;;
-  all) baseline; failover ;;
+  cache) cache ;;
+  https) https ;;
+  all) baseline; failover; cache; https ;;
 esac

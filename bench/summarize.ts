@@ -1,28 +1,32 @@
 /**
  * Turns the wrk outputs of one bench run into a markdown table (stdout) and a JSON
- * file. Usage: `node bench/summarize.ts baseline|failover RUNS_TSV OUT_JSON`.
+ * file. Usage: `node bench/summarize.ts baseline|cache|https|failover RUNS_TSV OUT_JSON`.
  *
  * RUNS_TSV has one line per target: `name<TAB>wrk output files<TAB>note`, the files
- * comma-separated, one per round (`wrk-NAME-ROUND.txt`); an empty file column means
+ * comma-separated, one per round (`…-wrk-NAME-ROUND.txt`); an empty file column means
  * the target could not be measured (the note says why). Each wrk output holds one
  * `BENCH_JSON {...}` line from report.lua or count.lua. Run settings come from the
- * BENCH_* environment variables that run.sh exports.
+ * BENCH_* environment variables that run.sh exports; BENCH_CHECKS holds the lines of
+ * what run.sh verified (cache hits, TLS version), one a line, kept in the JSON.
  *
- * Baseline figures per target: requests/s over all rounds together, and the median
- * over rounds of each round's p50 and p99. The Portico/nginx ratios are taken round
- * by round (the two were measured seconds apart) and the median is reported, with
- * the lowest and highest round beside it to show how noisy the machine was.
+ * baseline, cache and https are throughput runs, summarized alike. Figures per target:
+ * requests/s over all rounds together, and the median over rounds of each round's p50
+ * and p99. The Portico/nginx ratios are taken round by round (the two were measured
+ * seconds apart) and the median is reported, with the lowest and highest round beside
+ * it to show how noisy the machine was.
  */
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 
-type Mode = 'baseline' | 'failover'
+const THROUGHPUT = ['baseline', 'cache', 'https'] as const
+type Mode = (typeof THROUGHPUT)[number] | 'failover'
 type Wrk = Record<string, any>
 interface Run { target: string; note: string; rounds: Wrk[] }
 
 const [mode, runsPath, outPath] = process.argv.slice(2) as [Mode, string, string]
-if ((mode !== 'baseline' && mode !== 'failover') || !runsPath || !outPath) {
-  console.error('usage: node bench/summarize.ts baseline|failover RUNS_TSV OUT_JSON')
+const throughputRun = (THROUGHPUT as readonly string[]).includes(mode)
+if ((!throughputRun && mode !== 'failover') || !runsPath || !outPath) {
+  console.error('usage: node bench/summarize.ts baseline|cache|https|failover RUNS_TSV OUT_JSON')
   process.exit(2)
 }
 
@@ -38,7 +42,7 @@ function readWrk(file: string): Wrk | null {
   return line ? JSON.parse(line.slice('BENCH_JSON '.length)) : null
 }
 
-/** The round number in `wrk-NAME-ROUND.txt` (0 when there is none). */
+/** The round number in `…-wrk-NAME-ROUND.txt` (0 when there is none). */
 const roundOf = (file: string) => Number(/-(\d+)\.txt$/.exec(file)?.[1] ?? 0)
 
 const runs: Run[] = readFileSync(runsPath, 'utf8').split('\n').filter(Boolean).map((line) => {
@@ -62,6 +66,7 @@ const settings = {
     node: env.BENCH_VERSION_NODE, nginx: env.BENCH_VERSION_NGINX,
     haproxy: env.BENCH_VERSION_HAPROXY, wrk: env.BENCH_VERSION_WRK,
   },
+  ...(env.BENCH_CHECKS?.trim() ? { checks: env.BENCH_CHECKS.trim().split('\n') } : {}),
 }
 
 const fmt = (n: number, digits: number) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
@@ -74,7 +79,7 @@ const median = (xs: number[]) => {
 const rps = (w: Wrk) => w.requests / (w.duration_us / 1e6)
 const round = (n: number, digits = 3) => Math.round(n * 10 ** digits) / 10 ** digits
 
-function baseline(): object {
+function throughput(scenario: Mode): object {
   const rows = runs.map(({ target, note, rounds }) => {
     if (rounds.length === 0) return { target, requests_per_s: null, p50_ms: null, p99_ms: null, errors: null, note }
     const sum = (f: (w: Wrk) => number) => rounds.reduce((acc, w) => acc + f(w), 0)
@@ -117,7 +122,7 @@ function baseline(): object {
     console.log('')
     console.log('Portico / nginx: no ratio, one of the two was not measured.')
   }
-  return { scenario: 'baseline', ...settings, results: rows, portico_over_nginx: ratios }
+  return { scenario, ...settings, results: rows, portico_over_nginx: ratios }
 }
 
 function failover(): object {
@@ -151,6 +156,6 @@ function failover(): object {
   }
 }
 
-const report = mode === 'baseline' ? baseline() : failover()
+const report = throughputRun ? throughput(mode) : failover()
 mkdirSync(dirname(outPath), { recursive: true })
 writeFileSync(outPath, JSON.stringify({ generated_at: new Date().toISOString(), ...report }, null, 2) + '\n')
