@@ -38,6 +38,7 @@ export class Metrics {
   readonly #requests: Counter<'route' | 'upstream' | 'status_class'>
   readonly #errors: Counter<'cause' | 'upstream' | 'endpoint'>
   readonly #duration: Histogram<'route' | 'upstream'>
+  readonly #series = new Map<string, { requests: { inc(): void }; duration: { observe(v: number): void } }>()
 
   /** @param health the endpoints and their health now; called at each scrape */
   constructor(health: () => Iterable<EndpointHealth>) {
@@ -77,8 +78,16 @@ export class Metrics {
   observe(r: AccessLogRecord): void {
     const route = r.route ?? ''
     const upstream = r.upstream ?? ''
-    this.#requests.inc({ route, upstream, status_class: `${Math.floor(r.status / 100)}xx` })
-    this.#duration.observe({ route, upstream }, r.duration_ms / 1000)
+    const statusClass = Math.floor(r.status / 100)
+    // Label children resolved once per (route, upstream, status class), not hashed per request.
+    const key = `${route}\0${upstream}\0${statusClass}`
+    let series = this.#series.get(key)
+    if (series === undefined) {
+      series = { requests: this.#requests.labels(route, upstream, `${statusClass}xx`), duration: this.#duration.labels(route, upstream) }
+      this.#series.set(key, series)
+    }
+    series.requests.inc()
+    series.duration.observe(r.duration_ms / 1000)
     if (r.error !== null) this.#errors.inc({ cause: r.error, upstream, endpoint: r.endpoint ?? '' })
   }
 
