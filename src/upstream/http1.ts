@@ -10,7 +10,7 @@
  * `fresh: true` for a try that must not reuse a pooled connection (the keep-alive race).
  *
  * Why not undici's own Pool: per request it costs about 1.4× what this does on a
- * small response (measured side by side: bench/README.md), and the proxy owns every
+ * small response (measured side by side, see bench/README.md), and the proxy owns every
  * timer anyway. Framing follows RFC 9112: §4 status line, §5 field lines (obs-fold and
  * whitespace before the colon rejected), §6 body length (Transfer-Encoding over
  * Content-Length; both present is refused as smuggling), §7.1 chunked coding with
