@@ -285,7 +285,7 @@ async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerRespo
       const input: TryInput = {
         ctx, req, res, method, path, hasBody,
         headers: upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
-          host: route.preserveHost && host ? host : ep.label,
+          host: route.preserveHost && host ? host : ep.authority,
           forwardedHost: host,
           proto: opts.scheme,
           clientIp: ctx.clientIp,

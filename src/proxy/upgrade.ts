@@ -303,7 +303,7 @@ async function connect(ctx: RequestContext, req: IncomingMessage, rt: Runtime, r
       // Upgrade, Connection and the Sec-WebSocket-* fields: undici writes `Connection: upgrade`
       // and `Upgrade`; the rest are end-to-end and pass as they are.
       const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
-        host: route.preserveHost && host ? host : ep.label,
+        host: route.preserveHost && host ? host : ep.authority,
         forwardedHost: host,
         proto: (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
         clientIp: ctx.clientIp,
