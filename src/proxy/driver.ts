@@ -266,12 +266,16 @@ async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerRespo
   try {
     for (;;) {
       if (!fresh) {
-        endpoint = pool.select(tried)
-        if (endpoint === null) {
-          if (plan?.onFailure('destination_unavailable')) return
-          sendError(ctx, req, res, rt, 'destination_unavailable', `upstream ${pool.name} has no endpoint available`)
+        const choice = await pool.choose(tried)
+        if (choice.endpoint === null) {
+          const none = choice.failure
+          // A name that does not resolve is the endpoint that failed: the log names it.
+          if (none.endpoint !== null) ctx.beginAttempt(none.endpoint)
+          if (plan?.onFailure(none.type)) return
+          sendError(ctx, req, res, rt, none.type, none.detail)
           return
         }
+        endpoint = choice.endpoint
         tried.push(endpoint)
       }
       const ep = endpoint as Endpoint

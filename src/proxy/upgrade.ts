@@ -294,8 +294,12 @@ async function connect(ctx: RequestContext, req: IncomingMessage, rt: Runtime, r
   try {
     for (;;) {
       if (!fresh) {
-        endpoint = pool.select(tried)
-        if (endpoint === null) return { kind: 'error', type: 'destination_unavailable', detail: `upstream ${pool.name} has no endpoint available` }
+        const choice = await pool.choose(tried)
+        if (choice.endpoint === null) {
+          if (choice.failure.endpoint !== null) ctx.beginAttempt(choice.failure.endpoint)
+          return { kind: 'error', type: choice.failure.type, detail: choice.failure.detail }
+        }
+        endpoint = choice.endpoint
         tried.push(endpoint)
       }
       const ep = endpoint as Endpoint
