@@ -5,7 +5,7 @@
  *
  * | method, path       | answers |
  * |---|---|
- * | `GET /upstreams`   | every upstream and endpoint: health, ejection, connections, counters, last error |
+ * | `GET /upstreams`   | every upstream and endpoint: health, ejection, connections, counters, last error; the resolution of host names |
  * | `GET /failures`    | the last gateway failures (ring of 200), oldest first |
  * | `GET /config`      | the config in force, secrets redacted |
  * | `POST /reload`     | re-reads the config file; 200 with a summary, or 400 with the problems |
@@ -21,6 +21,7 @@ import type { FailureRing } from '../observe/failures.ts'
 import type { Metrics } from '../observe/metrics.ts'
 import type { Runtime } from '../proxy/runtime.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
+import type { NameStatus } from '../upstream/names.ts'
 import type { ReloadOutcome } from './reload.ts'
 import { purge, readAdminBody } from '../cache/admin.ts'
 
@@ -39,6 +40,8 @@ export interface EndpointView {
   url: string
   /** `host:port`, as in the access log's `endpoint`. */
   address: string
+  /** The host name of `url` that `address` was resolved from; null for an IP literal or localhost endpoint. */
+  resolved_from: string | null
   weight: number
   /** `healthy`, `unhealthy` (active health checks say down) or `ejected` (outlier ejection). */
   state: 'healthy' | 'unhealthy' | 'ejected'
@@ -94,6 +97,7 @@ export function endpointView(ep: Endpoint, now = Date.now()): EndpointView {
   return {
     url: ep.url,
     address: ep.label,
+    resolved_from: ep.resolvedFrom ?? null,
     weight: ep.weight,
     state: !st.healthy ? 'unhealthy' : ejected ? 'ejected' : 'healthy',
     available: st.healthy && !ejected,
@@ -108,14 +112,51 @@ export function endpointView(ep: Endpoint, now = Date.now()): EndpointView {
   }
 }
 
-/** `GET /upstreams` body. */
-export function upstreamsView(rt: Runtime): { upstreams: Array<{ name: string; load_balancing: string; endpoints: EndpointView[] }> } {
+/** One host name of an upstream in `GET /upstreams`: its resolution state. Times are ISO 8601. */
+export interface NameView {
+  name: string
+  /** Addresses in use (during the grace period, the last good ones). */
+  addresses: string[]
+  /** TTL of the last good answer in ms, before clamping to `dns.min_ttl`/`dns.max_ttl`; null before any. */
+  ttl_ms: number | null
+  resolved_at: string | null
+  /** When the name is resolved next; null while a resolution runs. */
+  next_resolution: string | null
+  /** `dns_error` or `dns_timeout` while the name fails to resolve, else null. */
+  reason: string | null
+  reason_detail: string | null
+  /** While failing with addresses kept: when they are dropped. */
+  grace_until: string | null
+  /** The latest failed resolution, kept after the name resolves again. */
+  last_error: { type: string; at: string; detail: string } | null
+}
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
+
+/** The admin view of one host name's resolution. */
+export function nameView(n: NameStatus): NameView {
+  return {
+    name: n.name,
+    addresses: n.addresses,
+    ttl_ms: n.ttlMs,
+    resolved_at: iso(n.resolvedAt),
+    next_resolution: iso(n.nextAt),
+    reason: n.reason,
+    reason_detail: n.reasonDetail,
+    grace_until: iso(n.graceUntil),
+    last_error: n.lastError && { type: n.lastError.type, at: new Date(n.lastError.at).toISOString(), detail: n.lastError.detail },
+  }
+}
+
+/** `GET /upstreams` body: every upstream with its endpoints and the resolution state of its host names (`names`, empty for IP literals). */
+export function upstreamsView(rt: Runtime): { upstreams: Array<{ name: string; load_balancing: string; endpoints: EndpointView[]; names: NameView[] }> } {
   const now = Date.now()
   return {
     upstreams: [...rt.pools.values()].map((p) => ({
       name: p.name,
       load_balancing: p.config.load_balancing,
       endpoints: p.endpoints.map((e) => endpointView(e, now)),
+      names: p.names().map(nameView),
     })),
   }
 }

@@ -3,6 +3,7 @@
  * for editors. Durations and sizes are strings with units and come out in ms and bytes.
  * Every field says what it does and its default; docs/configuration.md mirrors this file.
  */
+import net from 'node:net'
 import { z } from 'zod'
 import { parseDuration, parseSize } from './units.ts'
 
@@ -212,6 +213,35 @@ export const upstreamTlsSchema = z.strictObject({
   insecure_skip_verify: z.boolean().default(false),
 })
 
+/** Splits a DNS server `ip`, `ip:port`, `[v6]:port` or bare IPv6 into host and port (53 when left out). */
+function splitResolver(text: string): { host: string; port: number } {
+  const m = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(text) ?? /^([^:]+)(?::(\d{1,5}))?$/.exec(text)
+  return m ? { host: m[1], port: Number(m[2] ?? 53) } : { host: text, port: 53 }
+}
+
+/** A DNS server: an IP address with an optional port, as `dns.setServers` takes it. */
+const resolverAddress = z.string().refine((text) => {
+  const { host, port } = splitResolver(text)
+  return net.isIP(host) !== 0 && port >= 1 && port <= 65535
+}, 'expected a DNS server IP address with an optional port, e.g. "10.0.0.2", "127.0.0.1:5353" or "[::1]:53"')
+
+/**
+ * Re-resolution of endpoints given by host name (nginx `resolver ... valid=`, Envoy
+ * `STRICT_DNS` clusters). Each name is resolved (A and AAAA) when the pool starts and
+ * again when its TTL runs out, clamped to [`min_ttl`, `max_ttl`]; every address becomes
+ * an endpoint. IP literals and `localhost` are never looked up here.
+ */
+export const upstreamDnsSchema = z.strictObject({
+  /** Shortest time between two resolutions of a name, in ms, whatever its TTL says (a TTL of 0 would mean a query a request); also the retry interval while a name fails. Default `"1s"`. */
+  min_ttl: duration.default(1000),
+  /** Longest time between two resolutions of a name, in ms, whatever its TTL says (nginx `resolver ... valid=` overrides the TTL the same way). Default `"5m"`. */
+  max_ttl: duration.default(300_000),
+  /** How long the last good addresses of a name that stops resolving are kept, in ms (`dns_error` is reported meanwhile); then they are dropped. Default `"5m"`. */
+  grace: duration.default(300_000),
+  /** DNS servers asked, `ip` or `ip:port` (nginx `resolver`); only these are asked, /etc/hosts is not read. Default: the system's servers (/etc/resolv.conf), then /etc/hosts through getaddrinfo. */
+  resolvers: z.array(resolverAddress).min(1, 'list at least one DNS server, or leave resolvers out for the system ones').optional(),
+}).refine((d) => d.min_ttl <= d.max_ttl, { message: 'min_ttl is longer than max_ttl', path: ['min_ttl'] })
+
 /** An upstream: a named pool of endpoints. */
 export const upstreamSchema = z.strictObject({
   /** Endpoints (`"http://host:port"` or `{ url, weight }`). At least one. */
@@ -232,6 +262,8 @@ export const upstreamSchema = z.strictObject({
   panic_threshold: z.number().int().min(0).max(100).default(0),
   /** TLS settings of the https:// endpoints. Default: verify against the system CAs, SNI from the endpoint's host name. */
   tls: upstreamTlsSchema.optional(),
+  /** Re-resolution of endpoints given by host name: TTL bounds, grace period, DNS servers. */
+  dns: upstreamDnsSchema.default(() => upstreamDnsSchema.parse({})),
 })
 
 /** Route match: all given conditions must hold. */
@@ -409,5 +441,7 @@ export type CacheStoreConfig = z.output<typeof cacheStoreSchema>
 export type EndpointConfig = z.output<typeof endpointSchema>
 export type HealthCheckConfig = z.output<typeof healthCheckSchema>
 export type OutlierDetectionConfig = z.output<typeof outlierDetectionSchema>
+/** An upstream's `dns` settings with defaults applied: durations in ms. */
+export type UpstreamDnsConfig = z.output<typeof upstreamDnsSchema>
 /** The config as written in YAML, before defaults. */
 export type ConfigInput = z.input<typeof configSchema>

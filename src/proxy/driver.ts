@@ -257,12 +257,16 @@ async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerRespo
   try {
     for (;;) {
       if (!fresh) {
-        endpoint = pool.select(tried)
-        if (endpoint === null) {
-          if (plan?.onFailure('destination_unavailable')) return
-          sendError(ctx, req, res, rt, 'destination_unavailable', `upstream ${pool.name} has no endpoint available`)
+        const choice = await pool.choose(tried)
+        if (choice.endpoint === null) {
+          const none = choice.failure
+          // A name that does not resolve is the endpoint that failed: the log names it.
+          if (none.endpoint !== null) ctx.beginAttempt(none.endpoint)
+          if (plan?.onFailure(none.type)) return
+          sendError(ctx, req, res, rt, none.type, none.detail)
           return
         }
+        endpoint = choice.endpoint
         tried.push(endpoint)
       }
       const ep = endpoint as Endpoint
@@ -276,7 +280,7 @@ async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerRespo
       const input: TryInput = {
         ctx, req, res, method, path, hasBody,
         headers: upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
-          host: route.preserveHost && host ? host : ep.label,
+          host: route.preserveHost && host ? host : ep.authority,
           forwardedHost: host,
           proto: opts.scheme,
           clientIp: ctx.clientIp,

@@ -291,8 +291,12 @@ async function connect(ctx: RequestContext, req: IncomingMessage, rt: Runtime, r
   try {
     for (;;) {
       if (!fresh) {
-        endpoint = pool.select(tried)
-        if (endpoint === null) return { kind: 'error', type: 'destination_unavailable', detail: `upstream ${pool.name} has no endpoint available` }
+        const choice = await pool.choose(tried)
+        if (choice.endpoint === null) {
+          if (choice.failure.endpoint !== null) ctx.beginAttempt(choice.failure.endpoint)
+          return { kind: 'error', type: choice.failure.type, detail: choice.failure.detail }
+        }
+        endpoint = choice.endpoint
         tried.push(endpoint)
       }
       const ep = endpoint as Endpoint
@@ -300,7 +304,7 @@ async function connect(ctx: RequestContext, req: IncomingMessage, rt: Runtime, r
       // Upgrade, Connection and the Sec-WebSocket-* fields: undici writes `Connection: upgrade`
       // and `Upgrade`; the rest are end-to-end and pass as they are.
       const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
-        host: route.preserveHost && host ? host : ep.label,
+        host: route.preserveHost && host ? host : ep.authority,
         forwardedHost: host,
         proto: (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
         clientIp: ctx.clientIp,

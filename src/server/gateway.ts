@@ -18,7 +18,7 @@ import { createProxyHandler } from '../proxy/driver.ts'
 import { buildRuntime, type Runtime } from '../proxy/runtime.ts'
 import { createUpgradeHandler, type UpgradeSession } from '../proxy/upgrade.ts'
 import { CertificateStore, createSecureServer, loadCertificates, redirectHandler, reloadCertificates, type LoadedCertificate, type SecureServer } from './tls.ts'
-import type { UpstreamPool } from '../upstream/pool.ts'
+import type { PoolOptions, UpstreamPool } from '../upstream/pool.ts'
 
 /** Options of a gateway beyond the config. */
 export interface GatewayOptions {
@@ -30,6 +30,8 @@ export interface GatewayOptions {
    * @throws {ConfigError} when the file is invalid (the old config keeps serving)
    */
   loadConfig?: () => Promise<Config>
+  /** Given to every upstream pool, at start and on reload: how host names are resolved (tests inject a loopback resolver). */
+  pools?: PoolOptions
 }
 
 /** A running listener. */
@@ -77,8 +79,11 @@ export class Gateway {
   #draining = false
   #reloads: Promise<unknown> = Promise.resolve()
 
+  readonly #poolOptions: PoolOptions | undefined
+
   constructor(config: Config, opts: GatewayOptions = {}) {
-    this.#runtime = buildRuntime(config)
+    this.#poolOptions = opts.pools
+    this.#runtime = buildRuntime(config, undefined, undefined, opts.pools)
     this.#loadConfig = opts.loadConfig ?? null
     this.accessLog = opts.accessLog ?? createAccessLog(config.access_log.format, config.access_log.path)
     this.metrics = new Metrics(() => this.#endpointHealth())
@@ -241,7 +246,7 @@ export class Gateway {
       await Promise.all(bound.map((l) => closeServer(l.server)))
       throw err
     }
-    const next = buildRuntime(config, old.pools, old.cache)
+    const next = buildRuntime(config, old.pools, old.cache, this.#poolOptions)
     warnInsecureUpstreams(config, old.config)
     this.#runtime = next
     const warnings: string[] = []

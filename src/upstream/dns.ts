@@ -28,6 +28,8 @@ export interface Resolution {
 export interface NameResolver {
   resolve4(host: string, options: { ttl: true }): Promise<{ address: string; ttl: number }[]>
   resolve6(host: string, options: { ttl: true }): Promise<{ address: string; ttl: number }[]>
+  /** Cancels the queries under way (they fail with `ECANCELLED`), if the resolver can. */
+  cancel?(): void
 }
 
 /** getaddrinfo-style lookup of every address of a name (files such as /etc/hosts, then DNS). */
@@ -40,11 +42,14 @@ export const systemLookup: LookupAll = async (host) =>
 /**
  * Resolves a name through the DNS resolver (A and AAAA with TTLs). Names the DNS does not
  * know (such as those in /etc/hosts, like `localhost`) fall back to `dns.lookup`, what
- * most programs use, with `fallbackTtlMs` as their TTL.
+ * most programs use, with `fallbackTtlMs` as their TTL. Names under `.invalid` fail at once
+ * with `ENOTFOUND` without asking anyone (RFC 6761 §6.4).
  *
  * @throws the resolver's error (code `ENOTFOUND`, `ESERVFAIL`, `ETIMEOUT`, ...) when neither way resolves
  */
 export async function resolveName(resolver: NameResolver, host: string, fallbackTtlMs: number, lookup: LookupAll | null = systemLookup): Promise<Resolution> {
+  // RFC 6761 §6.4: resolver APIs answer names under .invalid with NXDOMAIN at once, asking no server.
+  if (/(^|\.)invalid\.?$/i.test(host)) throw Object.assign(new Error(`queryA ENOTFOUND ${host}`), { code: 'ENOTFOUND', hostname: host })
   const [a, aaaa] = await Promise.allSettled([resolver.resolve4(host, { ttl: true }), resolver.resolve6(host, { ttl: true })])
   const records = [...(a.status === 'fulfilled' ? a.value : []), ...(aaaa.status === 'fulfilled' ? aaaa.value : [])]
   if (records.length > 0) {
@@ -82,6 +87,9 @@ export class NameWatcher {
   readonly #onUpdate: (u: NameUpdate) => void
   #addresses: string[] = []
   #lastGoodAt = 0
+  #ttlMs: number | null = null
+  #nextAt: number | null = null
+  #error: NameUpdate['error'] = null
   #timer: NodeJS.Timeout | null = null
   #stopped = false
 
@@ -103,6 +111,26 @@ export class NameWatcher {
     return this.#addresses
   }
 
+  /** Epoch ms of the last resolution that succeeded; 0 before any. */
+  get resolvedAt(): number {
+    return this.#lastGoodAt
+  }
+
+  /** TTL of the last good answer in ms, before clamping (the fallback TTL for /etc/hosts names); null before any. */
+  get ttlMs(): number | null {
+    return this.#ttlMs
+  }
+
+  /** Epoch ms when the next resolution starts; null while one runs and after stop(). */
+  get nextAt(): number | null {
+    return this.#nextAt
+  }
+
+  /** The error of the latest resolution (RFC 9209 type and reason), or null when it succeeded. */
+  get error(): NameUpdate['error'] {
+    return this.#error
+  }
+
   /** Resolves once now and keeps resolving; resolves when the first resolution is done. */
   async start(): Promise<void> {
     await this.#refresh()
@@ -113,9 +141,11 @@ export class NameWatcher {
     this.#stopped = true
     if (this.#timer !== null) clearTimeout(this.#timer)
     this.#timer = null
+    this.#nextAt = null
   }
 
   async #refresh(): Promise<void> {
+    this.#nextAt = null
     const s = this.#settings
     let next = s.minTtlMs
     let update: NameUpdate
@@ -125,6 +155,7 @@ export class NameWatcher {
       const changed = sorted.join() !== this.#addresses.join()
       this.#addresses = sorted
       this.#lastGoodAt = Date.now()
+      this.#ttlMs = r.ttlMs
       next = Math.min(s.maxTtlMs, Math.max(s.minTtlMs, r.ttlMs))
       update = { addresses: sorted, error: null, changed }
     } catch (err) {
@@ -136,15 +167,26 @@ export class NameWatcher {
       update = { addresses: this.#addresses, error: { type, detail: `${this.host}: ${c.detail}` }, changed }
     }
     if (this.#stopped) return
-    this.#onUpdate(update)
+    this.#error = update.error
+    this.#nextAt = Date.now() + next
     this.#timer = setTimeout(() => { void this.#refresh() }, next)
     this.#timer.unref()
+    this.#onUpdate(update)
   }
 }
 
 /** Whether an endpoint host needs resolving (a name, not an IP literal). */
 export function isHostName(host: string): boolean {
   return net.isIP(host) === 0
+}
+
+/**
+ * Whether a pool resolves an endpoint host itself and follows its changes: a name that is
+ * neither an IP literal nor a localhost name. `localhost` and `*.localhost` are loopback
+ * by definition (RFC 6761 §6.3) and are left to getaddrinfo at connect time, as before.
+ */
+export function isWatchedName(host: string): boolean {
+  return isHostName(host) && !/(^|\.)localhost\.?$/i.test(host)
 }
 
 /** A resolver asking the given servers (`host:port`), or the system's when none are given. */

@@ -3,6 +3,7 @@
  * and the counters balancing and the admin API read.
  */
 import { readFileSync } from 'node:fs'
+import { isIPv6 } from 'node:net'
 import type { buildConnector } from 'undici'
 import type { CauseType } from '../failures/causes.ts'
 import type { UpstreamConfig } from '../config/schema.ts'
@@ -15,6 +16,8 @@ export interface EndpointSnapshot {
   url: string
   /** `host:port`, as in the access log. */
   label: string
+  /** The host name the endpoint's address was resolved from, or null for an endpoint connected by its configured host. */
+  resolvedFrom: string | null
   weight: number
   /** Whether new requests may go there now: healthy and not ejected. */
   available: boolean
@@ -36,6 +39,14 @@ export interface EndpointSnapshot {
   lastError: { type: CauseType; at: number; detail: string } | null
 }
 
+/** How an endpoint built from one address of a resolved name differs from its configured URL. */
+export interface EndpointOptions {
+  /** IP address to connect to, resolved from the URL's host name, which stays the TLS server name and the `Host` default. */
+  address?: string
+  /** TLS options already read from the upstream's `tls` block (so a pool reads its PEM files once); default: read now. */
+  tls?: NonNullable<ConnectorOptions['tls']>
+}
+
 /** One upstream endpoint. */
 export class Endpoint {
   /** Endpoint URL as configured, e.g. `http://127.0.0.1:3000`. */
@@ -43,11 +54,17 @@ export class Endpoint {
   /** `protocol//host:port`. */
   readonly origin: string
   readonly protocol: 'http:' | 'https:'
-  /** Host name or IP literal (IPv6 without brackets). */
+  /** Host name or IP literal of the URL (IPv6 without brackets). */
   readonly hostname: string
+  /** Where connections go: the address resolved from `hostname`, else `hostname` itself. */
+  readonly address: string
+  /** The host name `address` was resolved from, or null when connections go to the configured host. */
+  readonly resolvedFrom: string | null
   readonly port: number
-  /** `host:port`, as logged in the `endpoint` field. */
+  /** `address:port` (`[v6]:port`), as logged in the `endpoint` field. */
   readonly label: string
+  /** `hostname:port` from the URL: the `Host` sent when the route does not keep the client's, and the health check's default. */
+  readonly authority: string
   /** Relative share of traffic. */
   readonly weight: number
   /** Keep-alive connection pool to this endpoint. */
@@ -79,22 +96,31 @@ export class Endpoint {
    * @param url endpoint URL (`http://host:port` or `https://host:port`)
    * @param weight relative share of traffic
    * @param cfg the upstream's config (timeouts, keep-alive, header size limit, TLS)
+   * @param options the resolved address to connect to instead of the URL's host name
+   *   (TLS SNI and certificate checks keep the name unless `tls.servername` says otherwise)
    * @throws {Error} naming the file when a `tls` CA bundle or client certificate cannot be read
    */
-  constructor(url: string, weight: number, cfg: UpstreamConfig) {
+  constructor(url: string, weight: number, cfg: UpstreamConfig, options: EndpointOptions = {}) {
     const u = new URL(url)
     this.url = url
     this.protocol = u.protocol as 'http:' | 'https:'
     this.hostname = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname
     this.port = Number(u.port) || (this.protocol === 'https:' ? 443 : 80)
-    this.origin = `${this.protocol}//${u.host}`
-    this.label = `${u.hostname}:${this.port}`
+    this.authority = `${u.hostname}:${this.port}`
+    this.address = options.address ?? this.hostname
+    this.resolvedFrom = options.address === undefined ? null : this.hostname
+    const host = options.address === undefined ? u.hostname : isIPv6(options.address) ? `[${options.address}]` : options.address
+    this.origin = options.address === undefined ? `${this.protocol}//${u.host}` : `${this.protocol}//${host}:${this.port}`
+    this.label = `${host}:${this.port}`
     this.weight = weight
-    this.tls = this.protocol === 'https:' ? upstreamTlsOptions(cfg.tls) : undefined
+    const tls = this.protocol === 'https:' ? options.tls ?? upstreamTlsOptions(cfg.tls) : undefined
+    // An address resolved from a name: SNI and the certificate check use the name, as when connecting by name.
+    this.tls = tls && this.resolvedFrom !== null ? { ...tls, servername: tls.servername ?? this.resolvedFrom } : tls
     this.connector = createConnector({ connectTimeoutMs: cfg.timeouts.connect, tls: this.tls })
     this.dispatcher = new Http1Pool({
       protocol: this.protocol,
-      hostname: this.hostname,
+      // Connections go to the address; a request without Host names the configured host.
+      hostname: this.address,
       port: this.port,
       host: hostField(this.hostname, this.port, this.protocol === 'https:' ? 443 : 80),
       connect: this.connector,
@@ -124,6 +150,7 @@ export class Endpoint {
     return {
       url: this.url,
       label: this.label,
+      resolvedFrom: this.resolvedFrom,
       weight: this.weight,
       available: this.isAvailable(now),
       healthy: this.healthy,

@@ -110,6 +110,13 @@ describe('parseConfig: problems at file:line:column', () => {
     assert.match(p.message, /^upstreams\.api\.endpoints\[1\]: expected an endpoint URL/)
   })
 
+  test('dns: resolvers must be IP addresses with an optional port, and min_ttl not above max_ttl', () => {
+    const problems = problemsOf(VALID + '    dns: { min_ttl: 10m, max_ttl: 1m, resolvers: ["ns.internal", "10.0.0.2:70000", "10.0.0.2", "127.0.0.1:5353", "[::1]:53", "::1"] }\n')
+    assert.deepEqual(problems.map((p) => p.message.replace(/:.*/, '')), ['upstreams.api.dns.min_ttl', 'upstreams.api.dns.resolvers[0]', 'upstreams.api.dns.resolvers[1]'])
+    assert.match(problems[0].message, /min_ttl is longer than max_ttl/)
+    assert.match(problems[1].message, /expected a DNS server IP address with an optional port/)
+  })
+
   test('empty file and comment-only file', () => {
     for (const text of ['', '# nothing yet\n']) {
       const p = onlyProblem(text)
@@ -196,6 +203,9 @@ describe('parseConfig: valid configs', () => {
     assert.deepEqual(c.upstreams.api.timeouts, { connect: 250, response_header: 1500, idle: 120_000, total: 3_600_000 })
     assert.equal(c.upstreams.api.keepalive.idle_timeout, 3000)
     assert.equal(c.upstreams.api.max_response_header_size, 65_536)
+    assert.deepEqual(c.upstreams.api.dns, { min_ttl: 1000, max_ttl: 300_000, grace: 300_000 }, 'dns defaults; resolvers: the system\'s')
+    const r = parseConfig(VALID + '    dns: { min_ttl: 250ms, max_ttl: 2m, grace: 30s, resolvers: ["127.0.0.1:5353"] }\n', FILE)
+    assert.deepEqual(r.upstreams.api.dns, { min_ttl: 250, max_ttl: 120_000, grace: 30_000, resolvers: ['127.0.0.1:5353'] })
     const d = parseConfig(VALID.replace('  - address: 127.0.0.1:8080', '  - address: 127.0.0.1:8080\n    max_header_size: 8192'), FILE)
     assert.equal(d.listeners[0].max_header_size, 8192)
   })

@@ -101,13 +101,24 @@ export function testEnv(scope: 'test' | 'file' = 'test') {
     },
     /** Starts a node:http upstream with `handler` on 127.0.0.1:0, closed after the test; returns its URL. */
     async upstream(handler: http.RequestListener): Promise<string> {
+      const server = await this.server(handler)
+      return `http://127.0.0.1:${(server.address() as { port: number }).port}`
+    },
+    /**
+     * Starts a node:http server with `handler` on `host`:`port` (a loopback address), closed after the test.
+     * @throws the listen error (e.g. `EADDRINUSE` for a port taken on that address)
+     */
+    async server(handler: http.RequestListener, host = '127.0.0.1', port = 0): Promise<http.Server> {
       const server = http.createServer(handler)
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(port, host, () => resolve())
+      })
       cleanups.push(() => new Promise<void>((resolve) => {
         server.close(() => resolve())
         server.closeAllConnections()
       }))
-      return `http://127.0.0.1:${(server.address() as { port: number }).port}`
+      return server
     },
     /** Runs `fn` after the test, before the resources made earlier are closed. */
     defer(fn: () => Promise<void> | void): void {

@@ -1,7 +1,7 @@
 // DNS re-resolution: a local DNS server on loopback whose record changes; the watcher follows within the TTL bound.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { NameWatcher, resolveName, type NameUpdate } from '../../src/upstream/dns.ts'
+import { isWatchedName, NameWatcher, resolveName, type NameUpdate } from '../../src/upstream/dns.ts'
 import { startDnsServer } from '../doctor/probes/dns-server.ts'
 
 // No system lookup fallback in these tests: names are only ever asked of the loopback DNS server.
@@ -62,4 +62,37 @@ test('a name that stops resolving keeps its addresses for the grace period, repo
   assert.deepEqual(failing.addresses, ['127.0.0.2'], 'last good addresses kept during the grace period')
   const dropped = await c.next((x) => x.changed && x.addresses.length === 0, 2000)
   assert.equal(dropped.error?.type, 'dns_error')
+})
+
+test('names under .invalid fail at once with ENOTFOUND, asking no server; IP literals and localhost are not watched', async (t) => {
+  const server = await startDnsServer({ 'app.invalid': { a: ['127.0.0.2'] } })
+  t.after(() => server.close())
+  await assert.rejects(resolveName(server.resolver, 'app.invalid', 1000, null), { code: 'ENOTFOUND' })
+  await assert.rejects(resolveName(server.resolver, 'x.Invalid.', 1000, async () => ['127.0.0.9']), { code: 'ENOTFOUND' })
+  assert.equal(server.queries, 0)
+  assert.deepEqual(['app.test', 'localhost', 'api.localhost', 'LOCALHOST.', '10.0.0.1', '::1', 'localhost.example'].map(isWatchedName),
+    [true, false, false, false, false, false, true])
+})
+
+test('the watcher tells its TTL, last success, next resolution and error', async (t) => {
+  const table: Record<string, { a: string[]; ttl: number } | 'servfail'> = { 'app.test': { a: ['127.0.0.2'], ttl: 7 } }
+  const server = await startDnsServer(table)
+  const c = collect()
+  const w = new NameWatcher('app.test', { minTtlMs: 50, maxTtlMs: 100, graceMs: 1000 }, server.resolver, c.push, null)
+  t.after(async () => { w.stop(); await server.close() })
+  assert.equal(w.resolvedAt, 0)
+  await w.start()
+  assert.equal(w.ttlMs, 7000)
+  assert.ok(Math.abs(w.resolvedAt - Date.now()) < 100)
+  assert.ok(w.nextAt !== null && Math.abs(w.nextAt - (Date.now() + 100)) < 50, 'next resolution at max_ttl')
+  // Read through a function: an assertion on the getter would narrow it for the rest of the test.
+  const error = () => w.error
+  assert.equal(error(), null)
+  table['app.test'] = 'servfail'
+  await c.next((u) => u.error !== null, 1000)
+  assert.equal(error()?.type, 'dns_error')
+  assert.match(error()?.detail ?? '', /app\.test/)
+  assert.equal(w.ttlMs, 7000, 'the last good TTL stays')
+  w.stop()
+  assert.equal(w.nextAt, null)
 })

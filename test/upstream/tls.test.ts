@@ -13,6 +13,7 @@ import { logger } from '../../src/observe/logger.ts'
 import { send } from '../helpers/client.ts'
 import { expectExchange, ownProxyStatus } from '../helpers/expect.ts'
 import { oneUpstream, testEnv, waitFor } from '../helpers/gateway.ts'
+import { startDnsServer } from '../doctor/probes/dns-server.ts'
 
 const env = testEnv()
 let dir = ''
@@ -33,13 +34,13 @@ function write(name: string, text: string): string {
   return p
 }
 
-/** Starts an HTTPS upstream with `pair` on 127.0.0.1:0; answers 200 with the SNI name and client certificate CN it saw. */
+/** Starts an HTTPS upstream with `pair` on 127.0.0.1:0; answers 200 with the SNI name, client certificate CN and Host it saw. */
 async function httpsUpstream(pair: KeyPair, opts: https.ServerOptions = {}): Promise<number> {
   const server = https.createServer({ ...pair, ...opts }, (req, res) => {
     const socket = req.socket as TLSSocket
     const client = socket.getPeerCertificate?.()
     res.writeHead(200, { 'content-type': 'application/json' })
-    res.end(JSON.stringify({ sni: socket.servername ?? null, client: client?.subject?.CN ?? null }))
+    res.end(JSON.stringify({ sni: socket.servername ?? null, client: client?.subject?.CN ?? null, host: req.headers.host }))
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   env.defer(() => new Promise<void>((resolve) => {
@@ -121,6 +122,18 @@ test('insecure_skip_verify accepts a self-signed certificate and logs a warning 
   const messages = warn.mock.calls.map((c) => c.arguments.map(String).join(' '))
   assert.ok(messages.some((m) => m.includes('upstreams.default.tls.insecure_skip_verify')), messages.join('\n'))
   await expectExchange(gw, await send(gw.port, { path: '/' }), { status: 200, error: null })
+})
+
+test('an endpoint given by a name resolved to an IP: SNI, certificate check and Host use the name, the log the address', async () => {
+  const port = await httpsUpstream(makeCertificate({ commonName: 'svc.test', altNames: ['svc.test'], issuer: ca }))
+  const dns = await startDnsServer({ 'svc.test': { a: ['127.0.0.1'], ttl: 60 } })
+  env.defer(() => dns.close())
+  const gw = await env.gateway(oneUpstream([`https://svc.test:${port}`], { tls: { ca: caFile }, retries: { attempts: 1 }, dns: { resolvers: [`127.0.0.1:${dns.port}`] } }, {
+    routes: [{ name: 'default', upstream: 'default', preserve_host: false }],
+  }))
+  const reply = await send(gw.port, { path: '/' })
+  await expectExchange(gw, reply, { status: 200, error: null, endpoint: `127.0.0.1:${port}` })
+  assert.deepEqual(reply.json(), { sni: 'svc.test', client: null, host: `svc.test:${port}` })
 })
 
 test('an unreadable tls.ca is named when the gateway starts', async () => {

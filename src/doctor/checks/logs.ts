@@ -54,7 +54,7 @@ function porticoFix(cause: CauseType, up: string): string {
   const u = `upstreams.${up}`
   switch (cause) {
     case 'dns_error': return `Check that the host names in \`${u}.endpoints\` resolve from the Portico host (\`dig NAME\`).`
-    case 'dns_timeout': return 'Check that the resolver in /etc/resolv.conf is reachable and answering.'
+    case 'dns_timeout': return `Check that the DNS servers of \`${u}.dns.resolvers\` (when unset, those of /etc/resolv.conf) are reachable and answering.`
     case 'destination_unavailable': return `Every endpoint of \`${u}\` is marked down: fix the endpoints, and check \`${u}.health_check\` (path, interval, timeout).`
     case 'destination_ip_unroutable': return 'No route from the Portico host to the endpoint: check routing and firewalls.'
     case 'connection_refused': return `Nothing listens on that endpoint: start the backend or correct the port in \`${u}.endpoints\`; \`${u}.retries.attempts\` lets another endpoint take the request.`

@@ -7,8 +7,8 @@ import type { Endpoint } from '../endpoint.ts'
 import type { Balancer } from './balancer.ts'
 
 export class RoundRobinBalancer implements Balancer {
-  /** Current score per endpoint (nginx `current_weight`). */
-  readonly #current = new Map<Endpoint, number>()
+  /** Current score per endpoint (nginx `current_weight`); weak, so endpoints that left the pool (a name's old addresses) are not kept. */
+  readonly #current = new WeakMap<Endpoint, number>()
 
   pick(candidates: readonly Endpoint[]): Endpoint {
     if (candidates.length === 1) return candidates[0]

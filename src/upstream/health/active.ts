@@ -42,6 +42,13 @@ interface Loop {
   running: RunningProbe | null
   /** The running probe's result, for stop() to wait on. */
   pending: Promise<void> | null
+  /** Set when the endpoint left the pool: nothing more is counted or scheduled. */
+  removed: boolean
+}
+
+/** A check loop for an endpoint not probed yet. */
+function newLoop(endpoint: Endpoint): Loop {
+  return { endpoint, passes: 0, failures: 0, probes: 0, timer: null, running: null, pending: null, removed: false }
 }
 
 /**
@@ -76,20 +83,46 @@ export class ActiveHealthChecker {
   /** Called once per state change, after it is logged. */
   onTransition: ((t: HealthTransition) => void) | null = null
   readonly #loops: Loop[]
+  #started = false
   #stopped = false
 
   constructor(pool: CheckedPool, config: HealthCheckConfig) {
     this.pool = pool
     this.config = config
-    this.#loops = pool.endpoints.map((endpoint) => ({ endpoint, passes: 0, failures: 0, probes: 0, timer: null, running: null, pending: null }))
+    this.#loops = pool.endpoints.map(newLoop)
   }
 
   /** Schedules the first probe of every endpoint. Idempotent; no-op after stop(). */
   start(): void {
     if (this.#stopped) return
+    this.#started = true
     for (const loop of this.#loops) {
       if (loop.timer === null && loop.running === null) this.#schedule(loop, jitterMs(this.config))
     }
+  }
+
+  /**
+   * Starts checking an endpoint that joined the pool (a new address of a resolved name):
+   * it starts up, and its first probe comes after a random wait of up to the jitter, as
+   * at start. No-op for an endpoint already checked, and after stop().
+   */
+  add(endpoint: Endpoint): void {
+    if (this.#stopped || this.#loops.some((l) => l.endpoint === endpoint)) return
+    const loop = newLoop(endpoint)
+    this.#loops.push(loop)
+    if (this.#started) this.#schedule(loop, jitterMs(this.config))
+  }
+
+  /** Stops checking an endpoint that left the pool; resolves once its probe in flight, if any, has closed its socket. */
+  async remove(endpoint: Endpoint): Promise<void> {
+    const i = this.#loops.findIndex((l) => l.endpoint === endpoint)
+    if (i < 0) return
+    const [loop] = this.#loops.splice(i, 1)
+    loop.removed = true
+    if (loop.timer !== null) clearTimeout(loop.timer)
+    loop.timer = null
+    loop.running?.cancel()
+    await loop.pending
   }
 
   /** Probes started so far against `endpoint` (0 for an endpoint of another pool). */
@@ -130,7 +163,7 @@ export class ActiveHealthChecker {
     loop.pending = running.result.then((result) => {
       loop.running = null
       loop.pending = null
-      if (this.#stopped) return
+      if (this.#stopped || loop.removed) return
       this.#count(loop, result)
       this.onProbe?.(loop.endpoint, result, startedAt)
       this.#schedule(loop, startedAt + this.config.interval + jitterMs(this.config) - Date.now())

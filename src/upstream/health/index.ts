@@ -18,6 +18,10 @@ export interface PoolHealth {
   readonly active: ActiveHealthChecker | null
   /** Outlier detection; null when both of its thresholds are 0. */
   readonly outlier: OutlierDetector | null
+  /** Checks an endpoint that joined the pool (a new address of a resolved name), from a fresh state. */
+  add(endpoint: Endpoint): void
+  /** Stops checking an endpoint that left the pool; resolves when its probe socket, if any, is closed. */
+  remove(endpoint: Endpoint): Promise<void>
   /** Stops both; resolves when no timer or probe socket is left. */
   stop(): Promise<void>
 }
@@ -46,6 +50,14 @@ export function startHealth(pool: HealthHost): PoolHealth {
   return {
     active,
     outlier,
+    add(endpoint) {
+      outlier?.add(endpoint)
+      active?.add(endpoint)
+    },
+    async remove(endpoint) {
+      outlier?.remove(endpoint)
+      await active?.remove(endpoint)
+    },
     async stop() {
       outlier?.stop()
       if (outlier !== null && pool.outcomeListener !== null) pool.outcomeListener = null

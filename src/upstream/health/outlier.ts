@@ -69,7 +69,19 @@ export class OutlierDetector {
   constructor(pool: CheckedPool, config: OutlierDetectionConfig) {
     this.pool = pool
     this.config = config
-    for (const e of pool.endpoints) this.#tracks.set(e, { failures: 0, fivexx: 0, multiplier: 0, since: 0, timer: null })
+    for (const e of pool.endpoints) this.add(e)
+  }
+
+  /** Counts the tries of an endpoint that joined the pool, from a fresh state (never ejected). */
+  add(endpoint: Endpoint): void {
+    if (!this.#tracks.has(endpoint)) this.#tracks.set(endpoint, { failures: 0, fivexx: 0, multiplier: 0, since: 0, timer: null })
+  }
+
+  /** Forgets an endpoint that left the pool, clearing its return timer. */
+  remove(endpoint: Endpoint): void {
+    const t = this.#tracks.get(endpoint)
+    if (t?.timer) clearTimeout(t.timer)
+    this.#tracks.delete(endpoint)
   }
 
   /** Whether the config ejects on anything (both thresholds 0 turn detection off). */

@@ -12,14 +12,18 @@ import type { ConnectorOptions } from '../connector.ts'
 import type { CauseType } from '../../failures/causes.ts'
 import { classify, GatewayError, type FailureStage } from '../../failures/classify.ts'
 
-/** Where a probe goes: the configured endpoint address, nothing else. */
+/** Where a probe goes: the endpoint's address, nothing else. */
 export interface ProbeTarget {
   protocol: 'http:' | 'https:'
   /** Host name or IP literal (IPv6 without brackets). */
   hostname: string
+  /** The address to connect to when it was resolved from `hostname`; default `hostname`. */
+  address?: string
   port: number
-  /** `host:port`, the default `Host` header. */
+  /** `host:port` connected to, as the failure details name it. */
   label: string
+  /** `hostname:port`, the default `Host` header; default `label`. */
+  authority?: string
   /** TLS settings of an https:// endpoint (the upstream's `tls`: CA, SNI name, client certificate, verification), so a probe trusts what requests trust. */
   tls?: ConnectorOptions['tls']
 }
@@ -51,7 +55,7 @@ export function statusExpected(status: number, ranges: HealthCheckConfig['expect
 
 /**
  * Starts one probe of `target` as `cfg` says: `tcp` passes when the connect completes;
- * `http` sends `GET <path>` with `Host` (`cfg.host`, default `target.label`) and
+ * `http` sends `GET <path>` with `Host` (`cfg.host`, default `target.authority`) and
  * `Connection: close`, and passes when the status is in `expected_status`. The whole
  * probe is bounded by `cfg.timeout` ms: a connect still pending then is
  * `connection_timeout` (`dns_timeout` while resolving), a header still awaited is
@@ -70,7 +74,8 @@ export function startProbe(target: ProbeTarget, cfg: HealthCheckConfig): Running
 
   let socket: net.Socket | null = null
   let req: http.ClientRequest | null = null
-  const isIp = net.isIP(target.hostname) !== 0
+  const host = target.address ?? target.hostname
+  const isIp = net.isIP(host) !== 0
   if (!isIp) stage = 'dns'
   const watch = (s: net.Socket): void => {
     socket = s
@@ -82,7 +87,7 @@ export function startProbe(target: ProbeTarget, cfg: HealthCheckConfig): Running
     resolve(outcome ?? fail(new GatewayError('connection_terminated', 'connection closed before a response')))
   }
   if (cfg.type === 'tcp') {
-    const s = net.connect({ host: target.hostname, port: target.port })
+    const s = net.connect({ host, port: target.port })
     watch(s)
     s.once('connect', () => finish({ ok: true, ms: performance.now() - t0 }))
     s.once('error', (err) => finish(fail(err)))
@@ -90,18 +95,18 @@ export function startProbe(target: ProbeTarget, cfg: HealthCheckConfig): Running
   } else {
     const client = target.protocol === 'https:' ? https : http
     const r = req = client.request({
-      host: target.hostname,
+      host,
       port: target.port,
       method: 'GET',
       path: cfg.path,
       // A one-off agent: the probe's connection is never pooled nor reused.
       agent: false,
-      servername: target.tls?.servername ?? (target.protocol === 'https:' && !isIp ? target.hostname : undefined),
+      servername: target.tls?.servername ?? (target.protocol === 'https:' && !isIp ? host : undefined),
       rejectUnauthorized: target.tls?.rejectUnauthorized ?? true,
       ca: target.tls?.ca ? [...tls.rootCertificates, ...(Array.isArray(target.tls.ca) ? target.tls.ca : [target.tls.ca])] : undefined,
       cert: target.tls?.cert,
       key: target.tls?.key,
-      headers: { host: cfg.host ?? target.label, 'user-agent': 'portico-health-check', connection: 'close' },
+      headers: { host: cfg.host ?? target.authority ?? target.label, 'user-agent': 'portico-health-check', connection: 'close' },
     })
     r.once('socket', watch)
     r.once('response', (res) => {
@@ -123,7 +128,7 @@ export function startProbe(target: ProbeTarget, cfg: HealthCheckConfig): Running
 
   const timer = setTimeout(() => {
     const type = stage === 'dns' ? 'dns_timeout' : stage === 'connect' ? 'connection_timeout' : 'http_response_timeout'
-    const what = stage === 'dns' ? `resolving ${target.hostname}` : stage === 'connect' ? `connecting to ${target.label}` : `waiting for the response header of ${target.label}`
+    const what = stage === 'dns' ? `resolving ${host}` : stage === 'connect' ? `connecting to ${target.label}` : `waiting for the response header of ${target.label}`
     finish(fail(new GatewayError(type, `health check: ${what} took longer than ${cfg.timeout}ms`)))
   }, cfg.timeout)
   timer.unref()
