@@ -5,6 +5,7 @@
  */
 import CachePolicy from 'http-cache-semantics'
 import type { IncomingHttpHeaders } from 'node:http'
+import { policyRequestHeaders, policyResponse } from './fields.ts'
 import { MemoryStore, type CacheStore, type StoredHeaders, type StoredResponse } from './store.ts'
 
 /** Options every policy is made with: a shared cache (RFC 9111 §1: `private`, `s-maxage`, `Authorization` rules apply). */
@@ -30,9 +31,12 @@ export function primaryKey(scheme: string, host: string, target: string, method 
   return `${scheme}://${host.toLowerCase()}${target} ${method === 'HEAD' ? 'GET' : method}`
 }
 
-/** The request in the shape `http-cache-semantics` reads; HEAD is presented as GET so stored GET responses match it. */
+/**
+ * The request in the shape `http-cache-semantics` reads, its fields in the policy view
+ * (see `policyRequestHeaders`); HEAD is presented as GET so stored GET responses match it.
+ */
 export function policyRequest(r: CacheRequest): CachePolicy.HttpRequest {
-  return { url: r.target, method: r.method === 'HEAD' ? 'GET' : r.method, headers: { ...r.headers, host: r.host.toLowerCase() } }
+  return { url: r.target, method: r.method === 'HEAD' ? 'GET' : r.method, headers: { ...policyRequestHeaders(r.headers), host: r.host.toLowerCase() } }
 }
 
 /** Restores a stored response's policy. */
@@ -83,8 +87,7 @@ export function evaluate(key: string, variants: readonly StoredResponse[], req: 
 function freshDespiteMustRevalidate(policy: CachePolicy, req: CachePolicy.HttpRequest): boolean {
   if (!policy.toObject().rescc['must-revalidate'] || policy.stale()) return false
   const cc = headerString(req.headers['cache-control']) ?? ''
-  const pragma = headerString(req.headers.pragma) ?? ''
-  return !/no-cache|max-age|min-fresh/i.test(cc) && !/no-cache/i.test(pragma)
+  return !/no-cache|max-age|min-fresh/.test(cc)
 }
 
 /** Whether `Vary` selects this variant for the request (§4.1); `Vary: *` never matches. */
@@ -116,12 +119,48 @@ export function headerString(v: string | string[] | number | undefined): string 
 /** Response header fields a cache never stores (hop-by-hop, RFC 9111 §3.1), nor Portico's per-response fields. */
 const NOT_STORED = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'trailer', 'proxy-authenticate', 'proxy-authentication-info', 'x-request-id', 'proxy-status', 'cache-status'])
 
-/** Copies response header fields for storing. */
+/** Copies response header fields for storing: without hop-by-hop fields, nor those the `Connection` field names (RFC 9111 §3.1). */
 export function storableHeaders(headers: IncomingHttpHeaders): StoredHeaders {
+  const named = new Set((headerString(headers.connection) ?? '').toLowerCase().split(',').map((s) => s.trim()))
   const out: StoredHeaders = {}
   for (const [k, v] of Object.entries(headers)) {
-    if (v === undefined || NOT_STORED.has(k)) continue
+    if (v === undefined || NOT_STORED.has(k) || named.has(k)) continue
     out[k] = v
+  }
+  return out
+}
+
+/**
+ * Whether a response received for a stored one (a 304, or a 200 to HEAD) describes the same
+ * representation: each validator it carries (ETag, Last-Modified) agrees with the stored
+ * one (RFC 9111 §4.3.4, §4.3.5). A strong ETag must match strongly, a weak one weakly
+ * (RFC 9110 §8.8.3.2). A response with no validator answers the cache's own conditional
+ * request, made from the stored response's validators, so it selects that response (§4.3.3).
+ */
+export function validatorsAgree(stored: StoredHeaders, received: IncomingHttpHeaders): boolean {
+  const etag = headerString(received.etag)?.trim()
+  const storedEtag = headerString(stored.etag)?.trim()
+  if (etag !== undefined) {
+    if (storedEtag === undefined) return false
+    const weak = (t: string): string => t.replace(/^W\//, '')
+    if (!etag.startsWith('W/')) return !storedEtag.startsWith('W/') && storedEtag === etag
+    return weak(storedEtag) === weak(etag)
+  }
+  const lm = headerString(received['last-modified'])
+  const storedLm = headerString(stored['last-modified'])
+  return lm === undefined || storedLm === undefined || lm === storedLm
+}
+
+/**
+ * The stored fields updated with those of a newer response for the same representation
+ * (RFC 9111 §3.2): each field received replaces the stored one, except Content-Length;
+ * Age belongs to the message it came in, so the stored Age is dropped.
+ */
+export function updatedHeaders(stored: StoredHeaders, received: IncomingHttpHeaders): StoredHeaders {
+  const out: StoredHeaders = { ...stored }
+  delete out.age
+  for (const [k, v] of Object.entries(storableHeaders(received))) {
+    if (k !== 'content-length') out[k] = v
   }
   return out
 }
@@ -171,14 +210,18 @@ export class HttpCache {
     return (await this.store.get(key)) !== undefined
   }
 
-  /** Replaces a stored variant's policy and headers after a 304 (RFC 9111 §4.3.4). */
-  async update(key: string, old: StoredResponse, policy: CachePolicy): Promise<StoredResponse> {
-    const updated: StoredResponse = { ...old, headers: storableHeaders(policy.responseHeaders() as IncomingHttpHeaders), policy: policy.toObject(), storedAt: Date.now() }
-    // `responseHeaders()` adds Age and a new Date; the stored response keeps neither.
-    delete updated.headers.age
-    const date = (policy.toObject().resh as StoredHeaders).date
-    if (date !== undefined) updated.headers.date = date
-    else delete updated.headers.date
+  /**
+   * Freshens a stored variant with the fields of a 304 or of a 200 to HEAD (RFC 9111
+   * §4.3.4, §4.3.5): the fields are updated (see `updatedHeaders`), the freshness is
+   * computed anew from now, and the variant replaces the old one in the store.
+   *
+   * @param received the new response's fields
+   * @returns the updated variant and its policy
+   */
+  async freshen(key: string, old: StoredResponse, req: CacheRequest, received: IncomingHttpHeaders): Promise<{ variant: StoredResponse; policy: CachePolicy }> {
+    const headers = updatedHeaders(old.headers, received)
+    const policy = newPolicy(req, old.status, headers)
+    const updated: StoredResponse = { ...old, headers, policy: policy.toObject(), storedAt: Date.now() }
     const entry = await this.store.get(key)
     if (entry !== undefined) {
       const i = entry.variants.indexOf(old)
@@ -187,7 +230,7 @@ export class HttpCache {
       else variants.unshift(updated)
       await this.store.put(key, { variants })
     }
-    return updated
+    return { variant: updated, policy }
   }
 
   /**
@@ -256,9 +299,9 @@ export class HttpCache {
   }
 }
 
-/** Makes a policy for a response to a request (`shared: true`). */
-export function newPolicy(req: CacheRequest, status: number, headers: IncomingHttpHeaders): CachePolicy {
-  return new CachePolicy(policyRequest(req), { status, headers: headers as CachePolicy.Headers }, POLICY_OPTIONS)
+/** Makes a policy for a response to a request (`shared: true`), from the policy view of its fields (see `policyResponse`). */
+export function newPolicy(req: CacheRequest, status: number, headers: IncomingHttpHeaders | StoredHeaders): CachePolicy {
+  return new CachePolicy(policyRequest(req), policyResponse(status, headers), POLICY_OPTIONS)
 }
 
 /** Status codes a cache may serve stale after (RFC 5861 §4: `stale-if-error` covers 500, 502, 503 and 504). */

@@ -2,36 +2,14 @@
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import { test } from 'node:test'
-import type { ConfigInput } from '../../src/config/schema.ts'
 import { header, send } from '../helpers/client.ts'
+import { cached, countingOrigin } from '../helpers/cache.ts'
 import { testEnv } from '../helpers/gateway.ts'
 
 const env = testEnv()
 
-type RouteCache = NonNullable<ConfigInput['routes'][number]['cache']>
-
-/** A config with one caching route to `url`. */
-function cached(url: string, cache: Partial<RouteCache> = {}, top: Partial<ConfigInput> = {}, timeouts?: Record<string, string>): ConfigInput {
-  return {
-    listeners: [{ address: '127.0.0.1:0' }],
-    routes: [{ name: 'default', upstream: 'default', cache: { enabled: true, ...cache } }],
-    upstreams: { default: { endpoints: [url], retries: { attempts: 1 }, ...(timeouts ? { timeouts } : {}) } },
-    ...top,
-  }
-}
-
 /** An origin that answers with `respond` and counts requests by path. */
-async function origin(respond: (req: http.IncomingMessage, res: http.ServerResponse, n: number) => void) {
-  const counts = new Map<string, number>()
-  const seen: http.IncomingHttpHeaders[] = []
-  const url = await env.upstream((req, res) => {
-    const n = (counts.get(req.url ?? '') ?? 0) + 1
-    counts.set(req.url ?? '', n)
-    seen.push(req.headers)
-    respond(req, res, n)
-  })
-  return { url, count: (path: string) => counts.get(path) ?? 0, total: () => [...counts.values()].reduce((a, b) => a + b, 0), seen }
-}
+const origin = (respond: Parameters<typeof countingOrigin>[1]) => countingOrigin(env, respond)
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
