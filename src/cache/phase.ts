@@ -279,8 +279,9 @@ function backgroundRefresh(input: CachePhaseInput, creq: CacheRequest, found: Ex
 
 /**
  * Whether the client's conditional fields say it holds the stored response (RFC 9110
- * §13.1.2, §13.1.3): `If-None-Match` by weak comparison; else `If-Modified-Since` against
- * Last-Modified.
+ * §13.1.2, §13.1.3, evaluated by a cache as RFC 9111 §4.3.2 says): `If-None-Match` by weak
+ * comparison; else `If-Modified-Since` against Last-Modified, or Date when there is none,
+ * or the time the response was stored.
  */
 function notModified(req: IncomingMessage, v: StoredResponse): boolean {
   const inm = req.headers['if-none-match']
@@ -293,8 +294,8 @@ function notModified(req: IncomingMessage, v: StoredResponse): boolean {
   const ims = req.headers['if-modified-since']
   if (ims === undefined) return false
   const since = parseHttpDate(ims)
-  const validator = headerString(v.headers['last-modified'])
-  const modified = validator !== undefined ? parseHttpDate(validator) : null
+  const validator = headerString(v.headers['last-modified']) ?? headerString(v.headers.date)
+  const modified = validator !== undefined ? parseHttpDate(validator) : v.storedAt
   return since !== null && modified !== null && modified <= since
 }
 

@@ -114,3 +114,22 @@ test('a 200 to HEAD with another Content-Length leaves the stored response as it
   assert.match(header(g, 'cache-status'), /^portico; fwd=stale; fwd-status=200; stored$/)
   assert.deepEqual(o.methods, ['GET', 'HEAD', 'GET'])
 })
+
+test('If-Modified-Since is answered from the store by the Date of a response without Last-Modified', async () => {
+  const date = new Date(Date.now() - 10_000).toUTCString()
+  const o = await countingOrigin(env, (_req, res) => {
+    res.writeHead(200, { 'cache-control': 'max-age=60', date })
+    res.end('dated')
+  })
+  const gw = await env.gateway(cached(o.url))
+  await send(gw.port, { path: '/d' })
+  const later = await send(gw.port, { path: '/d', headers: { 'if-modified-since': new Date().toUTCString() } })
+  assert.equal(later.status, 304)
+  assert.equal(later.body.length, 0)
+  assert.match(header(later, 'cache-status'), /^portico; hit/)
+  const earlier = await send(gw.port, { path: '/d', headers: { 'if-modified-since': new Date(Date.now() - 60_000).toUTCString() } })
+  assert.equal(earlier.status, 200)
+  assert.equal(earlier.body.toString(), 'dated')
+  assert.match(header(earlier, 'cache-status'), /^portico; hit/)
+  assert.equal(o.count('/d'), 1)
+})
