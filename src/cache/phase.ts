@@ -10,6 +10,7 @@ import type { CauseType } from '../failures/causes.ts'
 import type { RequestContext } from '../proxy/context.ts'
 import { headerString, newPolicy, STALE_IF_ERROR_STATUSES, staleIfErrorSeconds, ttlSeconds, validatorsAgree, type CacheRequest, type HttpCache, type Lookup } from './cache.ts'
 import { parseHttpDate } from './fields.ts'
+import { evaluateRange, sliceBody } from './range.ts'
 import type { StoredResponse } from './store.ts'
 
 /**
@@ -301,7 +302,8 @@ function notModified(req: IncomingMessage, v: StoredResponse): boolean {
 
 /**
  * Answers the client with a stored response: the stored fields with `Age` (RFC 9111 §4.2.3,
- * §5.1), `Cache-Status`, `X-Request-Id`; 304 when the client's validators match; no body for HEAD.
+ * §5.1), `Cache-Status`, `X-Request-Id`; 304 when the client's validators match; a 206 for
+ * one byte range of a GET (RFC 9110 §14); no body for HEAD.
  */
 export function serveStored(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, v: StoredResponse, policy: CachePolicy, cacheStatus: string): void {
   if (res.headersSent || res.destroyed) return
@@ -312,10 +314,21 @@ export function serveStored(ctx: RequestContext, req: IncomingMessage, res: Serv
   headers['x-request-id'] = ctx.requestId
   ctx.cache = cacheStatus
   let code = v.status
+  let body = v.body
+  let size = v.bodySize
   if (code === 200 && notModified(req, v)) {
     code = 304
   } else {
-    headers['content-length'] = String(v.bodySize)
+    if (code === 200) {
+      const r = evaluateRange(req.method ?? 'GET', headerString(req.headers.range), headerString(req.headers['if-range']), v.headers, v.bodySize)
+      if (r.kind === 'partial') {
+        code = 206
+        body = sliceBody(v.body, r.start, r.end)
+        size = r.end - r.start + 1
+        headers['content-range'] = `bytes ${r.start}-${r.end}/${v.bodySize}`
+      }
+    }
+    headers['content-length'] = String(size)
   }
   ctx.status = code
   res.writeHead(code, headers)
@@ -323,7 +336,7 @@ export function serveStored(ctx: RequestContext, req: IncomingMessage, res: Serv
     res.end()
     return
   }
-  for (const c of v.body) res.write(c)
-  ctx.bytesSent += v.bodySize
+  for (const c of body) res.write(c)
+  ctx.bytesSent += size
   res.end()
 }
