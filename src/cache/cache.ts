@@ -68,8 +68,10 @@ export function evaluate(key: string, variants: readonly StoredResponse[], req: 
   const preq = policyRequest(req)
   for (const variant of variants) {
     const policy = policyOf(variant)
-    if (!varyMatches(policy, variant, preq)) continue
-    const r = policy.evaluateRequest(preq)
+    const selected = varySelection(policy, variant, preq)
+    if (selected === null) continue
+    // The library compares the nominated fields byte for byte: it gets the stored values once they matched normalised.
+    const r = policy.evaluateRequest({ ...preq, headers: { ...preq.headers, ...selected } })
     if (r.revalidation === undefined || freshDespiteMustRevalidate(policy, preq)) return { kind: 'hit', key, variant, policy }
     if (r.response !== undefined && !r.revalidation.synchronous) {
       return { kind: 'stale-while-revalidate', key, variant, policy, revalidationHeaders: r.revalidation.headers }
@@ -92,22 +94,39 @@ function freshDespiteMustRevalidate(policy: CachePolicy, req: CachePolicy.HttpRe
 
 /** Whether `Vary` selects this variant for the request (§4.1); `Vary: *` never matches. */
 function varyMatches(policy: CachePolicy, variant: StoredResponse, req: CachePolicy.HttpRequest): boolean {
+  return varySelection(policy, variant, req) !== null
+}
+
+/**
+ * The stored request's values of the fields `Vary` nominates, when the request's values
+ * match them once normalised (§4.1); null when they do not, or for `Vary: *`.
+ */
+function varySelection(policy: CachePolicy, variant: StoredResponse, req: CachePolicy.HttpRequest): CachePolicy.Headers | null {
   const vary = headerString(variant.headers.vary)
-  if (vary === undefined) return true
+  const selected: CachePolicy.Headers = {}
+  if (vary === undefined) return selected
   const stored = policy.toObject().reqh ?? {}
   for (const raw of vary.toLowerCase().split(',')) {
     const name = raw.trim()
     if (name === '') continue
-    if (name === '*') return false
-    if (normalizeField(stored[name]) !== normalizeField(req.headers[name])) return false
+    if (name === '*') return null
+    if (normalizeField(name, stored[name]) !== normalizeField(name, req.headers[name])) return null
+    if (stored[name] !== undefined) selected[name] = stored[name]
   }
-  return true
+  return selected
 }
 
-/** A header value compared for `Vary`: list members trimmed, whitespace around commas ignored (RFC 9111 §4.1). */
-function normalizeField(v: string | string[] | undefined): string | undefined {
+/**
+ * A header value compared for `Vary` (RFC 9111 §4.1): list members trimmed, whitespace
+ * around commas ignored. Accept-Language members are also compared without regard to
+ * case or order: language ranges are case-insensitive and their weights, not their order,
+ * say which is preferred (RFC 9110 §12.4.2, §12.5.4).
+ */
+function normalizeField(name: string, v: string | string[] | undefined): string | undefined {
   if (v === undefined) return undefined
-  return (Array.isArray(v) ? v.join(',') : v).split(',').map((s) => s.trim()).join(',')
+  const members = (Array.isArray(v) ? v.join(',') : v).split(',').map((s) => s.trim())
+  if (name !== 'accept-language') return members.join(',')
+  return members.map((m) => m.toLowerCase().replace(/\s+/g, '')).filter((m) => m !== '').sort().join(',')
 }
 
 /** The first value of a header field, as a string. */

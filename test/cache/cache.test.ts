@@ -54,6 +54,25 @@ test('Vary: each variant is stored and served to the matching requests only', as
   assert.equal(o.count('/v'), 3)
 })
 
+test('Vary: Accept-Language matches regardless of case, order and spaces; other fields regardless of spaces around commas', async () => {
+  const o = await origin((req, res, n) => {
+    res.writeHead(200, { 'cache-control': 'max-age=60', vary: 'Accept-Language, Foo' })
+    res.end(`v${n} ${req.headers['accept-language']}`)
+  })
+  const gw = await env.gateway(cached(o.url))
+  const first = await send(gw.port, { path: '/n', headers: { 'accept-language': 'en, de;q=0.5', foo: '1,2' } })
+  assert.match(header(first, 'cache-status'), /fwd=uri-miss; fwd-status=200; stored/)
+  for (const [lang, foo] of [['de;q=0.5, en', '1, 2'], ['EN, De;Q=0.5', ' 1 ,2 '], [' en ,  de; q=0.5', '1,2']]) {
+    const r = await send(gw.port, { path: '/n', headers: { 'accept-language': lang, foo } })
+    assert.equal(r.status, 200)
+    assert.match(header(r, 'cache-status'), /^portico; hit/, `${lang} / ${foo}`)
+    assert.equal(r.body.toString(), 'v1 en, de;q=0.5')
+  }
+  const other = await send(gw.port, { path: '/n', headers: { 'accept-language': 'en, fr;q=0.5', foo: '1,2' } })
+  assert.match(header(other, 'cache-status'), /fwd=vary-miss/)
+  assert.equal(other.body.toString(), 'v2 en, fr;q=0.5')
+})
+
 test('revalidation: a 304 freshens the stored headers and the stored 200 is served', async () => {
   const o = await origin((req, res, n) => {
     if (req.headers['if-none-match'] === '"e1"') {
