@@ -11,6 +11,7 @@ import type { RequestContext } from '../proxy/context.ts'
 import { headerString, newPolicy, STALE_IF_ERROR_STATUSES, staleIfErrorSeconds, ttlSeconds, validatorsAgree, type CacheRequest, type HttpCache, type Lookup } from './cache.ts'
 import { parseHttpDate } from './fields.ts'
 import { evaluateRange, sliceBody } from './range.ts'
+import { cacheStatus as status } from './status.ts'
 import type { StoredResponse } from './store.ts'
 
 /**
@@ -69,11 +70,6 @@ const CACHEABLE_METHODS = new Set(['GET', 'HEAD'])
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 /** Request fields that make a request conditional (RFC 9110 §13.1). */
 const CONDITIONAL_FIELDS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range']
-
-/** The RFC 9211 `Cache-Status` member of this cache. */
-function status(name: string, params: string): string {
-  return `${name}; ${params}`
-}
 
 /**
  * Phase "cache lookup": runs after routing when the route caches.
