@@ -152,18 +152,18 @@ export function storableHeaders(headers: IncomingHttpHeaders): StoredHeaders {
 /**
  * Whether a response received for a stored one (a 304, or a 200 to HEAD) describes the same
  * representation: each validator it carries (ETag, Last-Modified) agrees with the stored
- * one (RFC 9111 §4.3.4, §4.3.5). A strong ETag must match strongly, a weak one weakly
- * (RFC 9110 §8.8.3.2). A response with no validator answers the cache's own conditional
- * request, made from the stored response's validators, so it selects that response (§4.3.3).
+ * one (RFC 9111 §4.3.4, §4.3.5). ETags are compared weakly (RFC 9110 §8.8.3.2), as origins
+ * that weaken the ETag of a compressed 200 may send the strong one in the 304. A response
+ * with no validator answers the cache's own conditional request, made from the stored
+ * response's validators, so it selects that response (§4.3.3).
  */
 export function validatorsAgree(stored: StoredHeaders, received: IncomingHttpHeaders): boolean {
   const etag = headerString(received.etag)?.trim()
   const storedEtag = headerString(stored.etag)?.trim()
   if (etag !== undefined) {
     if (storedEtag === undefined) return false
-    const weak = (t: string): string => t.replace(/^W\//, '')
-    if (!etag.startsWith('W/')) return !storedEtag.startsWith('W/') && storedEtag === etag
-    return weak(storedEtag) === weak(etag)
+    const opaque = (t: string): string => t.replace(/^W\//, '')
+    return opaque(storedEtag) === opaque(etag)
   }
   const lm = headerString(received['last-modified'])
   const storedLm = headerString(stored['last-modified'])

@@ -8,7 +8,7 @@ import { testEnv } from '../helpers/gateway.ts'
 const env = testEnv()
 
 /**
- * A gateway before an origin that answers the cache's `If-None-Match: "a"` with a 304
+ * A gateway before an origin that answers the cache's `If-None-Match: "a"` (or `W/"a"`) with a 304
  * carrying `notModified`, and other requests with a 200 carrying `full` and `v<n>`; the
  * first request stores the 200.
  *
@@ -16,7 +16,7 @@ const env = testEnv()
  */
 async function revalidated(notModified: Record<string, string>, full: Record<string, string>) {
   const o = await countingOrigin(env, (req, res, n) => {
-    const match = req.headers['if-none-match'] === '"a"'
+    const match = /^(W\/)?"a"$/.test(req.headers['if-none-match'] ?? '')
     res.writeHead(match ? 304 : 200, match ? notModified : { etag: '"a"', 'content-type': 'text/plain', ...full })
     res.end(match ? undefined : `v${n}`)
   })
@@ -37,6 +37,14 @@ test('a 304 without validators to the cache\'s own conditional request freshens 
   assert.equal(c.body.toString(), 'v1')
   assert.match(header(c, 'cache-status'), /^portico; hit; ttl=(59|60)$/)
   assert.equal(o.count('/r'), 2)
+})
+
+test('a 304 with the strong form of a stored weak ETag freshens the stored response', async () => {
+  const { reply: b } = await revalidated({ etag: '"a"', 'cache-control': 'max-age=60' }, { etag: 'W/"a"', 'cache-control': 'max-age=0' })
+  assert.equal(b.status, 200)
+  assert.equal(b.body.toString(), 'v1')
+  assert.equal(header(b, 'cache-status'), 'portico; fwd=stale; fwd-status=304; ttl=60')
+  assert.equal(header(b, 'etag'), '"a"')
 })
 
 test('a 304 with another strong ETag does not freshen the stored response', async () => {
