@@ -102,7 +102,7 @@ function splitList(value: string): string[] {
 }
 
 /** A bare item of a Structured Field (RFC 8941 §3.3) as the cache uses it. */
-type BareItem = { type: 'integer' | 'decimal'; value: number } | { type: 'string' | 'token'; value: string } | { type: 'boolean'; value: boolean } | { type: 'other' }
+export type BareItem = { type: 'integer' | 'decimal'; value: number } | { type: 'string' | 'token'; value: string } | { type: 'boolean'; value: boolean } | { type: 'other' }
 
 /**
  * Parses a Dictionary Structured Field (RFC 8941 §4.2.2), the syntax of targeted
