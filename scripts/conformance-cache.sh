@@ -7,12 +7,13 @@
 #   CACHE_TESTS_DIR  a checkout of http-tests/cache-tests; when unset, the script clones it
 #                    (git clone --depth 1) into a temporary directory, removed at exit
 #   RUN_CACHE_TESTS  the suite runner (default ../shared/tools/run-cache-tests.sh beside the checkout)
-#   NODE             Node.js >= 23.6 that runs .ts (default ./node_modules/.bin/node)
+#   PORTICO_NODE     Node.js >= 23.6 that runs Portico's .ts (default ./node_modules/.bin/node);
+#                    not NODE, which npm sets to the Node.js that runs npm itself
 # The suite's code is fetched at run time and never committed here.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-NODE="${NODE:-$ROOT/node_modules/.bin/node}"
+NODE="${PORTICO_NODE:-$ROOT/node_modules/.bin/node}"
 RUNNER="${RUN_CACHE_TESTS:-$ROOT/../shared/tools/run-cache-tests.sh}"
 WORK="$(mktemp -d)"
 PORTICO_PID=""
@@ -27,7 +28,7 @@ cleanup() {
 trap cleanup EXIT
 
 if [ ! -x "$NODE" ] && ! command -v "$NODE" >/dev/null; then
-  echo "conformance-cache: no Node.js at $NODE (set NODE)" >&2
+  echo "conformance-cache: no Node.js at $NODE (set PORTICO_NODE)" >&2
   exit 3
 fi
 if [ ! -f "$RUNNER" ]; then

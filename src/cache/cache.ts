@@ -5,6 +5,7 @@
  */
 import CachePolicy from 'http-cache-semantics'
 import type { IncomingHttpHeaders } from 'node:http'
+import { policyRequestHeaders, policyResponse } from './fields.ts'
 import { MemoryStore, type CacheStore, type StoredHeaders, type StoredResponse } from './store.ts'
 
 /** Options every policy is made with: a shared cache (RFC 9111 §1: `private`, `s-maxage`, `Authorization` rules apply). */
@@ -30,9 +31,12 @@ export function primaryKey(scheme: string, host: string, target: string, method 
   return `${scheme}://${host.toLowerCase()}${target} ${method === 'HEAD' ? 'GET' : method}`
 }
 
-/** The request in the shape `http-cache-semantics` reads; HEAD is presented as GET so stored GET responses match it. */
+/**
+ * The request in the shape `http-cache-semantics` reads, its fields in the policy view
+ * (see `policyRequestHeaders`); HEAD is presented as GET so stored GET responses match it.
+ */
 export function policyRequest(r: CacheRequest): CachePolicy.HttpRequest {
-  return { url: r.target, method: r.method === 'HEAD' ? 'GET' : r.method, headers: { ...r.headers, host: r.host.toLowerCase() } }
+  return { url: r.target, method: r.method === 'HEAD' ? 'GET' : r.method, headers: { ...policyRequestHeaders(r.headers), host: r.host.toLowerCase() } }
 }
 
 /** Restores a stored response's policy. */
@@ -64,8 +68,10 @@ export function evaluate(key: string, variants: readonly StoredResponse[], req: 
   const preq = policyRequest(req)
   for (const variant of variants) {
     const policy = policyOf(variant)
-    if (!varyMatches(policy, variant, preq)) continue
-    const r = policy.evaluateRequest(preq)
+    const selected = varySelection(policy, variant, preq)
+    if (selected === null) continue
+    // The library compares the nominated fields byte for byte: it gets the stored values once they matched normalised.
+    const r = policy.evaluateRequest({ ...preq, headers: { ...preq.headers, ...selected } })
     if (r.revalidation === undefined || freshDespiteMustRevalidate(policy, preq)) return { kind: 'hit', key, variant, policy }
     if (r.response !== undefined && !r.revalidation.synchronous) {
       return { kind: 'stale-while-revalidate', key, variant, policy, revalidationHeaders: r.revalidation.headers }
@@ -83,28 +89,44 @@ export function evaluate(key: string, variants: readonly StoredResponse[], req: 
 function freshDespiteMustRevalidate(policy: CachePolicy, req: CachePolicy.HttpRequest): boolean {
   if (!policy.toObject().rescc['must-revalidate'] || policy.stale()) return false
   const cc = headerString(req.headers['cache-control']) ?? ''
-  const pragma = headerString(req.headers.pragma) ?? ''
-  return !/no-cache|max-age|min-fresh/i.test(cc) && !/no-cache/i.test(pragma)
+  return !/no-cache|max-age|min-fresh/.test(cc)
 }
 
 /** Whether `Vary` selects this variant for the request (§4.1); `Vary: *` never matches. */
 function varyMatches(policy: CachePolicy, variant: StoredResponse, req: CachePolicy.HttpRequest): boolean {
+  return varySelection(policy, variant, req) !== null
+}
+
+/**
+ * The stored request's values of the fields `Vary` nominates, when the request's values
+ * match them once normalised (§4.1); null when they do not, or for `Vary: *`.
+ */
+function varySelection(policy: CachePolicy, variant: StoredResponse, req: CachePolicy.HttpRequest): CachePolicy.Headers | null {
   const vary = headerString(variant.headers.vary)
-  if (vary === undefined) return true
+  const selected: CachePolicy.Headers = {}
+  if (vary === undefined) return selected
   const stored = policy.toObject().reqh ?? {}
   for (const raw of vary.toLowerCase().split(',')) {
     const name = raw.trim()
     if (name === '') continue
-    if (name === '*') return false
-    if (normalizeField(stored[name]) !== normalizeField(req.headers[name])) return false
+    if (name === '*') return null
+    if (normalizeField(name, stored[name]) !== normalizeField(name, req.headers[name])) return null
+    if (stored[name] !== undefined) selected[name] = stored[name]
   }
-  return true
+  return selected
 }
 
-/** A header value compared for `Vary`: list members trimmed, whitespace around commas ignored (RFC 9111 §4.1). */
-function normalizeField(v: string | string[] | undefined): string | undefined {
+/**
+ * A header value compared for `Vary` (RFC 9111 §4.1): list members trimmed, whitespace
+ * around commas ignored. Accept-Language members are also compared without regard to
+ * case or order: language ranges are case-insensitive and their weights, not their order,
+ * say which is preferred (RFC 9110 §12.4.2, §12.5.4).
+ */
+function normalizeField(name: string, v: string | string[] | undefined): string | undefined {
   if (v === undefined) return undefined
-  return (Array.isArray(v) ? v.join(',') : v).split(',').map((s) => s.trim()).join(',')
+  const members = (Array.isArray(v) ? v.join(',') : v).split(',').map((s) => s.trim())
+  if (name !== 'accept-language') return members.join(',')
+  return members.map((m) => m.toLowerCase().replace(/\s+/g, '')).filter((m) => m !== '').sort().join(',')
 }
 
 /** The first value of a header field, as a string. */
@@ -116,12 +138,48 @@ export function headerString(v: string | string[] | number | undefined): string 
 /** Response header fields a cache never stores (hop-by-hop, RFC 9111 §3.1), nor Portico's per-response fields. */
 const NOT_STORED = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'trailer', 'proxy-authenticate', 'proxy-authentication-info', 'x-request-id', 'proxy-status', 'cache-status'])
 
-/** Copies response header fields for storing. */
+/** Copies response header fields for storing: without hop-by-hop fields, nor those the `Connection` field names (RFC 9111 §3.1). */
 export function storableHeaders(headers: IncomingHttpHeaders): StoredHeaders {
+  const named = new Set((headerString(headers.connection) ?? '').toLowerCase().split(',').map((s) => s.trim()))
   const out: StoredHeaders = {}
   for (const [k, v] of Object.entries(headers)) {
-    if (v === undefined || NOT_STORED.has(k)) continue
+    if (v === undefined || NOT_STORED.has(k) || named.has(k)) continue
     out[k] = v
+  }
+  return out
+}
+
+/**
+ * Whether a response received for a stored one (a 304, or a 200 to HEAD) describes the same
+ * representation: each validator it carries (ETag, Last-Modified) agrees with the stored
+ * one (RFC 9111 §4.3.4, §4.3.5). ETags are compared weakly (RFC 9110 §8.8.3.2), as origins
+ * that weaken the ETag of a compressed 200 may send the strong one in the 304. A response
+ * with no validator answers the cache's own conditional request, made from the stored
+ * response's validators, so it selects that response (§4.3.3).
+ */
+export function validatorsAgree(stored: StoredHeaders, received: IncomingHttpHeaders): boolean {
+  const etag = headerString(received.etag)?.trim()
+  const storedEtag = headerString(stored.etag)?.trim()
+  if (etag !== undefined) {
+    if (storedEtag === undefined) return false
+    const opaque = (t: string): string => t.replace(/^W\//, '')
+    return opaque(storedEtag) === opaque(etag)
+  }
+  const lm = headerString(received['last-modified'])
+  const storedLm = headerString(stored['last-modified'])
+  return lm === undefined || storedLm === undefined || lm === storedLm
+}
+
+/**
+ * The stored fields updated with those of a newer response for the same representation
+ * (RFC 9111 §3.2): each field received replaces the stored one, except Content-Length;
+ * Age belongs to the message it came in, so the stored Age is dropped.
+ */
+export function updatedHeaders(stored: StoredHeaders, received: IncomingHttpHeaders): StoredHeaders {
+  const out: StoredHeaders = { ...stored }
+  delete out.age
+  for (const [k, v] of Object.entries(storableHeaders(received))) {
+    if (k !== 'content-length') out[k] = v
   }
   return out
 }
@@ -171,14 +229,18 @@ export class HttpCache {
     return (await this.store.get(key)) !== undefined
   }
 
-  /** Replaces a stored variant's policy and headers after a 304 (RFC 9111 §4.3.4). */
-  async update(key: string, old: StoredResponse, policy: CachePolicy): Promise<StoredResponse> {
-    const updated: StoredResponse = { ...old, headers: storableHeaders(policy.responseHeaders() as IncomingHttpHeaders), policy: policy.toObject(), storedAt: Date.now() }
-    // `responseHeaders()` adds Age and a new Date; the stored response keeps neither.
-    delete updated.headers.age
-    const date = (policy.toObject().resh as StoredHeaders).date
-    if (date !== undefined) updated.headers.date = date
-    else delete updated.headers.date
+  /**
+   * Freshens a stored variant with the fields of a 304 or of a 200 to HEAD (RFC 9111
+   * §4.3.4, §4.3.5): the fields are updated (see `updatedHeaders`), the freshness is
+   * computed anew from now, and the variant replaces the old one in the store.
+   *
+   * @param received the new response's fields
+   * @returns the updated variant and its policy
+   */
+  async freshen(key: string, old: StoredResponse, req: CacheRequest, received: IncomingHttpHeaders): Promise<{ variant: StoredResponse; policy: CachePolicy }> {
+    const headers = updatedHeaders(old.headers, received)
+    const policy = newPolicy(req, old.status, headers)
+    const updated: StoredResponse = { ...old, headers, policy: policy.toObject(), storedAt: Date.now() }
     const entry = await this.store.get(key)
     if (entry !== undefined) {
       const i = entry.variants.indexOf(old)
@@ -187,7 +249,7 @@ export class HttpCache {
       else variants.unshift(updated)
       await this.store.put(key, { variants })
     }
-    return updated
+    return { variant: updated, policy }
   }
 
   /**
@@ -256,9 +318,9 @@ export class HttpCache {
   }
 }
 
-/** Makes a policy for a response to a request (`shared: true`). */
-export function newPolicy(req: CacheRequest, status: number, headers: IncomingHttpHeaders): CachePolicy {
-  return new CachePolicy(policyRequest(req), { status, headers: headers as CachePolicy.Headers }, POLICY_OPTIONS)
+/** Makes a policy for a response to a request (`shared: true`), from the policy view of its fields (see `policyResponse`). */
+export function newPolicy(req: CacheRequest, status: number, headers: IncomingHttpHeaders | StoredHeaders): CachePolicy {
+  return new CachePolicy(policyRequest(req), policyResponse(status, headers), POLICY_OPTIONS)
 }
 
 /** Status codes a cache may serve stale after (RFC 5861 §4: `stale-if-error` covers 500, 502, 503 and 504). */

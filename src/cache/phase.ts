@@ -8,7 +8,10 @@ import type CachePolicy from 'http-cache-semantics'
 import type { RouteCacheConfig } from '../config/schema.ts'
 import type { CauseType } from '../failures/causes.ts'
 import type { RequestContext } from '../proxy/context.ts'
-import { headerString, newPolicy, STALE_IF_ERROR_STATUSES, staleIfErrorSeconds, ttlSeconds, type CacheRequest, type HttpCache, type Lookup } from './cache.ts'
+import { headerString, newPolicy, STALE_IF_ERROR_STATUSES, staleIfErrorSeconds, ttlSeconds, validatorsAgree, type CacheRequest, type HttpCache, type Lookup } from './cache.ts'
+import { parseHttpDate } from './fields.ts'
+import { evaluateRange, sliceBody } from './range.ts'
+import { cacheStatus as status } from './status.ts'
 import type { StoredResponse } from './store.ts'
 
 /**
@@ -67,11 +70,6 @@ const CACHEABLE_METHODS = new Set(['GET', 'HEAD'])
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
 /** Request fields that make a request conditional (RFC 9110 §13.1). */
 const CONDITIONAL_FIELDS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range']
-
-/** The RFC 9211 `Cache-Status` member of this cache. */
-function status(name: string, params: string): string {
-  return `${name}; ${params}`
-}
 
 /**
  * Phase "cache lookup": runs after routing when the route caches.
@@ -166,15 +164,12 @@ function missPlan(input: CachePhaseInput, creq: CacheRequest, found: Lookup, pro
   const tee: ResponseTee = {
     start(code, headers, out) {
       started = true
-      if (stored !== null && code === 304) {
-        const r = stored.policy.revalidatedPolicy({ ...stored.policy.toObject().reqh, ...policyReq(creq) }, { status: code, headers: headers as CachePolicy.Headers })
-        if (r.matches) {
-          // RFC 9111 §4.3.4: the 304 freshens the stored response, which answers the client.
-          void cache.update(stored.key, stored.variant, r.policy).then((updated) => {
-            serveStored(ctx, req, res, updated, r.policy, status(proxyName, `fwd=stale; fwd-status=304; ttl=${ttlSeconds(r.policy)}`))
-          }).catch(() => res.destroy()).finally(release)
-          return false
-        }
+      if (stored !== null && freshens(creq.method, code, headers, stored.variant)) {
+        // RFC 9111 §4.3.4, §4.3.5: the response freshens the stored one, which answers the client.
+        void cache.freshen(stored.key, stored.variant, creq, headers).then((u) => {
+          serveStored(ctx, req, res, u.variant, u.policy, status(proxyName, `fwd=stale; fwd-status=${code}; ttl=${ttlSeconds(u.policy)}`))
+        }).catch(() => res.destroy()).finally(release)
+        return false
       }
       if (serveStale(null, code)) {
         release()
@@ -244,9 +239,19 @@ function missPlan(input: CachePhaseInput, creq: CacheRequest, found: Lookup, pro
   }
 }
 
-/** The request fields `revalidatedPolicy` needs. */
-function policyReq(creq: CacheRequest): CachePolicy.HttpRequest {
-  return { url: creq.target, method: 'GET', headers: { ...creq.headers, host: creq.host.toLowerCase() } }
+/**
+ * Whether an upstream response to a revalidation updates the stored response instead of
+ * replacing it: a 304 (RFC 9111 §4.3.4), or a 200 to HEAD whose Content-Length, if any,
+ * is the stored body's (§4.3.5); either with validators that agree with the stored ones.
+ */
+function freshens(method: string, code: number, headers: IncomingHttpHeaders, stored: StoredResponse): boolean {
+  if (code === 200 && method === 'HEAD') {
+    const length = headerString(headers['content-length'])
+    if (length !== undefined && Number(length) !== stored.bodySize) return false
+  } else if (code !== 304) {
+    return false
+  }
+  return validatorsAgree(stored.headers, headers)
 }
 
 /** `stale-while-revalidate`: one refresh per key in the background (RFC 5861 §3). */
@@ -260,8 +265,7 @@ function backgroundRefresh(input: CachePhaseInput, creq: CacheRequest, found: Ex
   }
   input.refresh(extra).then(async (r) => {
     if (r.status === 304) {
-      const rv = found.policy.revalidatedPolicy(policyReq(creq), { status: 304, headers: r.headers as CachePolicy.Headers })
-      if (rv.matches) await cache.update(found.key, found.variant, rv.policy)
+      if (validatorsAgree(found.variant.headers, r.headers)) await cache.freshen(found.key, found.variant, creq, r.headers)
       return
     }
     const p = newPolicy({ ...creq, method: 'GET' }, r.status, r.headers)
@@ -270,58 +274,65 @@ function backgroundRefresh(input: CachePhaseInput, creq: CacheRequest, found: Ex
   }).catch(() => {}).finally(() => cache.releaseRefresh(found.key))
 }
 
-/** Whether the client's conditional fields match the stored response (RFC 9110 §13.1.1, §13.1.3; weak comparison). */
-function notModified(req: IncomingMessage, headers: Record<string, string | string[] | undefined>): boolean {
+/**
+ * Whether the client's conditional fields say it holds the stored response (RFC 9110
+ * §13.1.2, §13.1.3, evaluated by a cache as RFC 9111 §4.3.2 says): `If-None-Match` by weak
+ * comparison; else `If-Modified-Since` against Last-Modified, or Date when there is none,
+ * or the time the response was stored.
+ */
+function notModified(req: IncomingMessage, v: StoredResponse): boolean {
   const inm = req.headers['if-none-match']
-  const etag = headerString(headers.etag)
   if (inm !== undefined) {
+    const etag = headerString(v.headers.etag)
     if (etag === undefined) return false
     const weak = (s: string): string => s.trim().replace(/^W\//, '')
     return inm.trim() === '*' || inm.split(',').some((t) => weak(t) === weak(etag))
   }
   const ims = req.headers['if-modified-since']
-  const lm = headerString(headers['last-modified'])
-  if (ims !== undefined && lm !== undefined) {
-    const a = Date.parse(ims)
-    const b = Date.parse(lm)
-    return Number.isFinite(a) && Number.isFinite(b) && b <= a
-  }
-  return false
+  if (ims === undefined) return false
+  const since = parseHttpDate(ims)
+  const validator = headerString(v.headers['last-modified']) ?? headerString(v.headers.date)
+  const modified = validator !== undefined ? parseHttpDate(validator) : v.storedAt
+  return since !== null && modified !== null && modified <= since
 }
 
 /**
- * Answers the client with a stored response: the stored fields with `Age` (RFC 9111 §5.1),
- * `Cache-Status`, `X-Request-Id`; 304 when the client's validators match; no body for HEAD.
+ * Answers the client with a stored response: the stored fields with `Age` (RFC 9111 §4.2.3,
+ * §5.1), `Cache-Status`, `X-Request-Id`; 304 when the client's validators match; a 206 for
+ * one byte range of a GET (RFC 9110 §14); no body for HEAD.
  */
 export function serveStored(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, v: StoredResponse, policy: CachePolicy, cacheStatus: string): void {
   if (res.headersSent || res.destroyed) return
-  const headers: Record<string, string | string[] | undefined> = { ...policy.responseHeaders(), ...pick(v.headers, ['set-cookie']) }
-  const storedDate = v.headers.date
-  if (storedDate !== undefined) headers.date = storedDate
+  const headers: OutgoingHttpHeaders = { ...v.headers }
+  delete headers['content-length']
+  headers.age = String(Math.round(policy.age()))
   headers['cache-status'] = cacheStatus
   headers['x-request-id'] = ctx.requestId
-  delete headers['content-length']
   ctx.cache = cacheStatus
   let code = v.status
-  if (code === 200 && notModified(req, headers)) {
+  let body = v.body
+  let size = v.bodySize
+  if (code === 200 && notModified(req, v)) {
     code = 304
   } else {
-    headers['content-length'] = String(v.bodySize)
+    if (code === 200) {
+      const r = evaluateRange(req.method ?? 'GET', headerString(req.headers.range), headerString(req.headers['if-range']), v.headers, v.bodySize)
+      if (r.kind === 'partial') {
+        code = 206
+        body = sliceBody(v.body, r.start, r.end)
+        size = r.end - r.start + 1
+        headers['content-range'] = `bytes ${r.start}-${r.end}/${v.bodySize}`
+      }
+    }
+    headers['content-length'] = String(size)
   }
   ctx.status = code
-  res.writeHead(code, headers as OutgoingHttpHeaders)
+  res.writeHead(code, headers)
   if (req.method === 'HEAD' || code === 304) {
     res.end()
     return
   }
-  for (const c of v.body) res.write(c)
-  ctx.bytesSent += v.bodySize
+  for (const c of body) res.write(c)
+  ctx.bytesSent += size
   res.end()
-}
-
-/** The named fields of `h` that are present. */
-function pick(h: Record<string, string | string[]>, names: string[]): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {}
-  for (const n of names) if (h[n] !== undefined) out[n] = h[n]
-  return out
 }

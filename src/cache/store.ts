@@ -18,7 +18,7 @@ export interface StoredResponse {
   body: Buffer[]
   /** Body length in bytes. */
   bodySize: number
-  /** The `http-cache-semantics` policy, serialised with `CachePolicy#toObject()` (restore with `CachePolicy.fromObject()`). */
+  /** The `http-cache-semantics` policy made from the policy view of the fields (`policyResponse` in fields.ts), serialised with `CachePolicy#toObject()` (restore with `CachePolicy.fromObject()`). */
   policy: CachePolicy.CachePolicyObject
   /** Wall clock time the response was stored or last revalidated, in ms since the epoch. */
   storedAt: number

@@ -1,9 +1,18 @@
 /**
  * Prometheus metrics (prom-client, private registry): requests, gateway errors by RFC 9209
- * type, request durations and endpoint health, served by the admin API's `GET /metrics`.
+ * type, request durations, endpoint health and the cache, served by the admin API's `GET /metrics`.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { cacheResult } from '../cache/status.ts'
 import type { AccessLogRecord } from './access-log.ts'
+
+/** What the response store holds now, as the cache gauges report it. */
+export interface StoreUsage {
+  /** Bytes held (bodies, fields and overhead; see `entrySize` in src/cache/store.ts). */
+  size: number
+  /** Entries held: one a URL, each with its `Vary` variants. */
+  count: number
+}
 
 /** One endpoint's health, as the `portico_upstream_endpoint_healthy` gauge reports it. */
 export interface EndpointHealth {
@@ -29,6 +38,10 @@ const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
  * - `portico_request_duration_seconds{route,upstream}`: histogram of request durations
  * - `portico_upstream_endpoint_healthy{upstream,endpoint}`: 1 when available, else 0,
  *   read from `health()` at scrape time
+ * - `portico_cache_requests_total{route,result}`: requests of caching routes by how the
+ *   cache answered (`hit`, `stale`, `revalidated`, `miss`, `bypass`; see `CacheResult`)
+ * - `portico_cache_stored_bytes`, `portico_cache_entries`: what the response store holds,
+ *   read from `store()` at scrape time
  *
  * Labels with no value (no route matched, no endpoint tried) are the empty string.
  */
@@ -39,9 +52,13 @@ export class Metrics {
   readonly #errors: Counter<'cause' | 'upstream' | 'endpoint'>
   readonly #duration: Histogram<'route' | 'upstream'>
   readonly #series = new Map<string, { requests: { inc(): void }; duration: { observe(v: number): void } }>()
+  readonly #cache: Counter<'route' | 'result'>
 
-  /** @param health the endpoints and their health now; called at each scrape */
-  constructor(health: () => Iterable<EndpointHealth>) {
+  /**
+   * @param health the endpoints and their health now; called at each scrape
+   * @param store what the response store holds now; called at each scrape
+   */
+  constructor(health: () => Iterable<EndpointHealth>, store: () => StoreUsage = () => ({ size: 0, count: 0 })) {
     const registers = [this.registry]
     this.#requests = new Counter({
       name: 'portico_requests_total',
@@ -72,6 +89,24 @@ export class Metrics {
         for (const h of health()) this.set({ upstream: h.upstream, endpoint: h.endpoint }, h.healthy ? 1 : 0)
       },
     })
+    this.#cache = new Counter({
+      name: 'portico_cache_requests_total',
+      help: 'Requests of caching routes by how the cache answered: hit, stale, revalidated, miss or bypass.',
+      labelNames: ['route', 'result'],
+      registers,
+    })
+    new Gauge({
+      name: 'portico_cache_stored_bytes',
+      help: 'Bytes held by the response store (bodies and header fields).',
+      registers,
+      collect() { this.set(store().size) },
+    })
+    new Gauge({
+      name: 'portico_cache_entries',
+      help: 'Entries held by the response store: one a URL, each with its Vary variants.',
+      registers,
+      collect() { this.set(store().count) },
+    })
   }
 
   /** Counts one finished request; pass every access log record. */
@@ -89,6 +124,7 @@ export class Metrics {
     series.requests.inc()
     series.duration.observe(r.duration_ms / 1000)
     if (r.error !== null) this.#errors.inc({ cause: r.error, upstream, endpoint: r.endpoint ?? '' })
+    if (r.cache !== null) this.#cache.inc({ route, result: cacheResult(r.cache) })
   }
 
   /** The Prometheus text exposition (format 0.0.4). */

@@ -86,7 +86,7 @@ export class Gateway {
     this.#runtime = buildRuntime(config, undefined, undefined, opts.pools)
     this.#loadConfig = opts.loadConfig ?? null
     this.accessLog = opts.accessLog ?? createAccessLog(config.access_log.format, config.access_log.path)
-    this.metrics = new Metrics(() => this.#endpointHealth())
+    this.metrics = new Metrics(() => this.#endpointHealth(), () => this.#runtime.cache.store)
     const previous = this.accessLog.onRecord
     this.accessLog.onRecord = (r) => {
       previous?.(r)

@@ -2,36 +2,14 @@
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import { test } from 'node:test'
-import type { ConfigInput } from '../../src/config/schema.ts'
 import { header, send } from '../helpers/client.ts'
+import { cached, countingOrigin } from '../helpers/cache.ts'
 import { testEnv } from '../helpers/gateway.ts'
 
 const env = testEnv()
 
-type RouteCache = NonNullable<ConfigInput['routes'][number]['cache']>
-
-/** A config with one caching route to `url`. */
-function cached(url: string, cache: Partial<RouteCache> = {}, top: Partial<ConfigInput> = {}, timeouts?: Record<string, string>): ConfigInput {
-  return {
-    listeners: [{ address: '127.0.0.1:0' }],
-    routes: [{ name: 'default', upstream: 'default', cache: { enabled: true, ...cache } }],
-    upstreams: { default: { endpoints: [url], retries: { attempts: 1 }, ...(timeouts ? { timeouts } : {}) } },
-    ...top,
-  }
-}
-
 /** An origin that answers with `respond` and counts requests by path. */
-async function origin(respond: (req: http.IncomingMessage, res: http.ServerResponse, n: number) => void) {
-  const counts = new Map<string, number>()
-  const seen: http.IncomingHttpHeaders[] = []
-  const url = await env.upstream((req, res) => {
-    const n = (counts.get(req.url ?? '') ?? 0) + 1
-    counts.set(req.url ?? '', n)
-    seen.push(req.headers)
-    respond(req, res, n)
-  })
-  return { url, count: (path: string) => counts.get(path) ?? 0, total: () => [...counts.values()].reduce((a, b) => a + b, 0), seen }
-}
+const origin = (respond: Parameters<typeof countingOrigin>[1]) => countingOrigin(env, respond)
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -74,6 +52,25 @@ test('Vary: each variant is stored and served to the matching requests only', as
   assert.equal(miss.body.toString(), 'lang=none')
   assert.match(header(miss, 'cache-status'), /fwd=vary-miss/)
   assert.equal(o.count('/v'), 3)
+})
+
+test('Vary: Accept-Language matches regardless of case, order and spaces; other fields regardless of spaces around commas', async () => {
+  const o = await origin((req, res, n) => {
+    res.writeHead(200, { 'cache-control': 'max-age=60', vary: 'Accept-Language, Foo' })
+    res.end(`v${n} ${req.headers['accept-language']}`)
+  })
+  const gw = await env.gateway(cached(o.url))
+  const first = await send(gw.port, { path: '/n', headers: { 'accept-language': 'en, de;q=0.5', foo: '1,2' } })
+  assert.match(header(first, 'cache-status'), /fwd=uri-miss; fwd-status=200; stored/)
+  for (const [lang, foo] of [['de;q=0.5, en', '1, 2'], ['EN, De;Q=0.5', ' 1 ,2 '], [' en ,  de; q=0.5', '1,2']]) {
+    const r = await send(gw.port, { path: '/n', headers: { 'accept-language': lang, foo } })
+    assert.equal(r.status, 200)
+    assert.match(header(r, 'cache-status'), /^portico; hit/, `${lang} / ${foo}`)
+    assert.equal(r.body.toString(), 'v1 en, de;q=0.5')
+  }
+  const other = await send(gw.port, { path: '/n', headers: { 'accept-language': 'en, fr;q=0.5', foo: '1,2' } })
+  assert.match(header(other, 'cache-status'), /fwd=vary-miss/)
+  assert.equal(other.body.toString(), 'v2 en, fr;q=0.5')
 })
 
 test('revalidation: a 304 freshens the stored headers and the stored 200 is served', async () => {
