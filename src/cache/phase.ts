@@ -179,7 +179,8 @@ function missPlan(input: CachePhaseInput, creq: CacheRequest, found: Lookup, pro
       if (creq.method === 'GET' && code !== 206 && code !== 304) {
         policy = newPolicy(creq, code, headers)
         const length = Number(headerString(headers['content-length']) ?? 0)
-        storable = policy.storable() && !(length > config.max_object_size) && !/\*/.test(headerString(headers.vary) ?? '')
+        storable = policy.storable() && !(length > config.max_object_size) && !/\*/.test(headerString(headers.vary) ?? '') &&
+          (config.store_set_cookie || headers['set-cookie'] === undefined)
       }
       if (storable) {
         chunks = []
@@ -270,7 +271,7 @@ function backgroundRefresh(input: CachePhaseInput, creq: CacheRequest, found: Ex
     }
     const p = newPolicy({ ...creq, method: 'GET' }, r.status, r.headers)
     const size = r.body.reduce((a, b) => a + b.length, 0)
-    if (p.storable() && size <= input.config.max_object_size) await cache.put(found.key, creq, r.status, r.headers, r.body, size, p)
+    if (p.storable() && size <= input.config.max_object_size && (input.config.store_set_cookie || r.headers['set-cookie'] === undefined)) await cache.put(found.key, creq, r.status, r.headers, r.body, size, p)
   }).catch(() => {}).finally(() => cache.releaseRefresh(found.key))
 }
 

@@ -306,6 +306,13 @@ export const routeCacheSchema = z.strictObject({
   max_stale: duration.default(3_600_000),
   /** Longest wait of a request for the one upstream request of concurrent misses of the same key (request collapsing), in ms; then it goes upstream itself. Default `"5s"`. */
   collapse_timeout: duration.default(5000),
+  /**
+   * Store responses that carry `Set-Cookie` and serve them, cookie included, to every
+   * client. RFC 9111 §7.3 allows it; off by default because one user's cookie would reach
+   * others, as nginx (which skips such responses unless `proxy_ignore_headers Set-Cookie`)
+   * and Varnish also decide. Default false.
+   */
+  store_set_cookie: z.boolean().default(false),
 })
 
 /** The shared cache store (all routes). */

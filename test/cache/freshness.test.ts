@@ -23,6 +23,8 @@ interface Case {
   /** Response fields; a list is sent as several field lines. */
   headers: Record<string, string | string[]>
   requestHeaders?: http.OutgoingHttpHeaders
+  /** Route cache settings besides `enabled`. */
+  cache?: Parameters<typeof cached>[1]
   outcome: Outcome
 }
 
@@ -50,8 +52,9 @@ const cases: Case[] = [
   // RFC 9111 §5.1: Age is a non-negative integer; the first of several counts.
   { name: 'an Age that is a decimal number is ignored', headers: { 'cache-control': 'max-age=3600', age: '7200.0' }, outcome: 'reused' },
   { name: 'the first of several Age values counts', headers: { 'cache-control': 'max-age=3600', age: ['7200', '0'] }, outcome: 'stale' },
-  // RFC 9111 §3: Set-Cookie does not stop storing; §5.4: Pragma is deprecated.
-  { name: 'a response with Set-Cookie is stored and reused', headers: { 'cache-control': 'max-age=3600', 'set-cookie': 'a=b' }, outcome: 'reused' },
+  // RFC 9111 §7.3: Set-Cookie may be stored; Portico does so only when the route says so. §5.4: Pragma is deprecated.
+  { name: 'a response with Set-Cookie is not stored by default', headers: { 'cache-control': 'max-age=3600', 'set-cookie': 'a=b' }, outcome: 'not stored' },
+  { name: 'a response with Set-Cookie is stored and reused with store_set_cookie', headers: { 'cache-control': 'max-age=3600', 'set-cookie': 'a=b' }, cache: { store_set_cookie: true }, outcome: 'reused' },
   { name: 'Pragma: no-cache in a response with max-age is ignored', headers: { 'cache-control': 'max-age=3600', pragma: 'no-cache' }, outcome: 'reused' },
   { name: 'Pragma: no-cache in a request is ignored', headers: { 'cache-control': 'max-age=3600' }, requestHeaders: { pragma: 'no-cache' }, outcome: 'reused' },
   // RFC 9111 §3: any final status with explicit freshness may be stored; §5.2.2.3 must-understand.
@@ -69,7 +72,7 @@ for (const c of cases) {
       res.writeHead(status, { 'content-type': 'text/plain', ...c.headers })
       res.end(`v${n}`)
     })
-    const gw = await env.gateway(cached(o.url))
+    const gw = await env.gateway(cached(o.url, c.cache))
     const first = await send(gw.port, { path: '/c', headers: c.requestHeaders })
     assert.equal(first.status, status)
     assert.equal(first.body.toString(), 'v1')
@@ -88,13 +91,13 @@ for (const c of cases) {
   })
 }
 
-test('a stored response is served with the fields the origin sent: CDN-Cache-Control, Cache-Control, Expires and Set-Cookie unchanged', async () => {
+test('a stored response is served with the fields the origin sent: CDN-Cache-Control, Cache-Control, Expires and Set-Cookie (store_set_cookie) unchanged', async () => {
   const expires = 'Thursday, 18-Aug-50 02:01:18 GMT'
   const o = await countingOrigin(env, (_req, res) => {
     res.writeHead(200, { 'cdn-cache-control': 'max-age=60', 'cache-control': 'no-store', expires, 'set-cookie': ['a=b', 'c=d'] })
     res.end('body')
   })
-  const gw = await env.gateway(cached(o.url))
+  const gw = await env.gateway(cached(o.url, { store_set_cookie: true }))
   await send(gw.port, { path: '/f' })
   const r = await send(gw.port, { path: '/f' })
   assert.equal(r.status, 200)
