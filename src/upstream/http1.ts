@@ -82,7 +82,7 @@ export interface Http1PoolStats {
   free: number
   /** Requests waiting for a connection. */
   pending: number
-  /** Requests being exchanged on a connection. */
+  /** Requests being exchanged on a connection (or opening the fresh connection they asked for). */
   running: number
   /** Requests waiting or running. */
   size: number
@@ -241,6 +241,11 @@ export class Http1Connection {
   #requestDone = false
   #parsing = false
   #body: Readable | null = null
+  /**
+   * How the connection ended (FIN, close or an error) while a paused handler still had
+   * bytes read but not parsed; acted on once they are, since they may complete the response.
+   */
+  #ended: 'end' | 'close' | Error | null = null
 
   constructor(pool: Http1Pool, socket: Duplex) {
     this.#pool = pool
@@ -382,8 +387,12 @@ export class Http1Connection {
       return
     }
     if (this.#off < this.#buf.length) {
+      // #scan is an index into #buf, which now starts where #off was (e.g. after a 1xx
+      // response read from the same chunk as the start of the final head).
+      this.#scan = Math.max(0, this.#scan - this.#off)
       this.#buf = Buffer.concat([this.#buf.subarray(this.#off), chunk])
     } else {
+      this.#scan = 0
       this.#buf = chunk
     }
     this.#off = 0
@@ -411,7 +420,18 @@ export class Http1Connection {
     } finally {
       this.#parsing = false
     }
-    if (c.paused && this.current === c && !c.done) this.socket.pause()
+    if (c.paused && this.current === c && !c.done) {
+      this.socket.pause()
+      return
+    }
+    const ended = this.#ended
+    if (ended !== null) {
+      this.#ended = null
+      if (this.closed) return
+      if (ended === 'end') this.#onEnd()
+      else if (ended === 'close') this.#onClose()
+      else this.#onError(ended)
+    }
   }
 
   /** One step of the response parser; false when it needs more bytes (or the response ended). */
@@ -612,7 +632,7 @@ export class Http1Connection {
     c.conn = null
     this.#buf = EMPTY
     this.#off = 0
-    if (this.#keepAlive && !this.closed) this.#pool.release(this)
+    if (this.#keepAlive && !this.closed && this.#ended === null) this.#pool.release(this)
     else this.destroy(null)
     call(c, () => c.handler.onResponseEnd?.(c, trailers))
   }
@@ -625,6 +645,10 @@ export class Http1Connection {
     c.finish()
     this.current = null
     c.conn = null
+    // Our 'data' listener left the socket flowing: bytes read before the new owner
+    // attaches its own listener would be emitted to no one. Back to the initial state,
+    // as node:http does for its 'upgrade' event: buffered until read, piped or listened to.
+    socket.readableFlowing = null
     if (rest !== null) socket.unshift(rest)
     try {
       if (c.handler.onRequestUpgrade) c.handler.onRequestUpgrade(c, 101, headers, socket)
@@ -634,7 +658,16 @@ export class Http1Connection {
     }
   }
 
+  /** Whether the end of the connection must wait for a paused handler's unparsed bytes. */
+  #deferEnd(how: 'end' | 'close' | Error): boolean {
+    const c = this.current
+    if (c === null || c.done || !c.paused || this.#off >= this.#buf.length) return false
+    this.#ended ??= how
+    return true
+  }
+
   #onEnd = (): void => {
+    if (this.#deferEnd('end')) return
     const c = this.current
     if (c !== null && this.#state === S_CLOSE && !c.done) {
       this.#keepAlive = false
@@ -647,10 +680,12 @@ export class Http1Connection {
   }
 
   #onError = (err: Error): void => {
+    if (this.#deferEnd(err)) return
     this.#lost(err)
   }
 
   #onClose = (): void => {
+    if (this.#deferEnd('close')) return
     this.#lost(new UpstreamClosedError('other side closed: the connection closed before the response was complete'))
   }
 
@@ -768,6 +803,8 @@ export class Http1Pool extends Dispatcher {
   readonly #idle: Http1Connection[] = []
   readonly #all = new Set<Http1Connection>()
   readonly #queue: Http1Controller[] = []
+  /** Fresh requests whose own connection is being opened (they are not in the queue). */
+  readonly #opening = new Set<Http1Controller>()
   /** Connections being opened, each for the request that asked for it. */
   #connecting = 0
   #running = 0
@@ -789,7 +826,9 @@ export class Http1Pool extends Dispatcher {
   /** Connection and queue counts (undici `Pool.stats` names). */
   get stats(): Http1PoolStats {
     const pending = this.#queue.length
-    return { connected: this.#all.size, free: this.#idle.length, pending, running: this.#running, size: pending + this.#running }
+    // #running counts every request not yet ended, queued ones included.
+    const running = this.#running - pending
+    return { connected: this.#all.size, free: this.#idle.length, pending, running, size: pending + running }
   }
 
   /**
@@ -817,6 +856,7 @@ export class Http1Pool extends Dispatcher {
     this.#running++
     c.counted = true
     if (c.options.fresh === true) {
+      this.#opening.add(c)
       this.#open(c)
       return true
     }
@@ -847,6 +887,7 @@ export class Http1Pool extends Dispatcher {
     const o = this.options
     this.options.connect({ hostname: o.hostname, host: o.host, port: String(o.port), protocol: o.protocol, servername: undefined } as buildConnector.Options, (err, socket) => {
       this.#connecting--
+      this.#opening.delete(c)
       if (err !== null || socket === null) {
         // The request it was opened for learns why; others keep waiting for other connections.
         const i = this.#queue.indexOf(c)
@@ -962,6 +1003,8 @@ export class Http1Pool extends Dispatcher {
     this.#destroyed = true
     this.#closing ??= new Promise<void>((resolve) => { this.#closeWaiters.push(resolve) })
     for (const c of this.#queue.splice(0)) c.fail(err)
+    for (const c of this.#opening) c.fail(err)
+    this.#opening.clear()
     for (const conn of [...this.#all]) {
       const c = conn.current
       conn.destroy(err)
