@@ -39,9 +39,17 @@ export function policyRequest(r: CacheRequest): CachePolicy.HttpRequest {
   return { url: r.target, method: r.method === 'HEAD' ? 'GET' : r.method, headers: { ...policyRequestHeaders(r.headers), host: r.host.toLowerCase() } }
 }
 
-/** Restores a stored response's policy. */
+/** Policies already restored, by the stored object they came from (which is replaced, never changed, when a response is freshened). */
+const restored = new WeakMap<CachePolicy.CachePolicyObject, CachePolicy>()
+
+/** Restores a stored response's policy; once per stored object, not on every hit. */
 export function policyOf(v: StoredResponse): CachePolicy {
-  return CachePolicy.fromObject(v.policy)
+  let policy = restored.get(v.policy)
+  if (policy === undefined) {
+    policy = CachePolicy.fromObject(v.policy)
+    restored.set(v.policy, policy)
+  }
+  return policy
 }
 
 /** Remaining freshness of a stored response in whole seconds; negative when stale (RFC 9211 §2.3 `ttl`). */
@@ -105,7 +113,7 @@ function varySelection(policy: CachePolicy, variant: StoredResponse, req: CacheP
   const vary = headerString(variant.headers.vary)
   const selected: CachePolicy.Headers = {}
   if (vary === undefined) return selected
-  const stored = policy.toObject().reqh ?? {}
+  const stored = variant.policy.reqh ?? {}
   for (const raw of vary.toLowerCase().split(',')) {
     const name = raw.trim()
     if (name === '') continue
