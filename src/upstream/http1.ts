@@ -197,7 +197,19 @@ export class Http1Controller {
     if (this.done) return false
     this.done = true
     if (this.counted) this.#pool.settled()
+    if (this.#onAbort !== null) {
+      this.options.signal?.removeEventListener('abort', this.#onAbort)
+      this.#onAbort = null
+    }
     return true
+  }
+
+  #onAbort: (() => void) | null = null
+
+  /** Aborts the request when `signal` fires, until the request ends. */
+  watch(signal: AbortSignal): void {
+    this.#onAbort = () => this.abort(signal.reason as Error)
+    signal.addEventListener('abort', this.#onAbort, { once: true })
   }
 
   /** Tells the handler the request failed (once). */
@@ -845,7 +857,7 @@ export class Http1Pool extends Dispatcher {
         c.fail(signal.reason as Error)
         return true
       }
-      signal.addEventListener('abort', () => c.abort(signal.reason as Error), { once: true })
+      c.watch(signal)
     }
     call(c, () => c.handler.onRequestStart?.(c, {}))
     if (c.done) return true

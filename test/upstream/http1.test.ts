@@ -4,6 +4,7 @@
  * framing, the connection limit and its queue, backpressure, upgrades, close and destroy.
  */
 import assert from 'node:assert/strict'
+import { getEventListeners } from 'node:events'
 import type { IncomingHttpHeaders } from 'node:http'
 import net from 'node:net'
 import { Readable, type Duplex } from 'node:stream'
@@ -717,6 +718,15 @@ describe('connection limit and queue', () => {
     await release(0)
     await first.settled
     assert.equal(up.requests.length, 1)
+  })
+
+  test('a request that ended leaves no listener on its signal, and a later abort changes nothing', async () => {
+    const { pool } = await setup((req) => ok(req.path))
+    const ac = new AbortController()
+    await fetchOk(pool, { path: '/s', signal: ac.signal })
+    assert.equal(getEventListeners(ac.signal, 'abort').length, 0)
+    ac.abort(new Error('late'))
+    assert.deepEqual(counts(pool), { connected: 1, free: 1, pending: 0, running: 0 })
   })
 
   test('fresh: true opens a new connection even with one idle, beyond the limit for that request only', async () => {
