@@ -160,8 +160,6 @@ export class UpstreamExchange implements Http1Handler {
   #queueTimer: NodeJS.Timeout | null = null
   /** Whether the try still counts in the endpoint's pending requests (waiting for a connection). */
   #pending = false
-  /** Set when Portico decided to end the exchange before undici started it. */
-  #pendingAbort: Error | null = null
   #headerSent = false
   #settled = false
   #resolve: (r: TryResult) => void = () => {}
@@ -211,10 +209,9 @@ export class UpstreamExchange implements Http1Handler {
     return promise
   }
 
-  /** Aborts the exchange (client gone or shutdown). */
+  /** Aborts the exchange (client gone or shutdown); the pool tells `onResponseError`. */
   abort(err: Error): void {
-    if (this.#controller) this.#controller.abort(err)
-    else this.#pendingAbort = err
+    this.#controller?.abort(err)
   }
 
   /** Called with the connection the request is about to be written on. */
@@ -226,11 +223,9 @@ export class UpstreamExchange implements Http1Handler {
     else this.#arm(TIMER_HEADER, this.#in.headerTimeoutMs)
   }
 
+  /** Called by the pool inside `dispatch`, so every timer of the try finds the controller. */
   onRequestStart(controller: Http1Controller): void {
     this.#controller = controller
-    if (this.#pendingAbort) {
-      controller.abort(this.#pendingAbort)
-    }
   }
 
   onBodySent(): void {
@@ -360,14 +355,8 @@ export class UpstreamExchange implements Http1Handler {
     this.#totalTimer = null
     const err = new GatewayError(this.#headerSent ? 'connection_read_timeout' : 'http_response_timeout',
       `exchange took longer than the total timeout ${this.#in.timeouts.total}ms`)
-    if (this.#controller) {
-      this.#controller.abort(err)
-    } else {
-      // Still queued in undici: answer now and cancel the request when it starts.
-      this.#pendingAbort = err
-      this.#settle({ type: 'http_response_timeout', status: null, detail: err.message, sent: false, reused: false })
-      this.#finish()
-    }
+    // A queued request leaves the queue; onResponseError settles the try either way.
+    this.abort(err)
   }
 
   #onQueueTimeout = (): void => {
@@ -375,11 +364,8 @@ export class UpstreamExchange implements Http1Handler {
     if (this.#socket !== null) return
     const err = new GatewayError('connection_limit_reached',
       `endpoint ${this.#endpoint.label} stayed at its connection limit for ${this.#in.queueTimeoutMs}ms`)
-    this.#pendingAbort = err
-    if (this.#controller) this.#controller.abort(err)
-    // undici may hold the request in its queue: answer now, the request is cancelled when it starts.
-    this.#settle({ type: 'connection_limit_reached', status: null, detail: err.message, sent: false, reused: false })
-    this.#finish()
+    // The pool drops it from its queue without opening a connection; onResponseError settles the try.
+    this.abort(err)
   }
 
   #leaveQueue(): void {

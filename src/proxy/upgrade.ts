@@ -60,7 +60,6 @@ class UpgradeTry implements Http1Handler {
   readonly #headerTimeoutMs: number
   readonly #start = performance.now()
   #controller: Http1Controller | null = null
-  #pendingAbort: Error | null = null
   #socket: Duplex | null = null
   #reused = false
   #timer: NodeJS.Timeout | null = null
@@ -79,8 +78,7 @@ class UpgradeTry implements Http1Handler {
   }
 
   abort(err: Error): void {
-    if (this.#controller) this.#controller.abort(err)
-    else this.#pendingAbort = err
+    this.#controller?.abort(err)
   }
 
   /** Called with the connection the request is about to be written on. */
@@ -93,11 +91,9 @@ class UpgradeTry implements Http1Handler {
     }, this.#headerTimeoutMs)
   }
 
+  /** Called by the pool inside `dispatch`, before anything can abort the try. */
   onRequestStart(controller: Http1Controller): void {
     this.#controller = controller
-    if (this.#pendingAbort) {
-      controller.abort(this.#pendingAbort)
-    }
   }
 
   onRequestUpgrade(_controller: Http1Controller, statusCode: number, headers: IncomingHttpHeaders, socket: Duplex): void {

@@ -51,8 +51,6 @@ export interface EndpointOptions {
 export class Endpoint {
   /** Endpoint URL as configured, e.g. `http://127.0.0.1:3000`. */
   readonly url: string
-  /** `protocol//host:port`. */
-  readonly origin: string
   readonly protocol: 'http:' | 'https:'
   /** Host name or IP literal of the URL (IPv6 without brackets). */
   readonly hostname: string
@@ -110,7 +108,6 @@ export class Endpoint {
     this.address = options.address ?? this.hostname
     this.resolvedFrom = options.address === undefined ? null : this.hostname
     const host = options.address === undefined ? u.hostname : isIPv6(options.address) ? `[${options.address}]` : options.address
-    this.origin = options.address === undefined ? `${this.protocol}//${u.host}` : `${this.protocol}//${host}:${this.port}`
     this.label = `${host}:${this.port}`
     this.weight = weight
     const tls = this.protocol === 'https:' ? options.tls ?? upstreamTlsOptions(cfg.tls) : undefined

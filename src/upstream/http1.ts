@@ -177,7 +177,7 @@ export class Http1Controller {
     this.#aborted = true
     this.#reason = reason ?? new Error('request aborted')
     if (this.conn === null) this.#pool.unqueue(this)
-    else this.conn.destroy(this.#reason)
+    else this.conn.destroy()
     this.fail(this.#reason)
   }
 
@@ -225,7 +225,7 @@ function call(c: Http1Controller, fn: () => void): void {
     fn()
   } catch (err) {
     if (!c.done) c.abort(err as Error)
-    else c.conn?.destroy(err as Error)
+    else c.conn?.destroy()
   }
 }
 
@@ -247,7 +247,6 @@ export class Http1Connection {
   #off = 0
   #scan = 0
   #remaining = 0
-  #status = 0
   #headResponse = false
   #keepAlive = true
   #requestDone = false
@@ -395,7 +394,7 @@ export class Http1Connection {
     const c = this.current
     if (c === null || this.#state === S_DONE) {
       // Bytes nobody asked for: the connection cannot be trusted with another request.
-      this.destroy(null)
+      this.destroy()
       return
     }
     if (this.#off < this.#buf.length) {
@@ -427,7 +426,7 @@ export class Http1Connection {
         if (!this.#step(c)) break
       }
     } catch (err) {
-      this.destroy(null)
+      this.destroy()
       c.fail(err as Error)
     } finally {
       this.#parsing = false
@@ -565,7 +564,6 @@ export class Http1Connection {
     const reason = statusLine.length > 13 ? statusLine.slice(13) : ''
     const headers: IncomingHttpHeaders = {}
     const framing = parseFields(lines, 1, headers)
-    this.#status = status
 
     if (status < 200) {
       if (status === 101) {
@@ -645,7 +643,7 @@ export class Http1Connection {
     this.#buf = EMPTY
     this.#off = 0
     if (this.#keepAlive && !this.closed && this.#ended === null) this.#pool.release(this)
-    else this.destroy(null)
+    else this.destroy()
     call(c, () => c.handler.onResponseEnd?.(c, trailers))
   }
 
@@ -704,7 +702,7 @@ export class Http1Connection {
   /** The connection broke: fail the request on it, if any, and drop it from the pool. */
   #lost(err: Error): void {
     const c = this.current
-    this.destroy(null)
+    this.destroy()
     if (c !== null) c.fail(err)
   }
 
@@ -712,7 +710,7 @@ export class Http1Connection {
    * Closes the connection and removes it from the pool. The request on it (if any) is not
    * told; callers that end a request call its `fail`.
    */
-  destroy(err: Error | null): void {
+  destroy(): void {
     if (this.closed) return
     this.closed = true
     const c = this.current
@@ -728,7 +726,6 @@ export class Http1Connection {
     this.socket.on('error', noop)
     this.socket.destroy()
     this.#pool.forget(this)
-    void err
   }
 
   #detach(): void {
@@ -888,7 +885,7 @@ export class Http1Pool extends Dispatcher {
     let conn: Http1Connection | undefined
     while ((conn = this.#idle.pop()) !== undefined) {
       if (now - conn.idleSince < conn.keepAliveMs && !conn.closed) return conn
-      conn.destroy(null)
+      conn.destroy()
     }
     return null
   }
@@ -911,7 +908,7 @@ export class Http1Pool extends Dispatcher {
       const conn = new Http1Connection(this, socket as Duplex)
       this.#all.add(conn)
       if (this.#destroyed) {
-        conn.destroy(null)
+        conn.destroy()
         return
       }
       if (c.options.fresh === true && !c.done && c.conn === null) {
@@ -931,7 +928,7 @@ export class Http1Pool extends Dispatcher {
         return
       }
       if (this.#closing !== null || this.#all.size > this.options.connections) {
-        conn.destroy(null)
+        conn.destroy()
         return
       }
       conn.idleSince = performance.now()
@@ -974,7 +971,7 @@ export class Http1Pool extends Dispatcher {
     const now = performance.now()
     for (let i = this.#idle.length - 1; i >= 0; i--) {
       const conn = this.#idle[i]
-      if (now - conn.idleSince >= conn.keepAliveMs) conn.destroy(null)
+      if (now - conn.idleSince >= conn.keepAliveMs) conn.destroy()
     }
     if (this.#idle.length === 0 && this.#sweeper !== null) {
       clearInterval(this.#sweeper)
@@ -984,7 +981,7 @@ export class Http1Pool extends Dispatcher {
 
   #checkClosed(): void {
     if (this.#closing === null) return
-    for (const conn of [...this.#idle]) conn.destroy(null)
+    for (const conn of [...this.#idle]) conn.destroy()
     if (this.#all.size === 0 && this.#queue.length === 0 && this.#connecting === 0) {
       if (this.#sweeper !== null) clearInterval(this.#sweeper)
       this.#sweeper = null
@@ -1019,7 +1016,7 @@ export class Http1Pool extends Dispatcher {
     this.#opening.clear()
     for (const conn of [...this.#all]) {
       const c = conn.current
-      conn.destroy(err)
+      conn.destroy()
       c?.fail(err)
     }
     this.#checkClosed()
@@ -1031,7 +1028,7 @@ export class Http1Pool extends Dispatcher {
   }
 }
 
-/** Whether `host` needs brackets in a `Host` field (an IPv6 literal). */
+/** The `Host` field value of an endpoint: an IPv6 literal in brackets, the port left out when it is the scheme's default. */
 export function hostField(hostname: string, port: number, defaultPort: number): string {
   const h = net.isIPv6(hostname) ? `[${hostname}]` : hostname
   return port === defaultPort ? h : `${h}:${port}`

@@ -70,7 +70,7 @@ describe('pools with host names', () => {
       assert.equal(e.authority, 'svc.test:8443')
       assert.equal(e.weight, 3)
       assert.equal(e.tls?.servername, 'svc.test', 'SNI and the certificate check use the name')
-      assert.equal(e.origin, `https://${e.label}`)
+      assert.equal(`${e.dispatcher.options.hostname}:${e.dispatcher.options.port}`, e.label.replace(/^\[|\](?=:)/g, ''), 'connections go to the address')
     }
     const [name] = pool.names()
     assert.deepEqual(name.addresses, ['127.0.0.2', '127.0.0.3', '::1'])
