@@ -4,7 +4,6 @@
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { cacheResult } from '../cache/status.ts'
-import type { AccessLogRecord } from './access-log.ts'
 
 /** What the response store holds now, as the cache gauges report it. */
 export interface StoreUsage {
@@ -12,6 +11,19 @@ export interface StoreUsage {
   size: number
   /** Entries held: one a URL, each with its `Vary` variants. */
   count: number
+}
+
+/** What the metrics count of a finished request: fields of its context, named as in its access log record. */
+export interface FinishedRequest {
+  route: string | null
+  upstream: string | null
+  /** Status sent downstream. */
+  status: number
+  /** RFC 9209 error type of a gateway failure, else null. */
+  error: string | null
+  endpoint: string | null
+  /** RFC 9211 Cache-Status value, or null. */
+  cache: string | null
 }
 
 /** One endpoint's health, as the `portico_upstream_endpoint_healthy` gauge reports it. */
@@ -109,8 +121,13 @@ export class Metrics {
     })
   }
 
-  /** Counts one finished request; pass every access log record. */
-  observe(r: AccessLogRecord): void {
+  /**
+   * Counts one finished request; pass every one (the access log's observer does).
+   *
+   * @param r the request's context (or its access log record: the same field names)
+   * @param durationMs its `duration_ms`
+   */
+  observe(r: FinishedRequest, durationMs: number): void {
     const route = r.route ?? ''
     const upstream = r.upstream ?? ''
     const statusClass = Math.floor(r.status / 100)
@@ -122,7 +139,7 @@ export class Metrics {
       this.#series.set(key, series)
     }
     series.requests.inc()
-    series.duration.observe(r.duration_ms / 1000)
+    series.duration.observe(durationMs / 1000)
     if (r.error !== null) this.#errors.inc({ cause: r.error, upstream, endpoint: r.endpoint ?? '' })
     if (r.cache !== null) this.#cache.inc({ route, result: cacheResult(r.cache) })
   }

@@ -1,0 +1,64 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { RequestContext } from '../../src/proxy/context.ts'
+import { createAccessLog, renderJson, toRecord } from '../../src/observe/access-log.ts'
+
+function context(): RequestContext {
+  // Quotes, backslashes, control characters, non-ASCII, a surrogate pair and a lone surrogate.
+  return new RequestContext('id-"x"\\', '::1', 'GET', 'h\u0001ost', '/p\u00e9/\ud83d\ude00/\ud800?q="1"', 'HTTP/1.1')
+}
+
+test('renderJson writes exactly the JSON of the record, whatever the fields hold', () => {
+  const c = context()
+  assert.equal(renderJson(c, 0), JSON.stringify(toRecord(c, 0)))
+  c.route = 'r'
+  c.upstream = 'u'
+  c.endpoint = '[::1]:8080'
+  c.upstreamStatus = 200
+  c.status = 200
+  c.attempts = 2
+  c.bytesSent = 1234
+  c.timings.ttfb_ms = 1.23456
+  c.timings.connect_ms = 0.001
+  assert.equal(renderJson(c, 12.34), JSON.stringify(toRecord(c, 12.34)))
+  c.error = 'connection_refused'
+  c.details = 'line\n"quoted"\ttab'
+  c.downstream = 'client_closed'
+  c.cache = 'portico; fwd=miss'
+  c.connectionReused = true
+  assert.equal(renderJson(c, 5), JSON.stringify(toRecord(c, 5)))
+  const parsed = JSON.parse(renderJson(c, 5))
+  assert.equal(parsed.path, c.path)
+  assert.equal(parsed.downstream, 'client_closed')
+})
+
+test('the file sink batches lines, observes each request once, and flush writes every line', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'portico-log-'))
+  try {
+    const path = join(dir, 'access.log')
+    const log = createAccessLog('json', path)
+    const seen: number[] = []
+    log.observe = (ctx, d) => { seen.push(d); assert.ok(ctx.requestId.startsWith('r')) }
+    // Enough lines to fill the 64 KiB buffer several times, and one longer than the buffer.
+    const n = 600
+    for (let i = 0; i < n; i++) {
+      const c = new RequestContext(`r${i}`, '127.0.0.1', 'GET', 'h', `/${'x'.repeat(i % 300)}`, 'HTTP/1.1')
+      c.status = 200
+      log.write(c)
+    }
+    const big = new RequestContext('rbig', '127.0.0.1', 'GET', 'h', `/${'é'.repeat(40_000)}`, 'HTTP/1.1')
+    log.write(big)
+    await log.flush()
+    const lines = (await readFile(path, 'utf8')).split('\n')
+    assert.equal(lines.pop(), '')
+    assert.equal(lines.length, n + 1)
+    assert.equal(seen.length, n + 1)
+    for (let i = 0; i < n; i++) assert.equal(JSON.parse(lines[i]).request_id, `r${i}`)
+    assert.equal(JSON.parse(lines[n]).path, big.path)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
