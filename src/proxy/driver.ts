@@ -37,8 +37,9 @@ export function parseRequest(req: IncomingMessage): RequestContext {
  * Phase "log": writes the access log line exactly once, when the downstream response is
  * over (finished, or the connection closed). A client that left first is logged as 499.
  */
-function logOnClose(ctx: RequestContext, res: ServerResponse, log: AccessLogSink, onClientClose: () => void): void {
+function logOnClose(ctx: RequestContext, rt: Runtime, res: ServerResponse, log: AccessLogSink, tracker: RequestTracker | undefined, onClientClose: () => void): void {
   res.once('close', () => {
+    tracker?.end(rt, res)
     if (ctx.logged) return
     ctx.logged = true
     if (!res.writableFinished && ctx.downstream === 'completed') {
@@ -48,6 +49,18 @@ function logOnClose(ctx: RequestContext, res: ServerResponse, log: AccessLogSink
     }
     log.write(ctx)
   })
+}
+
+/**
+ * Told when each proxied request starts and when its response closes (the gateway counts
+ * requests per runtime, for graceful reloads and draining). One object for all requests:
+ * the request path makes no closure for it.
+ */
+export interface RequestTracker {
+  /** A request starts on runtime `rt`; called before anything is answered. */
+  start(rt: Runtime, req: IncomingMessage, res: ServerResponse): void
+  /** Its response closed (finished, or the connection went away). */
+  end(rt: Runtime, res: ServerResponse): void
 }
 
 /** A proxy-generated error response, before it is written. */
@@ -187,13 +200,15 @@ export function enterRetry(pool: UpstreamPool, failure: TryFailure): boolean {
  *   request so a reload never changes a request mid-flight
  * @param log the access log
  * @param opts the listener's scheme and limits
+ * @param tracker told when each request starts and when its response closes
  */
-export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink, opts: HandlerOptions) {
+export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink, opts: HandlerOptions, tracker?: RequestTracker) {
   return function handle(req: IncomingMessage, res: ServerResponse): void {
     const rt = getRuntime()
+    tracker?.start(rt, req, res)
     const ctx = parseRequest(req)
     let current: UpstreamExchange | null = null
-    logOnClose(ctx, res, log, () => current?.abort(new ClientClosedError()))
+    logOnClose(ctx, rt, res, log, tracker, () => current?.abort(new ClientClosedError()))
 
     const routed = routeRequest(ctx, req, rt)
     if (routed.kind === 'bad_request') {
@@ -257,7 +272,7 @@ async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerRespo
   try {
     for (;;) {
       if (!fresh) {
-        const choice = await pool.choose(tried)
+        const choice = pool.chooseNow(tried) ?? await pool.choose(tried)
         if (choice.endpoint === null) {
           const none = choice.failure
           // A name that does not resolve is the endpoint that failed: the log names it.

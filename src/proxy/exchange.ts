@@ -154,8 +154,18 @@ export class UpstreamExchange implements Http1Handler {
   #socket: Duplex | null = null
   #reused = false
   #body: LazyBody | null = null
+  /**
+   * The one timer of the phase timeouts (upload idle, first byte, body idle). Moving the
+   * deadline only sets {@link #deadline}: the timer, when it fires before the deadline,
+   * waits again for the rest, so a try creates one timer in the common case instead of
+   * one per phase and per chunk.
+   */
   #timer: NodeJS.Timeout | null = null
   #timerKind = 0
+  /** When the current phase times out, `performance.now()` ms. */
+  #deadline = 0
+  /** When {@link #timer} fires, `performance.now()` ms. */
+  #timerDue = 0
   #totalTimer: NodeJS.Timeout | null = null
   #queueTimer: NodeJS.Timeout | null = null
   /** Whether the try still counts in the endpoint's pending requests (waiting for a connection). */
@@ -229,7 +239,7 @@ export class UpstreamExchange implements Http1Handler {
   }
 
   onBodySent(): void {
-    if (this.#timerKind === TIMER_UPLOAD) this.#timer?.refresh()
+    if (this.#timerKind === TIMER_UPLOAD) this.#deadline = performance.now() + this.#in.timeouts.idle
   }
 
   onRequestSent(): void {
@@ -263,7 +273,7 @@ export class UpstreamExchange implements Http1Handler {
       controller.abort(new ClientClosedError())
       return
     }
-    if (this.#in.tee && !this.#in.tee.start(statusCode, headers, out)) {
+    if (this.#in.tee && !this.#in.tee.start(statusCode, out as IncomingHttpHeaders, out)) {
       this.#teeAnswered = true
       this.#settle(null)
       return
@@ -276,7 +286,7 @@ export class UpstreamExchange implements Http1Handler {
   }
 
   onResponseData(controller: Http1Controller, chunk: Buffer): void {
-    if (this.#timer !== null) this.#timer.refresh()
+    if (this.#timerKind === TIMER_BODY) this.#deadline = performance.now() + this.#in.timeouts.idle
     if (this.#teeAnswered) return
     this.#in.tee?.data(chunk)
     this.#in.ctx.bytesSent += chunk.length
@@ -334,12 +344,25 @@ export class UpstreamExchange implements Http1Handler {
   }
 
   #arm(kind: number, ms: number): void {
-    if (this.#timer !== null) clearTimeout(this.#timer)
     this.#timerKind = kind
+    this.#deadline = performance.now() + ms
+    // A timer due no later than the new deadline stays: when it fires it waits for the rest.
+    if (this.#timer !== null) {
+      if (this.#timerDue <= this.#deadline) return
+      clearTimeout(this.#timer)
+    }
+    this.#timerDue = this.#deadline
     this.#timer = setTimeout(this.#onTimeout, ms)
   }
 
   #onTimeout = (): void => {
+    // Node's timers count from the event loop's cached clock, which may lag: within 1 ms is due.
+    const left = this.#deadline - performance.now()
+    if (left > 1) {
+      this.#timerDue = this.#deadline
+      this.#timer = setTimeout(this.#onTimeout, Math.ceil(left))
+      return
+    }
     const t = this.#in.timeouts
     const err = this.#timerKind === TIMER_HEADER
       ? new GatewayError('http_response_timeout', `no response header within ${this.#in.headerTimeoutMs}ms`)

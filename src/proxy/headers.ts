@@ -79,19 +79,21 @@ export function upstreamRequestHeaders(raw: readonly string[], connection: strin
 }
 
 /**
- * Makes the downstream response header object from the upstream's: hop-by-hop fields
- * (and those named in the upstream's Connection) removed, in place.
+ * Makes the downstream response header object from the upstream's: a copy without the
+ * hop-by-hop fields and those named in the upstream's Connection. Copying, not deleting,
+ * keeps the object in V8's fast (non-dictionary) form for `writeHead`.
  *
- * @param headers the upstream response headers as undici parsed them (lower-case names)
- * @returns the same object, cleaned
+ * @param headers the upstream response headers as parsed (lower-case names); not changed
+ * @returns a new object
  */
 export function cleanResponseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
   const named = connectionTokens(headers.connection)
-  for (const h of HOP_BY_HOP) {
-    if (h in headers) delete headers[h]
+  const out: IncomingHttpHeaders = {}
+  for (const name in headers) {
+    if (HOP_BY_HOP.has(name) || (named !== null && named.has(name))) continue
+    out[name] = headers[name]
   }
-  if (named) for (const h of named) delete headers[h]
-  return headers
+  return out
 }
 
 /** Request methods that are idempotent (RFC 9110 §9.2.2) and so may be replayed. */

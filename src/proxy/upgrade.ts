@@ -287,7 +287,7 @@ async function connect(ctx: RequestContext, req: IncomingMessage, rt: Runtime, r
   try {
     for (;;) {
       if (!fresh) {
-        const choice = await pool.choose(tried)
+        const choice = pool.chooseNow(tried) ?? await pool.choose(tried)
         if (choice.endpoint === null) {
           if (choice.failure.endpoint !== null) ctx.beginAttempt(choice.failure.endpoint)
           return { kind: 'error', type: choice.failure.type, detail: choice.failure.detail }

@@ -10,11 +10,11 @@ import { AdminServer } from '../admin/server.ts'
 import { describeReload, upstreamChanges, type ReloadOutcome, type ReloadSummary } from '../admin/reload.ts'
 import { ConfigError } from '../config/load.ts'
 import type { Config, ListenerConfig } from '../config/schema.ts'
-import { createAccessLog, type AccessLogSink } from '../observe/access-log.ts'
+import { createAccessLog, toRecord, type AccessLogSink } from '../observe/access-log.ts'
 import { FailureRing } from '../observe/failures.ts'
 import { logger } from '../observe/logger.ts'
 import { Metrics } from '../observe/metrics.ts'
-import { createProxyHandler } from '../proxy/driver.ts'
+import { createProxyHandler, type RequestTracker } from '../proxy/driver.ts'
 import { buildRuntime, type Runtime } from '../proxy/runtime.ts'
 import { createUpgradeHandler, type UpgradeSession } from '../proxy/upgrade.ts'
 import { CertificateStore, createSecureServer, loadCertificates, redirectHandler, reloadCertificates, type LoadedCertificate, type SecureServer } from './tls.ts'
@@ -87,11 +87,11 @@ export class Gateway {
     this.#loadConfig = opts.loadConfig ?? null
     this.accessLog = opts.accessLog ?? createAccessLog(config.access_log.format, config.access_log.path)
     this.metrics = new Metrics(() => this.#endpointHealth(), () => this.#runtime.cache.store)
-    const previous = this.accessLog.onRecord
-    this.accessLog.onRecord = (r) => {
-      previous?.(r)
-      this.failures.observe(r)
-      this.metrics.observe(r)
+    const previous = this.accessLog.observe
+    this.accessLog.observe = (ctx, durationMs) => {
+      previous?.(ctx, durationMs)
+      this.metrics.observe(ctx, durationMs)
+      if (ctx.error !== null) this.failures.observe(toRecord(ctx, durationMs))
     }
   }
 
@@ -123,27 +123,25 @@ export class Gateway {
   }
 
   /**
-   * Request entry of every listener: counts the request against the runtime it starts
-   * on (read once, as the driver does) and, while draining, answers with `Connection: close`.
+   * Counts each request against the runtime it starts on (the one the driver reads) and,
+   * while draining, answers with `Connection: close`; uncounts it when its response closes.
    */
-  #track(handler: http.RequestListener): http.RequestListener {
-    return (req, res) => {
-      const rt = this.#runtime
+  readonly #tracker: RequestTracker = {
+    start: (rt, req, res) => {
       this.#inFlight.set(rt, (this.#inFlight.get(rt) ?? 0) + 1)
       this.#responses.add(res)
       // HTTP/2 has no Connection field (RFC 9113 §8.2.2): closing the server sends GOAWAY instead.
       if (this.#draining && req.httpVersionMajor < 2) res.setHeader('connection', 'close')
-      res.once('close', () => {
-        this.#responses.delete(res)
-        const n = (this.#inFlight.get(rt) ?? 1) - 1
-        if (n > 0) this.#inFlight.set(rt, n)
-        else this.#inFlight.delete(rt)
-        if (n <= 0 && this.#retiring.has(rt)) this.#retire(rt)
-        // A response that had started before draining leaves a keep-alive connection idle.
-        if (this.#draining) setImmediate(() => this.#closeIdle())
-      })
-      handler(req, res)
-    }
+    },
+    end: (rt, res) => {
+      this.#responses.delete(res)
+      const n = (this.#inFlight.get(rt) ?? 1) - 1
+      if (n > 0) this.#inFlight.set(rt, n)
+      else this.#inFlight.delete(rt)
+      if (n <= 0 && this.#retiring.has(rt)) this.#retire(rt)
+      // A response that had started before draining leaves a keep-alive connection idle.
+      if (this.#draining) setImmediate(() => this.#closeIdle())
+    },
   }
 
   /**
@@ -186,7 +184,7 @@ export class Gateway {
     }
     const handler = lc.redirect_to_https !== undefined
       ? redirectHandler(lc.redirect_to_https)
-      : this.#track(createProxyHandler(() => this.#runtime, this.accessLog, { scheme: lc.tls ? 'https' : 'http', maxBodyBytes: lc.max_request_body_size ?? null }))
+      : createProxyHandler(() => this.#runtime, this.accessLog, { scheme: lc.tls ? 'https' : 'http', maxBodyBytes: lc.max_request_body_size ?? null }, this.#tracker)
     const certificates = lc.tls ? new CertificateStore(loadCertificates(lc.tls)) : null
     const server = lc.tls && certificates
       ? createSecureServer(lc.tls, certificates, http1, lc.max_header_size, lc.timeouts.keepalive, handler)

@@ -126,6 +126,8 @@ const CRLF = Buffer.from('\r\n')
 const CRLFCRLF = Buffer.from('\r\n\r\n')
 const EMPTY = Buffer.alloc(0)
 const NO_TRAILERS: IncomingHttpHeaders = Object.freeze({}) as IncomingHttpHeaders
+/** The context given to `onRequestStart` (undici passes per-request state there; this pool has none). */
+const NO_CONTEXT = Object.freeze({})
 const BODYLESS_METHODS_NEED_LENGTH = new Set(['POST', 'PUT', 'PATCH'])
 /** Longest chunk-size line accepted (size, extensions and CRLF), in bytes. */
 const MAX_CHUNK_LINE = 4096
@@ -215,18 +217,18 @@ export class Http1Controller {
   /** Tells the handler the request failed (once). */
   fail(err: Error): void {
     if (!this.finish()) return
-    call(this, () => this.handler.onResponseError?.(this, err))
+    try { this.handler.onResponseError?.(this, err) } catch (thrown) { handlerThrew(this, thrown) }
   }
 }
 
-/** Runs a handler callback; a throw fails the request instead of reaching the event loop. */
-function call(c: Http1Controller, fn: () => void): void {
-  try {
-    fn()
-  } catch (err) {
-    if (!c.done) c.abort(err as Error)
-    else c.conn?.destroy()
-  }
+/**
+ * A handler callback threw: the request fails instead of the error reaching the event loop
+ * (or, once it has ended, its connection closes). Callbacks are called inside try/catch at
+ * each call site, with no closure per call: they run several times for every request.
+ */
+function handlerThrew(c: Http1Controller, err: unknown): void {
+  if (!c.done) c.abort(err as Error)
+  else c.conn?.destroy()
 }
 
 /** One connection to the endpoint and the parser of the responses read from it. */
@@ -277,7 +279,7 @@ export class Http1Connection {
     this.#keepAlive = true
     this.#requestDone = false
     this.#headResponse = c.options.method === 'HEAD'
-    call(c, () => c.handler.onSocket?.(this.socket))
+    try { c.handler.onSocket?.(this.socket) } catch (thrown) { handlerThrew(c, thrown) }
     if (c.done || this.closed) return
     this.#writeRequest(c)
   }
@@ -292,27 +294,18 @@ export class Http1Connection {
     let head = `${method} ${path} HTTP/1.1\r\n`
     let hasHost = false
     let hasLength = false
-    const add = (name: string, value: string): boolean => {
+    const h = o.headers
+    const flat = Array.isArray(h) ? h : h ? flatten(h) : NO_FIELDS
+    for (let i = 0; i < flat.length; i += 2) {
+      const name = flat[i]
+      const value = flat[i + 1]
       if (!TOKEN.test(name) || BAD_OUT.test(value)) {
         c.abort(new TypeError(`invalid request header ${JSON.stringify(name)}`))
-        return false
+        return
       }
       if (name.length === 4 && name.toLowerCase() === 'host') hasHost = true
       else if (name.length === 14 && name.toLowerCase() === 'content-length') hasLength = true
       head += `${name}: ${value}\r\n`
-      return true
-    }
-    const h = o.headers
-    if (Array.isArray(h)) {
-      for (let i = 0; i < h.length; i += 2) if (!add(h[i], h[i + 1])) return
-    } else if (h) {
-      for (const name of Object.keys(h)) {
-        const v = h[name]
-        if (v === undefined) continue
-        if (Array.isArray(v)) {
-          for (const one of v) if (!add(name, one)) return
-        } else if (!add(name, v)) return
-      }
     }
     if (!hasHost) head += `host: ${this.#pool.options.host}\r\n`
     if (o.upgrade) head += `connection: upgrade\r\nupgrade: ${o.upgrade}\r\n`
@@ -327,10 +320,10 @@ export class Http1Connection {
       socket.write(head + '\r\n', 'latin1')
       if (bytes !== null && bytes.length > 0) {
         socket.write(bytes)
-        call(c, () => c.handler.onBodySent?.(bytes))
+        try { c.handler.onBodySent?.(bytes) } catch (thrown) { handlerThrew(c, thrown) }
       }
       this.#requestDone = true
-      if (!c.done) call(c, () => c.handler.onRequestSent?.())
+      if (!c.done) try { c.handler.onRequestSent?.() } catch (thrown) { handlerThrew(c, thrown) }
       return
     }
     const chunked = !hasLength
@@ -366,7 +359,7 @@ export class Http1Connection {
       } else {
         ok = socket.write(chunk)
       }
-      call(c, () => c.handler.onBodySent?.(chunk))
+      try { c.handler.onBodySent?.(chunk) } catch (thrown) { handlerThrew(c, thrown) }
       if (!ok) {
         body.pause()
         socket.once('drain', onDrain)
@@ -377,7 +370,7 @@ export class Http1Connection {
       if (c.done || this.current !== c) return
       if (chunked) socket.write('0\r\n\r\n', 'latin1')
       this.#requestDone = true
-      call(c, () => c.handler.onRequestSent?.())
+      try { c.handler.onRequestSent?.() } catch (thrown) { handlerThrew(c, thrown) }
       // A response that finished before the body did could not free the connection then.
       if (this.#state === S_DONE) this.#complete(c)
     }
@@ -572,7 +565,7 @@ export class Http1Connection {
         return false
       }
       // Interim response (RFC 9110 §15.2): reported, then the final one follows.
-      call(c, () => c.handler.onResponseStart?.(c, status, headers, reason))
+      try { c.handler.onResponseStart?.(c, status, headers, reason) } catch (thrown) { handlerThrew(c, thrown) }
       return true
     }
 
@@ -609,13 +602,13 @@ export class Http1Connection {
       this.#keepAlive = false
     }
 
-    call(c, () => c.handler.onResponseStart?.(c, status, headers, reason))
+    try { c.handler.onResponseStart?.(c, status, headers, reason) } catch (thrown) { handlerThrew(c, thrown) }
     if (this.#state === S_DONE && !c.done && this.current === c) this.#finishBody(c, NO_TRAILERS)
     return true
   }
 
   #deliver(c: Http1Controller, chunk: Buffer): void {
-    call(c, () => c.handler.onResponseData?.(c, chunk))
+    try { c.handler.onResponseData?.(c, chunk) } catch (thrown) { handlerThrew(c, thrown) }
   }
 
   /** The response is complete: frees the connection (when it may be reused) and tells the handler. */
@@ -644,7 +637,7 @@ export class Http1Connection {
     this.#off = 0
     if (this.#keepAlive && !this.closed && this.#ended === null) this.#pool.release(this)
     else this.destroy()
-    call(c, () => c.handler.onResponseEnd?.(c, trailers))
+    try { c.handler.onResponseEnd?.(c, trailers) } catch (thrown) { handlerThrew(c, thrown) }
   }
 
   #upgrade(c: Http1Controller, headers: IncomingHttpHeaders): void {
@@ -738,6 +731,20 @@ export class Http1Connection {
 }
 
 function noop(): void {}
+
+const NO_FIELDS: readonly string[] = []
+
+/** An object of fields as a flat `[name, value, ...]` list (one pair per value of an array). */
+function flatten(h: Record<string, string | string[] | undefined>): string[] {
+  const flat: string[] = []
+  for (const name of Object.keys(h)) {
+    const v = h[name]
+    if (v === undefined) continue
+    if (Array.isArray(v)) for (const one of v) flat.push(name, one)
+    else flat.push(name, v)
+  }
+  return flat
+}
 
 /** The fields that frame the message, collected while parsing. */
 interface Framing {
@@ -856,7 +863,7 @@ export class Http1Pool extends Dispatcher {
       }
       c.watch(signal)
     }
-    call(c, () => c.handler.onRequestStart?.(c, {}))
+    try { c.handler.onRequestStart?.(c, NO_CONTEXT) } catch (thrown) { handlerThrew(c, thrown) }
     if (c.done) return true
     if (this.#closing !== null || this.#destroyed) {
       c.fail(new PoolClosedError())

@@ -196,10 +196,14 @@ export class UpstreamPool {
    */
   select(tried: readonly Endpoint[] | null, now = Date.now()): Endpoint | null {
     const all = this.endpoints
+    const threshold = this.config.panic_threshold
+    let available = 0
+    for (let i = 0; i < all.length; i++) if (all[i].isAvailable(now)) available++
+    const panic = threshold > 0 && available * 100 < threshold * all.length
+    // The common case, a first try with every endpoint available (or all in panic): no arrays built.
+    if ((available === all.length || panic) && (tried === null || tried.length === 0)) return all.length > 0 ? this.balancer.pick(all) : null
     let candidates: Endpoint[] = []
     let fallback: Endpoint[] = []
-    const threshold = this.config.panic_threshold
-    const panic = threshold > 0 && all.filter((e) => e.isAvailable(now)).length * 100 < threshold * all.length
     for (const e of all) {
       if (!panic && !e.isAvailable(now)) continue
       if (tried !== null && tried.includes(e)) fallback.push(e)
@@ -220,14 +224,23 @@ export class UpstreamPool {
    *   `destination_unavailable`
    */
   async choose(tried: readonly Endpoint[] | null): Promise<Choice> {
-    let endpoint = this.select(tried)
-    if (endpoint === null && this.#firstAnswers !== null) {
-      let timer: NodeJS.Timeout | undefined
-      await Promise.race([this.#firstAnswers, new Promise((resolve) => { timer = setTimeout(resolve, this.config.timeouts.connect) })])
-      clearTimeout(timer)
-      endpoint = this.select(tried)
-    }
+    const now = this.chooseNow(tried)
+    if (now !== null) return now
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([this.#firstAnswers, new Promise((resolve) => { timer = setTimeout(resolve, this.config.timeouts.connect) })])
+    clearTimeout(timer)
+    const endpoint = this.select(tried)
     return endpoint !== null ? { endpoint, failure: null } : { endpoint: null, failure: this.#noEndpoint() }
+  }
+
+  /**
+   * {@link choose} without waiting: the choice when it needs no wait for first DNS
+   * answers, else null (then `await choose(tried)`). Saves the request path a promise.
+   */
+  chooseNow(tried: readonly Endpoint[] | null): Choice | null {
+    const endpoint = this.select(tried)
+    if (endpoint !== null) return { endpoint, failure: null }
+    return this.#firstAnswers !== null ? null : { endpoint: null, failure: this.#noEndpoint() }
   }
 
   #noEndpoint(): NoEndpoint {
