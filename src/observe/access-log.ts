@@ -78,33 +78,66 @@ export function toRecord(ctx: RequestContext, durationMs: number = durationOf(ct
   return r
 }
 
-/** Characters a JSON string must escape (RFC 8259 §7), and lone surrogates, which JSON.stringify escapes. */
-const JSON_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
+let lastMs = -1
+let lastIso = ''
 
-/** A JSON string literal of `s`: quoted as is when nothing needs escaping, else by JSON.stringify. */
-function jsonString(s: string): string {
-  return JSON_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`
-}
-
-function jsonStringOrNull(s: string | null): string {
-  return s === null ? 'null' : jsonString(s)
+/** `new Date(ms).toISOString()`, remembered for the last millisecond asked (many requests share one). */
+function isoTime(ms: number): string {
+  if (ms !== lastMs) {
+    lastIso = new Date(ms).toISOString()
+    lastMs = ms
+  }
+  return lastIso
 }
 
 /**
- * Renders the JSON line of a finished request straight from its context: the same text as
- * `JSON.stringify(toRecord(ctx, durationMs))`, without building the record (this runs once
- * per request).
+ * Fills `r`, a record reused from request to request, with the fields of a finished
+ * request, so that `JSON.stringify(r)` is the request's JSON line (the same text as
+ * `JSON.stringify(toRecord(ctx, durationMs))`: an undefined `downstream` is left out).
+ * Only the file sink uses it, synchronously, once per request.
+ */
+function fillRecord(r: AccessLogRecord, ctx: RequestContext, durationMs: number): AccessLogRecord {
+  r.ts = isoTime(ctx.startedAt)
+  r.request_id = ctx.requestId
+  r.client_ip = ctx.clientIp
+  r.method = ctx.method
+  r.host = ctx.host
+  r.path = ctx.path
+  r.protocol = ctx.protocol
+  r.status = ctx.status
+  r.bytes_sent = ctx.bytesSent
+  r.duration_ms = durationMs
+  r.route = ctx.route
+  r.upstream = ctx.upstream
+  r.endpoint = ctx.endpoint
+  r.upstream_status = ctx.upstreamStatus
+  r.attempts = ctx.attempts
+  r.connection_reused = ctx.connectionReused
+  const t = r.timings
+  t.dns_ms = ms(ctx.timings.dns_ms)
+  t.connect_ms = ms(ctx.timings.connect_ms)
+  t.tls_ms = ms(ctx.timings.tls_ms)
+  t.ttfb_ms = ms(ctx.timings.ttfb_ms)
+  r.error = ctx.error
+  r.details = ctx.details
+  r.cache = ctx.cache
+  r.downstream = ctx.downstream === 'completed' ? undefined : ctx.downstream
+  return r
+}
+
+/**
+ * Renders the JSON line of a finished request: `JSON.stringify(toRecord(ctx, durationMs))`.
  */
 export function renderJson(ctx: RequestContext, durationMs: number): string {
-  const t = ctx.timings
-  const tail = ctx.downstream === 'completed' ? '}' : `,"downstream":"${ctx.downstream}"}`
-  return `{"ts":"${new Date(ctx.startedAt).toISOString()}","request_id":${jsonString(ctx.requestId)},"client_ip":${jsonString(ctx.clientIp)},` +
-    `"method":${jsonString(ctx.method)},"host":${jsonString(ctx.host)},"path":${jsonString(ctx.path)},"protocol":${jsonString(ctx.protocol)},` +
-    `"status":${ctx.status},"bytes_sent":${ctx.bytesSent},"duration_ms":${durationMs},"route":${jsonStringOrNull(ctx.route)},` +
-    `"upstream":${jsonStringOrNull(ctx.upstream)},"endpoint":${jsonStringOrNull(ctx.endpoint)},"upstream_status":${ctx.upstreamStatus},` +
-    `"attempts":${ctx.attempts},"connection_reused":${ctx.connectionReused},"timings":{"dns_ms":${ms(t.dns_ms)},"connect_ms":${ms(t.connect_ms)},` +
-    `"tls_ms":${ms(t.tls_ms)},"ttfb_ms":${ms(t.ttfb_ms)}},"error":${jsonStringOrNull(ctx.error)},"details":${jsonStringOrNull(ctx.details)},` +
-    `"cache":${jsonStringOrNull(ctx.cache)}${tail}`
+  return JSON.stringify(fillRecord(emptyRecord(), ctx, durationMs))
+}
+
+function emptyRecord(): AccessLogRecord {
+  return {
+    ts: '', request_id: '', client_ip: '', method: '', host: '', path: '', protocol: '', status: 0, bytes_sent: 0,
+    duration_ms: 0, route: null, upstream: null, endpoint: null, upstream_status: null, attempts: 0, connection_reused: false,
+    timings: { dns_ms: null, connect_ms: null, tls_ms: null, ttfb_ms: null }, error: null, details: null, cache: null,
+  }
 }
 
 /** Renders a record as one human-readable line (the `text` format). */
@@ -164,6 +197,7 @@ export function createAccessLog(format: 'json' | 'text', path: string): AccessLo
   let buf = Buffer.allocUnsafe(ACCESS_LOG_BUFFER_BYTES)
   let used = 0
   let timer: NodeJS.Timeout | null = null
+  const record = emptyRecord()
   const writePending = (): void => {
     if (timer !== null) {
       clearTimeout(timer)
@@ -179,7 +213,7 @@ export function createAccessLog(format: 'json' | 'text', path: string): AccessLo
     write(ctx) {
       const d = durationOf(ctx)
       sink.observe?.(ctx, d)
-      const line = format === 'json' ? renderJson(ctx, d) : formatText(toRecord(ctx, d))
+      const line = format === 'json' ? JSON.stringify(fillRecord(record, ctx, d)) : formatText(toRecord(ctx, d))
       // UTF-8 takes at most 3 bytes per UTF-16 code unit.
       const most = line.length * 3 + 1
       if (used + most > buf.length) {

@@ -2,7 +2,7 @@
  * Prometheus metrics (prom-client, private registry): requests, gateway errors by RFC 9209
  * type, request durations, endpoint health and the cache, served by the admin API's `GET /metrics`.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, Gauge, Registry, type Metric } from 'prom-client'
 import { cacheResult } from '../cache/status.ts'
 
 /** What the response store holds now, as the cache gauges report it. */
@@ -40,6 +40,97 @@ export interface EndpointHealth {
 const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 
 /**
+ * The counts of one (route, upstream) pair, kept in plain numbers: the request path adds
+ * to them without hashing labels (prom-client does, for each `inc` and `observe`), and
+ * the metrics read them at scrape time.
+ */
+class Series {
+  readonly route: string
+  readonly upstream: string
+  /** Requests by status class: index 2 is 2xx (0…9). */
+  readonly requests: number[] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+  /** `requests` as last handed to the `portico_requests_total` counter. */
+  readonly published: number[] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+  /** Durations per bucket of {@link DURATION_BUCKETS} (not cumulative); the last counts those above every bound. */
+  readonly buckets = new Float64Array(DURATION_BUCKETS.length + 1)
+  /** Sum of the durations, in seconds. */
+  sum = 0
+  count = 0
+
+  constructor(route: string, upstream: string) {
+    this.route = route
+    this.upstream = upstream
+  }
+
+  /** Adds one duration, in seconds. */
+  observe(seconds: number): void {
+    let i = 0
+    while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]) i++
+    this.buckets[i]++
+    this.sum += seconds
+    this.count++
+  }
+}
+
+/**
+ * `portico_request_duration_seconds{route,upstream}`, a Prometheus histogram read from
+ * the {@link Series} at scrape time. It gives the registry what prom-client's own
+ * `Histogram` gives (`name`, `help`, `type`, `get`), in the same text.
+ */
+class DurationHistogram {
+  readonly name = 'portico_request_duration_seconds'
+  readonly help = 'Time from request accept to the end of the response, in seconds.'
+  readonly type = 'histogram'
+  readonly aggregator = 'sum'
+  readonly #series: Map<string, Map<string, Series>>
+
+  constructor(series: Map<string, Map<string, Series>>) {
+    this.#series = series
+  }
+
+  /** The values in prom-client's form: `_bucket` per bound (cumulative) and `+Inf`, `_sum`, `_count`. */
+  async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: HistogramValue[] }> {
+    const values: HistogramValue[] = []
+    const bucket = `${this.name}_bucket`
+    for (const byUpstream of this.#series.values()) {
+      for (const s of byUpstream.values()) {
+        const shared = { route: s.route, upstream: s.upstream }
+        let acc = 0
+        for (let i = 0; i < DURATION_BUCKETS.length; i++) {
+          acc += s.buckets[i]
+          values.push({ labels: { le: DURATION_BUCKETS[i] }, sharedLabels: shared, value: acc, metricName: bucket })
+        }
+        values.push(
+          { labels: { le: '+Inf' }, sharedLabels: shared, value: s.count, metricName: bucket },
+          { labels: {}, sharedLabels: shared, value: s.sum, metricName: `${this.name}_sum` },
+          { labels: {}, sharedLabels: shared, value: s.count, metricName: `${this.name}_count` },
+        )
+      }
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
+  }
+
+  /** Zeroes every series (the registry's `resetMetrics`). */
+  reset(): void {
+    for (const byUpstream of this.#series.values()) {
+      for (const s of byUpstream.values()) {
+        s.buckets.fill(0)
+        s.sum = 0
+        s.count = 0
+      }
+    }
+  }
+}
+
+/** One line of the histogram as prom-client's registry renders it: `metricName{labels,sharedLabels} value`. */
+interface HistogramValue {
+  labels: Record<string, string | number>
+  sharedLabels: Record<string, string>
+  value: number
+  metricName: string
+}
+
+/**
  * The gateway's metrics. Each instance has its own `Registry`, so two gateways in one
  * process (tests, embedding) never share counters or clash on names.
  *
@@ -62,8 +153,8 @@ export class Metrics {
   readonly registry = new Registry()
   readonly #requests: Counter<'route' | 'upstream' | 'status_class'>
   readonly #errors: Counter<'cause' | 'upstream' | 'endpoint'>
-  readonly #duration: Histogram<'route' | 'upstream'>
-  readonly #series = new Map<string, { requests: { inc(): void }; duration: { observe(v: number): void } }>()
+  /** Counts by route, then upstream: plain numbers on the request path, read at each scrape. */
+  readonly #series = new Map<string, Map<string, Series>>()
   readonly #cache: Counter<'route' | 'result'>
 
   /**
@@ -72,11 +163,25 @@ export class Metrics {
    */
   constructor(health: () => Iterable<EndpointHealth>, store: () => StoreUsage = () => ({ size: 0, count: 0 })) {
     const registers = [this.registry]
+    const series = this.#series
     this.#requests = new Counter({
       name: 'portico_requests_total',
       help: 'Requests answered, by route, upstream and status class.',
       labelNames: ['route', 'upstream', 'status_class'],
       registers,
+      // The request path counts in Series; each scrape adds what was counted since the last.
+      collect() {
+        for (const byUpstream of series.values()) {
+          for (const s of byUpstream.values()) {
+            for (let c = 0; c < s.requests.length; c++) {
+              const delta = s.requests[c] - s.published[c]
+              if (delta === 0) continue
+              this.inc({ route: s.route, upstream: s.upstream, status_class: `${c}xx` }, delta)
+              s.published[c] = s.requests[c]
+            }
+          }
+        }
+      },
     })
     this.#errors = new Counter({
       name: 'portico_gateway_errors_total',
@@ -84,13 +189,7 @@ export class Metrics {
       labelNames: ['cause', 'upstream', 'endpoint'],
       registers,
     })
-    this.#duration = new Histogram({
-      name: 'portico_request_duration_seconds',
-      help: 'Time from request accept to the end of the response, in seconds.',
-      labelNames: ['route', 'upstream'],
-      buckets: DURATION_BUCKETS,
-      registers,
-    })
+    this.registry.registerMetric(new DurationHistogram(this.#series) as unknown as Metric)
     new Gauge({
       name: 'portico_upstream_endpoint_healthy',
       help: '1 when the endpoint is available for new requests (healthy, not ejected), else 0.',
@@ -130,16 +229,12 @@ export class Metrics {
   observe(r: FinishedRequest, durationMs: number): void {
     const route = r.route ?? ''
     const upstream = r.upstream ?? ''
-    const statusClass = Math.floor(r.status / 100)
-    // Label children resolved once per (route, upstream, status class), not hashed per request.
-    const key = `${route}\0${upstream}\0${statusClass}`
-    let series = this.#series.get(key)
-    if (series === undefined) {
-      series = { requests: this.#requests.labels(route, upstream, `${statusClass}xx`), duration: this.#duration.labels(route, upstream) }
-      this.#series.set(key, series)
-    }
-    series.requests.inc()
-    series.duration.observe(durationMs / 1000)
+    let byUpstream = this.#series.get(route)
+    if (byUpstream === undefined) this.#series.set(route, byUpstream = new Map())
+    let series = byUpstream.get(upstream)
+    if (series === undefined) byUpstream.set(upstream, series = new Series(route, upstream))
+    series.requests[Math.min(9, Math.max(0, Math.floor(r.status / 100)))]++
+    series.observe(durationMs / 1000)
     if (r.error !== null) this.#errors.inc({ cause: r.error, upstream, endpoint: r.endpoint ?? '' })
     if (r.cache !== null) this.#cache.inc({ route, result: cacheResult(r.cache) })
   }

@@ -47,6 +47,13 @@ test('the file sink batches lines, observes each request once, and flush writes 
     for (let i = 0; i < n; i++) {
       const c = new RequestContext(`r${i}`, '127.0.0.1', 'GET', 'h', `/${'x'.repeat(i % 300)}`, 'HTTP/1.1')
       c.status = 200
+      // Every third request a client that left: the next line must not keep its `downstream`.
+      if (i % 3 === 1) {
+        c.downstream = 'client_closed'
+        c.status = 499
+        c.error = 'connection_terminated'
+        c.details = 'a "detail"'
+      }
       log.write(c)
     }
     const big = new RequestContext('rbig', '127.0.0.1', 'GET', 'h', `/${'é'.repeat(40_000)}`, 'HTTP/1.1')
@@ -56,7 +63,13 @@ test('the file sink batches lines, observes each request once, and flush writes 
     assert.equal(lines.pop(), '')
     assert.equal(lines.length, n + 1)
     assert.equal(seen.length, n + 1)
-    for (let i = 0; i < n; i++) assert.equal(JSON.parse(lines[i]).request_id, `r${i}`)
+    for (let i = 0; i < n; i++) {
+      const line = JSON.parse(lines[i])
+      assert.equal(line.request_id, `r${i}`)
+      assert.equal(line.downstream, i % 3 === 1 ? 'client_closed' : undefined, lines[i])
+      assert.equal('downstream' in line, i % 3 === 1)
+      assert.equal(line.details, i % 3 === 1 ? 'a "detail"' : null)
+    }
     assert.equal(JSON.parse(lines[n]).path, big.path)
   } finally {
     await rm(dir, { recursive: true, force: true })
