@@ -47,34 +47,9 @@ export function durationOf(ctx: RequestContext): number {
  * @param durationMs the request's `duration_ms`; default {@link durationOf} now
  */
 export function toRecord(ctx: RequestContext, durationMs: number = durationOf(ctx)): AccessLogRecord {
-  const r: AccessLogRecord = {
-    ts: new Date(ctx.startedAt).toISOString(),
-    request_id: ctx.requestId,
-    client_ip: ctx.clientIp,
-    method: ctx.method,
-    host: ctx.host,
-    path: ctx.path,
-    protocol: ctx.protocol,
-    status: ctx.status,
-    bytes_sent: ctx.bytesSent,
-    duration_ms: durationMs,
-    route: ctx.route,
-    upstream: ctx.upstream,
-    endpoint: ctx.endpoint,
-    upstream_status: ctx.upstreamStatus,
-    attempts: ctx.attempts,
-    connection_reused: ctx.connectionReused,
-    timings: {
-      dns_ms: ms(ctx.timings.dns_ms),
-      connect_ms: ms(ctx.timings.connect_ms),
-      tls_ms: ms(ctx.timings.tls_ms),
-      ttfb_ms: ms(ctx.timings.ttfb_ms),
-    },
-    error: ctx.error,
-    details: ctx.details,
-    cache: ctx.cache,
-  }
-  if (ctx.downstream !== 'completed') r.downstream = ctx.downstream
+  const r = fillRecord(emptyRecord(), ctx, durationMs)
+  // `downstream` is absent, not undefined, when the response completed.
+  if (r.downstream === undefined) delete r.downstream
   return r
 }
 
