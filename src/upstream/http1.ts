@@ -122,6 +122,8 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/
 /** CR, LF or NUL: never allowed in a request field we write. */
 const BAD_OUT = /[\r\n\0]/
+/** A Content-Length value of one number. */
+const DIGITS = /^\d{1,15}$/
 const CRLF = Buffer.from('\r\n')
 const CRLFCRLF = Buffer.from('\r\n\r\n')
 const EMPTY = Buffer.alloc(0)
@@ -531,7 +533,7 @@ export class Http1Connection {
           return false
         }
         const trailers: IncomingHttpHeaders = {}
-        parseFields(buf.toString('latin1', this.#off, end).split('\r\n'), 0, trailers)
+        parseFields(buf.toString('latin1', this.#off, end), 0, trailers)
         this.#off = end + 4
         this.#finishBody(c, trailers)
         return true
@@ -543,8 +545,8 @@ export class Http1Connection {
 
   /** Handles a parsed status line and field section; true to keep parsing. */
   #onHead(c: Http1Controller, text: string): boolean {
-    const lines = text.split('\r\n')
-    const statusLine = lines[0]
+    const eol = text.indexOf('\r\n')
+    const statusLine = eol < 0 ? text : text.slice(0, eol)
     // RFC 9112 §4: HTTP-version SP status-code SP [ reason-phrase ]
     if (!statusLine.startsWith('HTTP/1.') || statusLine.length < 12 || statusLine.charCodeAt(8) !== 32 || (statusLine.length > 12 && statusLine.charCodeAt(12) !== 32)) {
       throw new UpstreamParseError('HPE_INVALID_CONSTANT', `not an HTTP/1.x status line: ${JSON.stringify(statusLine.slice(0, 60))}`)
@@ -556,7 +558,7 @@ export class Http1Connection {
     }
     const reason = statusLine.length > 13 ? statusLine.slice(13) : ''
     const headers: IncomingHttpHeaders = {}
-    const framing = parseFields(lines, 1, headers)
+    const framing = parseFields(text, eol < 0 ? text.length : eol + 2, headers)
 
     if (status < 200) {
       if (status === 101) {
@@ -732,6 +734,11 @@ export class Http1Connection {
 
 function noop(): void {}
 
+/** SP or HTAB: optional whitespace around a field value (RFC 9110 §5.6.3). */
+function isOws(c: number): boolean {
+  return c === 32 || c === 9
+}
+
 const NO_FIELDS: readonly string[] = []
 
 /** An object of fields as a flat `[name, value, ...]` list (one pair per value of an array). */
@@ -755,25 +762,34 @@ interface Framing {
 }
 
 /**
- * Parses field lines `lines[from..]` into `out` (names lower-cased; repeated names become
- * arrays, `set-cookie` always one) and returns the framing fields.
+ * Parses the field lines of `text` from index `from` (lines separated by CRLF, no final
+ * CRLF) into `out` (names lower-cased; repeated names become arrays, `set-cookie` always
+ * one) and returns the framing fields. Values lose their leading and trailing OWS (SP and
+ * HTAB, RFC 9110 §5.5).
  *
  * @throws {UpstreamParseError} on obs-fold, whitespace before the colon, an invalid name
  *   or value, or conflicting Content-Length values (RFC 9112 §5.1, §5.2, §6.3)
  */
-function parseFields(lines: string[], from: number, out: IncomingHttpHeaders): Framing {
+function parseFields(text: string, from: number, out: IncomingHttpHeaders): Framing {
   const f: Framing = { connection: null, keepAlive: null, transferEncoding: null, contentLength: null }
-  for (let i = from; i < lines.length; i++) {
-    const line = lines[i]
-    const colon = line.indexOf(':')
-    if (colon <= 0) {
-      const first = line.charCodeAt(0)
+  const length = text.length
+  for (let pos = from; pos < length;) {
+    let eol = text.indexOf('\r\n', pos)
+    if (eol < 0) eol = length
+    const colon = text.indexOf(':', pos)
+    if (colon <= pos || colon > eol) {
+      const first = text.charCodeAt(pos)
       if (first === 32 || first === 9) throw new UpstreamParseError('HPE_INVALID_HEADER_TOKEN', 'obsolete line folding in a response field')
-      throw new UpstreamParseError('HPE_INVALID_HEADER_TOKEN', `invalid field line ${JSON.stringify(line.slice(0, 60))}`)
+      throw new UpstreamParseError('HPE_INVALID_HEADER_TOKEN', `invalid field line ${JSON.stringify(text.slice(pos, Math.min(eol, pos + 60)))}`)
     }
-    const rawName = line.slice(0, colon)
+    const rawName = text.slice(pos, colon)
     if (!TOKEN.test(rawName)) throw new UpstreamParseError('HPE_INVALID_HEADER_TOKEN', `invalid field name ${JSON.stringify(rawName.slice(0, 60))}`)
-    const value = line.slice(colon + 1).trim()
+    let start = colon + 1
+    let end = eol
+    while (start < end && isOws(text.charCodeAt(start))) start++
+    while (end > start && isOws(text.charCodeAt(end - 1))) end--
+    const value = text.slice(start, end)
+    pos = eol + 2
     if (BAD_VALUE.test(value)) throw new UpstreamParseError('HPE_INVALID_HEADER_TOKEN', `invalid characters in the value of ${rawName}`)
     const name = rawName.toLowerCase()
     switch (name) {
@@ -789,9 +805,9 @@ function parseFields(lines: string[], from: number, out: IncomingHttpHeaders): F
       case 'content-length': {
         // RFC 9110 §8.6: a list of identical values may be taken as one.
         let n = -1
-        for (const part of value.split(',')) {
+        for (const part of DIGITS.test(value) ? [value] : value.split(',')) {
           const p = part.trim()
-          if (!/^\d{1,15}$/.test(p)) throw new UpstreamParseError('HPE_INVALID_CONTENT_LENGTH', `invalid Content-Length ${JSON.stringify(value.slice(0, 40))}`)
+          if (!DIGITS.test(p)) throw new UpstreamParseError('HPE_INVALID_CONTENT_LENGTH', `invalid Content-Length ${JSON.stringify(value.slice(0, 40))}`)
           const v = Number(p)
           if (n !== -1 && v !== n) throw new UpstreamParseError('HPE_UNEXPECTED_CONTENT_LENGTH', 'conflicting Content-Length values')
           n = v
