@@ -33,22 +33,38 @@ export function parseRequest(req: IncomingMessage): RequestContext {
   return new RequestContext(id, req.socket.remoteAddress ?? '', req.method ?? 'GET', req.headers.host ?? '', req.url ?? '/', `HTTP/${req.httpVersion}`)
 }
 
+/** What the close listener of a proxied response needs; one object per request, on the response. */
+interface Proxied {
+  readonly ctx: RequestContext
+  readonly rt: Runtime
+  readonly log: AccessLogSink
+  readonly tracker: RequestTracker | undefined
+  /** The try in progress, aborted when the client goes away first. */
+  current: UpstreamExchange | null
+}
+
+/** Where a response keeps its {@link Proxied} (one listener function serves every response). */
+const PROXIED = Symbol('portico.proxied')
+
 /**
  * Phase "log": writes the access log line exactly once, when the downstream response is
- * over (finished, or the connection closed). A client that left first is logged as 499.
+ * over (finished, or the connection closed). A client that left first is logged as 499
+ * and its try is aborted. Registered with `on`, not `once`: 'close' comes once, and
+ * `once` would wrap the listener for every request.
  */
-function logOnClose(ctx: RequestContext, rt: Runtime, res: ServerResponse, log: AccessLogSink, tracker: RequestTracker | undefined, onClientClose: () => void): void {
-  res.once('close', () => {
-    tracker?.end(rt, res)
-    if (ctx.logged) return
-    ctx.logged = true
-    if (!res.writableFinished && ctx.downstream === 'completed') {
-      ctx.downstream = 'client_closed'
-      ctx.status = 499
-      onClientClose()
-    }
-    log.write(ctx)
-  })
+function onResponseClose(this: ServerResponse): void {
+  const p = (this as ServerResponse & { [PROXIED]?: Proxied })[PROXIED]
+  if (p === undefined) return
+  p.tracker?.end(p.rt, this)
+  const ctx = p.ctx
+  if (ctx.logged) return
+  ctx.logged = true
+  if (!this.writableFinished && ctx.downstream === 'completed') {
+    ctx.downstream = 'client_closed'
+    ctx.status = 499
+    p.current?.abort(new ClientClosedError())
+  }
+  p.log.write(ctx)
 }
 
 /**
@@ -207,8 +223,9 @@ export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink
     const rt = getRuntime()
     tracker?.start(rt, req, res)
     const ctx = parseRequest(req)
-    let current: UpstreamExchange | null = null
-    logOnClose(ctx, rt, res, log, tracker, () => current?.abort(new ClientClosedError()))
+    const p: Proxied = { ctx, rt, log, tracker, current: null }
+    ;(res as ServerResponse & { [PROXIED]?: Proxied })[PROXIED] = p
+    res.on('close', onResponseClose)
 
     const routed = routeRequest(ctx, req, rt)
     if (routed.kind === 'bad_request') {
@@ -222,9 +239,7 @@ export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink
       return
     }
     const { route, pool } = routed
-    proxy(ctx, req, res, rt, route, pool, opts, (ex) => { current = ex }).catch((err: Error) => {
-      sendError(ctx, req, res, rt, 'proxy_internal_error', err.message)
-    })
+    void proxy(p, req, res, route, pool, opts)
   }
 }
 
@@ -236,118 +251,127 @@ export interface HandlerOptions {
   maxBodyBytes: number | null
 }
 
-/** Phases "select endpoint" to "stream response", with retries. */
-async function proxy(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, rt: Runtime, route: Route, pool: UpstreamPool, opts: HandlerOptions, setCurrent: (ex: UpstreamExchange | null) => void): Promise<void> {
-  const method = req.method ?? 'GET'
-  const idempotent = IDEMPOTENT_METHODS.has(method)
-  const host = req.headers.host ?? ''
-  const path = upstreamPath(route, req.url ?? '/')
-  const contentLength = req.headers['content-length']
-  // HTTP/2 has no Transfer-Encoding: a request without END_STREAM on its HEADERS frame has a body (RFC 9113 §8.1).
-  const h2 = req.httpVersionMajor >= 2
-  const hasBody = contentLength !== undefined ? contentLength !== '0' : req.headers['transfer-encoding'] !== undefined || (h2 && !(req as unknown as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders)
-  if (opts.maxBodyBytes !== null && contentLength !== undefined && Number(contentLength) > opts.maxBodyBytes) {
-    sendError(ctx, req, res, rt, 'http_request_denied', `request body of ${contentLength} bytes is over the limit of ${opts.maxBodyBytes}`, 413)
-    return
-  }
-  const via = `${h2 ? '2' : req.httpVersion} ${rt.config.proxy_name}`
-  const cfg = pool.config
-  const policy = pool.retryPolicy
-  const headerTimeoutMs = cfg.retries.per_try_timeout !== undefined ? Math.min(cfg.retries.per_try_timeout, cfg.timeouts.response_header) : cfg.timeouts.response_header
-  // Phase "cache lookup" (src/cache/phase.ts): a stored response answers here; else the plan joins every try.
-  let plan: CachePlan | null = null
-  if (route.config.cache?.enabled) {
-    const refresh = (extra: Record<string, string>) => fetchFromPool(pool, path, upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
-      host: host || pool.name, forwardedHost: host, proto: opts.scheme, clientIp: ctx.clientIp, requestId: ctx.requestId, via,
-    }), extra, headerTimeoutMs)
-    plan = await cacheLookup({ ctx, req, res, cache: rt.cache, config: route.config.cache, scheme: opts.scheme, refresh }, rt.config.proxy_name)
-    if (plan === null) return
-  }
-  const tried: Endpoint[] = []
-  let raceRetried = false
-  let fresh = false
-  let inRetry = false
-  let endpoint: Endpoint | null = null
-  pool.active++
+/**
+ * Phases "select endpoint" to "stream response", with retries: endpoint choice, exchange,
+ * retry decision, until a try answers. Never rejects: an unexpected error is answered
+ * as `proxy_internal_error`.
+ */
+async function proxy(p: Proxied, req: IncomingMessage, res: ServerResponse, route: Route, pool: UpstreamPool, opts: HandlerOptions): Promise<void> {
+  const { ctx, rt } = p
   try {
-    for (;;) {
-      if (!fresh) {
-        const choice = pool.chooseNow(tried) ?? await pool.choose(tried)
-        if (choice.endpoint === null) {
-          const none = choice.failure
-          // A name that does not resolve is the endpoint that failed: the log names it.
-          if (none.endpoint !== null) ctx.beginAttempt(none.endpoint)
-          if (plan?.onFailure(none.type)) return
-          sendError(ctx, req, res, rt, none.type, none.detail)
+    const method = req.method ?? 'GET'
+    const idempotent = IDEMPOTENT_METHODS.has(method)
+    const host = req.headers.host ?? ''
+    const path = upstreamPath(route, req.url ?? '/')
+    const contentLength = req.headers['content-length']
+    // HTTP/2 has no Transfer-Encoding: a request without END_STREAM on its HEADERS frame has a body (RFC 9113 §8.1).
+    const h2 = req.httpVersionMajor >= 2
+    const hasBody = contentLength !== undefined ? contentLength !== '0' : req.headers['transfer-encoding'] !== undefined || (h2 && !(req as unknown as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders)
+    if (opts.maxBodyBytes !== null && contentLength !== undefined && Number(contentLength) > opts.maxBodyBytes) {
+      sendError(ctx, req, res, rt, 'http_request_denied', `request body of ${contentLength} bytes is over the limit of ${opts.maxBodyBytes}`, 413)
+      return
+    }
+    const via = `${h2 ? '2' : req.httpVersion} ${rt.config.proxy_name}`
+    const cfg = pool.config
+    const policy = pool.retryPolicy
+    const headerTimeoutMs = cfg.retries.per_try_timeout !== undefined ? Math.min(cfg.retries.per_try_timeout, cfg.timeouts.response_header) : cfg.timeouts.response_header
+    // Phase "cache lookup" (src/cache/phase.ts): a stored response answers here; else the plan joins every try.
+    let plan: CachePlan | null = null
+    if (route.config.cache?.enabled) {
+      const refresh = (extra: Record<string, string>) => fetchFromPool(pool, path, upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
+        host: host || pool.name, forwardedHost: host, proto: opts.scheme, clientIp: ctx.clientIp, requestId: ctx.requestId, via,
+      }), extra, headerTimeoutMs)
+      plan = await cacheLookup({ ctx, req, res, cache: rt.cache, config: route.config.cache, scheme: opts.scheme, refresh }, rt.config.proxy_name)
+      if (plan === null) return
+    }
+    const tried: Endpoint[] = []
+    let raceRetried = false
+    let fresh = false
+    let inRetry = false
+    let endpoint: Endpoint | null = null
+    pool.active++
+    try {
+      for (;;) {
+        if (!fresh) {
+          const choice = pool.chooseNow(tried) ?? await pool.choose(tried)
+          if (choice.endpoint === null) {
+            const none = choice.failure
+            // A name that does not resolve is the endpoint that failed: the log names it.
+            if (none.endpoint !== null) ctx.beginAttempt(none.endpoint)
+            if (plan?.onFailure(none.type)) return
+            sendError(ctx, req, res, rt, none.type, none.detail)
+            return
+          }
+          endpoint = choice.endpoint
+          tried.push(endpoint)
+        }
+        const ep = endpoint as Endpoint
+        ctx.beginAttempt(ep.label)
+        if (ep.pending >= cfg.limits.max_pending) {
+          ep.lastError = { type: 'connection_limit_reached', at: Date.now(), detail: 'pending queue full' }
+          sendError(ctx, req, res, rt, 'connection_limit_reached', `endpoint ${ep.label} has ${ep.pending} requests waiting for a connection (limits.max_pending ${cfg.limits.max_pending})`)
           return
         }
-        endpoint = choice.endpoint
-        tried.push(endpoint)
-      }
-      const ep = endpoint as Endpoint
-      ctx.beginAttempt(ep.label)
-      if (ep.pending >= cfg.limits.max_pending) {
-        ep.lastError = { type: 'connection_limit_reached', at: Date.now(), detail: 'pending queue full' }
-        sendError(ctx, req, res, rt, 'connection_limit_reached', `endpoint ${ep.label} has ${ep.pending} requests waiting for a connection (limits.max_pending ${cfg.limits.max_pending})`)
-        return
-      }
-      const statusRetryOk = policy.statuses.size > 0 && idempotent && !hasBody && ctx.attempts < cfg.retries.attempts
-      const input: TryInput = {
-        ctx, req, res, method, path, hasBody,
-        headers: upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
-          host: route.preserveHost && host ? host : ep.authority,
-          forwardedHost: host,
-          proto: opts.scheme,
-          clientIp: ctx.clientIp,
-          requestId: ctx.requestId,
+        const statusRetryOk = policy.statuses.size > 0 && idempotent && !hasBody && ctx.attempts < cfg.retries.attempts
+        const input: TryInput = {
+          ctx, req, res, method, path, hasBody,
+          headers: upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
+            host: route.preserveHost && host ? host : ep.authority,
+            forwardedHost: host,
+            proto: opts.scheme,
+            clientIp: ctx.clientIp,
+            requestId: ctx.requestId,
+            via,
+          }),
+          timeouts: cfg.timeouts,
+          headerTimeoutMs,
+          retryStatuses: statusRetryOk ? policy.statuses : null,
+          // Decided when the status arrives, so the budget counts the retries really in flight then.
+          retryGate: () => {
+            if (inRetry) return true
+            if (!pool.retryAllowed()) return false
+            pool.retrying++
+            inRetry = true
+            return true
+          },
+          // With one request per connection, every try beyond max_connections waits for one to free up.
+          queueTimeoutMs: ep.inFlight >= cfg.limits.max_connections ? cfg.limits.queue_timeout : null,
+          maxBodyBytes: opts.maxBodyBytes,
+          proxyName: rt.config.proxy_name,
           via,
-        }),
-        timeouts: cfg.timeouts,
-        headerTimeoutMs,
-        retryStatuses: statusRetryOk ? policy.statuses : null,
-        // Decided when the status arrives, so the budget counts the retries really in flight then.
-        retryGate: () => {
-          if (inRetry) return true
-          if (!pool.retryAllowed()) return false
-          pool.retrying++
-          inRetry = true
-          return true
-        },
-        // With one request per connection, every try beyond max_connections waits for one to free up.
-        queueTimeoutMs: ep.inFlight >= cfg.limits.max_connections ? cfg.limits.queue_timeout : null,
-        maxBodyBytes: opts.maxBodyBytes,
-        proxyName: rt.config.proxy_name,
-        via,
+        }
+        if (plan !== null) {
+          input.headers = plan.headers(input.headers)
+          input.tee = plan.tee
+        }
+        const ex = new UpstreamExchange(input, ep)
+        p.current = ex
+        // The keep-alive race retry must not land on another stale pooled connection.
+        const failure = await ex.run(ep.dispatcher, fresh)
+        if (ctx.downstream !== 'client_closed') pool.report(ep, failure?.type ?? null, failure === null ? ctx.upstreamStatus : failure.status)
+        if (failure === null) return
+        if (res.destroyed || ctx.downstream !== 'completed') return
+        let decision = retryDecision(failure, policy, idempotent, ex.bodyConsumed, ctx.attempts, cfg.retries.attempts, raceRetried)
+        // Tries that never reached an application add no load upstream: only `attempts` bounds their retries.
+        if (decision !== 'no' && !inRetry && failure.sent) {
+          if (enterRetry(pool, failure)) inRetry = true
+          else decision = 'no'
+        }
+        if (decision === 'no') {
+          const type = failure.type ?? 'proxy_internal_error'
+          if (failure.type !== null && plan?.onFailure(failure.type)) return
+          sendError(ctx, req, res, rt, type, failure.detail, type === 'http_request_denied' ? 413 : undefined)
+          return
+        }
+        fresh = decision === 'fresh'
+        if (fresh) raceRetried = true
       }
-      if (plan !== null) {
-        input.headers = plan.headers(input.headers)
-        input.tee = plan.tee
-      }
-      const ex = new UpstreamExchange(input, ep)
-      setCurrent(ex)
-      // The keep-alive race retry must not land on another stale pooled connection.
-      const failure = await ex.run(ep.dispatcher, fresh)
-      if (ctx.downstream !== 'client_closed') pool.report(ep, failure?.type ?? null, failure === null ? ctx.upstreamStatus : failure.status)
-      if (failure === null) return
-      if (res.destroyed || ctx.downstream !== 'completed') return
-      let decision = retryDecision(failure, policy, idempotent, ex.bodyConsumed, ctx.attempts, cfg.retries.attempts, raceRetried)
-      // Tries that never reached an application add no load upstream: only `attempts` bounds their retries.
-      if (decision !== 'no' && !inRetry && failure.sent) {
-        if (enterRetry(pool, failure)) inRetry = true
-        else decision = 'no'
-      }
-      if (decision === 'no') {
-        const type = failure.type ?? 'proxy_internal_error'
-        if (failure.type !== null && plan?.onFailure(failure.type)) return
-        sendError(ctx, req, res, rt, type, failure.detail, type === 'http_request_denied' ? 413 : undefined)
-        return
-      }
-      fresh = decision === 'fresh'
-      if (fresh) raceRetried = true
+    } finally {
+      pool.active--
+      if (inRetry) pool.retrying--
+      plan?.finish()
     }
-  } finally {
-    pool.active--
-    if (inRetry) pool.retrying--
-    plan?.finish()
+  } catch (err) {
+    sendError(ctx, req, res, rt, 'proxy_internal_error', (err as Error).message)
   }
 }
