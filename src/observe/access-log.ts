@@ -32,13 +32,17 @@ export interface AccessLogRecord {
 }
 
 /** Rounds to 0.01 ms: enough for loopback timings, short in the log. */
+function round(v: number): number {
+  return Math.round(v * 100) / 100
+}
+
 function ms(v: number | null): number | null {
-  return v === null ? null : Math.round(v * 100) / 100
+  return v === null ? null : round(v)
 }
 
 /** Time from the request's accept to now, in ms rounded to 0.01: the `duration_ms` of its record. */
 export function durationOf(ctx: RequestContext): number {
-  return Math.round((performance.now() - ctx.start) * 100) / 100
+  return round(performance.now() - ctx.start)
 }
 
 /**
@@ -98,13 +102,6 @@ function fillRecord(r: AccessLogRecord, ctx: RequestContext, durationMs: number)
   r.cache = ctx.cache
   r.downstream = ctx.downstream === 'completed' ? undefined : ctx.downstream
   return r
-}
-
-/**
- * Renders the JSON line of a finished request: `JSON.stringify(toRecord(ctx, durationMs))`.
- */
-export function renderJson(ctx: RequestContext, durationMs: number): string {
-  return JSON.stringify(fillRecord(emptyRecord(), ctx, durationMs))
 }
 
 function emptyRecord(): AccessLogRecord {

@@ -805,12 +805,15 @@ function parseFields(text: string, from: number, out: IncomingHttpHeaders): Fram
       case 'content-length': {
         // RFC 9110 §8.6: a list of identical values may be taken as one.
         let n = -1
-        for (const part of DIGITS.test(value) ? [value] : value.split(',')) {
-          const p = part.trim()
-          if (!DIGITS.test(p)) throw new UpstreamParseError('HPE_INVALID_CONTENT_LENGTH', `invalid Content-Length ${JSON.stringify(value.slice(0, 40))}`)
-          const v = Number(p)
-          if (n !== -1 && v !== n) throw new UpstreamParseError('HPE_UNEXPECTED_CONTENT_LENGTH', 'conflicting Content-Length values')
-          n = v
+        if (DIGITS.test(value)) n = Number(value)
+        else {
+          for (const part of value.split(',')) {
+            const p = part.trim()
+            if (!DIGITS.test(p)) throw new UpstreamParseError('HPE_INVALID_CONTENT_LENGTH', `invalid Content-Length ${JSON.stringify(value.slice(0, 40))}`)
+            const v = Number(p)
+            if (n !== -1 && v !== n) throw new UpstreamParseError('HPE_UNEXPECTED_CONTENT_LENGTH', 'conflicting Content-Length values')
+            n = v
+          }
         }
         if (f.contentLength !== null && f.contentLength !== n) throw new UpstreamParseError('HPE_UNEXPECTED_CONTENT_LENGTH', 'conflicting Content-Length values')
         f.contentLength = n

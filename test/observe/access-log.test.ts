@@ -4,35 +4,53 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { RequestContext } from '../../src/proxy/context.ts'
-import { createAccessLog, renderJson, toRecord } from '../../src/observe/access-log.ts'
+import { createAccessLog, toRecord } from '../../src/observe/access-log.ts'
 
 function context(): RequestContext {
   // Quotes, backslashes, control characters, non-ASCII, a surrogate pair and a lone surrogate.
   return new RequestContext('id-"x"\\', '::1', 'GET', 'h\u0001ost', '/p\u00e9/\ud83d\ude00/\ud800?q="1"', 'HTTP/1.1')
 }
 
-test('renderJson writes exactly the JSON of the record, whatever the fields hold', () => {
-  const c = context()
-  assert.equal(renderJson(c, 0), JSON.stringify(toRecord(c, 0)))
-  c.route = 'r'
-  c.upstream = 'u'
-  c.endpoint = '[::1]:8080'
-  c.upstreamStatus = 200
-  c.status = 200
-  c.attempts = 2
-  c.bytesSent = 1234
-  c.timings.ttfb_ms = 1.23456
-  c.timings.connect_ms = 0.001
-  assert.equal(renderJson(c, 12.34), JSON.stringify(toRecord(c, 12.34)))
-  c.error = 'connection_refused'
-  c.details = 'line\n"quoted"\ttab'
-  c.downstream = 'client_closed'
-  c.cache = 'portico; fwd=miss'
-  c.connectionReused = true
-  assert.equal(renderJson(c, 5), JSON.stringify(toRecord(c, 5)))
-  const parsed = JSON.parse(renderJson(c, 5))
-  assert.equal(parsed.path, c.path)
-  assert.equal(parsed.downstream, 'client_closed')
+test('each file line is the JSON of the request\'s record, whatever the fields hold', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'portico-log-'))
+  try {
+    const path = join(dir, 'access.log')
+    const log = createAccessLog('json', path)
+    const expected: string[] = []
+    // The JSON the memory log's record gives for the duration the sink computed.
+    log.observe = (ctx, d) => { expected.push(JSON.stringify(toRecord(ctx, d))) }
+    const bare = context()
+    log.write(bare)
+    const failed = context()
+    failed.route = 'r'
+    failed.upstream = 'u'
+    failed.endpoint = '[::1]:8080'
+    failed.status = 499
+    failed.attempts = 2
+    failed.bytesSent = 1234
+    failed.timings.ttfb_ms = 1.23456
+    failed.timings.connect_ms = 0.001
+    failed.error = 'connection_terminated'
+    failed.details = 'line\n"quoted"\ttab'
+    failed.downstream = 'client_closed'
+    failed.cache = 'portico; fwd=miss'
+    failed.connectionReused = true
+    log.write(failed)
+    // After a line with `downstream`, the reused record must not carry it over.
+    const ok = context()
+    ok.status = 200
+    ok.upstreamStatus = 200
+    log.write(ok)
+    await log.flush()
+    const lines = (await readFile(path, 'utf8')).split('\n')
+    assert.equal(lines.pop(), '')
+    assert.deepEqual(lines, expected)
+    assert.equal(JSON.parse(lines[0]).path, bare.path)
+    assert.equal(JSON.parse(lines[1]).downstream, 'client_closed')
+    assert.equal('downstream' in JSON.parse(lines[2]), false)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
 })
 
 test('the file sink batches lines, observes each request once, and flush writes every line', async () => {
