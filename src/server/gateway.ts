@@ -17,6 +17,7 @@ import { Metrics } from '../observe/metrics.ts'
 import { createProxyHandler, type RequestTracker } from '../proxy/driver.ts'
 import { buildRuntime, type Runtime } from '../proxy/runtime.ts'
 import { createUpgradeHandler, type UpgradeSession } from '../proxy/upgrade.ts'
+import { CoalescingResponse } from './coalesce.ts'
 import { CertificateStore, createSecureServer, loadCertificates, redirectHandler, reloadCertificates, type LoadedCertificate, type SecureServer } from './tls.ts'
 import type { PoolOptions, UpstreamPool } from '../upstream/pool.ts'
 
@@ -181,6 +182,7 @@ export class Gateway {
       keepAliveTimeout: lc.timeouts.keepalive,
       connectionsCheckingInterval: 250,
       noDelay: true,
+      ServerResponse: CoalescingResponse,
     }
     const handler = lc.redirect_to_https !== undefined
       ? redirectHandler(lc.redirect_to_https)

@@ -118,7 +118,7 @@ export class CertificateStore {
 export type SecureServer = http2.Http2SecureServer | https.Server
 
 /** Server options of the plain-HTTP side shared by every listener. */
-export type Http1Options = Pick<http.ServerOptions, 'maxHeaderSize' | 'headersTimeout' | 'requestTimeout' | 'keepAliveTimeout' | 'connectionsCheckingInterval' | 'noDelay'>
+export type Http1Options = Pick<http.ServerOptions, 'maxHeaderSize' | 'headersTimeout' | 'requestTimeout' | 'keepAliveTimeout' | 'connectionsCheckingInterval' | 'noDelay' | 'ServerResponse'>
 
 /**
  * Creates the server of an HTTPS listener. With `h2` in `alpn` it is
@@ -139,6 +139,7 @@ export function createSecureServer(cfg: ListenerTlsConfig, store: CertificateSto
     ...http1,
     ...secure,
     allowHTTP1: cfg.alpn.includes('http/1.1'),
+    Http1ServerResponse: http1.ServerResponse,
     settings: { maxHeaderListSize },
     maxSessionInvalidFrames: 1000,
   }, withHostFromAuthority(handler) as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)

@@ -21,6 +21,7 @@ import net from 'node:net'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Duplex, Readable } from 'node:stream'
 import { Dispatcher, type buildConnector } from 'undici'
+import { coalesceWrites } from '../server/coalesce.ts'
 
 /** Options of an {@link Http1Pool}. */
 export interface Http1PoolOptions {
@@ -315,6 +316,7 @@ export class Http1Connection {
 
     const body = o.body ?? null
     const socket = this.socket
+    coalesceWrites(socket)
     if (body === null || typeof body === 'string' || Buffer.isBuffer(body)) {
       const bytes = body === null ? null : typeof body === 'string' ? Buffer.from(body) : body
       if (bytes !== null && !hasLength) head += `content-length: ${bytes.length}\r\n`
@@ -351,6 +353,7 @@ export class Http1Connection {
         return
       }
       if (chunk.length === 0) return
+      coalesceWrites(socket)
       let ok: boolean
       if (chunked) {
         socket.cork()
@@ -370,6 +373,7 @@ export class Http1Connection {
     const onEnd = (): void => {
       detach()
       if (c.done || this.current !== c) return
+      coalesceWrites(socket)
       if (chunked) socket.write('0\r\n\r\n', 'latin1')
       this.#requestDone = true
       try { c.handler.onRequestSent?.() } catch (thrown) { handlerThrew(c, thrown) }
