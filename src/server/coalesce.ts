@@ -22,9 +22,10 @@
 import http from 'node:http'
 import type { Writable } from 'node:stream'
 import { logger } from '../observe/logger.ts'
+import { SlotSet } from './slot-set.ts'
 
 /** Streams corked by {@link coalesceWrites} in this turn. */
-const held = new Set<Writable>()
+const held = new SlotSet<Writable>()
 /** Responses whose `end()` waits for the end of this turn, with its arguments. */
 const ending: { res: CoalescingResponse; args: [unknown, unknown, unknown] }[] = []
 let scheduled = false

@@ -18,6 +18,7 @@ import { createProxyHandler, type RequestTracker } from '../proxy/driver.ts'
 import { buildRuntime, type Runtime } from '../proxy/runtime.ts'
 import { createUpgradeHandler, type UpgradeSession } from '../proxy/upgrade.ts'
 import { CoalescingResponse } from './coalesce.ts'
+import { SlotSet } from './slot-set.ts'
 import { CertificateStore, createSecureServer, loadCertificates, redirectHandler, reloadCertificates, type LoadedCertificate, type SecureServer } from './tls.ts'
 import type { PoolOptions, UpstreamPool } from '../upstream/pool.ts'
 
@@ -58,9 +59,9 @@ export class Gateway {
   #runtime: Runtime
   readonly accessLog: AccessLogSink
   readonly listeners: RunningListener[] = []
-  readonly #sockets = new Set<Socket>()
+  readonly #sockets = new SlotSet<Socket>()
   /** Upgrades being connected and open tunnels (WebSocket), closed by `stop` after the drain time. */
-  readonly #upgrades = new Set<UpgradeSession>()
+  readonly #upgrades = new SlotSet<UpgradeSession>()
   /** The last gateway failures, for the admin API (fed by the access log). */
   readonly failures = new FailureRing()
   /** Prometheus metrics (fed by the access log). */
@@ -73,8 +74,8 @@ export class Gateway {
   /** Replaced runtimes that still have requests in flight. */
   readonly #retiring = new Set<Runtime>()
   readonly #closedPools = new WeakSet<UpstreamPool>()
-  /** Responses not yet closed, to mark `Connection: close` when draining starts. */
-  readonly #responses = new Set<http.ServerResponse>()
+  /** Responses not yet closed, to mark `Connection: close` when draining starts (a SlotSet: one add and one delete per request). */
+  readonly #responses = new SlotSet<http.ServerResponse>()
   /** Listeners closed by a reload, still draining. */
   readonly #closingListeners = new Set<Promise<void>>()
   #draining = false

@@ -22,6 +22,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { Duplex, Readable } from 'node:stream'
 import { Dispatcher, type buildConnector } from 'undici'
 import { coalesceWrites } from '../server/coalesce.ts'
+import { SlotSet } from '../server/slot-set.ts'
 
 /** Options of an {@link Http1Pool}. */
 export interface Http1PoolOptions {
@@ -840,7 +841,7 @@ function parseFields(text: string, from: number, out: IncomingHttpHeaders): Fram
 export class Http1Pool extends Dispatcher {
   readonly options: Http1PoolOptions
   readonly #idle: Http1Connection[] = []
-  readonly #all = new Set<Http1Connection>()
+  readonly #all = new SlotSet<Http1Connection>()
   readonly #queue: Http1Controller[] = []
   /** Fresh requests whose own connection is being opened (they are not in the queue). */
   readonly #opening = new Set<Http1Controller>()
