@@ -10,7 +10,7 @@
 #
 # Settings (environment):
 #   BENCH_DURATION=10            measured seconds per target of baseline, cache and https
-#                                (after a BENCH_WARMUP=3 s warm-up),
+#                                (after a BENCH_WARMUP=10 s warm-up, taken in unmeasured rounds like the measured ones),
 #   BENCH_ROUNDS=5               taken as 5 slices interleaved with the other targets
 #   BENCH_CONNECTIONS=64 BENCH_THREADS=2   wrk connections and threads for baseline, cache and https
 #   BENCH_BACKEND=nginx|node     backend: nginx `return 200` (default) or bench/backend.ts
@@ -39,7 +39,7 @@ export BENCH_THREADS=${BENCH_THREADS:-2}
 export BENCH_BACKEND=${BENCH_BACKEND:-nginx}
 export BENCH_KILL_AFTER=${BENCH_KILL_AFTER:-5}
 export BENCH_ROUNDS=${BENCH_ROUNDS:-5}
-WARMUP=${BENCH_WARMUP:-3}
+WARMUP=${BENCH_WARMUP:-10}
 STANDIN=${BENCH_PORTICO_STANDIN:-}
 FAILOVER_DURATION=${BENCH_FAILOVER_DURATION:-15}
 FAILOVER_CONNECTIONS=${BENCH_FAILOVER_CONNECTIONS:-16}
@@ -238,10 +238,9 @@ start_portico() {
   wait_ready "$SPAWNED" "$listen" "$name"
 }
 
-# warm NAME URL: an unmeasured wrk run, so JIT, connection pools and caches are warm.
+# warm NAME URL SECONDS: one unmeasured wrk run, so JIT, connection pools and caches are warm.
 warm() {
-  log "$1: warm-up ${WARMUP}s"
-  "${PIN_LOAD[@]}" wrk -t"$BENCH_THREADS" -c"$BENCH_CONNECTIONS" -d"${WARMUP}s" "$2" >/dev/null
+  "${PIN_LOAD[@]}" wrk -t"$BENCH_THREADS" -c"$BENCH_CONNECTIONS" -d"${3}s" "$2" >/dev/null
 }
 
 # measure NAME URL ROUND: one measured wrk slice; its output goes to
@@ -305,9 +304,21 @@ keep_passing() {
 
 # measure_rounds [PATH]: warms every target, then the measured rounds, each target
 # getting PATH (relative to its listener URL, empty for /).
+#
+# The warm-up is made of unmeasured rounds like the measured ones (WARMUP seconds per
+# target in slices of up to SLICE seconds, targets in turn), so each target meets the
+# same pattern before it is measured: load on fresh connections, connections closed
+# mid-request at the end of each slice, idle while the others run. A JIT-compiled proxy
+# (Portico on V8) deoptimises part of its hot code the first times it meets the end of a
+# slice; after one long warm-up run instead, its first measured slices paid for
+# recompiling (p99 of 50-200 ms against under 10 ms once settled).
 measure_rounds() {
-  local path=${1:-} t n=${#targets[@]} round i
-  for t in "${targets[@]}"; do warm "${t%%=*}" "${t#*=}$path"; done
+  local path=${1:-} t n=${#targets[@]} round i left d
+  log "warm-up: ${WARMUP}s per target in slices of up to ${SLICE}s, targets in turn"
+  for ((left = WARMUP; left > 0; left -= d)); do
+    d=$((left < SLICE ? left : SLICE))
+    for t in "${targets[@]}"; do warm "${t%%=*}" "${t#*=}$path" "$d"; done
+  done
   log "measuring: $ROUNDS rounds of ${SLICE}s per target, order rotating ($BENCH_CONNECTIONS connections, $BENCH_THREADS threads)"
   for ((round = 0; round < ROUNDS; round++)); do
     for ((i = 0; i < n; i++)); do
