@@ -10,11 +10,10 @@
  * connections is woken once for all of them. A response written in pieces (head, body,
  * chunk framing) also leaves in one segment. The cost is latency of at most the rest of
  * the turn, which is spent on other requests, not waiting. On the loopback benchmark this
- * took Portico's CPU time per proxied request from about 110 to about 65 µs
- * (bench/README.md).
+ * took Portico's CPU time per proxied request from 117 to 69 µs (bench/README.md).
  *
- * The same idea as uWebSockets' corking of every socket written during a loop iteration
- * and Netty's `FlushConsolidationHandler`. The mechanism is Node's `writable.cork()`,
+ * The same idea as uWebSockets' corking (what a handler writes is buffered and sent
+ * together when it returns) and Netty's `FlushConsolidationHandler`. The mechanism is Node's `writable.cork()`,
  * undone by one `setImmediate` (the check phase, right after the turn's I/O callbacks);
  * `http.ServerResponse.end()` uncorks its socket fully, so {@link CoalescingResponse}
  * defers the end itself to that moment.
@@ -44,7 +43,15 @@ function releaseTurn(): void {
   const streams = [...held]
   held.clear()
   // A stream ended or destroyed meanwhile was uncorked by `end()` or needs nothing: uncork is then a no-op.
-  for (const s of streams) s.uncork()
+  for (const s of streams) {
+    try {
+      s.uncork()
+    } catch (err) {
+      // Write errors reach the stream's 'error' event; a throw here would stop the other streams' release.
+      logger.error({ err }, 'releasing a connection\'s writes failed; it is closed')
+      s.destroy()
+    }
+  }
 }
 
 /**

@@ -5,7 +5,11 @@ import { once } from 'node:events'
 import http from 'node:http'
 import net from 'node:net'
 import { after, before, test } from 'node:test'
+import { parseProxyStatus } from '../../src/failures/proxy-status.ts'
 import { CoalescingResponse, coalesceWrites } from '../../src/server/coalesce.ts'
+import { oneUpstream, testEnv } from '../helpers/gateway.ts'
+
+const env = testEnv()
 
 /** A loopback TCP server that records what each connection received, and when it ended. */
 let sink: net.Server
@@ -143,4 +147,32 @@ test('CoalescingResponse: an end that throws is logged and its connection closed
   const [bad, good] = await Promise.all([get('/bad'), get('/good')])
   assert.equal(bad, 'aborted')
   assert.equal(good, '200 ok')
+})
+
+test('through the gateway: pipelined requests, the first one slowest, are answered whole and in order', async () => {
+  const lab = await env.lab('ok')
+  const gw = await env.gateway(oneUpstream([lab.url]))
+  const socket = net.connect(gw.port, '127.0.0.1')
+  await once(socket, 'connect')
+  let text = ''
+  socket.on('data', (b: Buffer) => { text += b.toString('latin1') })
+  const closed = once(socket, 'close')
+  // One write: the three requests reach Portico together; the last one closes the connection.
+  socket.write('GET /delay/80 HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\n\r\nGET /third HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')
+  await closed
+  const responses = text.split(/(?=HTTP\/1\.1 )/)
+  assert.equal(responses.length, 3, text)
+  const ids: string[] = []
+  for (const [i, path] of ['/delay/80', '/second', '/third'].entries()) {
+    const [head, body] = responses[i].split('\r\n\r\n')
+    assert.match(head, /^HTTP\/1\.1 200 /)
+    const fields = new Map(head.split('\r\n').slice(1).map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]))
+    assert.equal(parseProxyStatus(fields.get('proxy-status') ?? '')[0]?.params['received-status'], 200)
+    assert.equal(Number(fields.get('content-length')), Buffer.byteLength(body))
+    assert.equal((JSON.parse(body) as { url: string }).url, path, 'responses come in the order of the requests')
+    ids.push(fields.get('x-request-id') ?? '')
+  }
+  const records = await gw.waitForRecords(3)
+  assert.deepEqual(records.map((r) => [r.path, r.status, r.error]).sort(), [['/delay/80', 200, null], ['/second', 200, null], ['/third', 200, null]])
+  assert.deepEqual(records.map((r) => r.request_id).sort(), ids.sort())
 })
