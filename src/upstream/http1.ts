@@ -15,7 +15,9 @@
  * whitespace before the colon rejected), §6 body length (Transfer-Encoding over
  * Content-Length; both present is refused as smuggling), §7.1 chunked coding with
  * trailers, §9.3 persistence (`Connection: close`, HTTP/1.0), and `Keep-Alive:
- * timeout=N` honoured as undici and nginx do.
+ * timeout=N` honoured as undici and nginx do. Request heads and body chunks are written
+ * coalesced per event-loop turn ({@link coalesceWrites}): the requests of one turn reach
+ * the endpoint back to back, one wake-up of it for all of them.
  */
 import net from 'node:net'
 import type { IncomingHttpHeaders } from 'node:http'
