@@ -10,7 +10,7 @@
 #
 # Settings (environment):
 #   BENCH_DURATION=10            measured seconds per target of baseline, cache and https
-#                                (after a BENCH_WARMUP=10 s warm-up, taken in unmeasured rounds like the measured ones),
+#                                (after a BENCH_WARMUP=20 s warm-up, taken in unmeasured rounds like the measured ones),
 #   BENCH_ROUNDS=5               taken as 5 slices interleaved with the other targets
 #   BENCH_CONNECTIONS=64 BENCH_THREADS=2   wrk connections and threads for baseline, cache and https
 #   BENCH_BACKEND=nginx|node     backend: nginx `return 200` (default) or bench/backend.ts
@@ -39,7 +39,7 @@ export BENCH_THREADS=${BENCH_THREADS:-2}
 export BENCH_BACKEND=${BENCH_BACKEND:-nginx}
 export BENCH_KILL_AFTER=${BENCH_KILL_AFTER:-5}
 export BENCH_ROUNDS=${BENCH_ROUNDS:-5}
-WARMUP=${BENCH_WARMUP:-10}
+WARMUP=${BENCH_WARMUP:-20}
 STANDIN=${BENCH_PORTICO_STANDIN:-}
 FAILOVER_DURATION=${BENCH_FAILOVER_DURATION:-15}
 FAILOVER_CONNECTIONS=${BENCH_FAILOVER_CONNECTIONS:-16}
@@ -311,7 +311,8 @@ keep_passing() {
 # mid-request at the end of each slice, idle while the others run. A JIT-compiled proxy
 # (Portico on V8) deoptimises part of its hot code the first times it meets the end of a
 # slice; after one long warm-up run instead, its first measured slices paid for
-# recompiling (p99 of 50-200 ms against under 10 ms once settled).
+# recompiling (p99 of 50-200 ms against under 10 ms once settled). Under this pattern
+# V8 still compiles some of Portico's code during the first 15-20 s of load, hence 20 s.
 measure_rounds() {
   local path=${1:-} t n=${#targets[@]} round i left d
   log "warm-up: ${WARMUP}s per target in slices of up to ${SLICE}s, targets in turn"
