@@ -238,9 +238,9 @@ start_portico() {
   wait_ready "$SPAWNED" "$listen" "$name"
 }
 
-# warm NAME URL SECONDS: one unmeasured wrk run, so JIT, connection pools and caches are warm.
+# warm URL SECONDS: one unmeasured wrk run, so JIT, connection pools and caches are warm.
 warm() {
-  "${PIN_LOAD[@]}" wrk -t"$BENCH_THREADS" -c"$BENCH_CONNECTIONS" -d"${3}s" "$2" >/dev/null
+  "${PIN_LOAD[@]}" wrk -t"$BENCH_THREADS" -c"$BENCH_CONNECTIONS" -d"${2}s" "$1" >/dev/null
 }
 
 # measure NAME URL ROUND: one measured wrk slice; its output goes to
@@ -318,7 +318,7 @@ measure_rounds() {
   log "warm-up: ${WARMUP}s per target in slices of up to ${SLICE}s, targets in turn"
   for ((left = WARMUP; left > 0; left -= d)); do
     d=$((left < SLICE ? left : SLICE))
-    for t in "${targets[@]}"; do warm "${t%%=*}" "${t#*=}$path" "$d"; done
+    for t in "${targets[@]}"; do warm "${t#*=}$path" "$d"; done
   done
   log "measuring: $ROUNDS rounds of ${SLICE}s per target, order rotating ($BENCH_CONNECTIONS connections, $BENCH_THREADS threads)"
   for ((round = 0; round < ROUNDS; round++)); do

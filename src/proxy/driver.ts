@@ -274,7 +274,7 @@ async function proxy(p: Proxied, req: IncomingMessage, res: ServerResponse, rout
     const via = `${h2 ? '2' : req.httpVersion} ${rt.config.proxy_name}`
     const cfg = pool.config
     const policy = pool.retryPolicy
-    const headerTimeoutMs = cfg.retries.per_try_timeout !== undefined ? Math.min(cfg.retries.per_try_timeout, cfg.timeouts.response_header) : cfg.timeouts.response_header
+    const headerTimeoutMs = pool.headerTimeoutMs
     // Phase "cache lookup" (src/cache/phase.ts): a stored response answers here; else the plan joins every try.
     let plan: CachePlan | null = null
     if (route.config.cache?.enabled) {

@@ -277,7 +277,7 @@ async function connect(ctx: RequestContext, req: IncomingMessage, rt: Runtime, r
   const via = `${req.httpVersion} ${rt.config.proxy_name}`
   const idempotent = IDEMPOTENT_METHODS.has(req.method ?? 'GET')
   const protocol = String(req.headers.upgrade ?? 'websocket')
-  const headerTimeoutMs = cfg.retries.per_try_timeout !== undefined ? Math.min(cfg.retries.per_try_timeout, cfg.timeouts.response_header) : cfg.timeouts.response_header
+  const headerTimeoutMs = pool.headerTimeoutMs
   const tried: Endpoint[] = []
   let endpoint: Endpoint | null = null
   let fresh = false

@@ -25,8 +25,8 @@ import { SlotSet } from './slot-set.ts'
 
 /** Streams corked by {@link coalesceWrites} in this turn. */
 const held = new SlotSet<Writable>()
-/** Responses whose `end()` waits for the end of this turn, with its arguments. */
-const ending: { res: CoalescingResponse; args: [unknown, unknown, unknown] }[] = []
+/** Responses whose `end()` waits for the end of this turn. */
+let ending: CoalescingResponse[] = []
 let scheduled = false
 
 function schedule(): void {
@@ -38,10 +38,10 @@ function schedule(): void {
 function releaseTurn(): void {
   scheduled = false
   // Ends first: each uncorks its connection fully, so head, body and end leave in one write.
-  const ends = ending.splice(0)
-  for (const { res, args } of ends) res.endDeferred(args)
-  const streams = [...held]
-  held.clear()
+  const ends = ending
+  ending = []
+  for (const res of ends) res.endDeferred()
+  const streams = held.take()
   // A stream ended or destroyed meanwhile was uncorked by `end()` or needs nothing: uncork is then a no-op.
   for (const s of streams) {
     try {
@@ -65,9 +65,8 @@ function releaseTurn(): void {
  * @param stream a socket (net or TLS) or any Writable; a destroyed one is left alone
  */
 export function coalesceWrites(stream: Writable): void {
-  if (held.has(stream) || stream.destroyed) return
+  if (stream.destroyed || !held.add(stream)) return
   stream.cork()
-  held.add(stream)
   schedule()
 }
 
@@ -85,6 +84,12 @@ export function coalesceWrites(stream: Writable): void {
  * destroyed meanwhile runs at once, as Node's own.
  */
 export class CoalescingResponse<Request extends http.IncomingMessage = http.IncomingMessage> extends http.ServerResponse<Request> {
+  /** Whether an `end()` waits for the end of the turn, and its arguments. */
+  #endPending = false
+  #endChunk: unknown = undefined
+  #endEncoding: unknown = undefined
+  #endCallback: unknown = undefined
+
   override write(chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
     const socket = this.socket
     if (socket !== null) coalesceWrites(socket)
@@ -92,22 +97,34 @@ export class CoalescingResponse<Request extends http.IncomingMessage = http.Inco
   }
 
   override end(chunk?: unknown, encoding?: unknown, callback?: unknown): this {
-    if (this.socket === null || this.destroyed) return (super.end as (...args: unknown[]) => this)(chunk, encoding, callback)
+    // A second end() in the same turn runs after the first, as with Node's own.
+    if (this.#endPending) this.endDeferred()
+    if (this.socket === null || this.destroyed || this.writableEnded) return (super.end as (...args: unknown[]) => this)(chunk, encoding, callback)
     coalesceWrites(this.socket)
-    ending.push({ res: this, args: [chunk, encoding, callback] })
+    this.#endPending = true
+    this.#endChunk = chunk
+    this.#endEncoding = encoding
+    this.#endCallback = callback
+    ending.push(this)
     schedule()
     return this
   }
 
   /**
-   * Runs an `end()` deferred to the end of the turn. An error thrown by Node's `end`
-   * (which would have reached the caller of an immediate end) is logged and the
-   * connection destroyed, so it neither stops the other responses of the turn nor
+   * Runs the `end()` deferred to the end of the turn, if one is pending. An error thrown
+   * by Node's `end` (which would have reached the caller of an immediate end) is logged
+   * and the connection destroyed, so it neither stops the other responses of the turn nor
    * leaves this one hanging.
    */
-  endDeferred(args: [unknown, unknown, unknown]): void {
+  endDeferred(): void {
+    if (!this.#endPending) return
+    const chunk = this.#endChunk
+    const encoding = this.#endEncoding
+    const callback = this.#endCallback
+    this.#endPending = false
+    this.#endChunk = this.#endEncoding = this.#endCallback = undefined
     try {
-      ;(super.end as (...a: unknown[]) => this)(args[0], args[1], args[2])
+      ;(super.end as (...a: unknown[]) => this)(chunk, encoding, callback)
     } catch (err) {
       logger.error({ err }, 'ending a response failed; its connection is closed')
       this.destroy()

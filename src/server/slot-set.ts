@@ -9,19 +9,19 @@
  * collection until the next full one. Measured on Portico under the baseline benchmark
  * (V8 `--trace-gc-nvp`), the gateway's `Set` of open responses kept about 5 MB of every
  * 24 MB allocated alive through each scavenge; scavenges took 10–13 ms, every ~100 ms;
- * without that `Set`, 0.2 MB survived and p99 latency at 64 connections fell from over
- * 20 ms to under 10 ms. A standalone script shows the same: 64 live objects with one
- * `add` and one `delete` each, 14.6 of 20 MB survived each scavenge with a `Set` (15.5 with
- * a `Map`), 0.6 MB with no set and with this one. (V8 moves a table's entries to a new
- * table as deleted entries pile up, and the replaced table stays linked to its successor
- * for live iterators; one replaced table in the old generation then keeps every later
- * table and its entries reachable for the scavenger.)
+ * without that `Set`, 0.2 MB survived and wrk's p99 at 64 connections went from 21–25 ms
+ * to 7.5–11 ms. A standalone script shows the same: 64 live objects with one `add` and
+ * one `delete` each, 14.6 of 20 MB survived each scavenge with a `Set` (15.5 with a
+ * `Map`), 0.6 MB with no set and with this one. (The likely cause, not traced here: V8
+ * moves a table's entries to a new table as deleted entries pile up, and a replaced table
+ * stays linked to its successor for live iterators, so one replaced table in the old
+ * generation keeps the later tables and their entries reachable for the scavenger.)
  *
  * Members are objects, each in a given SlotSet at most once; iteration sees the members at
  * the time it starts, so members may leave during it.
  */
 export class SlotSet<T extends object> implements Iterable<T> {
-  readonly #items: T[] = []
+  #items: T[] = []
   /** Where a member keeps its index in {@link #items}; one symbol per set, so an object may be in several. */
   readonly #slot = Symbol('slot')
 
@@ -35,11 +35,12 @@ export class SlotSet<T extends object> implements Iterable<T> {
     return i !== undefined && this.#items[i] === member
   }
 
-  /** Adds `member`; does nothing when it is already in. */
-  add(member: T): void {
-    if (this.has(member)) return
+  /** Adds `member`; does nothing when it is already in. @returns whether it was added */
+  add(member: T): boolean {
+    if (this.has(member)) return false
     ;(member as Record<symbol, number>)[this.#slot] = this.#items.length
     this.#items.push(member)
+    return true
   }
 
   /** Removes `member`: the last member takes its slot. @returns whether it was in */
@@ -58,8 +59,15 @@ export class SlotSet<T extends object> implements Iterable<T> {
 
   /** Removes every member. */
   clear(): void {
-    for (const m of this.#items) (m as Record<symbol, number>)[this.#slot] = -1
-    this.#items.length = 0
+    this.take()
+  }
+
+  /** Removes every member. @returns the members, in an array the set no longer uses */
+  take(): T[] {
+    const items = this.#items
+    for (const m of items) (m as Record<symbol, number>)[this.#slot] = -1
+    this.#items = []
+    return items
   }
 
   /** The members when iteration starts (a copy: members may leave meanwhile). */

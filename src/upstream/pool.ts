@@ -80,6 +80,8 @@ export class UpstreamPool {
   readonly config: UpstreamConfig
   readonly balancer: Balancer
   readonly retryPolicy: RetryPolicy
+  /** First-byte timeout of each try in ms: the shorter of `timeouts.response_header` and `retries.per_try_timeout` (Envoy `per_try_timeout`). */
+  readonly headerTimeoutMs: number
   /** Requests being proxied to this upstream now (until their response header). */
   active = 0
   /** Of those, requests that have gone on to a retry. */
@@ -136,6 +138,7 @@ export class UpstreamPool {
     this.#rebuild()
     this.balancer = createBalancer(config.load_balancing)
     this.retryPolicy = compileRetryPolicy(config.retries.on)
+    this.headerTimeoutMs = Math.min(config.retries.per_try_timeout ?? Infinity, config.timeouts.response_header)
     this.health = startHealth(this)
     if (pending.length > 0) this.#firstAnswers = Promise.all(pending.map((n) => n.started)).then(() => { this.#firstAnswers = null })
   }

@@ -149,6 +149,29 @@ test('CoalescingResponse: an end that throws is logged and its connection closed
   assert.equal(good, '200 ok')
 })
 
+test('CoalescingResponse: a second end() in the same turn comes after the first, as with Node', async (t) => {
+  let secondEnded: () => void = () => {}
+  const second = new Promise<void>((resolve) => { secondEnded = resolve })
+  const server = http.createServer({ ServerResponse: CoalescingResponse }, (_req, res) => {
+    res.setHeader('content-length', '5')
+    res.end('first')
+    res.end(() => secondEnded())
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.after(() => server.close())
+  const port = (server.address() as net.AddressInfo).port
+  const body = await new Promise<string>((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, agent: false }, (res) => {
+      let b = ''
+      res.on('data', (c: Buffer) => { b += c })
+      res.on('end', () => resolve(b))
+    }).on('error', reject)
+  })
+  assert.equal(body, 'first')
+  await second // the second end's callback runs once the response finished
+})
+
 test('through the gateway: pipelined requests, the first one slowest, are answered whole and in order', async () => {
   const lab = await env.lab('ok')
   const gw = await env.gateway(oneUpstream([lab.url]))

@@ -64,3 +64,18 @@ test('clear removes every member, which may be added again', () => {
   assert.equal(s.has(x), true)
   assert.equal(s.size, 1)
 })
+
+test('take empties the set and hands back its members; add says whether it added', () => {
+  const s = new SlotSet<object>()
+  const x = {}
+  const y = {}
+  assert.equal(s.add(x), true)
+  assert.equal(s.add(x), false)
+  s.add(y)
+  const taken = s.take()
+  assert.deepEqual(taken, [x, y])
+  assert.equal(s.size, 0)
+  assert.equal(s.has(x), false)
+  s.add(y)
+  assert.deepEqual(taken, [x, y], 'the taken array is no longer the set\'s')
+})
