@@ -22,7 +22,7 @@ import type { Metrics } from '../observe/metrics.ts'
 import type { Runtime } from '../proxy/runtime.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
 import type { NameStatus } from '../upstream/names.ts'
-import type { ReloadOutcome } from './reload.ts'
+import type { ReloadOutcome } from '../server/reload.ts'
 import { purge, readAdminBody } from '../cache/admin.ts'
 
 /** What the admin API reads and drives; the Gateway implements it. */

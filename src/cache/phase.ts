@@ -7,11 +7,11 @@ import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerR
 import type CachePolicy from 'http-cache-semantics'
 import type { RouteCacheConfig } from '../config/schema.ts'
 import type { CauseType } from '../failures/causes.ts'
-import type { RequestContext } from '../proxy/context.ts'
+import type { RequestContext } from '../observe/context.ts'
 import { headerString, newPolicy, STALE_IF_ERROR_STATUSES, staleIfErrorSeconds, ttlSeconds, validatorsAgree, type CacheRequest, type HttpCache, type Lookup } from './cache.ts'
 import { parseHttpDate } from './fields.ts'
 import { evaluateRange, sliceBody } from './range.ts'
-import { cacheStatus as status } from './status.ts'
+import { cacheStatus as status } from '../observe/cache-status.ts'
 import type { StoredResponse } from './store.ts'
 
 /**

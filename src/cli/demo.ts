@@ -6,6 +6,7 @@
 import { configSchema, type Config } from '../config/schema.ts'
 import { startLab, type FaultMode, type LabOptions, type LabServer } from '../lab/index.ts'
 import { Gateway } from '../server/gateway.ts'
+import { AdminServer } from '../admin/server.ts'
 
 /** One demo route: a path, the lab servers behind it, and what a request there shows. */
 interface DemoRoute {
@@ -65,7 +66,7 @@ export function demoConfig(listen: string, logFormat: 'json' | 'text', labs: Lab
 export async function demoCommand(opts: DemoOptions): Promise<number> {
   const labs = await Promise.all(ROUTES.map((r) => Promise.all(r.labs.map((l) => startLab(l.mode, l.options)))))
   const closeLabs = () => Promise.all(labs.flat().map((l) => l.close()))
-  const gw = new Gateway(demoConfig(opts.listen, opts.logFormat, labs))
+  const gw = new Gateway(demoConfig(opts.listen, opts.logFormat, labs), { admin: (g) => new AdminServer(g) })
   try {
     await gw.start()
   } catch (err) {

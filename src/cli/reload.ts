@@ -4,7 +4,7 @@
  */
 import { ConfigError, formatProblems, loadConfigFile, type ConfigProblem } from '../config/load.ts'
 import type { Config } from '../config/schema.ts'
-import { describeReload, type ReloadSummary } from '../admin/reload.ts'
+import { describeReload, type ReloadSummary } from '../server/reload.ts'
 import { splitAddress } from '../server/gateway.ts'
 
 /** Options of `portico reload`. */

@@ -3,8 +3,9 @@
  * the file (like `nginx -s reload`), SIGTERM/SIGINT drain and stop.
  */
 import type { Config } from '../config/schema.ts'
-import { logger } from '../observe/logger.ts'
+import { logger } from '../lib/logger.ts'
 import { Gateway } from '../server/gateway.ts'
+import { AdminServer } from '../admin/server.ts'
 
 /** Options of `portico serve` as commander parses them. */
 export interface ServeOptions {
@@ -57,7 +58,7 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
       throw err
     }
   }
-  const gw = new Gateway(config, { loadConfig })
+  const gw = new Gateway(config, { loadConfig, admin: (g) => new AdminServer(g) })
   try {
     await gw.start()
   } catch (err) {

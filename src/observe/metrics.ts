@@ -3,7 +3,7 @@
  * type, request durations, endpoint health and the cache, served by the admin API's `GET /metrics`.
  */
 import { Counter, Gauge, Registry, type Metric } from 'prom-client'
-import { cacheResult } from '../cache/status.ts'
+import { cacheResult } from './cache-status.ts'
 
 /** What the response store holds now, as the cache gauges report it. */
 export interface StoreUsage {

@@ -6,19 +6,18 @@ import type { EventEmitter } from 'node:events'
 import http from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { AdminServer } from '../admin/server.ts'
-import { describeReload, upstreamChanges, type ReloadOutcome, type ReloadSummary } from '../admin/reload.ts'
+import { describeReload, upstreamChanges, type ReloadOutcome, type ReloadSummary } from './reload.ts'
 import { ConfigError } from '../config/load.ts'
 import type { Config, ListenerConfig } from '../config/schema.ts'
 import { createAccessLog, toRecord, type AccessLogSink } from '../observe/access-log.ts'
 import { FailureRing } from '../observe/failures.ts'
-import { logger } from '../observe/logger.ts'
+import { logger } from '../lib/logger.ts'
 import { Metrics } from '../observe/metrics.ts'
 import { createProxyHandler, type RequestTracker } from '../proxy/driver.ts'
 import { buildRuntime, type Runtime } from '../proxy/runtime.ts'
 import { createUpgradeHandler, type UpgradeSession } from '../proxy/upgrade.ts'
-import { CoalescingResponse } from './coalesce.ts'
-import { SlotSet } from './slot-set.ts'
+import { CoalescingResponse } from '../lib/coalesce.ts'
+import { SlotSet } from '../lib/slot-set.ts'
 import { CertificateStore, createSecureServer, loadCertificates, redirectHandler, reloadCertificates, type LoadedCertificate, type SecureServer } from './tls.ts'
 import type { PoolOptions, UpstreamPool } from '../upstream/pool.ts'
 
@@ -34,6 +33,21 @@ export interface GatewayOptions {
   loadConfig?: () => Promise<Config>
   /** Given to every upstream pool, at start and on reload: how host names are resolved (tests inject a loopback resolver). */
   pools?: PoolOptions
+  /**
+   * Makes the admin API server when `admin` is configured (src/admin builds it; the server
+   * folder never imports the admin one). Without it no admin API is started.
+   */
+  admin?: (gateway: Gateway) => AdminService
+}
+
+/** The admin API as the gateway starts and stops it. */
+export interface AdminService {
+  /** The bound address once listening, else null. */
+  readonly address: AddressInfo | null
+  /** Binds `host:port`. @throws {Error} when the address cannot be bound */
+  listen(host: string, port: number): Promise<unknown>
+  /** Stops accepting and closes open admin connections. */
+  close(): Promise<void>
 }
 
 /** A running listener. */
@@ -67,7 +81,8 @@ export class Gateway {
   /** Prometheus metrics (fed by the access log). */
   readonly metrics: Metrics
   /** The admin API, when `admin` is configured and the gateway started. */
-  admin: AdminServer | null = null
+  admin: AdminService | null = null
+  readonly #adminFactory: ((gateway: Gateway) => AdminService) | null
   readonly #loadConfig: (() => Promise<Config>) | null
   /** Requests in flight per runtime: a retired runtime's pools close when its count reaches 0. */
   readonly #inFlight = new Map<Runtime, number>()
@@ -87,6 +102,7 @@ export class Gateway {
     this.#poolOptions = opts.pools
     this.#runtime = buildRuntime(config, undefined, undefined, opts.pools)
     this.#loadConfig = opts.loadConfig ?? null
+    this.#adminFactory = opts.admin ?? null
     this.accessLog = opts.accessLog ?? createAccessLog(config.access_log.format, config.access_log.path)
     this.metrics = new Metrics(() => this.#endpointHealth(), () => this.#runtime.cache.store)
     const previous = this.accessLog.observe
@@ -117,8 +133,8 @@ export class Gateway {
     warnInsecureUpstreams(this.#runtime.config)
     for (const lc of this.#runtime.config.listeners) this.listeners.push(await this.#listen(lc))
     const admin = this.#runtime.config.admin
-    if (admin) {
-      this.admin = new AdminServer(this)
+    if (admin && this.#adminFactory !== null) {
+      this.admin = this.#adminFactory(this)
       const { host, port } = splitAddress(admin.address)
       await this.admin.listen(host, port)
     }

@@ -8,6 +8,7 @@ import tls from 'node:tls'
 import type { Duplex } from 'node:stream'
 import type { buildConnector } from 'undici'
 import { GatewayError } from '../failures/classify.ts'
+import type { RequestContext } from '../observe/context.ts'
 
 /** What Portico knows about one upstream connection. */
 export interface SocketInfo {
@@ -119,4 +120,26 @@ export function createConnector(opts: ConnectorOptions): buildConnector.connecto
       })
     }
   }
+}
+
+/**
+ * Records that a try was given `socket` (an upstream connection opened by Portico's
+ * connector): counts the request on it and, on a new connection, copies its DNS, connect
+ * and TLS timings into `ctx`; a reused one has none (null).
+ *
+ * @returns whether the connection had served earlier requests (keep-alive reuse)
+ */
+export function recordConnection(ctx: RequestContext, socket: Duplex): boolean {
+  const info = socketInfo.get(socket)
+  let reused = false
+  if (info) {
+    info.requests++
+    reused = info.requests > 1
+    const t = ctx.timings
+    t.dns_ms = reused ? null : info.dnsMs
+    t.connect_ms = reused ? null : info.connectMs
+    t.tls_ms = reused ? null : info.tlsMs
+  }
+  ctx.connectionReused = reused
+  return reused
 }

@@ -23,8 +23,8 @@ import net from 'node:net'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Duplex, Readable } from 'node:stream'
 import { Dispatcher, type buildConnector } from 'undici'
-import { coalesceWrites } from '../server/coalesce.ts'
-import { SlotSet } from '../server/slot-set.ts'
+import { coalesceWrites } from '../lib/coalesce.ts'
+import { SlotSet } from '../lib/slot-set.ts'
 
 /** Options of an {@link Http1Pool}. */
 export interface Http1PoolOptions {

@@ -5,7 +5,7 @@
  * `Host` default, the TLS server name and the name the certificate must carry.
  */
 import type { CauseType } from '../failures/causes.ts'
-import { logger } from '../observe/logger.ts'
+import { logger } from '../lib/logger.ts'
 import { NameWatcher, type DnsSettings, type LookupAll, type NameResolver, type NameUpdate } from './dns.ts'
 import type { Endpoint } from './endpoint.ts'
 

@@ -3,7 +3,7 @@
  */
 import type { UpstreamConfig } from '../config/schema.ts'
 import type { CauseType } from '../failures/causes.ts'
-import { logger } from '../observe/logger.ts'
+import { logger } from '../lib/logger.ts'
 import type { Balancer } from './balancers/balancer.ts'
 import { LeastRequestBalancer } from './balancers/least-request.ts'
 import { RandomBalancer } from './balancers/random.ts'

@@ -1,7 +1,7 @@
 // Cache metrics: requests counted by how the cache answered, and the store's size, in the gateway's Prometheus registry.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { cacheResult } from '../../src/cache/status.ts'
+import { cacheResult } from '../../src/observe/cache-status.ts'
 import { header, send } from '../helpers/client.ts'
 import { cached, countingOrigin } from '../helpers/cache.ts'
 import { testEnv } from '../helpers/gateway.ts'

@@ -8,6 +8,7 @@ import { configSchema, type Config, type ConfigInput } from '../../src/config/sc
 import { startLab, type FaultMode, type LabOptions, type LabServer } from '../../src/lab/index.ts'
 import { memoryAccessLog, type AccessLogRecord } from '../../src/observe/access-log.ts'
 import { Gateway } from '../../src/server/gateway.ts'
+import { AdminServer } from '../../src/admin/server.ts'
 
 /** Small upstream timeouts for fault tests: failures show up in a few hundred ms. */
 export const FAST_TIMEOUTS = { connect: '300ms', response_header: '300ms', idle: '300ms' } as const
@@ -83,7 +84,7 @@ export function testEnv(scope: 'test' | 'file' = 'test') {
     async gateway(input: ConfigInput): Promise<TestGateway> {
       const config = configSchema.parse(input)
       const log = memoryAccessLog()
-      const gateway = new Gateway(config, { accessLog: log })
+      const gateway = new Gateway(config, { accessLog: log, admin: (g) => new AdminServer(g) })
       await gateway.start()
       cleanups.push(() => gateway.stop(0))
       const port = gateway.listeners[0].address.port

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { RequestContext } from '../../src/proxy/context.ts'
+import { RequestContext } from '../../src/observe/context.ts'
 import { createAccessLog, toRecord } from '../../src/observe/access-log.ts'
 
 function context(): RequestContext {

@@ -10,6 +10,7 @@ import { Gateway } from '../../src/server/gateway.ts'
 import { useTempDir } from '../config/temp-dir.ts'
 import { freePort } from '../admin/serve-process.ts'
 import { testEnv, waitFor } from '../helpers/gateway.ts'
+import { AdminServer } from '../../src/admin/server.ts'
 
 const env = testEnv()
 const dir = useTempDir('portico-reload-')
@@ -25,7 +26,7 @@ function yaml(listen: string[], upstreams: Record<string, string>, route: string
 }
 
 async function startFrom(file: string): Promise<{ gw: Gateway; origin: string }> {
-  const gw = new Gateway(await loadConfigFile(file), { accessLog: memoryAccessLog(), loadConfig: () => loadConfigFile(file) })
+  const gw = new Gateway(await loadConfigFile(file), { accessLog: memoryAccessLog(), loadConfig: () => loadConfigFile(file), admin: (g) => new AdminServer(g) })
   await gw.start()
   env.defer(() => gw.stop(0))
   return { gw, origin: `http://127.0.0.1:${gw.listeners[0].address.port}` }

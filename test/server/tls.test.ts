@@ -17,6 +17,7 @@ import { Gateway } from '../../src/server/gateway.ts'
 import { certificateNames, nameMatches } from '../../src/server/tls.ts'
 import { send } from '../helpers/client.ts'
 import { testEnv } from '../helpers/gateway.ts'
+import { AdminServer } from '../../src/admin/server.ts'
 
 const env = testEnv()
 let dir = ''
@@ -263,7 +264,7 @@ test('reload re-reads the certificates: an open HTTP/2 session keeps working, ne
 test('stop closes an idle HTTP/2 session with GOAWAY instead of waiting for the drain timeout', async () => {
   const up = await recordingUpstream()
   const config = configSchema.parse(tlsConfig(up.url, { certificates: [files.a] }))
-  const gateway = new Gateway(config, { accessLog: memoryAccessLog() })
+  const gateway = new Gateway(config, { accessLog: memoryAccessLog(), admin: (g) => new AdminServer(g) })
   await gateway.start()
   const client = await h2Connect(gateway.listeners[0].address.port)
   env.defer(() => { client.destroy() })

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { describe, mock, test } from 'node:test'
 import { startLab } from '../../src/lab/index.ts'
-import { logger } from '../../src/observe/logger.ts'
+import { logger } from '../../src/lib/logger.ts'
 import { jitterMs } from '../../src/upstream/health/index.ts'
 import { testEnv, waitFor } from '../helpers/gateway.ts'
 import { watchedPool } from './health-helpers.ts'

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import { describe, mock, test } from 'node:test'
-import { logger } from '../../src/observe/logger.ts'
+import { logger } from '../../src/lib/logger.ts'
 import { header, send } from '../helpers/client.ts'
 import { endpointOf, expectExchange } from '../helpers/expect.ts'
 import { FAST_TIMEOUTS, oneUpstream, testEnv, waitFor } from '../helpers/gateway.ts'

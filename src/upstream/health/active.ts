@@ -4,7 +4,7 @@
  * health check thresholds do.
  */
 import type { HealthCheckConfig } from '../../config/schema.ts'
-import { logger } from '../../observe/logger.ts'
+import { logger } from '../../lib/logger.ts'
 import type { Endpoint } from '../endpoint.ts'
 import { startProbe, type ProbeResult, type RunningProbe } from './probe.ts'
 import { setDownReason } from './reason.ts'

@@ -5,7 +5,7 @@
  */
 import type { OutlierDetectionConfig } from '../../config/schema.ts'
 import type { CauseType } from '../../failures/causes.ts'
-import { logger } from '../../observe/logger.ts'
+import { logger } from '../../lib/logger.ts'
 import type { Endpoint } from '../endpoint.ts'
 import type { CheckedPool } from './active.ts'
 import { setDownReason } from './reason.ts'

@@ -20,7 +20,7 @@
  */
 import http from 'node:http'
 import type { Writable } from 'node:stream'
-import { logger } from '../observe/logger.ts'
+import { logger } from './logger.ts'
 import { SlotSet } from './slot-set.ts'
 
 /** Streams corked by {@link coalesceWrites} in this turn. */

@@ -2,9 +2,7 @@
  * The per-request context: everything the lifecycle learns about one request, from
  * which the access log line is rendered alone.
  */
-import type { Duplex } from 'node:stream'
 import type { CauseType } from '../failures/causes.ts'
-import { socketInfo } from '../upstream/connector.ts'
 
 /** Connection timings of the last attempt, in milliseconds; null when not measured (e.g. a reused connection has no connect). */
 export interface Timings {
@@ -72,26 +70,4 @@ export class RequestContext {
     this.timings.dns_ms = this.timings.connect_ms = this.timings.tls_ms = this.timings.ttfb_ms = null
     this.connectionReused = false
   }
-}
-
-/**
- * Records that a try was given `socket` (an upstream connection opened by Portico's
- * connector): counts the request on it and, on a new connection, copies its DNS, connect
- * and TLS timings into `ctx`; a reused one has none (null).
- *
- * @returns whether the connection had served earlier requests (keep-alive reuse)
- */
-export function recordConnection(ctx: RequestContext, socket: Duplex): boolean {
-  const info = socketInfo.get(socket)
-  let reused = false
-  if (info) {
-    info.requests++
-    reused = info.requests > 1
-    const t = ctx.timings
-    t.dns_ms = reused ? null : info.dnsMs
-    t.connect_ms = reused ? null : info.connectMs
-    t.tls_ms = reused ? null : info.tlsMs
-  }
-  ctx.connectionReused = reused
-  return reused
 }

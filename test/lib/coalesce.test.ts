@@ -6,7 +6,7 @@ import http from 'node:http'
 import net from 'node:net'
 import { after, before, test } from 'node:test'
 import { parseProxyStatus } from '../../src/failures/proxy-status.ts'
-import { CoalescingResponse, coalesceWrites } from '../../src/server/coalesce.ts'
+import { CoalescingResponse, coalesceWrites } from '../../src/lib/coalesce.ts'
 import { oneUpstream, testEnv } from '../helpers/gateway.ts'
 
 const env = testEnv()

@@ -2,7 +2,7 @@
 // hash tables (which kept churned members alive for the scavenger).
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { SlotSet } from '../../src/server/slot-set.ts'
+import { SlotSet } from '../../src/lib/slot-set.ts'
 
 test('add, has, delete and size, with the last member moved into a freed slot', () => {
   const s = new SlotSet<{ id: number }>()
