@@ -7,6 +7,7 @@ import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerR
 import type CachePolicy from 'http-cache-semantics'
 import type { RouteCacheConfig } from '../config/schema.ts'
 import type { CauseType } from '../failures/causes.ts'
+import type { ResponseObserver } from '../observe/response-observer.ts'
 import type { RequestContext } from '../observe/context.ts'
 import { headerString, newPolicy, STALE_IF_ERROR_STATUSES, staleIfErrorSeconds, ttlSeconds, validatorsAgree, type CacheRequest, type HttpCache, type Lookup } from './cache.ts'
 import { parseHttpDate } from './fields.ts'
@@ -14,23 +15,8 @@ import { evaluateRange, sliceBody } from './range.ts'
 import { cacheStatus as status } from '../observe/cache-status.ts'
 import type { StoredResponse } from './store.ts'
 
-/**
- * Sees the upstream response of a try on its way downstream (the "cache store" phase).
- * The exchange calls `start` before writing the response head, `data` for each body chunk,
- * `end` after the last one, and `error` when the response is abandoned.
- */
-export interface ResponseTee {
-  /**
-   * @param out the downstream header fields; the tee may add some (`Cache-Status`)
-   * @returns true to let the response go downstream, false when the tee answered the
-   *   client itself (a stored response after a 304 or an error status): the exchange then
-   *   writes nothing and discards the upstream body
-   */
-  start(status: number, headers: IncomingHttpHeaders, out: OutgoingHttpHeaders): boolean
-  data(chunk: Buffer): void
-  end(): void
-  error(): void
-}
+/** The cache's view of the upstream response (phase "cache store"). */
+export type ResponseTee = ResponseObserver
 
 /** A complete upstream response, as a background refresh gets it. */
 export interface FetchedResponse {

@@ -28,6 +28,7 @@ export type CauseType =
   | 'http_response_incomplete'
   | 'connection_read_timeout'
   | 'http_upgrade_failed'
+  | 'http_request_error'
   | 'http_request_denied'
   | 'proxy_configuration_error'
   | 'proxy_internal_error'
@@ -141,6 +142,11 @@ const rows: readonly Cause[] = [
     type: 'http_upgrade_failed', status: 502, phase: 'before_header',
     title: 'The protocol upgrade (WebSocket) could not be completed',
     hint: 'Check that the upstream accepts the upgrade on this path.',
+  },
+  {
+    type: 'http_request_error', status: 408, phase: 'local',
+    title: 'The client did not send its request body in time',
+    hint: 'The client went silent while sending its request body for longer than listeners[].timeouts.body_idle: check the client and its network.',
   },
   {
     type: 'http_request_denied', status: 403, phase: 'local',

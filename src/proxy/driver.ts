@@ -5,22 +5,26 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { CAUSES, isRetryable, type CauseType } from '../failures/causes.ts'
+import { CAUSES, type CauseType } from '../failures/causes.ts'
 import { proxyStatusError } from '../failures/proxy-status.ts'
 import { prefersJson, renderErrorPage } from '../failures/error-page.ts'
 import type { AccessLogSink } from '../observe/access-log.ts'
 import type { Route } from '../routing/router.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
-import type { RetryPolicy, UpstreamPool } from '../upstream/pool.ts'
+import type { UpstreamPool } from '../upstream/pool.ts'
 import { RequestContext } from '../observe/context.ts'
-import { ClientClosedError, UpstreamExchange, type TryFailure, type TryInput } from './exchange.ts'
+import { attemptStateOf, runAttempts, type Attempts, type PoolAttemptState } from './attempt.ts'
+import { HttpExchange, type ExchangeRequest } from './exchange.ts'
+import { fetchFromPool } from './fetch.ts'
 import { IDEMPOTENT_METHODS, isValidRequestId, upstreamRequestHeaders } from './headers.ts'
+import { RetryLease, statusRetryAllowed } from './retries.ts'
 import type { Runtime } from './runtime.ts'
+import { ClientClosedError } from './try.ts'
 import { cacheLookup, type CachePlan } from '../cache/phase.ts'
-import { fetchFromPool } from '../cache/refresh.ts'
 
 /** Seconds a client is told to wait after `destination_unavailable` (RFC 9110 §10.2.3). */
 const RETRY_AFTER_S = '5'
+
 
 /**
  * Phase "parse": builds the request context. Runs first for every request.
@@ -40,7 +44,7 @@ interface Proxied {
   readonly log: AccessLogSink
   readonly tracker: RequestTracker | undefined
   /** The try in progress, aborted when the client goes away first. */
-  current: UpstreamExchange | null
+  current: { abort(err: Error): void } | null
 }
 
 /** Where a response keeps its {@link Proxied} (one listener function serves every response). */
@@ -132,33 +136,6 @@ export function sendError(ctx: RequestContext, req: IncomingMessage, res: Server
   }
 }
 
-/**
- * Whether a failed try goes on to another try (Pingora's and Envoy's retry rules):
- * - never once request body bytes were taken from the client;
- * - an upstream status listed in `retries.on` (pre-approved before the try): another try;
- * - `connection_terminated` (`reset`), idempotent methods only: on a reused keep-alive
- *   connection once more on a fresh connection (the keep-alive race, where the upstream
- *   closed the idle connection as the request was written); otherwise on another endpoint
- *   within `retries.attempts` (the endpoint crashed or restarted while holding the request);
- * - nothing sent (`connect_failure`): any method, within `retries.attempts`;
- * - `http_response_timeout` when listed: idempotent methods, within `retries.attempts`.
- */
-export function retryDecision(f: TryFailure, policy: RetryPolicy, idempotent: boolean, bodyConsumed: number, attempts: number, maxAttempts: number, raceRetried: boolean): 'another' | 'fresh' | 'no' {
-  if (bodyConsumed > 0) return 'no'
-  if (f.type === null) return 'another'
-  if (f.type === 'connection_terminated') {
-    if (!policy.reset || !isRetryable(f.type, idempotent)) return 'no'
-    // A reused connection the upstream closed while idle (the keep-alive race): once more, on a fresh one.
-    if (f.reused && !raceRetried) return 'fresh'
-    // The endpoint reset a request it had taken (a crash or a restart): an idempotent request may go elsewhere.
-    return attempts < maxAttempts ? 'another' : 'no'
-  }
-  if (attempts >= maxAttempts) return 'no'
-  if (!f.sent && isRetryable(f.type, idempotent)) return policy.connect ? 'another' : 'no'
-  if (f.type === 'http_response_timeout' && policy.timeout && idempotent) return 'another'
-  return 'no'
-}
-
 /** What phase "route" decided: a route and its pool, a malformed target, or a cause to answer with. */
 export type RouteOutcome =
   | { kind: 'routed'; route: Route; pool: UpstreamPool }
@@ -194,22 +171,6 @@ export function upstreamPath(route: Route, target: string): string {
 }
 
 /**
- * Takes a place in the pool's retry budget for a request's first retry; the request keeps
- * it through later retries and gives it back (`pool.retrying--`) when it ends. A failure
- * refused for lack of budget gets that said in its detail.
- *
- * @returns whether the retry may go ahead
- */
-export function enterRetry(pool: UpstreamPool, failure: TryFailure): boolean {
-  if (failure.type !== null && !pool.retryAllowed()) {
-    failure.detail += '; not retried: retry budget exhausted'
-    return false
-  }
-  pool.retrying++
-  return true
-}
-
-/**
  * Creates the request handler of the listeners: the lifecycle driver.
  *
  * @param getRuntime returns the runtime (routes, pools, config) in force; read once per
@@ -223,7 +184,7 @@ export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink
     const rt = getRuntime()
     tracker?.start(rt, req, res)
     const ctx = parseRequest(req)
-    const p: Proxied = { ctx, rt, log, tracker, current: null }
+    const p = new ProxiedRequest(ctx, rt, log, tracker, req, res, opts)
     ;(res as ServerResponse & { [PROXIED]?: Proxied })[PROXIED] = p
     res.on('close', onResponseClose)
 
@@ -238,8 +199,7 @@ export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink
       sendError(ctx, req, res, rt, routed.type, routed.detail)
       return
     }
-    const { route, pool } = routed
-    void proxy(p, req, res, route, pool, opts)
+    void proxy(p, routed.route, routed.pool)
   }
 }
 
@@ -249,127 +209,121 @@ export interface HandlerOptions {
   scheme: string
   /** Largest request body accepted in bytes (413 beyond), or null. */
   maxBodyBytes: number | null
+  /** Longest client silence while its request body is read, in ms (`listeners[].timeouts.body_idle`; 408 beyond). */
+  bodyIdleMs: number
+}
+
+/** The request body limit's status (RFC 9110 §15.5.14). */
+const CONTENT_TOO_LARGE = 413
+
+/**
+ * One proxied request as the attempt loop drives it: the request's fixed parts, shared by
+ * every try (one object per request, on the response, so the request path makes no closure).
+ */
+class ProxiedRequest implements Proxied, Attempts<HttpExchange>, ExchangeRequest {
+  readonly ctx: RequestContext
+  readonly rt: Runtime
+  readonly log: AccessLogSink
+  readonly tracker: RequestTracker | undefined
+  current: HttpExchange | null = null
+  readonly req: IncomingMessage
+  readonly res: ServerResponse
+  route!: Route
+  pool!: UpstreamPool
+  readonly method: string
+  readonly idempotent: boolean
+  path = '/'
+  hasBody = false
+  readonly maxBodyBytes: number | null
+  readonly bodyIdleMs: number
+  readonly proxyName: string
+  via = ''
+  observer: CachePlan['tee'] | null = null
+  plan: CachePlan | null = null
+  lease!: RetryLease
+  /** `http` or `https`, the scheme clients use on this listener. */
+  readonly scheme: string
+
+  constructor(ctx: RequestContext, rt: Runtime, log: AccessLogSink, tracker: RequestTracker | undefined, req: IncomingMessage, res: ServerResponse, opts: HandlerOptions) {
+    this.ctx = ctx
+    this.rt = rt
+    this.log = log
+    this.tracker = tracker
+    this.req = req
+    this.res = res
+    this.method = req.method ?? 'GET'
+    this.idempotent = IDEMPOTENT_METHODS.has(this.method)
+    this.maxBodyBytes = opts.maxBodyBytes
+    this.bodyIdleMs = opts.bodyIdleMs
+    this.proxyName = rt.config.proxy_name
+    this.scheme = opts.scheme
+  }
+
+  /** The upstream request header fields for an endpoint whose authority is `authority`. */
+  headersFor(authority: string): string[] {
+    const req = this.req
+    const host = req.headers.host ?? ''
+    return upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
+      host: this.route.preserveHost && host ? host : authority,
+      forwardedHost: host,
+      proto: this.scheme,
+      clientIp: this.ctx.clientIp,
+      requestId: this.ctx.requestId,
+      via: this.via,
+    })
+  }
+
+  newTry(ep: Endpoint, queueTimeoutMs: number | null, state: PoolAttemptState): HttpExchange {
+    let headers = this.headersFor(ep.authority)
+    if (this.plan !== null) headers = this.plan.headers(headers)
+    const retry = state.retry
+    const retryStatuses = statusRetryAllowed(retry.policy, this.idempotent, this.hasBody, this.ctx.attempts, this.pool.config.retries.attempts) ? retry.policy.statuses : null
+    const t = new HttpExchange(this, ep, state.timeouts, queueTimeoutMs, headers, retryStatuses)
+    this.current = t
+    return t
+  }
+
+  abandoned(): boolean {
+    return this.ctx.downstream !== 'completed' || this.res.destroyed
+  }
 }
 
 /**
- * Phases "select endpoint" to "stream response", with retries: endpoint choice, exchange,
- * retry decision, until a try answers. Never rejects: an unexpected error is answered
- * as `proxy_internal_error`.
+ * Phases "cache lookup" to "stream response": the body limit, the cache, then the attempt
+ * loop until a try answers. Never rejects: an unexpected error is answered as
+ * `proxy_internal_error`.
  */
-async function proxy(p: Proxied, req: IncomingMessage, res: ServerResponse, route: Route, pool: UpstreamPool, opts: HandlerOptions): Promise<void> {
-  const { ctx, rt } = p
+async function proxy(p: ProxiedRequest, route: Route, pool: UpstreamPool): Promise<void> {
+  const { ctx, rt, req, res } = p
   try {
-    const method = req.method ?? 'GET'
-    const idempotent = IDEMPOTENT_METHODS.has(method)
-    const host = req.headers.host ?? ''
-    const path = upstreamPath(route, req.url ?? '/')
+    p.route = route
+    p.pool = pool
+    p.lease = new RetryLease(attemptStateOf(pool).retry)
+    p.path = upstreamPath(route, req.url ?? '/')
     const contentLength = req.headers['content-length']
     // HTTP/2 has no Transfer-Encoding: a request without END_STREAM on its HEADERS frame has a body (RFC 9113 §8.1).
     const h2 = req.httpVersionMajor >= 2
-    const hasBody = contentLength !== undefined ? contentLength !== '0' : req.headers['transfer-encoding'] !== undefined || (h2 && !(req as unknown as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders)
-    if (opts.maxBodyBytes !== null && contentLength !== undefined && Number(contentLength) > opts.maxBodyBytes) {
-      sendError(ctx, req, res, rt, 'http_request_denied', `request body of ${contentLength} bytes is over the limit of ${opts.maxBodyBytes}`, 413)
+    p.hasBody = contentLength !== undefined ? contentLength !== '0' : req.headers['transfer-encoding'] !== undefined || (h2 && !(req as unknown as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders)
+    if (p.maxBodyBytes !== null && contentLength !== undefined && Number(contentLength) > p.maxBodyBytes) {
+      sendError(ctx, req, res, rt, 'http_request_denied', `request body of ${contentLength} bytes is over the limit of ${p.maxBodyBytes}`, CONTENT_TOO_LARGE)
       return
     }
-    const via = `${h2 ? '2' : req.httpVersion} ${rt.config.proxy_name}`
-    const cfg = pool.config
-    const policy = pool.retryPolicy
-    const headerTimeoutMs = pool.headerTimeoutMs
+    p.via = `${h2 ? '2' : req.httpVersion} ${p.proxyName}`
     // Phase "cache lookup" (src/cache/phase.ts): a stored response answers here; else the plan joins every try.
-    let plan: CachePlan | null = null
     if (route.config.cache?.enabled) {
-      const refresh = (extra: Record<string, string>) => fetchFromPool(pool, path, upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
-        host: host || pool.name, forwardedHost: host, proto: opts.scheme, clientIp: ctx.clientIp, requestId: ctx.requestId, via,
-      }), extra, headerTimeoutMs)
-      plan = await cacheLookup({ ctx, req, res, cache: rt.cache, config: route.config.cache, scheme: opts.scheme, refresh }, rt.config.proxy_name)
-      if (plan === null) return
+      const refresh = (extra: Record<string, string>) => fetchFromPool(ctx, pool, p.path, p.headersFor(pool.name), extra)
+      p.plan = await cacheLookup({ ctx, req, res, cache: rt.cache, config: route.config.cache, scheme: p.scheme, refresh }, rt.config.proxy_name)
+      if (p.plan === null) return
+      p.observer = p.plan.tee
     }
-    const tried: Endpoint[] = []
-    let raceRetried = false
-    let fresh = false
-    let inRetry = false
-    let endpoint: Endpoint | null = null
-    pool.active++
     try {
-      for (;;) {
-        if (!fresh) {
-          const choice = pool.chooseNow(tried) ?? await pool.choose(tried)
-          if (choice.endpoint === null) {
-            const none = choice.failure
-            // A name that does not resolve is the endpoint that failed: the log names it.
-            if (none.endpoint !== null) ctx.beginAttempt(none.endpoint)
-            if (plan?.onFailure(none.type)) return
-            sendError(ctx, req, res, rt, none.type, none.detail)
-            return
-          }
-          endpoint = choice.endpoint
-          tried.push(endpoint)
-        }
-        const ep = endpoint as Endpoint
-        ctx.beginAttempt(ep.label)
-        if (ep.pending >= cfg.limits.max_pending) {
-          ep.lastError = { type: 'connection_limit_reached', at: Date.now(), detail: 'pending queue full' }
-          sendError(ctx, req, res, rt, 'connection_limit_reached', `endpoint ${ep.label} has ${ep.pending} requests waiting for a connection (limits.max_pending ${cfg.limits.max_pending})`)
-          return
-        }
-        const statusRetryOk = policy.statuses.size > 0 && idempotent && !hasBody && ctx.attempts < cfg.retries.attempts
-        const input: TryInput = {
-          ctx, req, res, method, path, hasBody,
-          headers: upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
-            host: route.preserveHost && host ? host : ep.authority,
-            forwardedHost: host,
-            proto: opts.scheme,
-            clientIp: ctx.clientIp,
-            requestId: ctx.requestId,
-            via,
-          }),
-          timeouts: cfg.timeouts,
-          headerTimeoutMs,
-          retryStatuses: statusRetryOk ? policy.statuses : null,
-          // Decided when the status arrives, so the budget counts the retries really in flight then.
-          retryGate: () => {
-            if (inRetry) return true
-            if (!pool.retryAllowed()) return false
-            pool.retrying++
-            inRetry = true
-            return true
-          },
-          // With one request per connection, every try beyond max_connections waits for one to free up.
-          queueTimeoutMs: ep.inFlight >= cfg.limits.max_connections ? cfg.limits.queue_timeout : null,
-          maxBodyBytes: opts.maxBodyBytes,
-          proxyName: rt.config.proxy_name,
-          via,
-        }
-        if (plan !== null) {
-          input.headers = plan.headers(input.headers)
-          input.tee = plan.tee
-        }
-        const ex = new UpstreamExchange(input, ep)
-        p.current = ex
-        // The keep-alive race retry must not land on another stale pooled connection.
-        const failure = await ex.run(ep.dispatcher, fresh)
-        if (ctx.downstream !== 'client_closed') pool.report(ep, failure?.type ?? null, failure === null ? ctx.upstreamStatus : failure.status)
-        if (failure === null) return
-        if (res.destroyed || ctx.downstream !== 'completed') return
-        let decision = retryDecision(failure, policy, idempotent, ex.bodyConsumed, ctx.attempts, cfg.retries.attempts, raceRetried)
-        // Tries that never reached an application add no load upstream: only `attempts` bounds their retries.
-        if (decision !== 'no' && !inRetry && failure.sent) {
-          if (enterRetry(pool, failure)) inRetry = true
-          else decision = 'no'
-        }
-        if (decision === 'no') {
-          const type = failure.type ?? 'proxy_internal_error'
-          if (failure.type !== null && plan?.onFailure(failure.type)) return
-          sendError(ctx, req, res, rt, type, failure.detail, type === 'http_request_denied' ? 413 : undefined)
-          return
-        }
-        fresh = decision === 'fresh'
-        if (fresh) raceRetried = true
-      }
+      const end = await runAttempts(p)
+      if (end.kind !== 'failed') return
+      // A stored response may answer instead of the error (stale-if-error, RFC 5861 §4).
+      if (p.plan?.onFailure(end.type)) return
+      sendError(ctx, req, res, rt, end.type, end.detail, end.type === 'http_request_denied' ? CONTENT_TOO_LARGE : undefined)
     } finally {
-      pool.active--
-      if (inRetry) pool.retrying--
-      plan?.finish()
+      p.plan?.finish()
     }
   } catch (err) {
     sendError(ctx, req, res, rt, 'proxy_internal_error', (err as Error).message)

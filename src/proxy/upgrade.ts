@@ -6,20 +6,20 @@
  */
 import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { classify, GatewayError } from '../failures/classify.ts'
 import type { CauseType } from '../failures/causes.ts'
 import { proxyStatusReceived } from '../failures/proxy-status.ts'
 import type { AccessLogSink } from '../observe/access-log.ts'
+import type { RequestContext } from '../observe/context.ts'
 import type { Route } from '../routing/router.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
-import type { Http1Controller, Http1Handler, Http1Pool } from '../upstream/http1.ts'
+import type { Http1Controller, Http1Pool } from '../upstream/http1.ts'
 import type { UpstreamPool } from '../upstream/pool.ts'
-import type { RequestContext } from '../observe/context.ts'
-import { recordConnection } from '../upstream/connector.ts'
-import { enterRetry, errorResponse, parseRequest, retryDecision, routeRequest, upstreamPath } from './driver.ts'
-import type { TryFailure } from './exchange.ts'
+import { attemptStateOf, runAttempts, type Attempts, type PoolAttemptState } from './attempt.ts'
+import { errorResponse, parseRequest, routeRequest, upstreamPath } from './driver.ts'
 import { IDEMPOTENT_METHODS, upstreamRequestHeaders } from './headers.ts'
+import { RetryLease } from './retries.ts'
 import type { Runtime } from './runtime.ts'
+import { ClientClosedError, UpstreamTry, type TryResult, type TryTimeouts } from './try.ts'
 
 /** One upgrade in progress or one open tunnel, as the gateway tracks it for drain and stop. */
 export interface UpgradeSession {
@@ -32,119 +32,119 @@ export interface UpgradeSession {
 /** Handles a server's `'upgrade'` event: `(req, socket, head)` as node:http emits it. */
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => UpgradeSession
 
-/** How the upstream answered an upgrade: its 101 and the raw connection, or why not. */
-type UpgradeResult =
-  | { ok: true; headers: IncomingHttpHeaders; socket: Duplex }
-  | { ok: false; failure: TryFailure }
-
-/** The client went away while the upgrade was on its way upstream. */
-class ClientGoneError extends Error {
-  readonly code = 'PORTICO_CLIENT_CLOSED'
-  constructor() {
-    super('client closed the connection')
-  }
-}
-
 /** Ends a try whose upstream answered something other than 101. */
 class RefusedUpgradeError extends Error {
   readonly code = 'PORTICO_UPGRADE_REFUSED'
 }
 
-
 /**
- * One try of an upgrade against one endpoint, as an undici dispatch handler: undici
- * writes `Connection: upgrade` and `Upgrade: <protocol>`, and hands over the raw socket
- * on a 101 (`onRequestUpgrade`); any other final status comes through `onResponseStart`.
+ * One try of an upgrade against one endpoint: the pool writes `Connection: upgrade` and
+ * `Upgrade: <protocol>`, and hands over the raw socket on a 101 (`onRequestUpgrade`); any
+ * other final status comes through `onResponseStart` and fails the try with
+ * `http_upgrade_failed` (RFC 9209 §2.3.15; the upstream's answer is not relayed). The
+ * endpoint counts the try in flight until the tunnel closes ({@link tunnelClosed}).
  */
-class UpgradeTry implements Http1Handler {
-  readonly #ctx: RequestContext
-  readonly #headerTimeoutMs: number
-  readonly #start = performance.now()
-  #controller: Http1Controller | null = null
-  #socket: Duplex | null = null
-  #reused = false
-  #timer: NodeJS.Timeout | null = null
-  #settled = false
-  #resolve: (r: UpgradeResult) => void = () => {}
+class UpgradeTry extends UpstreamTry {
+  readonly #path: string
+  readonly #headers: string[]
+  readonly #protocol: string
+  /** The upstream's 101 fields and raw connection, once upgraded. */
+  upgraded: { headers: IncomingHttpHeaders; socket: Duplex } | null = null
 
-  constructor(ctx: RequestContext, headerTimeoutMs: number) {
-    this.#ctx = ctx
-    this.#headerTimeoutMs = headerTimeoutMs
+  constructor(ctx: RequestContext, endpoint: Endpoint, timeouts: TryTimeouts, queueTimeoutMs: number | null, path: string, headers: string[], protocol: string) {
+    super(ctx, endpoint, timeouts, queueTimeoutMs)
+    this.#path = path
+    this.#headers = headers
+    this.#protocol = protocol
   }
 
-  run(dispatcher: Http1Pool, path: string, headers: string[], protocol: string, fresh: boolean): Promise<UpgradeResult> {
-    const promise = new Promise<UpgradeResult>((resolve) => { this.#resolve = resolve })
-    dispatcher.dispatch({ path, method: 'GET', headers, upgrade: protocol, fresh }, this)
-    return promise
-  }
-
-  abort(err: Error): void {
-    this.#controller?.abort(err)
-  }
-
-  /** Called with the connection the request is about to be written on. */
-  onSocket(socket: Duplex): void {
-    this.#socket = socket
-    this.#reused = recordConnection(this.#ctx, socket)
-    this.#timer = setTimeout(() => {
-      this.#timer = null
-      this.abort(new GatewayError('http_response_timeout', `no answer to the upgrade within ${this.#headerTimeoutMs}ms`))
-    }, this.#headerTimeoutMs)
-  }
-
-  /** Called by the pool inside `dispatch`, before anything can abort the try. */
-  onRequestStart(controller: Http1Controller): void {
-    this.#controller = controller
+  run(dispatcher: Http1Pool, fresh: boolean): Promise<TryResult> {
+    return this.dispatchTo(dispatcher, { path: this.#path, method: 'GET', headers: this.#headers, upgrade: this.#protocol, fresh })
   }
 
   onRequestUpgrade(_controller: Http1Controller, statusCode: number, headers: IncomingHttpHeaders, socket: Duplex): void {
-    this.#clearTimer()
-    this.#ctx.timings.ttfb_ms = performance.now() - this.#start
-    this.#ctx.upstreamStatus = statusCode
-    if (this.#settled) {
+    this.clearTimers()
+    this.headerTaken(statusCode)
+    if (this.settled) {
       socket.destroy()
+      this.finish()
       return
     }
-    this.#settled = true
-    this.#resolve({ ok: true, headers, socket })
+    this.upgraded = { headers, socket }
+    this.settle(null)
   }
 
   onResponseStart(controller: Http1Controller, statusCode: number): void {
     if (statusCode < 200) return
-    this.#clearTimer()
-    this.#ctx.timings.ttfb_ms = performance.now() - this.#start
-    this.#ctx.upstreamStatus = statusCode
-    // RFC 9209 §2.3.15: the upgrade did not happen; the upstream's answer is not relayed.
-    this.#settle({ type: 'http_upgrade_failed', status: statusCode, detail: `upstream answered ${statusCode} instead of 101`, sent: true, reused: this.#reused })
+    this.clearTimers()
+    this.headerTaken(statusCode)
+    this.settle({ type: 'http_upgrade_failed', status: statusCode, detail: `upstream answered ${statusCode} instead of 101`, sent: true, reused: this.reused })
     controller.abort(new RefusedUpgradeError(`upstream answered ${statusCode}`))
   }
 
   onResponseData(): void {}
 
-  onResponseEnd(): void {}
+  onResponseEnd(): void {
+    this.finish()
+  }
 
   onResponseError(_controller: Http1Controller, err: Error): void {
-    this.#clearTimer()
-    if (this.#settled) return
-    if (err instanceof ClientGoneError) {
-      this.#settle({ type: null, status: null, detail: err.message, sent: this.#socket !== null, reused: this.#reused })
-      return
-    }
-    const c = classify(err, this.#socket ? 'header' : 'connect')
-    let detail = c.detail
-    if (c.type === 'connection_terminated') detail += this.#reused ? ' (on a reused keep-alive connection)' : ' (on a new connection)'
-    this.#settle({ type: c.type, status: null, detail, sent: this.#socket !== null, reused: this.#reused })
+    if (!this.settled && !(err instanceof ClientClosedError)) this.settle(this.failureOf(err))
+    else this.settle({ type: null, status: null, detail: err.message, sent: this.socket !== null, reused: this.reused })
+    this.finish()
   }
 
-  #settle(failure: TryFailure): void {
-    if (this.#settled) return
-    this.#settled = true
-    this.#resolve({ ok: false, failure })
+  /** The tunnel of a successful try closed: the endpoint no longer counts it. */
+  tunnelClosed(): void {
+    this.finish()
+  }
+}
+
+/** One upgrade as the attempt loop drives it. */
+class UpgradeRequest implements Attempts<UpgradeTry> {
+  readonly ctx: RequestContext
+  readonly pool: UpstreamPool
+  readonly idempotent: boolean
+  readonly lease: RetryLease
+  readonly #req: IncomingMessage
+  readonly #route: Route
+  readonly #path: string
+  readonly #protocol: string
+  readonly via: string
+  current: UpgradeTry | null = null
+
+  constructor(ctx: RequestContext, req: IncomingMessage, rt: Runtime, route: Route, pool: UpstreamPool) {
+    this.ctx = ctx
+    this.pool = pool
+    this.#req = req
+    this.#route = route
+    this.idempotent = IDEMPOTENT_METHODS.has(req.method ?? 'GET')
+    this.lease = new RetryLease(attemptStateOf(pool).retry)
+    this.#path = upstreamPath(route, req.url ?? '/')
+    this.#protocol = String(req.headers.upgrade ?? 'websocket')
+    this.via = `${req.httpVersion} ${rt.config.proxy_name}`
   }
 
-  #clearTimer(): void {
-    if (this.#timer !== null) clearTimeout(this.#timer)
-    this.#timer = null
+  newTry(ep: Endpoint, queueTimeoutMs: number | null, state: PoolAttemptState): UpgradeTry {
+    const req = this.#req
+    const host = req.headers.host ?? ''
+    // Upgrade, Connection and the Sec-WebSocket-* fields: the pool writes `Connection: upgrade`
+    // and `Upgrade`; the rest are end-to-end and pass as they are.
+    const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
+      host: this.#route.preserveHost && host ? host : ep.authority,
+      forwardedHost: host,
+      proto: (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
+      clientIp: this.ctx.clientIp,
+      requestId: this.ctx.requestId,
+      via: this.via,
+    })
+    const t = new UpgradeTry(this.ctx, ep, state.timeouts, queueTimeoutMs, this.#path, headers, this.#protocol)
+    this.current = t
+    return t
+  }
+
+  abandoned(): boolean {
+    return this.ctx.downstream === 'client_closed'
   }
 }
 
@@ -200,7 +200,7 @@ export function createUpgradeHandler(getRuntime: () => Runtime, log: AccessLogSi
   return function handleUpgrade(req, socket, head) {
     const rt = getRuntime()
     const ctx = parseRequest(req)
-    let current: UpgradeTry | null = null
+    let request: UpgradeRequest | null = null
     let upstream: Duplex | null = null
     let resolveClosed: () => void = () => {}
     const closed = new Promise<void>((resolve) => { resolveClosed = resolve })
@@ -224,7 +224,7 @@ export function createUpgradeHandler(getRuntime: () => Runtime, log: AccessLogSi
       if (upstream === null && ctx.status === 0) {
         ctx.status = 499
         ctx.downstream = 'client_closed'
-        current?.abort(new ClientGoneError())
+        request?.current?.abort(new ClientClosedError())
       }
       upstream?.destroy()
       finish()
@@ -237,21 +237,23 @@ export function createUpgradeHandler(getRuntime: () => Runtime, log: AccessLogSi
     } else if (routed.kind === 'error') {
       fail(routed.type, routed.detail)
     } else {
-      connect(ctx, req, rt, routed.route, routed.pool, (t) => { current = t }).then((r) => {
-        if (r.kind === 'error') {
-          if (ctx.downstream === 'completed') fail(r.type, r.detail)
+      const u = request = new UpgradeRequest(ctx, req, rt, routed.route, routed.pool)
+      runAttempts(u).then((end) => {
+        if (end.kind === 'abandoned') return
+        if (end.kind === 'failed') {
+          if (ctx.downstream === 'completed') fail(end.type, end.detail)
           return
         }
-        if (r.kind === 'gone') return
+        const t = end.try
+        const up = t.upgraded as { headers: IncomingHttpHeaders; socket: Duplex }
+        up.socket.once('close', () => t.tunnelClosed())
         if (socket.destroyed) {
-          r.socket.destroy()
-          r.endpoint.inFlight--
+          up.socket.destroy()
           return
         }
-        upstream = r.socket
+        upstream = up.socket
         ctx.status = 101
-        tunnel(ctx, socket, head, r.socket, r.headers, rt, r.idleMs, r.via)
-        r.socket.once('close', () => { r.endpoint.inFlight-- })
+        tunnel(ctx, socket, head, up.socket, up.headers, rt, routed.pool.config.timeouts.idle, u.via)
       }, (err: Error) => fail('proxy_internal_error', err.message))
     }
     return {
@@ -261,81 +263,6 @@ export function createUpgradeHandler(getRuntime: () => Runtime, log: AccessLogSi
         upstream?.destroy()
       },
     }
-  }
-}
-
-/** What phases "select endpoint" and "connect" ended with. */
-type ConnectOutcome =
-  | { kind: 'upgraded'; socket: Duplex; headers: IncomingHttpHeaders; endpoint: Endpoint; idleMs: number; via: string }
-  | { kind: 'error'; type: CauseType; detail: string }
-  | { kind: 'gone' }
-
-/** Phases "select endpoint" and "connect" for an upgrade, with the pool's retry rules. */
-async function connect(ctx: RequestContext, req: IncomingMessage, rt: Runtime, route: Route, pool: UpstreamPool, setCurrent: (t: UpgradeTry) => void): Promise<ConnectOutcome> {
-  const cfg = pool.config
-  const host = req.headers.host ?? ''
-  const path = upstreamPath(route, req.url ?? '/')
-  const via = `${req.httpVersion} ${rt.config.proxy_name}`
-  const idempotent = IDEMPOTENT_METHODS.has(req.method ?? 'GET')
-  const protocol = String(req.headers.upgrade ?? 'websocket')
-  const headerTimeoutMs = pool.headerTimeoutMs
-  const tried: Endpoint[] = []
-  let endpoint: Endpoint | null = null
-  let fresh = false
-  let raceRetried = false
-  let inRetry = false
-  pool.active++
-  try {
-    for (;;) {
-      if (!fresh) {
-        const choice = pool.chooseNow(tried) ?? await pool.choose(tried)
-        if (choice.endpoint === null) {
-          if (choice.failure.endpoint !== null) ctx.beginAttempt(choice.failure.endpoint)
-          return { kind: 'error', type: choice.failure.type, detail: choice.failure.detail }
-        }
-        endpoint = choice.endpoint
-        tried.push(endpoint)
-      }
-      const ep = endpoint as Endpoint
-      ctx.beginAttempt(ep.label)
-      // Upgrade, Connection and the Sec-WebSocket-* fields: undici writes `Connection: upgrade`
-      // and `Upgrade`; the rest are end-to-end and pass as they are.
-      const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
-        host: route.preserveHost && host ? host : ep.authority,
-        forwardedHost: host,
-        proto: (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
-        clientIp: ctx.clientIp,
-        requestId: ctx.requestId,
-        via,
-      })
-      const attempt = new UpgradeTry(ctx, headerTimeoutMs)
-      setCurrent(attempt)
-      ep.inFlight++
-      ep.requests++
-      const r = await attempt.run(ep.dispatcher, path, headers, protocol, fresh)
-      if (r.ok) {
-        pool.report(ep, null, 101)
-        return { kind: 'upgraded', socket: r.socket, headers: r.headers, endpoint: ep, idleMs: cfg.timeouts.idle, via }
-      }
-      ep.inFlight--
-      const f = r.failure
-      if (ctx.downstream === 'client_closed') return { kind: 'gone' }
-      const type = f.type ?? 'proxy_internal_error'
-      // A refused upgrade is the application's answer, not a failure of the endpoint.
-      pool.report(ep, type === 'http_upgrade_failed' ? null : type, f.status)
-      if (type !== 'http_upgrade_failed') ep.lastError = { type, at: Date.now(), detail: f.detail }
-      let decision = type === 'http_upgrade_failed' ? 'no' : retryDecision(f, pool.retryPolicy, idempotent, 0, ctx.attempts, cfg.retries.attempts, raceRetried)
-      if (decision !== 'no' && !inRetry) {
-        if (enterRetry(pool, f)) inRetry = true
-        else decision = 'no'
-      }
-      if (decision === 'no') return { kind: 'error', type, detail: f.detail }
-      fresh = decision === 'fresh'
-      if (fresh) raceRetried = true
-    }
-  } finally {
-    pool.active--
-    if (inRetry) pool.retrying--
   }
 }
 

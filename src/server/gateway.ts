@@ -203,7 +203,7 @@ export class Gateway {
     }
     const handler = lc.redirect_to_https !== undefined
       ? redirectHandler(lc.redirect_to_https)
-      : createProxyHandler(() => this.#runtime, this.accessLog, { scheme: lc.tls ? 'https' : 'http', maxBodyBytes: lc.max_request_body_size ?? null }, this.#tracker)
+      : createProxyHandler(() => this.#runtime, this.accessLog, { scheme: lc.tls ? 'https' : 'http', maxBodyBytes: lc.max_request_body_size ?? null, bodyIdleMs: lc.timeouts.body_idle }, this.#tracker)
     const certificates = lc.tls ? new CertificateStore(loadCertificates(lc.tls)) : null
     const server = lc.tls && certificates
       ? createSecureServer(lc.tls, certificates, http1, lc.max_header_size, lc.timeouts.keepalive, handler)

@@ -22,28 +22,6 @@ export function createBalancer(policy: UpstreamConfig['load_balancing']): Balanc
   }
 }
 
-/** `retries.on` compiled for the driver. */
-export interface RetryPolicy {
-  /** Retry failures where nothing was sent (DNS, refused, connect timeout, TLS). */
-  connect: boolean
-  /** Retry `connection_terminated` on a reused connection once on a fresh one (idempotent methods). */
-  reset: boolean
-  /** Retry `http_response_timeout` (idempotent methods). */
-  timeout: boolean
-  /** Upstream statuses to retry (idempotent methods without a body). */
-  statuses: ReadonlySet<number>
-}
-
-/** Compiles `retries.on`. */
-export function compileRetryPolicy(on: UpstreamConfig['retries']['on']): RetryPolicy {
-  return {
-    connect: on.includes('connect_failure'),
-    reset: on.includes('reset'),
-    timeout: on.includes('http_response_timeout'),
-    statuses: new Set(on.filter((c): c is number => typeof c === 'number')),
-  }
-}
-
 /** What a pool may be given beyond its config, to resolve names (tests inject loopback resolvers here). */
 export interface PoolOptions {
   /**
@@ -79,13 +57,8 @@ export class UpstreamPool {
   readonly name: string
   readonly config: UpstreamConfig
   readonly balancer: Balancer
-  readonly retryPolicy: RetryPolicy
   /** First-byte timeout of each try in ms: the shorter of `timeouts.response_header` and `retries.per_try_timeout` (Envoy `per_try_timeout`). */
   readonly headerTimeoutMs: number
-  /** Requests being proxied to this upstream now (until their response header). */
-  active = 0
-  /** Of those, requests that have gone on to a retry. */
-  retrying = 0
   /** Active health checks and outlier detection, running from construction until close(). */
   readonly health: PoolHealth
 
@@ -137,7 +110,6 @@ export class UpstreamPool {
     })
     this.#rebuild()
     this.balancer = createBalancer(config.load_balancing)
-    this.retryPolicy = compileRetryPolicy(config.retries.on)
     this.headerTimeoutMs = Math.min(config.retries.per_try_timeout ?? Infinity, config.timeouts.response_header)
     this.health = startHealth(this)
     if (pending.length > 0) this.#firstAnswers = Promise.all(pending.map((n) => n.started)).then(() => { this.#firstAnswers = null })
@@ -174,15 +146,6 @@ export class UpstreamPool {
         .finally(() => this.#leaving.delete(leaving))
       this.#leaving.add(leaving)
     }
-  }
-
-  /**
-   * Whether one more request may go on to a retry under the retry budget: retries at once
-   * stay within `max(budget.min_concurrency, budget.ratio × active requests)` (Envoy retry_budget).
-   */
-  retryAllowed(): boolean {
-    const b = this.config.retries.budget
-    return this.retrying < Math.max(b.min_concurrency, b.ratio * this.active)
   }
 
   /**

@@ -35,6 +35,7 @@ const NGINX_FIX: Record<CauseType, string> = {
   http_response_incomplete: 'The backend closed the connection mid-body: check its logs for crashes, killed workers or memory limits while writing responses.',
   connection_read_timeout: 'The body stalled longer than `proxy_read_timeout` (the time between two reads): check why the backend stops streaming, or raise `proxy_read_timeout` for streaming locations.',
   http_upgrade_failed: 'For WebSocket: `proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade";`.',
+  http_request_error: 'Clients went silent while sending request bodies: check them; `client_body_timeout` bounds the silence (nginx answers 408).',
   http_request_denied: 'Check `limit_req`, `limit_conn`, `allow`/`deny` rules.',
   proxy_configuration_error: 'Run `nginx -t` and `portico doctor --nginx-config FILE`.',
   proxy_internal_error: 'Check the nginx error.log around these lines for [crit] and [alert] messages.',
