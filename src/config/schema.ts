@@ -272,7 +272,9 @@ export const matchSchema = z.strictObject({
   host: z.string().regex(/^(\*\.)?[A-Za-z0-9.-]+$/, 'expected a host name, optionally starting with "*."').optional(),
   /** Path prefix, matched on segment boundaries (`/v1` matches `/v1` and `/v1/x`, not `/v10`). Default `"/"`. */
   path_prefix: z.string().startsWith('/', 'a path prefix starts with "/"').default('/'),
-})
+  /** Exact path (query ignored) instead of a prefix; it wins over every prefix of the same host class (nginx `location = /path`, Envoy `path`). Default: none. */
+  path: z.string().startsWith('/', 'a path starts with "/"').optional(),
+}).refine((m) => m.path === undefined || m.path_prefix === '/', { message: 'set either path (exact) or path_prefix, not both', path: ['path'] })
 
 /**
  * A condition under which a stored response is served stale instead of an error
@@ -332,9 +334,13 @@ export const routeSchema = z.strictObject({
   preserve_host: z.boolean().default(true),
   /** Strip the matched path prefix before forwarding. Default false. */
   strip_prefix: z.boolean().default(false),
+  /** Replace the matched path prefix (or exact path) with this path before forwarding: `/v2/` turns `/api/x` matched by `/api` into `/v2/x` (nginx `proxy_pass http://b/v2/;` in `location /api/`, Envoy `prefix_rewrite`). Default: none. */
+  prefix_rewrite: z.string().startsWith('/', 'a prefix rewrite starts with "/"').optional(),
+  /** `Host` header sent upstream whatever the client sent; overrides `preserve_host` (nginx `proxy_set_header Host name`, and the upstream block name nginx sends by default; Envoy `host_rewrite_literal`). Default: none. */
+  host_rewrite: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?$/, 'expected a host name with an optional port, e.g. "app.internal" or "app:8080"').optional(),
   /** RFC 9111 shared cache of this route; off by default. */
   cache: routeCacheSchema.default(() => routeCacheSchema.parse({})),
-})
+}).refine((r) => !(r.strip_prefix && r.prefix_rewrite !== undefined), { message: 'set either strip_prefix or prefix_rewrite, not both', path: ['prefix_rewrite'] })
 
 /** Downstream (client-side) timeouts. */
 export const listenerTimeoutsSchema = z.strictObject({

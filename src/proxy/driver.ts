@@ -162,10 +162,10 @@ export function routeRequest(ctx: RequestContext, req: IncomingMessage, rt: Runt
   return { kind: 'routed', route, pool }
 }
 
-/** The path and query sent upstream: the request target, less the route's prefix when it strips it. */
+/** The path and query sent upstream: the request target, its matched prefix stripped or replaced when the route says so. */
 export function upstreamPath(route: Route, target: string): string {
   let path = target
-  if (route.stripPrefix && route.prefix) path = path.slice(route.prefix.length) || '/'
+  if (route.prefixRewrite !== null) path = route.prefixRewrite + path.slice(route.prefix.length) || '/'
   if (path.charCodeAt(0) === 63 /* ? */) path = '/' + path
   return path
 }
@@ -264,7 +264,7 @@ class ProxiedRequest implements Proxied, Attempts<HttpExchange>, ExchangeRequest
     const req = this.req
     const host = req.headers.host ?? ''
     return upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
-      host: this.route.preserveHost && host ? host : authority,
+      host: this.route.hostRewrite ?? (this.route.preserveHost && host ? host : authority),
       forwardedHost: host,
       proto: this.scheme,
       clientIp: this.ctx.clientIp,

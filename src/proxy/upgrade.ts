@@ -131,7 +131,7 @@ class UpgradeRequest implements Attempts<UpgradeTry> {
     // Upgrade, Connection and the Sec-WebSocket-* fields: the pool writes `Connection: upgrade`
     // and `Upgrade`; the rest are end-to-end and pass as they are.
     const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
-      host: this.#route.preserveHost && host ? host : ep.authority,
+      host: this.#route.hostRewrite ?? (this.#route.preserveHost && host ? host : ep.authority),
       forwardedHost: host,
       proto: (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
       clientIp: this.ctx.clientIp,

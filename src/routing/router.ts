@@ -14,15 +14,25 @@ export interface Route {
   readonly host: string | null
   /** Lower-case suffix including the dot (`.example.com`) for `*.example.com`, or null. */
   readonly hostSuffix: string | null
-  /** Path prefix without a trailing slash (`""` for `/`). */
+  /** Path prefix without a trailing slash (`""` for `/`); the exact path as written when {@link exact}. */
   readonly prefix: string
+  /** The route matches the path `prefix` exactly (`match.path`) rather than as a prefix. */
+  readonly exact: boolean
+  /**
+   * What replaces the matched `prefix` upstream, without a trailing slash: `""` for
+   * `strip_prefix`, the `prefix_rewrite` path, or null to forward the path unchanged.
+   */
+  readonly prefixRewrite: string | null
+  /** `Host` sent upstream whatever the client sent (`host_rewrite`), or null. */
+  readonly hostRewrite: string | null
   readonly config: RouteConfig
 }
 
 /**
- * Matches requests to routes. Order of precedence, like nginx `server_name` then the
- * longest `location` prefix: exact host over wildcard host over any host; within the same
- * host class the longest path prefix wins; ties go to the first route in the file.
+ * Matches requests to routes. Order of precedence, like nginx `server_name` then
+ * `location`: exact host over wildcard host over any host; within the same host class an
+ * exact path (`location =`) wins, then the longest path prefix; ties go to the first
+ * route in the file.
  */
 export class Router {
   readonly routes: readonly Route[]
@@ -54,9 +64,9 @@ export class Router {
       } else {
         hostClass = 0
       }
-      if (!pathMatches(r.prefix, path)) continue
-      // Host class dominates, then prefix length; strict > keeps the first of equals.
-      const score = hostClass * 100_000 + r.prefix.length
+      if (r.exact ? !pathEquals(r.prefix, path) : !pathMatches(r.prefix, path)) continue
+      // Host class dominates, then exact over prefix, then prefix length; strict > keeps the first of equals.
+      const score = hostClass * 100_000 + (r.exact ? 50_000 : 0) + r.prefix.length
       if (score > bestScore) {
         best = r
         bestScore = score
@@ -68,12 +78,17 @@ export class Router {
 
 function compile(r: RouteConfig, index: number): Route {
   const h = r.match.host?.toLowerCase() ?? null
-  const prefix = r.match.path_prefix.replace(/\/+$/, '')
+  const exact = r.match.path !== undefined
+  const prefix = exact ? r.match.path as string : r.match.path_prefix.replace(/\/+$/, '')
+  const prefixRewrite = r.prefix_rewrite !== undefined ? r.prefix_rewrite.replace(/\/+$/, '') : r.strip_prefix ? '' : null
   return {
     name: r.name ?? `route${index}`,
     upstream: r.upstream,
     preserveHost: r.preserve_host,
     stripPrefix: r.strip_prefix,
+    exact,
+    prefixRewrite,
+    hostRewrite: r.host_rewrite ?? null,
     host: h && !h.startsWith('*.') ? h : null,
     hostSuffix: h && h.startsWith('*.') ? h.slice(1) : null,
     prefix,
@@ -93,6 +108,12 @@ export function normalizeHost(hostHeader: string | undefined): string {
     if (colon >= 0) h = h.slice(0, colon)
   }
   return h.toLowerCase().replace(/\.$/, '')
+}
+
+/** Exact path match, query ignored: `/health` matches `/health` and `/health?x`, not `/health/`. */
+export function pathEquals(exact: string, path: string): boolean {
+  if (!path.startsWith(exact)) return false
+  return path.length === exact.length || path.charCodeAt(exact.length) === 63 /* ? */
 }
 
 /** Prefix match on segment boundaries: `/v1` matches `/v1`, `/v1/x`, `/v1?q`, not `/v10`. */

@@ -12,7 +12,7 @@ import { testEnv, type TestGateway } from '../helpers/gateway.ts'
 const env = testEnv('file')
 
 /** Upstream names, each served by an 'ok' lab of the same name. */
-const NAMES = ['exact', 'wild', 'api', 'apiv2', 'stripped', 'fallback'] as const
+const NAMES = ['exact', 'wild', 'api', 'apiv2', 'stripped', 'fallback', 'health', 'rewritten', 'renamed'] as const
 
 async function routedGateway(): Promise<TestGateway> {
   const upstreams: ConfigInput['upstreams'] = {}
@@ -26,6 +26,9 @@ async function routedGateway(): Promise<TestGateway> {
       { name: 'apiv2', match: { host: 'svc.test', path_prefix: '/api/v2' }, upstream: 'apiv2' },
       { name: 'stripped', match: { host: 'svc.test', path_prefix: '/strip/' }, upstream: 'stripped', strip_prefix: true },
       { name: 'fallback', match: { host: 'svc.test', path_prefix: '/' }, upstream: 'fallback' },
+      { name: 'health', match: { host: 'svc.test', path: '/api/health' }, upstream: 'health', prefix_rewrite: '/healthz-check' },
+      { name: 'rewritten', match: { host: 'svc.test', path_prefix: '/old/' }, upstream: 'rewritten', prefix_rewrite: '/new/' },
+      { name: 'renamed', match: { host: 'svc.test', path_prefix: '/named' }, upstream: 'renamed', host_rewrite: 'backend.internal:8080' },
     ],
     upstreams,
   })
@@ -72,6 +75,14 @@ describe('routing', () => {
     ['svc.test', '/stripped', 'fallback', '/stripped'],
     ['svc.test', '/api/users?id=1', 'api', '/api/users?id=1'],
     ['other.test', '/', null],
+    // An exact path beats the longer-matching prefix /api and nothing else.
+    ['svc.test', '/api/health', 'health', '/healthz-check'],
+    ['svc.test', '/api/health?full=1', 'health', '/healthz-check?full=1'],
+    ['svc.test', '/api/health/', 'api', '/api/health/'],
+    ['svc.test', '/api/healthy', 'api'],
+    ['svc.test', '/old/a/b?q=1', 'rewritten', '/new/a/b?q=1'],
+    ['svc.test', '/old', 'rewritten', '/new'],
+    ['svc.test', '/old?q', 'rewritten', '/new?q'],
   ]
   for (const [host, path, route, url] of cases) {
     test(`${host}${path} → ${route ?? '404'}${url !== undefined ? ` as ${url}` : ''}`, async () => {
@@ -80,4 +91,11 @@ describe('routing', () => {
       if (url !== undefined) assert.equal(got.url, url)
     })
   }
+
+  test('host_rewrite sets the Host sent upstream; other routes keep the client\'s', async () => {
+    const renamed = await send(gw.port, { headers: { host: 'svc.test' }, path: '/named/x' })
+    assert.equal(renamed.json<{ headers: Record<string, string> }>().headers.host, 'backend.internal:8080')
+    const kept = await send(gw.port, { headers: { host: 'svc.test' }, path: '/api' })
+    assert.equal(kept.json<{ headers: Record<string, string> }>().headers.host, 'svc.test')
+  })
 })
