@@ -57,6 +57,15 @@ program.command('doctor')
     process.exitCode = await doctorCommand(opts, process.stdout, process.stderr)
   })
 
+program.command('convert')
+  .description('write a Portico config from an nginx one; list what it left out')
+  .requiredOption('--nginx <file>', 'nginx main configuration file, e.g. /etc/nginx/nginx.conf')
+  .option('-o, --output <file>', 'where to write portico.yaml (default: standard output)')
+  .action(async (opts) => {
+    const { convertCommand } = await import('./convert.ts')
+    process.exitCode = await convertCommand(opts, process.stdout, process.stderr)
+  })
+
 program.command('lab')
   .description('start a loopback backend that reproduces one failure cause')
   .argument('[scenario]', 'scenario name (see --list)')
