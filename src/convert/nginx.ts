@@ -418,8 +418,10 @@ class Converter {
     } else if (pp?.proxyPass) {
       const p = pp.proxyPass
       if (p.unix) this.note(p, 'Portico endpoints are http:// or https:// URLs (no unix socket yet)', true)
-      else if (p.host === null || p.runtimeResolved && !this.upstreamBlocks.has(p.host)) {
-        this.note(p, 'proxy_pass with variables in the address is not converted: Portico routes to named upstreams', true)
+      else if (p.host === null) {
+        this.note(p, 'proxy_pass with a variable address is not converted: Portico routes to named upstreams', true)
+      } else if (p.runtimeResolved && p.uri !== '' && p.uri !== '$request_uri') {
+        this.note(p, 'proxy_pass with variables and a URI part replaces the whole request URI per request: not converted', true)
       } else {
         server.routes.push({ server, location: d, exact: modifier === '=', path: uri, proxyPass: p, settings: pp.settings, chain })
       }
