@@ -7,6 +7,7 @@ import { configSchema, type Config } from '../config/schema.ts'
 import { startLab, type FaultMode, type LabOptions, type LabServer } from '../lab/index.ts'
 import { Gateway } from '../server/gateway.ts'
 import { AdminServer } from '../admin/server.ts'
+import { useTextProcessLog } from '../lib/logger.ts'
 
 /** One demo route: a path, the lab servers behind it, and what a request there shows. */
 interface DemoRoute {
@@ -28,7 +29,7 @@ const ROUTES: DemoRoute[] = [
   { path: '/tls', labs: [{ mode: 'tls' }], shows: '502 http_protocol_error: a TLS server addressed as http://' },
   { path: '/big-header', labs: [{ mode: 'big-header' }], shows: '502 http_response_header_section_size: 64 KiB of response headers' },
   { path: '/midbody', labs: [{ mode: 'reset-mid-body' }], shows: '200 then the connection is aborted mid-body (http_response_incomplete in the log)' },
-  { path: '/dns', labs: [{ mode: 'dns-invalid' }], shows: '502 dns_error: the upstream host name does not resolve' },
+  { path: '/dns', labs: [{ mode: 'dns-invalid' }], shows: '502 dns_error: the upstream host name (a .invalid name) never resolves, on purpose' },
 ]
 
 /** Options of `portico demo`. */
@@ -66,10 +67,17 @@ export function demoConfig(listen: string, logFormat: 'json' | 'text', labs: Lab
 export async function demoCommand(opts: DemoOptions): Promise<number> {
   const labs = await Promise.all(ROUTES.map((r) => Promise.all(r.labs.map((l) => startLab(l.mode, l.options)))))
   const closeLabs = () => Promise.all(labs.flat().map((l) => l.close()))
+  // The /dns upstream never resolves on purpose: the guide says so, the start-up warning
+  // about it would only alarm. Other process log lines come as text, after the guide.
+  const invalid = new Set(labs.flat().filter((l) => l.mode === 'dns-invalid').map((l) => l.host))
+  const release = opts.logFormat === 'text'
+    ? useTextProcessLog({ hold: true, hide: (rec) => typeof rec.name === 'string' && invalid.has(rec.name) })
+    : () => {}
   const gw = new Gateway(demoConfig(opts.listen, opts.logFormat, labs), { admin: (g) => new AdminServer(g) })
   try {
     await gw.start()
   } catch (err) {
+    release()
     process.stderr.write(`portico demo: cannot listen on ${opts.listen}: ${(err as Error).message}\n(use: npm start -- --listen 127.0.0.1:8081)\n`)
     await closeLabs()
     return 1
@@ -89,6 +97,7 @@ export async function demoCommand(opts: DemoOptions): Promise<number> {
     'Stop with Ctrl-C.',
     '',
   ].join('\n') + '\n')
+  release()
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve)
     process.once('SIGTERM', resolve)
