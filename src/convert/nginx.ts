@@ -223,7 +223,7 @@ class Converter {
     this.tree = tree
     this.model = model
     this.base = dirname(tree.file)
-    for (const s of model.servers) for (const l of s.locations) this.locations.set(`${l.file}:${l.line}`, l)
+    for (const s of model.servers) for (const l of s.locations) this.locations.set(`${l.file}:${l.line}:${l.match}`, l)
   }
 
   /** `file:line` as shown in comments and notes: relative to the main file's directory when inside it. */
@@ -242,8 +242,12 @@ class Converter {
     return this.from(this.directiveAt(r), this.at(r))
   }
 
-  note(r: SourceRef, reason: string, routing: boolean): void {
-    const d = 'args' in r && 'name' in r ? r as NginxDirective : this.directiveAt(r) ?? r
+  /**
+   * Records a note. A bare file:line is shown with the directive written there, unless
+   * `whole` says the note is about the configuration as a whole.
+   */
+  note(r: SourceRef, reason: string, routing: boolean, whole = false): void {
+    const d = 'args' in r && 'name' in r ? r as NginxDirective : whole ? r : this.directiveAt(r) ?? r
     const directive = 'args' in d ? show(d as NginxDirective) : ''
     const key = `${d.file}:${d.line}:${reason}`
     if (this.#noted.has(key)) return
@@ -285,7 +289,7 @@ class Converter {
     const servers: ServerInfo[] = []
     let index = 0
     for (const d of httpBody) if (d.name === 'server' && d.block) servers.push(this.readServer(d, index++, httpChain))
-    if (servers.length === 0) this.note(http[0] ?? { file: this.tree.file, line: 1 }, 'no server block: nothing to convert', true)
+    if (servers.length === 0) this.note(http[0] ?? { file: this.tree.file, line: 1 }, 'no server block: nothing to convert', true, true)
 
     const root = map()
     const listeners = this.listeners(servers)
@@ -408,7 +412,7 @@ class Converter {
       if (c.name === 'return') this.note(c, 'Portico does not answer requests itself: requests of this location would be proxied or get 404', true)
     }
     const nested = body.filter((c) => c.name === 'location' && c.block)
-    const pp = this.locations.get(`${d.file}:${d.line}`)
+    const pp = this.locations.get(`${d.file}:${d.line}:${d.args.join(' ')}`)
     if (modifier === '~' || modifier === '~*') {
       this.note(d, 'regular-expression locations are not converted: Portico routes by exact path and path prefix', true)
     } else if (uri.startsWith('@')) {
@@ -606,7 +610,7 @@ class Converter {
       }
     }
     if (out.items.length === 0) {
-      this.note({ file: this.tree.file, line: 1 }, 'no location with proxy_pass was converted: a Portico config needs at least one route', true)
+      this.note({ file: this.tree.file, line: 1 }, 'no location with proxy_pass was converted: a Portico config needs at least one route', true, true)
     }
     return out
   }
