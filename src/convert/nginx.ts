@@ -84,7 +84,7 @@ const HANDLED = new Set([
   'keepalive_timeout', 'resolver', 'proxy_set_header', 'proxy_ssl_verify', 'proxy_ssl_trusted_certificate', 'proxy_ssl_name',
   'proxy_ssl_server_name', 'proxy_ssl_certificate', 'proxy_ssl_certificate_key', 'proxy_cache', 'proxy_cache_path',
   'proxy_cache_use_stale', 'proxy_cache_lock', 'proxy_cache_lock_timeout', 'proxy_cache_revalidate', 'large_client_header_buffers',
-  'proxy_redirect', 'return', 'map',
+  'return', 'map',
 ])
 
 /** What replaces a directive Portico does not have, when there is a reason worth printing. */
@@ -119,6 +119,7 @@ const UNSUPPORTED: Record<string, { reason: string; routing: boolean }> = {
   proxy_intercept_errors: { reason: 'Portico relays upstream error responses unchanged', routing: false },
   proxy_cookie_domain: { reason: 'Portico does not rewrite cookies', routing: false },
   proxy_cookie_path: { reason: 'Portico does not rewrite cookies', routing: false },
+  proxy_redirect: { reason: 'Portico relays Location and Refresh headers unchanged', routing: false },
   proxy_method: { reason: 'Portico forwards the client\'s method', routing: false },
   proxy_pass_request_body: { reason: 'Portico always forwards the request body', routing: false },
   proxy_pass_request_headers: { reason: 'Portico always forwards the request headers', routing: false },
@@ -259,6 +260,8 @@ class Converter {
   sweep(level: NginxDirective[], handled: ReadonlySet<string> = HANDLED): void {
     for (const d of level) {
       if (handled.has(d.name) || IGNORED.has(d.name)) continue
+      // `proxy_redirect off` is what Portico does: Location is relayed unchanged.
+      if (d.name === 'proxy_redirect' && d.args[0] === 'off') continue
       const known = UNSUPPORTED[d.name]
       if (known) this.note(d, known.reason, known.routing)
       else if (/_by_lua/.test(d.name) || d.name.startsWith('lua_') || d.name.startsWith('js_') || d.name.startsWith('perl')) {
