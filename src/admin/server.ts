@@ -19,7 +19,10 @@ import http from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import type { FailureRing } from '../observe/failures.ts'
 import type { Metrics } from '../observe/metrics.ts'
+import { attemptStateOf } from '../proxy/attempt.ts'
+import type { RetryCounts } from '../proxy/retries.ts'
 import type { Runtime } from '../proxy/runtime.ts'
+import type { UpstreamPool } from '../upstream/pool.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
 import type { NameStatus } from '../upstream/names.ts'
 import type { ReloadOutcome } from '../server/reload.ts'
@@ -148,13 +151,28 @@ export function nameView(n: NameStatus): NameView {
   }
 }
 
+/** The retries of one upstream in `GET /upstreams`: counts since its pool was created, and the budget in use now. */
+export interface RetryView extends RetryCounts {
+  /** Requests in flight to the upstream now (until their response header). */
+  active: number
+  /** Of those, requests holding a place in the retry budget. */
+  retrying: number
+}
+
+/** The retry counts and budget of `pool`. */
+export function retryView(pool: UpstreamPool): RetryView {
+  const r = attemptStateOf(pool).retry
+  return { ...r.counts, active: r.active, retrying: r.retrying }
+}
+
 /** `GET /upstreams` body: every upstream with its endpoints and the resolution state of its host names (`names`, empty for IP literals). */
-export function upstreamsView(rt: Runtime): { upstreams: Array<{ name: string; load_balancing: string; endpoints: EndpointView[]; names: NameView[] }> } {
+export function upstreamsView(rt: Runtime): { upstreams: Array<{ name: string; load_balancing: string; retries: RetryView; endpoints: EndpointView[]; names: NameView[] }> } {
   const now = Date.now()
   return {
     upstreams: [...rt.pools.values()].map((p) => ({
       name: p.name,
       load_balancing: p.config.load_balancing,
+      retries: retryView(p),
       endpoints: p.endpoints.map((e) => endpointView(e, now)),
       names: p.names().map(nameView),
     })),

@@ -36,6 +36,17 @@ export interface EndpointHealth {
   healthy: boolean
 }
 
+/** The retries of one upstream, as `portico_upstream_retries` reports them. */
+export interface UpstreamRetries {
+  upstream: string
+  /** Tries repeated on another endpoint after a failure or a status of `retries.on`. */
+  another_endpoint: number
+  /** Tries repeated once on a fresh connection after a reused keep-alive connection failed (the keep-alive race). */
+  fresh_connection: number
+  /** Retries refused because the retry budget was spent. */
+  budget_exhausted: number
+}
+
 /** Request duration buckets, in seconds (1 ms to 60 s). */
 const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 
@@ -143,6 +154,9 @@ interface HistogramValue {
  *   read from `health()` at scrape time
  * - `portico_cache_requests_total{route,result}`: requests of caching routes by how the
  *   cache answered (`hit`, `stale`, `revalidated`, `miss`, `bypass`; see `CacheResult`)
+ * - `portico_upstream_retries{upstream,kind}`: retries by kind (`another_endpoint`,
+ *   `fresh_connection`) and retries refused by the budget (`budget_exhausted`), read from
+ *   `retries()` at scrape time (counts of the pools in force)
  * - `portico_cache_stored_bytes`, `portico_cache_entries`: what the response store holds,
  *   read from `store()` at scrape time
  *
@@ -160,8 +174,9 @@ export class Metrics {
   /**
    * @param health the endpoints and their health now; called at each scrape
    * @param store what the response store holds now; called at each scrape
+   * @param retries the retry counts of each upstream; called at each scrape
    */
-  constructor(health: () => Iterable<EndpointHealth>, store: () => StoreUsage = () => ({ size: 0, count: 0 })) {
+  constructor(health: () => Iterable<EndpointHealth>, store: () => StoreUsage = () => ({ size: 0, count: 0 }), retries: () => Iterable<UpstreamRetries> = () => []) {
     const registers = [this.registry]
     const series = this.#series
     this.#requests = new Counter({
@@ -198,6 +213,21 @@ export class Metrics {
       collect() {
         this.reset()
         for (const h of health()) this.set({ upstream: h.upstream, endpoint: h.endpoint }, h.healthy ? 1 : 0)
+      },
+    })
+    new Gauge({
+      // Counts of the pools in force, since each was built (a reload that replaces a pool starts it from 0): a gauge, not a counter.
+      name: 'portico_upstream_retries',
+      help: 'Retries by upstream and kind: another_endpoint, fresh_connection (the keep-alive race), and budget_exhausted (retries refused by the retry budget).',
+      labelNames: ['upstream', 'kind'],
+      registers,
+      collect() {
+        this.reset()
+        for (const r of retries()) {
+          this.set({ upstream: r.upstream, kind: 'another_endpoint' }, r.another_endpoint)
+          this.set({ upstream: r.upstream, kind: 'fresh_connection' }, r.fresh_connection)
+          this.set({ upstream: r.upstream, kind: 'budget_exhausted' }, r.budget_exhausted)
+        }
       },
     })
     this.#cache = new Counter({

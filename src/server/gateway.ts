@@ -13,6 +13,7 @@ import { createAccessLog, toRecord, type AccessLogSink } from '../observe/access
 import { FailureRing } from '../observe/failures.ts'
 import { logger } from '../lib/logger.ts'
 import { Metrics } from '../observe/metrics.ts'
+import { attemptStateOf } from '../proxy/attempt.ts'
 import { createProxyHandler, type RequestTracker } from '../proxy/driver.ts'
 import { buildRuntime, type Runtime } from '../proxy/runtime.ts'
 import { createUpgradeHandler, type UpgradeSession } from '../proxy/upgrade.ts'
@@ -104,7 +105,7 @@ export class Gateway {
     this.#loadConfig = opts.loadConfig ?? null
     this.#adminFactory = opts.admin ?? null
     this.accessLog = opts.accessLog ?? createAccessLog(config.access_log.format, config.access_log.path)
-    this.metrics = new Metrics(() => this.#endpointHealth(), () => this.#runtime.cache.store)
+    this.metrics = new Metrics(() => this.#endpointHealth(), () => this.#runtime.cache.store, () => this.#retries())
     const previous = this.accessLog.observe
     this.accessLog.observe = (ctx, durationMs) => {
       previous?.(ctx, durationMs)
@@ -118,6 +119,10 @@ export class Gateway {
     for (const pool of this.#runtime.pools.values()) {
       for (const e of pool.endpoints) yield { upstream: pool.name, endpoint: e.label, healthy: e.isAvailable(now) }
     }
+  }
+
+  * #retries() {
+    for (const pool of this.#runtime.pools.values()) yield { upstream: pool.name, ...attemptStateOf(pool).retry.counts }
   }
 
   /** The runtime in force. */

@@ -38,6 +38,7 @@ const RAW: [CauseType, unknown, FailureStage][] = [
 
 /** Causes decided by Portico itself (its timers, routing, limits), not read from a raw error. */
 const DECIDED = new Set<CauseType>([
+  'http_request_error',
   'destination_not_found', 'destination_unavailable', 'connection_limit_reached', 'http_response_timeout',
   'connection_read_timeout', 'http_upgrade_failed', 'http_request_denied', 'proxy_configuration_error',
 ])
