@@ -340,6 +340,24 @@ export const routeSchema = z.strictObject({
   host_rewrite: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?$/, 'expected a host name with an optional port, e.g. "app.internal" or "app:8080"').optional(),
   /** RFC 9111 shared cache of this route; off by default. */
   cache: routeCacheSchema.default(() => routeCacheSchema.parse({})),
+  /**
+   * Upgrade protocols (RFC 9110 §7.8) tunnelled for this route, by `Upgrade` token,
+   * case-insensitive. Another token, or an upgrade on a method other than GET (RFC 6455
+   * §4.1), goes upstream as a plain request without `Upgrade`. `h2c` is never tunnelled:
+   * its connection would bypass routing. Default `[websocket]`.
+   */
+  upgrades: z.array(z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'expected a protocol name token, e.g. "websocket"')
+    .refine((p) => p.toLowerCase() !== 'h2c', 'h2c is never tunnelled: after its 101 the connection would bypass routing'))
+    .default(['websocket']),
+  /**
+   * Client-sent `X-Real-IP`, `True-Client-IP` and `Forwarded`: `strip` drops them and sets
+   * `X-Real-IP` to the client's address (nginx `proxy_set_header X-Real-IP $remote_addr`);
+   * `pass` forwards them unchanged (set `X-Real-IP` only when absent), for a Portico behind
+   * a proxy that sets them. `X-Forwarded-For` is appended to either way. Default `strip`.
+   */
+  forwarded_headers: z.enum(['strip', 'pass']).default('strip'),
+  /** Pass the upstream's `Server` response header to clients (nginx `proxy_pass_header Server`). Default false: it is removed, masking the backend. */
+  pass_server_header: z.boolean().default(false),
 }).refine((r) => !(r.strip_prefix && r.prefix_rewrite !== undefined), { message: 'set either strip_prefix or prefix_rewrite, not both', path: ['prefix_rewrite'] })
 
 /** Downstream (client-side) timeouts. */
@@ -380,6 +398,17 @@ export const listenerSchema = z.strictObject({
   max_request_body_size: size.optional(),
   /** Most client connections open at once on this listener; more are refused at accept. Default: no limit. */
   max_connections: z.number().int().min(1).optional(),
+  /**
+   * Request methods answered with 405 before routing (nginx denies TRACE always). CONNECT
+   * is refused whatever this says: Portico is not a forward proxy. Default `[TRACE]`.
+   */
+  deny_methods: z.array(z.string().regex(/^[A-Z]+$/, 'expected a method name in upper case, e.g. "TRACE"')).default(['TRACE']),
+  /**
+   * A percent-encoded slash (`%2F`) in a request path: `reject` answers 400
+   * (`path_encoded_slash`), as Apache's `AllowEncodedSlashes Off` refuses it; `keep` routes
+   * and forwards it still encoded, never as a separator. Default `reject`.
+   */
+  encoded_slashes: z.enum(['reject', 'keep']).default('reject'),
   /** Terminate TLS on this listener (HTTPS, with HTTP/2 by ALPN). Default: none, plain HTTP. */
   tls: listenerTlsSchema.optional(),
   /**

@@ -30,6 +30,7 @@ export type CauseType =
   | 'http_upgrade_failed'
   | 'http_request_error'
   | 'http_request_denied'
+  | 'http_request_error'
   | 'proxy_configuration_error'
   | 'proxy_internal_error'
 

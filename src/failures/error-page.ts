@@ -14,6 +14,9 @@ export interface ErrorPageInput {
   detail?: string | null
   endpoint?: string | null
   expose: boolean
+  /** Words of a refusal variant (src/failures/refusals.ts), shown instead of the cause's title and hint. */
+  title?: string
+  hint?: string
 }
 
 /** A rendered error body with its content type. */
@@ -35,13 +38,13 @@ export function prefersJson(accept: string | undefined): boolean {
 }
 
 const STATUS_TEXT: Record<number, string> = {
-  403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 500: 'Internal Server Error',
-  502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+  400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 413: 'Content Too Large', 429: 'Too Many Requests', 500: 'Internal Server Error',
+  502: 'Bad Gateway', 503: 'Service Unavailable', 501: 'Not Implemented', 504: 'Gateway Timeout', 505: 'HTTP Version Not Supported',
 }
 
 /** Renders the error page for a proxy-generated error. */
 export function renderErrorPage(input: ErrorPageInput, json: boolean): ErrorPage {
-  const cause = CAUSES[input.type]
+  const cause = input.title !== undefined ? { title: input.title, hint: input.hint ?? CAUSES[input.type].hint } : CAUSES[input.type]
   const statusText = STATUS_TEXT[input.status] ?? 'Error'
   if (json) {
     const body: Record<string, unknown> = {

@@ -19,6 +19,8 @@ import { fetchFromPool } from './fetch.ts'
 import { IDEMPOTENT_METHODS, isValidRequestId, upstreamRequestHeaders } from './headers.ts'
 import { RetryLease, statusRetryAllowed } from './retries.ts'
 import type { Runtime } from './runtime.ts'
+import { admitRequest } from './refuse.ts'
+import { receivedTarget, type RequestRules } from '../protect/validate.ts'
 import { ClientClosedError } from './try.ts'
 import { cacheLookup, type CachePlan } from '../cache/phase.ts'
 
@@ -34,7 +36,7 @@ const RETRY_AFTER_S = '5'
 export function parseRequest(req: IncomingMessage): RequestContext {
   const incoming = req.headers['x-request-id']
   const id = isValidRequestId(incoming as string | undefined) ? incoming as string : randomUUID()
-  return new RequestContext(id, req.socket.remoteAddress ?? '', req.method ?? 'GET', req.headers.host ?? '', req.url ?? '/', `HTTP/${req.httpVersion}`)
+  return new RequestContext(id, req.socket.remoteAddress ?? '', req.method ?? 'GET', req.headers.host ?? '', receivedTarget(req), `HTTP/${req.httpVersion}`)
 }
 
 /** What the close listener of a proxied response needs; one object per request, on the response. */
@@ -187,6 +189,8 @@ export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink
     const p = new ProxiedRequest(ctx, rt, log, tracker, req, res, opts)
     ;(res as ServerResponse & { [PROXIED]?: Proxied })[PROXIED] = p
     res.on('close', onResponseClose)
+    // Phase "validate request" (src/protect): refusals, and req.url normalised for routing.
+    if (!admitRequest(ctx, req, res, rt, opts.rules)) return
 
     const routed = routeRequest(ctx, req, rt)
     if (routed.kind === 'bad_request') {
@@ -211,6 +215,8 @@ export interface HandlerOptions {
   maxBodyBytes: number | null
   /** Longest client silence while its request body is read, in ms (`listeners[].timeouts.body_idle`; 408 beyond). */
   bodyIdleMs: number
+  /** The listener's request rules (method deny list, encoded slashes). */
+  rules: RequestRules
 }
 
 /** The request body limit's status (RFC 9110 §15.5.14). */
@@ -270,7 +276,13 @@ class ProxiedRequest implements Proxied, Attempts<HttpExchange>, ExchangeRequest
       clientIp: this.ctx.clientIp,
       requestId: this.ctx.requestId,
       via: this.via,
+      clientHeaders: this.route.config.forwarded_headers,
     })
+  }
+
+  /** Keep the upstream's `Server` field (the route's `pass_server_header`). */
+  get passServerHeader(): boolean {
+    return this.route.config.pass_server_header
   }
 
   newTry(ep: Endpoint, queueTimeoutMs: number | null, state: PoolAttemptState): HttpExchange {

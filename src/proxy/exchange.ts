@@ -12,7 +12,7 @@ import type { RequestContext } from '../observe/context.ts'
 import type { ResponseObserver } from '../observe/response-observer.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
 import type { Http1Controller, Http1Pool } from '../upstream/http1.ts'
-import { cleanResponseHeaders } from './headers.ts'
+import { cleanResponseHeaders, forwardEarlyHints } from './headers.ts'
 import type { RetryLease } from './retries.ts'
 import { ClientClosedError, UpstreamTry, type TryResult, type TryTimeouts } from './try.ts'
 
@@ -33,6 +33,8 @@ export interface ExchangeRequest {
   readonly proxyName: string
   /** The Via member of this hop, e.g. `1.1 portico`. */
   readonly via: string
+  /** Keep the upstream's `Server` field (the route's `pass_server_header`); else it is removed. */
+  readonly passServerHeader: boolean
   /** The cache's view of the response, when the route caches; else null. */
   readonly observer: ResponseObserver | null
   /** The request's place in the retry budget, taken when a status of `retries.on` ends a try. */
@@ -178,10 +180,8 @@ export class HttpExchange extends UpstreamTry {
   onResponseStart(controller: Http1Controller, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     const { ctx, res } = this.#r
     if (statusCode < 200) {
-      // Interim responses: 103 Early Hints is forwarded; 100 is answered by Portico itself.
-      if (statusCode === 103 && headers.link && !res.headersSent) {
-        res.writeEarlyHints({ link: headers.link })
-      }
+      // Interim responses: 103 Early Hints is forwarded when valid; 100 is answered by Portico itself.
+      if (statusCode === 103) forwardEarlyHints(this.#r.req, res, headers)
       return
     }
     this.headerTaken(statusCode)
@@ -194,7 +194,7 @@ export class HttpExchange extends UpstreamTry {
     ctx.status = statusCode
     this.pastHeader = true
     this.armBodyIdle()
-    const out = cleanResponseHeaders(headers) as OutgoingHttpHeaders
+    const out = cleanResponseHeaders(headers, this.#r.passServerHeader) as OutgoingHttpHeaders
     out['proxy-status'] = proxyStatusReceived(this.#r.proxyName, statusCode, headers['proxy-status'])
     out['x-request-id'] = ctx.requestId
     out.via = headers.via ? `${headers.via}, ${this.#r.via}` : this.#r.via

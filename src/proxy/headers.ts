@@ -1,8 +1,10 @@
 /**
  * Header rules of the forwarding step: hop-by-hop fields removed (RFC 9110 §7.6.1),
- * Via added (RFC 9110 §7.6.3), X-Forwarded-* and X-Request-Id set.
+ * Via added (RFC 9110 §7.6.3), X-Forwarded-*, X-Real-IP and X-Request-Id set, client-sent
+ * address fields dropped unless the route passes them, the upstream's Server hidden,
+ * 103 Early Hints relayed only when valid and to HTTP/1.1 or later clients.
  */
-import type { IncomingHttpHeaders } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 
 /** Hop-by-hop fields that never cross a proxy (RFC 9110 §7.6.1), plus `expect`: Portico answers 100-continue itself. */
 const HOP_BY_HOP = new Set([
@@ -12,6 +14,13 @@ const HOP_BY_HOP = new Set([
 
 /** Fields Portico sets itself on the way upstream; client-sent values are replaced or extended. */
 const REPLACED_UPSTREAM = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'via', 'host'])
+
+/**
+ * Client-address fields an application may believe (`X-Real-IP`, Akamai's and Cloudflare's
+ * `True-Client-IP`, RFC 7239 `Forwarded`): any client can write them, so they are dropped
+ * unless the route's `forwarded_headers` is `pass`.
+ */
+const CLIENT_ADDRESS_FIELDS = new Set(['x-real-ip', 'true-client-ip', 'forwarded'])
 
 /** The field names listed in a Connection header, lower-cased (RFC 9110 §7.6.1). */
 export function connectionTokens(value: string | string[] | undefined): Set<string> | null {
@@ -37,6 +46,12 @@ export interface ForwardInfo {
   requestId: string
   /** Via member, e.g. `1.1 portico`. */
   via: string
+  /**
+   * The route's `forwarded_headers`: `strip` (default) drops client-sent X-Real-IP,
+   * True-Client-IP and Forwarded; `pass` keeps them. X-Real-IP is set to `clientIp`
+   * unless a passed one is present.
+   */
+  clientHeaders?: 'strip' | 'pass'
 }
 
 /**
@@ -44,7 +59,7 @@ export interface ForwardInfo {
  * from the client's raw headers: hop-by-hop fields, those named in Connection and HTTP/2
  * pseudo-headers dropped;
  * X-Forwarded-For appended to; Via appended to; X-Forwarded-Proto/Host, X-Request-Id
- * and Host set.
+ * and Host set; X-Real-IP, True-Client-IP and Forwarded as `f.clientHeaders` says.
  *
  * @param raw the client's `req.rawHeaders`
  * @param connection the client's Connection header value
@@ -54,6 +69,8 @@ export function upstreamRequestHeaders(raw: readonly string[], connection: strin
   const out: string[] = []
   let xff: string | null = null
   let via: string | null = null
+  const pass = f.clientHeaders === 'pass'
+  let realIp = false
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]
     // HTTP/2 pseudo-header fields (`:authority`, `:path`, ...) belong to the client's hop (RFC 9113 §8.3).
@@ -65,8 +82,13 @@ export function upstreamRequestHeaders(raw: readonly string[], connection: strin
       else if (lower === 'via') via = via === null ? raw[i + 1] : `${via}, ${raw[i + 1]}`
       continue
     }
+    if (CLIENT_ADDRESS_FIELDS.has(lower)) {
+      if (!pass) continue
+      if (lower === 'x-real-ip') realIp = true
+    }
     out.push(name, raw[i + 1])
   }
+  if (!realIp) out.push('x-real-ip', f.clientIp)
   out.push(
     'host', f.host,
     'x-forwarded-for', xff === null ? f.clientIp : `${xff}, ${f.clientIp}`,
@@ -80,17 +102,20 @@ export function upstreamRequestHeaders(raw: readonly string[], connection: strin
 
 /**
  * Makes the downstream response header object from the upstream's: a copy without the
- * hop-by-hop fields and those named in the upstream's Connection. Copying, not deleting,
- * keeps the object in V8's fast (non-dictionary) form for `writeHead`.
+ * hop-by-hop fields, those named in the upstream's Connection, and `Server` unless
+ * `passServer` (backend masking; nginx hides it unless `proxy_pass_header Server`).
+ * Copying, not deleting, keeps the object in V8's fast (non-dictionary) form for `writeHead`.
  *
  * @param headers the upstream response headers as parsed (lower-case names); not changed
+ * @param passServer keep the upstream's `Server` (the route's `pass_server_header`)
  * @returns a new object
  */
-export function cleanResponseHeaders(headers: IncomingHttpHeaders): IncomingHttpHeaders {
+export function cleanResponseHeaders(headers: IncomingHttpHeaders, passServer = false): IncomingHttpHeaders {
   const named = connectionTokens(headers.connection)
   const out: IncomingHttpHeaders = {}
   for (const name in headers) {
     if (HOP_BY_HOP.has(name) || (named !== null && named.has(name))) continue
+    if (name === 'server' && !passServer) continue
     out[name] = headers[name]
   }
   return out
@@ -99,7 +124,31 @@ export function cleanResponseHeaders(headers: IncomingHttpHeaders): IncomingHttp
 /** Request methods that are idempotent (RFC 9110 §9.2.2) and so may be replayed. */
 export const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 
-/** Whether an `X-Request-Id` from a client is safe to propagate: 1–200 visible ASCII characters. */
-export function isValidRequestId(id: string | undefined): id is string {
-  return id !== undefined && id.length > 0 && id.length <= 200 && /^[\x21-\x7e]+$/.test(id)
+/** The shape of a client's `X-Request-Id` that is propagated: a token safe in logs, headers and HTML. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/**
+ * Whether an `X-Request-Id` from a client is safe to propagate: 1–128 characters of
+ * `A–Z a–z 0–9 . _ : -` (UUIDs, ULIDs, W3C trace IDs, `req-42`). Anything else (quotes,
+ * spaces, `<`, `;`, very long values) is replaced by a new ID, so a client cannot inject
+ * into logs, the error page or other systems that trust the ID.
+ */
+export function isValidRequestId(id: string | string[] | undefined): id is string {
+  return typeof id === 'string' && REQUEST_ID.test(id)
+}
+
+/**
+ * Relays an upstream's 103 Early Hints (RFC 8297) downstream: its `Link` only, only when
+ * the final response has not started, never to an HTTP/1.0 client (RFC 9110 §15.2: no 1xx
+ * to HTTP/1.0), and dropped when Node finds the `Link` invalid. An interim response is a
+ * hint: it never fails the request.
+ */
+export function forwardEarlyHints(req: IncomingMessage, res: ServerResponse, headers: IncomingHttpHeaders): void {
+  const link = headers.link
+  if (!link || res.headersSent || (req.httpVersionMajor === 1 && req.httpVersionMinor === 0)) return
+  try {
+    res.writeEarlyHints({ link })
+  } catch {
+    // An invalid Link (ERR_INVALID_ARG_VALUE): the hint is dropped, the request goes on.
+  }
 }

@@ -137,6 +137,7 @@ class UpgradeRequest implements Attempts<UpgradeTry> {
       clientIp: this.ctx.clientIp,
       requestId: this.ctx.requestId,
       via: this.via,
+      clientHeaders: this.#route.config.forwarded_headers,
     })
     const t = new UpgradeTry(this.ctx, ep, state.timeouts, queueTimeoutMs, this.#path, headers, this.#protocol)
     this.current = t
@@ -163,15 +164,15 @@ function writeRaw(socket: Duplex, status: number, headers: Record<string, string
   socket.once('finish', () => socket.destroy())
 }
 
-/** The 101 head sent downstream: the upstream's fields untouched, plus Proxy-Status, X-Request-Id and Via. */
-function switchingHead(headers: IncomingHttpHeaders, ctx: RequestContext, rt: Runtime, via: string): string {
+/** The 101 head sent downstream: the upstream's fields (less Server unless passed), plus Proxy-Status, X-Request-Id and Via. */
+function switchingHead(headers: IncomingHttpHeaders, ctx: RequestContext, rt: Runtime, via: string, passServer: boolean): string {
   let head = 'HTTP/1.1 101 Switching Protocols\r\n'
   const add = (name: string, value: string | string[] | undefined) => {
     if (value === undefined) return
     for (const v of Array.isArray(value) ? value : [value]) head += `${name}: ${v}\r\n`
   }
   for (const [name, value] of Object.entries(headers)) {
-    if (name === 'proxy-status' || name === 'x-request-id' || name === 'via') continue
+    if (name === 'proxy-status' || name === 'x-request-id' || name === 'via' || (name === 'server' && !passServer)) continue
     add(name, value)
   }
   add('proxy-status', proxyStatusReceived(rt.config.proxy_name, 101, headers['proxy-status']))
@@ -253,7 +254,7 @@ export function createUpgradeHandler(getRuntime: () => Runtime, log: AccessLogSi
         }
         upstream = up.socket
         ctx.status = 101
-        tunnel(ctx, socket, head, up.socket, up.headers, rt, routed.pool.config.timeouts.idle, u.via)
+        tunnel(ctx, socket, head, up.socket, up.headers, rt, routed.pool.config.timeouts.idle, u.via, routed.route.config.pass_server_header)
       }, (err: Error) => fail('proxy_internal_error', err.message))
     }
     return {
@@ -273,7 +274,7 @@ export function createUpgradeHandler(getRuntime: () => Runtime, log: AccessLogSi
  * negotiation (Sec-WebSocket-Protocol, Sec-WebSocket-Extensions, RFC 6455 §4.2.2) is
  * between the two ends: the bytes pass untouched.
  */
-function tunnel(ctx: RequestContext, client: Duplex, head: Buffer, upstream: Duplex, headers: IncomingHttpHeaders, rt: Runtime, idleMs: number, via: string): void {
+function tunnel(ctx: RequestContext, client: Duplex, head: Buffer, upstream: Duplex, headers: IncomingHttpHeaders, rt: Runtime, idleMs: number, via: string, passServer: boolean): void {
   const idle = setTimeout(() => {
     ctx.details = `tunnel closed after ${idleMs}ms without traffic (timeouts.idle)`
     client.destroy()
@@ -294,7 +295,7 @@ function tunnel(ctx: RequestContext, client: Duplex, head: Buffer, upstream: Dup
   client.once('close', onClose('client', upstream))
   if ('setNoDelay' in client) (client as unknown as { setNoDelay(v: boolean): void }).setNoDelay(true)
   if ('setTimeout' in client) (client as unknown as { setTimeout(ms: number): void }).setTimeout(0)
-  client.write(switchingHead(headers, ctx, rt, via))
+  client.write(switchingHead(headers, ctx, rt, via, passServer))
   if (head.length > 0) upstream.write(head)
   upstream.on('data', (chunk: Buffer) => {
     ctx.bytesSent += chunk.length

@@ -17,6 +17,8 @@ import { attemptStateOf } from '../proxy/attempt.ts'
 import { createProxyHandler, type RequestTracker } from '../proxy/driver.ts'
 import { buildRuntime, type Runtime } from '../proxy/runtime.ts'
 import { createUpgradeHandler, type UpgradeSession } from '../proxy/upgrade.ts'
+import { createConnectRefusal } from '../proxy/connect.ts'
+import { acceptsUpgrade, requestRules, type RequestRules } from '../protect/validate.ts'
 import { CoalescingResponse } from '../lib/coalesce.ts'
 import { SlotSet } from '../lib/slot-set.ts'
 import { CertificateStore, createSecureServer, loadCertificates, redirectHandler, reloadCertificates, type LoadedCertificate, type SecureServer } from './tls.ts'
@@ -173,7 +175,9 @@ export class Gateway {
    * `allowHTTP1`) whose HTTP/1.1 clients may upgrade too. Each upgrade counts against the
    * runtime it started on until its tunnel closes, and `stop` closes the tunnels left.
    */
-  #acceptUpgrades(server: EventEmitter): void {
+  #acceptUpgrades(server: EventEmitter, rules: RequestRules): void {
+    // Only upgrades a route allows are tunnelled; Node hands the others to the request handler as plain requests.
+    ;(server as { shouldUpgradeCallback?: (req: http.IncomingMessage) => boolean }).shouldUpgradeCallback = (req) => acceptsUpgrade(req, rules, this.#runtime.router)
     const handle = createUpgradeHandler(() => this.#runtime, this.accessLog)
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
       const rt = this.#runtime
@@ -206,16 +210,19 @@ export class Gateway {
       noDelay: true,
       ServerResponse: CoalescingResponse,
     }
+    const rules = requestRules(lc)
     const handler = lc.redirect_to_https !== undefined
       ? redirectHandler(lc.redirect_to_https)
-      : createProxyHandler(() => this.#runtime, this.accessLog, { scheme: lc.tls ? 'https' : 'http', maxBodyBytes: lc.max_request_body_size ?? null, bodyIdleMs: lc.timeouts.body_idle }, this.#tracker)
+      : createProxyHandler(() => this.#runtime, this.accessLog, { scheme: lc.tls ? 'https' : 'http', maxBodyBytes: lc.max_request_body_size ?? null, bodyIdleMs: lc.timeouts.body_idle, rules }, this.#tracker)
     const certificates = lc.tls ? new CertificateStore(loadCertificates(lc.tls)) : null
     const server = lc.tls && certificates
       ? createSecureServer(lc.tls, certificates, http1, lc.max_header_size, lc.timeouts.keepalive, handler)
       : http.createServer(http1, handler)
     if (lc.max_connections !== undefined) server.maxConnections = lc.max_connections
     // A redirect listener proxies nothing: an upgrade request gets the 308 like any other.
-    if (lc.redirect_to_https === undefined) this.#acceptUpgrades(server)
+    if (lc.redirect_to_https === undefined) this.#acceptUpgrades(server, rules)
+    // Without a listener Node drops a CONNECT silently; it gets its 405 and log line instead.
+    server.on('connect', createConnectRefusal(() => this.#runtime, this.accessLog, rules))
     ;(server as http.Server).keepAliveTimeout = lc.timeouts.keepalive
     // tls.Server emits 'connection' with the TCP socket before the handshake, so draining can destroy it too.
     server.on('connection', (s: Socket) => {

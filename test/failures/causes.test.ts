@@ -40,7 +40,7 @@ const RAW: [CauseType, unknown, FailureStage][] = [
 const DECIDED = new Set<CauseType>([
   'http_request_error',
   'destination_not_found', 'destination_unavailable', 'connection_limit_reached', 'http_response_timeout',
-  'connection_read_timeout', 'http_upgrade_failed', 'http_request_denied', 'proxy_configuration_error',
+  'connection_read_timeout', 'http_upgrade_failed', 'http_request_denied', 'http_request_error', 'proxy_configuration_error',
 ])
 
 test('every cause has a section in docs/causes.md with its status', () => {

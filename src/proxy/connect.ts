@@ -1,0 +1,38 @@
+/**
+ * CONNECT on a listener (RFC 9110 §9.3.6): Portico is a reverse proxy and never opens
+ * tunnels to where a client asks, so a CONNECT request is refused with 405
+ * `method_not_allowed`, as nginx does, with its log line, on the raw connection Node
+ * hands over.
+ */
+import { STATUS_CODES, type IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { REFUSALS } from '../failures/refusals.ts'
+import type { AccessLogSink } from '../observe/access-log.ts'
+import type { RequestRules } from '../protect/validate.ts'
+import { parseRequest } from './driver.ts'
+import { refusalResponse } from './refuse.ts'
+import type { Runtime } from './runtime.ts'
+
+/**
+ * Creates the handler of a server's `'connect'` event: answers 405 with `Allow`,
+ * `Proxy-Status: portico; error=http_request_denied; details="method_not_allowed"`, then
+ * closes the connection, and writes the access log line.
+ *
+ * @param getRuntime the runtime in force
+ * @param log the access log
+ * @param rules the listener's request rules (for `Allow`)
+ */
+export function createConnectRefusal(getRuntime: () => Runtime, log: AccessLogSink, rules: RequestRules) {
+  return function refuseConnect(req: IncomingMessage, socket: Duplex): void {
+    const rt = getRuntime()
+    const ctx = parseRequest(req)
+    const r = refusalResponse(ctx, req.headers.accept, rt, { refusal: REFUSALS.method_not_allowed, detail: 'CONNECT is never proxied' }, true, rules)
+    let head = `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status]}\r\n`
+    for (const [k, v] of Object.entries(r.headers)) head += `${k}: ${v}\r\n`
+    socket.on('error', () => {})
+    socket.end(Buffer.concat([Buffer.from(head + 'connection: close\r\n\r\n', 'latin1'), r.body]))
+    socket.once('finish', () => socket.destroy())
+    ctx.logged = true
+    log.write(ctx)
+  }
+}

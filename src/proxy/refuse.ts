@@ -1,0 +1,74 @@
+/**
+ * Answers the refusals of the "validate request" phase (src/protect/validate.ts) like any
+ * proxy-generated error: the refusal's status, `Proxy-Status: portico; error=<type>;
+ * details="<refusal>"`, `X-Request-Id`, an HTML or JSON page with the refusal's words, and
+ * the log line (`error` the type, `details` starting with the refusal's name).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { prefersJson, renderErrorPage } from '../failures/error-page.ts'
+import { proxyStatusError } from '../failures/proxy-status.ts'
+import type { RequestContext } from '../observe/context.ts'
+import { declinedUpgrade, validateRequest, type Refused, type RequestRules } from '../protect/validate.ts'
+import type { Runtime } from './runtime.ts'
+
+/** A refusal's response before it is written: status, lower-case header fields, body. */
+export interface RefusalResponse {
+  status: number
+  headers: Record<string, string>
+  body: Buffer
+}
+
+/**
+ * Builds the response of a refusal and records it in `ctx` (status, error, details).
+ * A malformed request (`http_request_error`) closes an HTTP/1 connection after the answer,
+ * as nginx does after a 400: what follows on it cannot be trusted to be framed right.
+ *
+ * @param http1 whether the client connection is HTTP/1 (HTTP/2 has no Connection field)
+ */
+export function refusalResponse(ctx: RequestContext, accept: string | undefined, rt: Runtime, r: Refused, http1: boolean, rules: RequestRules | null): RefusalResponse {
+  const { refusal } = r
+  const page = renderErrorPage({
+    type: refusal.type, status: refusal.status, requestId: ctx.requestId, detail: r.detail, expose: rt.config.expose_error_details,
+    title: refusal.title, hint: refusal.hint,
+  }, prefersJson(accept))
+  const body = Buffer.from(page.body)
+  const headers: Record<string, string> = {
+    'content-type': page.contentType,
+    'content-length': String(body.length),
+    'cache-control': 'no-store',
+    // The refusal's name tells the client what to fix and says nothing of the backend: always sent.
+    'proxy-status': proxyStatusError(rt.config.proxy_name, refusal.type, refusal.name),
+    'x-request-id': ctx.requestId,
+  }
+  if (refusal.status === 405 && rules !== null) headers.allow = rules.allow
+  if (http1 && refusal.type === 'http_request_error') headers.connection = 'close'
+  ctx.error = refusal.type
+  ctx.details = `${refusal.name}: ${r.detail}`
+  ctx.status = refusal.status
+  ctx.bytesSent = body.length
+  return { status: refusal.status, headers, body }
+}
+
+/**
+ * The "validate request" hook of the driver: validates and normalises the request
+ * (src/protect/validate.ts) and answers a refusal. A declined upgrade's response closes
+ * its connection.
+ *
+ * @returns whether the request goes on to routing
+ */
+export function admitRequest(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, rt: Runtime, rules: RequestRules): boolean {
+  const r = validateRequest(req, rules)
+  if (r === null) {
+    if (declinedUpgrade(req)) res.setHeader('connection', 'close')
+    return true
+  }
+  const { status, headers, body } = refusalResponse(ctx, req.headers.accept, rt, r, req.httpVersionMajor < 2, rules)
+  res.writeHead(status, headers)
+  if (req.method === 'HEAD') {
+    ctx.bytesSent = 0
+    res.end()
+  } else {
+    res.end(body)
+  }
+  return false
+}
