@@ -306,7 +306,8 @@ test('an HTTP/1.1 upgrade on an HTTPS listener reaches the upstream with X-Forwa
   const gw = await env.gateway(tlsConfig(`http://127.0.0.1:${(server.address() as { port: number }).port}`, { certificates: [files.a] }))
   const head = await new Promise<string>((resolve, reject) => {
     const s = tls.connect({ host: '127.0.0.1', port: gw.port, servername: 'a.test', ca: ca.cert, ALPNProtocols: ['http/1.1'] }, () => {
-      s.write('GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n')
+      // WebSocket: the protocol routes allow by default (routes[].upgrades).
+      s.write('GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n')
     })
     let data = ''
     s.setEncoding('utf8')
@@ -321,4 +322,36 @@ test('an HTTP/1.1 upgrade on an HTTPS listener reaches the upstream with X-Forwa
   })
   assert.match(head, /^HTTP\/1\.1 101 /)
   assert.equal(seenProto, 'https')
+})
+
+test('an h2c upgrade on an HTTPS listener is not tunnelled: it reaches the upstream as a plain request', async () => {
+  let upgrades = 0
+  let plain: http.IncomingHttpHeaders | null = null
+  const server = http.createServer((req, res) => { plain = req.headers; res.end('plain') })
+  server.on('upgrade', (_req, socket) => {
+    upgrades++
+    socket.end('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n')
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  env.defer(() => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections() }))
+  const gw = await env.gateway(tlsConfig(`http://127.0.0.1:${(server.address() as { port: number }).port}`, { certificates: [files.a] }))
+  const head = await new Promise<string>((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: gw.port, servername: 'a.test', ca: ca.cert, ALPNProtocols: ['http/1.1'] }, () => {
+      s.write('GET /h HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n')
+    })
+    let data = ''
+    s.setEncoding('utf8')
+    s.on('data', (c: string) => {
+      data += c
+      if (data.includes('\r\n\r\n')) {
+        s.destroy()
+        resolve(data)
+      }
+    })
+    s.once('error', reject)
+  })
+  assert.match(head, /^HTTP\/1\.1 200 /)
+  assert.equal(upgrades, 0)
+  assert.equal((plain as http.IncomingHttpHeaders | null)?.upgrade, undefined)
+  assert.equal((plain as http.IncomingHttpHeaders | null)?.['x-forwarded-proto'], 'https')
 })
