@@ -4,7 +4,7 @@
  * `method_not_allowed`, as nginx does, with its log line, on the raw connection Node
  * hands over.
  */
-import { STATUS_CODES, type IncomingMessage } from 'node:http'
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { REFUSALS } from '../failures/refusals.ts'
 import type { AccessLogSink } from '../observe/access-log.ts'
@@ -16,23 +16,31 @@ import type { Runtime } from './runtime.ts'
 /**
  * Creates the handler of a server's `'connect'` event: answers 405 with `Allow`,
  * `Proxy-Status: portico; error=http_request_denied; details="method_not_allowed"`, then
- * closes the connection, and writes the access log line.
+ * closes the HTTP/1 connection (an HTTP/2 CONNECT stream just ends), and writes the
+ * access log line.
  *
  * @param getRuntime the runtime in force
  * @param log the access log
  * @param rules the listener's request rules (for `Allow`)
  */
 export function createConnectRefusal(getRuntime: () => Runtime, log: AccessLogSink, rules: RequestRules) {
-  return function refuseConnect(req: IncomingMessage, socket: Duplex): void {
+  return function refuseConnect(req: IncomingMessage, out: Duplex | ServerResponse): void {
     const rt = getRuntime()
     const ctx = parseRequest(req)
-    const r = refusalResponse(ctx, req.headers.accept, rt, { refusal: REFUSALS.method_not_allowed, detail: 'CONNECT is never proxied' }, true, rules)
+    // HTTP/2 hands a CONNECT stream over as (request, response) rather than (request, socket, head).
+    const h2 = 'writeHead' in out
+    const r = refusalResponse(ctx, req.headers.accept, rt, { refusal: REFUSALS.method_not_allowed, detail: 'CONNECT is never proxied' }, !h2, rules)
+    ctx.logged = true
+    if (h2) {
+      out.writeHead(r.status, r.headers)
+      out.end(r.body, () => log.write(ctx))
+      return
+    }
     let head = `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status]}\r\n`
     for (const [k, v] of Object.entries(r.headers)) head += `${k}: ${v}\r\n`
-    socket.on('error', () => {})
-    socket.end(Buffer.concat([Buffer.from(head + 'connection: close\r\n\r\n', 'latin1'), r.body]))
-    socket.once('finish', () => socket.destroy())
-    ctx.logged = true
+    out.on('error', () => {})
+    out.end(Buffer.concat([Buffer.from(head + 'connection: close\r\n\r\n', 'latin1'), r.body]))
+    out.once('finish', () => out.destroy())
     log.write(ctx)
   }
 }

@@ -355,3 +355,27 @@ test('an h2c upgrade on an HTTPS listener is not tunnelled: it reaches the upstr
   assert.equal((plain as http.IncomingHttpHeaders | null)?.upgrade, undefined)
   assert.equal((plain as http.IncomingHttpHeaders | null)?.['x-forwarded-proto'], 'https')
 })
+
+test('HTTP/2: CONNECT and TRACE get 405 method_not_allowed with a log line; a dot-segment path is normalised', async () => {
+  const up = await recordingUpstream()
+  const gw = await env.gateway(tlsConfig(up.url, { certificates: [files.a] }))
+  const client = await h2Connect(gw.port)
+  env.defer(() => { client.close() })
+  const ask = (headers: http2.OutgoingHttpHeaders) => new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+    const req = client.request(headers, { endStream: headers[':method'] !== 'CONNECT' })
+    req.on('response', (h) => { resolve(h); req.close() })
+    req.on('error', reject)
+  })
+  for (const headers of [{ ':method': 'CONNECT', ':authority': 'internal.test:22' }, { ':method': 'TRACE', ':path': '/', ':authority': 'a.test' }]) {
+    const h = await ask(headers)
+    assert.equal(h[':status'], 405, headers[':method'])
+    assert.equal(parseProxyStatus(String(h['proxy-status'])).at(-1)?.params.details, 'method_not_allowed')
+    const rec = await gw.record(String(h['x-request-id']))
+    assert.equal(rec.status, 405)
+    assert.equal(rec.error, 'http_request_denied')
+    assert.equal(rec.method, headers[':method'])
+  }
+  const ok = await ask({ ':method': 'GET', ':path': '/a/%2e%2e/b', ':authority': 'a.test' })
+  assert.equal(ok[':status'], 200)
+  assert.equal(up.seen.at(-1)?.url, '/b')
+})
