@@ -66,7 +66,8 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
     return 1
   }
   for (const l of gw.listeners) {
-    process.stderr.write(`portico: listening on http://${l.address.address}:${l.address.port}\n`)
+    const host = l.address.family === 'IPv6' ? `[${l.address.address}]` : l.address.address
+    process.stderr.write(`portico: listening on ${l.config.tls ? 'https' : 'http'}://${host}:${l.address.port}\n`)
   }
   if (gw.admin?.address) {
     const a = gw.admin.address

@@ -4,6 +4,7 @@
  * Every field says what it does and its default; docs/configuration.md mirrors this file.
  */
 import net from 'node:net'
+import tls from 'node:tls'
 import { z } from 'zod'
 import { parseDuration, parseSize } from './units.ts'
 
@@ -198,6 +199,17 @@ export const certificateFilesSchema = z.strictObject({
   key: z.string().min(1),
 })
 
+/** A certificate served by a TLS listener: the files, and an optional OCSP response to staple. */
+export const listenerCertificateSchema = certificateFilesSchema.extend({
+  /**
+   * Path of a DER OCSP response for this certificate, stapled to handshakes of clients that
+   * ask (RFC 6066 §8 `status_request`; nginx `ssl_stapling_file`). Re-read on every reload:
+   * refresh it before it expires (e.g. `openssl ocsp ... -respout`). Portico never fetches
+   * it from the responder itself. Default: none, no stapling.
+   */
+  ocsp_response: z.string().min(1).optional(),
+})
+
 /**
  * TLS to the https:// endpoints of an upstream (nginx `proxy_ssl_*` directives; Envoy
  * `UpstreamTlsContext`). Certificates are verified against the system CAs by default.
@@ -371,6 +383,42 @@ export const listenerTimeoutsSchema = z.strictObject({
 })
 
 /**
+ * The TLS 1.2 cipher suites of Mozilla's "intermediate" server profile (version 5.7) less
+ * its DHE suites: ECDHE key exchange and AEAD ciphers only, ECDSA first.
+ */
+export const INTERMEDIATE_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384', 'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':')
+
+/** Whether OpenSSL knows at least one TLS 1.2 suite of `list` (`tls.createSecureContext` throws `no cipher match` otherwise). */
+function validCipherList(list: string): boolean {
+  try {
+    tls.createSecureContext({ ciphers: list })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** `Strict-Transport-Security` of a TLS listener (RFC 6797 §6.1). */
+export const hstsSchema = z.strictObject({
+  /** How long browsers remember to use https only for this host (`max-age`, sent in whole seconds). Default `"8760h"` (one year). */
+  max_age: duration.default(31_536_000_000),
+  /** Apply to every sub-domain too (`includeSubDomains`). Default false. */
+  include_subdomains: z.boolean().default(false),
+  /** Add `preload`, asking to be listed in browsers' preload lists (hstspreload.org needs `include_subdomains` and a max_age of a year or more). Default false. */
+  preload: z.boolean().default(false),
+})
+
+/** HTTP/2 settings of a TLS listener (RFC 9113 §6.5.2). */
+export const listenerHttp2Schema = z.strictObject({
+  /** SETTINGS_MAX_CONCURRENT_STREAMS: most streams (requests) a client may have open at once on one connection; more are refused with `RST_STREAM(REFUSED_STREAM)`, which clients retry. Default 128 (nginx `http2_max_concurrent_streams`). */
+  max_concurrent_streams: z.number().int().min(1).max(2 ** 31 - 1).default(128),
+})
+
+/**
  * TLS termination of a listener (RFC 8446; nginx `listen ... ssl`, `ssl_*` directives).
  * Certificates are re-read from disk on every reload.
  */
@@ -380,11 +428,24 @@ export const listenerTlsSchema = z.strictObject({
    * a name no certificate has); the others are chosen by SNI from the DNS names of their
    * subjectAltName (or CN when there is none), `*.example.com` wildcards included.
    */
-  certificates: z.array(certificateFilesSchema).min(1, 'a TLS listener needs at least one certificate'),
+  certificates: z.array(listenerCertificateSchema).min(1, 'a TLS listener needs at least one certificate'),
   /** Oldest TLS version accepted, `TLSv1.2` or `TLSv1.3` (nginx `ssl_protocols`). Default `TLSv1.2`. */
   min_version: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
   /** Application protocols offered by ALPN (RFC 7301), `h2` (HTTP/2, RFC 9113) and `http/1.1`. Default `[h2, http/1.1]`. */
   alpn: z.array(z.enum(['h2', 'http/1.1'])).min(1, 'offer at least one protocol').default(['h2', 'http/1.1']),
+  /**
+   * TLS 1.2 cipher suites offered, an OpenSSL cipher list (nginx `ssl_ciphers`). Default:
+   * Mozilla's "intermediate" profile without DHE: ECDHE key exchange (forward secrecy) with
+   * AEAD ciphers (AES-GCM, ChaCha20-Poly1305) only. TLS 1.3 suites are not set here: they
+   * are Node's defaults, all AEAD with forward secrecy.
+   */
+  ciphers: z.string().min(1).refine(validCipherList, 'no TLS 1.2 cipher suite of this list is known to OpenSSL (expected a list such as "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256")').default(INTERMEDIATE_CIPHERS),
+  /**
+   * `Strict-Transport-Security` added to every response of this listener (RFC 6797;
+   * nginx `add_header Strict-Transport-Security ... always`), so browsers use https only.
+   * Default: none.
+   */
+  hsts: hstsSchema.optional(),
 })
 
 /** A listener: where Portico accepts client connections. */
@@ -411,6 +472,8 @@ export const listenerSchema = z.strictObject({
   encoded_slashes: z.enum(['reject', 'keep']).default('reject'),
   /** Terminate TLS on this listener (HTTPS, with HTTP/2 by ALPN). Default: none, plain HTTP. */
   tls: listenerTlsSchema.optional(),
+  /** HTTP/2 settings, for a `tls` listener that offers `h2`. */
+  http2: listenerHttp2Schema.default(() => listenerHttp2Schema.parse({})),
   /**
    * Answer every request of this plain listener with `308 Permanent Redirect` to the same
    * host and path over https: the HTTPS port, or `true` for 443 (nginx
@@ -429,9 +492,26 @@ export const accessLogSchema = z.strictObject({
 
 /** Admin API settings. */
 export const adminSchema = z.strictObject({
-  /** `host:port` of the admin API; loopback by default. */
+  /** `host:port` of the admin API; loopback by default. A non-loopback address needs `token_file`. */
   address: address.default('127.0.0.1:9901'),
+  /**
+   * Path of a file holding the bearer token every admin request but `GET /healthz` must
+   * send (`Authorization: Bearer <token>`, RFC 6750); surrounding white space is ignored.
+   * Read at start. Default: none, no token (allowed on a loopback address only).
+   */
+  token_file: z.string().min(1).optional(),
+}).refine((a) => a.token_file !== undefined || isLoopbackAddress(a.address), {
+  message: 'the admin API on a non-loopback address needs admin.token_file: anyone who reaches it could read the config and reload it',
+  path: ['token_file'],
 })
+
+/** Whether `host:port` names a loopback host: 127.0.0.0/8, ::1 or `localhost`. */
+export function isLoopbackAddress(hostPort: string): boolean {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):\d+$/.exec(hostPort)
+  const host = (m?.[1] ?? m?.[2] ?? '').toLowerCase()
+  if (host === 'localhost' || host === '::1') return true
+  return net.isIPv4(host) && host.startsWith('127.')
+}
 
 /** Graceful shutdown on SIGTERM/SIGINT (drain). */
 export const shutdownSchema = z.strictObject({

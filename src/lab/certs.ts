@@ -10,7 +10,7 @@ import { join } from 'node:path'
 
 /** A PEM private key and certificate. */
 export interface KeyPair {
-  /** PEM-encoded private key (EC P-256, PKCS#8). */
+  /** PEM-encoded private key (EC P-256 or RSA 2048, PKCS#8). */
   key: string
   /** PEM-encoded X.509 certificate. */
   cert: string
@@ -28,6 +28,8 @@ export interface CertificateOptions {
   expired?: boolean
   /** The CA that signs it (from {@link makeCA}); self-signed when absent. */
   issuer?: KeyPair
+  /** Key algorithm: `ec` (P-256, ECDSA signatures) or `rsa` (2048 bits). Default `ec`. */
+  keyType?: 'ec' | 'rsa'
 }
 
 /**
@@ -48,7 +50,7 @@ export function makeCertificate(opts: CertificateOptions): KeyPair {
   const start = opts.expired ? now - 30 * day : now - 3_600_000
   const end = opts.expired ? now - day : now + (opts.days ?? 30) * day
   const san = names.map((n) => `${net.isIP(n) ? 'IP' : 'DNS'}:${n}`).join(',')
-  return sign(opts.commonName, start, end, opts.issuer ? 'leaf' : 'self', san, opts.issuer)
+  return sign(opts.commonName, start, end, opts.issuer ? 'leaf' : 'self', san, opts.issuer, opts.keyType ?? 'ec')
 }
 
 /**
@@ -60,7 +62,7 @@ export function makeCertificate(opts: CertificateOptions): KeyPair {
  */
 export function makeCA(name = 'Portico Lab CA'): KeyPair {
   const now = Date.now()
-  return sign(name, now - 3_600_000, now + 365 * 86_400_000, 'ca', undefined, undefined)
+  return sign(name, now - 3_600_000, now + 365 * 86_400_000, 'ca', undefined, undefined, 'ec')
 }
 
 const CONFIG = `
@@ -105,7 +107,7 @@ function asn1Time(ms: number): string {
   return new Date(ms).toISOString().replace(/[-:T]/g, '').replace(/\.\d+Z$/, 'Z')
 }
 
-function sign(cn: string, start: number, end: number, ext: 'ca' | 'leaf' | 'self', san: string | undefined, issuer: KeyPair | undefined): KeyPair {
+function sign(cn: string, start: number, end: number, ext: 'ca' | 'leaf' | 'self', san: string | undefined, issuer: KeyPair | undefined, keyType: 'ec' | 'rsa'): KeyPair {
   const dir = mkdtempSync(join(tmpdir(), 'portico-certs-'))
   try {
     const run = (args: string[]): void => {
@@ -119,7 +121,9 @@ function sign(cn: string, start: number, end: number, ext: 'ca' | 'leaf' | 'self
     writeFileSync(join(dir, 'openssl.cnf'), CONFIG)
     writeFileSync(join(dir, 'index.txt'), '')
     writeFileSync(join(dir, 'serial'), `${BigInt(now64()).toString(16).padStart(16, '0')}\n`)
-    run(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'key.pem'])
+    run(keyType === 'rsa'
+      ? ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', 'key.pem']
+      : ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'key.pem'])
     run(['req', '-new', '-config', 'openssl.cnf', '-key', 'key.pem', '-subj', `/CN=${cn.replace(/[/=\\]/g, '\\$&')}`, '-out', 'csr.pem'])
     const signer = issuer
       ? (writeFileSync(join(dir, 'issuer.pem'), issuer.cert), writeFileSync(join(dir, 'issuer-key.pem'), issuer.key), ['-cert', 'issuer.pem', '-keyfile', 'issuer-key.pem'])

@@ -21,7 +21,7 @@ import { createConnectRefusal } from '../proxy/connect.ts'
 import { acceptsUpgrade, requestRules, type RequestRules } from '../protect/validate.ts'
 import { CoalescingResponse } from '../lib/coalesce.ts'
 import { SlotSet } from '../lib/slot-set.ts'
-import { CertificateStore, createSecureServer, loadCertificates, redirectHandler, reloadCertificates, type LoadedCertificate, type SecureServer } from './tls.ts'
+import { CertificateStore, certificateWarnings, createSecureServer, loadCertificates, redirectHandler, reloadCertificates, type LoadedCertificate, type SecureServer } from './tls.ts'
 import type { PoolOptions, UpstreamPool } from '../upstream/pool.ts'
 
 /** Options of a gateway beyond the config. */
@@ -215,8 +215,9 @@ export class Gateway {
       ? redirectHandler(lc.redirect_to_https)
       : createProxyHandler(() => this.#runtime, this.accessLog, { scheme: lc.tls ? 'https' : 'http', maxBodyBytes: lc.max_request_body_size ?? null, bodyIdleMs: lc.timeouts.body_idle, rules }, this.#tracker)
     const certificates = lc.tls ? new CertificateStore(loadCertificates(lc.tls)) : null
+    if (lc.tls) for (const w of certificateWarnings(lc.tls)) logger.warn({ listener: lc.address }, w)
     const server = lc.tls && certificates
-      ? createSecureServer(lc.tls, certificates, http1, lc.max_header_size, lc.timeouts.keepalive, handler)
+      ? createSecureServer(lc.tls, certificates, http1, { maxHeaderListSize: lc.max_header_size, maxConcurrentStreams: lc.http2.max_concurrent_streams }, lc.timeouts.keepalive, handler)
       : http.createServer(http1, handler)
     if (lc.max_connections !== undefined) server.maxConnections = lc.max_connections
     // A redirect listener proxies nothing: an upgrade request gets the 308 like any other.
