@@ -14,9 +14,26 @@
  * | `POST /cache/purge` | removes stored responses: `{"url": "..."}` or `{"prefix": "..."}`; 200 `{"purged": N}` |
  *
  * Unknown paths get 404 and known paths with another method 405 (with `Allow`), as JSON.
+ *
+ * The guard, checked in this order before a handler runs (§9 of DESIGN.md), so that a web
+ * page in an operator's browser can neither drive nor read the API:
+ * - `Host` must be an IP literal or `localhost` with the admin port, else 421: a DNS name
+ *   pointing at loopback (DNS rebinding) is refused;
+ * - a present `Origin` must be the API's own (`http://<Host>`), and `Sec-Fetch-Site`, when
+ *   sent, `same-origin` or `none`, else 403;
+ * - with `admin.token_file`, every request but `GET /healthz` needs
+ *   `Authorization: Bearer <token>` (RFC 6750), else 401;
+ * - `POST` bodies must be `application/json`, else 415 (HTML forms and `text/plain`
+ *   requests are what a page can send cross-site without a CORS preflight).
+ *
+ * Every refusal and every `POST` is written to the process log.
  */
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import http from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import net, { type AddressInfo, type Socket } from 'node:net'
+import { isLoopbackAddress } from '../config/schema.ts'
+import { logger } from '../lib/logger.ts'
 import type { FailureRing } from '../observe/failures.ts'
 import type { Metrics } from '../observe/metrics.ts'
 import { attemptStateOf } from '../proxy/attempt.ts'
@@ -179,7 +196,7 @@ export function upstreamsView(rt: Runtime): { upstreams: Array<{ name: string; l
   }
 }
 
-type Reply = { status: number; body: unknown } | { status: number; text: string; contentType: string }
+type Reply = ({ status: number; body: unknown } | { status: number; text: string; contentType: string }) & { headers?: Record<string, string> }
 type Handler = (target: AdminTarget, body: string) => Reply | Promise<Reply>
 
 const ROUTES: Record<string, Record<string, Handler>> = {
@@ -197,15 +214,110 @@ const ROUTES: Record<string, Record<string, Handler>> = {
   '/cache/purge': { POST: (t, body) => purge(t.runtime.cache, body) },
 }
 
+/** Paths open without the token: liveness probes carry no secret. */
+const OPEN_PATHS = new Set(['/healthz'])
+
+/** Why the guard refused a request: the JSON `error` code, the status and the words. */
+export interface AdminRefusal {
+  /** `misdirected_request` (421), `forbidden_origin` (403), `unauthorized` (401) or `unsupported_media_type` (415). */
+  error: 'misdirected_request' | 'forbidden_origin' | 'unauthorized' | 'unsupported_media_type'
+  status: 421 | 403 | 401 | 415
+  message: string
+}
+
+/**
+ * Reads the admin bearer token from `path`: the file's text without surrounding white space.
+ *
+ * @throws {Error} naming the file when it cannot be read or holds no token
+ */
+export function readAdminToken(path: string): string {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new Error(`cannot read admin.token_file: ${(err as Error).message}`, { cause: err })
+  }
+  const token = text.trim()
+  if (token === '') throw new Error(`admin.token_file ${path} is empty: put a long random token in it, e.g. \`openssl rand -hex 32 > ${path}\``)
+  if (!/^[\x21-\x7e]+$/.test(token)) throw new Error(`admin.token_file ${path}: the token must be printable ASCII without spaces (RFC 6750 b64token)`)
+  return token
+}
+
+/** SHA-256 of a token: compared in constant time, whatever the lengths. */
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest()
+}
+
+/**
+ * Whether `host` (a `Host` header) names the admin API listening on `port`: an IP literal
+ * or `localhost`, with that port (80 when left out, RFC 9110 §7.2). A DNS name is refused
+ * even when it resolves to this machine: that is how DNS rebinding reaches loopback.
+ */
+export function adminHostAllowed(host: string | undefined, port: number): boolean {
+  if (host === undefined) return false
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]+))(?::(\d{1,5}))?$/.exec(host)
+  if (!m) return false
+  const name = m[1] ?? m[2]
+  if ((m[1] !== undefined ? !net.isIPv6(name) : !(net.isIPv4(name) || name.toLowerCase() === 'localhost'))) return false
+  return Number(m[3] ?? 80) === port
+}
+
+/**
+ * The guard of one request (see the module doc), before its body is read.
+ *
+ * @param token the bearer token, or null when none is configured
+ * @param port the port the admin API listens on
+ * @returns why it is refused, or null to go on
+ */
+export function guardAdminRequest(req: http.IncomingMessage, path: string, token: Buffer | null, port: number): AdminRefusal | null {
+  const host = req.headers.host
+  if (!adminHostAllowed(host, port)) {
+    return { error: 'misdirected_request', status: 421, message: `Host ${JSON.stringify(host ?? '')} is not this admin API: use an IP address or localhost with port ${port}` }
+  }
+  const origin = req.headers.origin
+  if (origin !== undefined && origin.toLowerCase() !== `http://${host}`.toLowerCase()) {
+    return { error: 'forbidden_origin', status: 403, message: `requests from ${origin} are refused: the admin API answers no web page` }
+  }
+  const site = req.headers['sec-fetch-site']
+  if (site !== undefined && site !== 'same-origin' && site !== 'none') {
+    return { error: 'forbidden_origin', status: 403, message: `a ${site} request is refused: the admin API answers no web page` }
+  }
+  if (token !== null && !OPEN_PATHS.has(path)) {
+    const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '')
+    if (m === null || !timingSafeEqual(digest(m[1]), token)) {
+      return { error: 'unauthorized', status: 401, message: m === null ? 'this admin API needs Authorization: Bearer <token of admin.token_file>' : 'the bearer token is not the one of admin.token_file' }
+    }
+  }
+  if (req.method === 'POST') {
+    const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase()
+    if (type !== 'application/json') {
+      return { error: 'unsupported_media_type', status: 415, message: `POST bodies must be application/json${type ? `, not ${type}` : ' (no Content-Type was sent)'}` }
+    }
+  }
+  return null
+}
+
+/** Options of {@link AdminServer}. */
+export interface AdminServerOptions {
+  /** The bearer token; default: read from the config's `admin.token_file` at `listen`, none without it. */
+  token?: string | null
+}
+
 /** The admin API server. */
 export class AdminServer {
   readonly server: http.Server
   readonly #sockets = new Set<Socket>()
+  readonly #target: AdminTarget
+  #token: Buffer | null = null
+  #tokenGiven: string | null | undefined
+  #port = 0
 
   /** @param target the gateway whose state the API shows */
-  constructor(target: AdminTarget) {
+  constructor(target: AdminTarget, opts: AdminServerOptions = {}) {
+    this.#target = target
+    this.#tokenGiven = opts.token
     this.server = http.createServer((req, res) => {
-      void this.#handle(target, req).then((reply) => send(res, reply), (err: Error) => {
+      void this.#handle(target, req, res).then((reply) => send(res, reply), (err: Error) => {
         send(res, { status: 500, body: { error: 'proxy_internal_error', message: err.message } })
       })
     })
@@ -215,24 +327,48 @@ export class AdminServer {
     })
   }
 
-  async #handle(target: AdminTarget, req: http.IncomingMessage): Promise<Reply> {
-    const body = await readAdminBody(req)
+  async #handle(target: AdminTarget, req: http.IncomingMessage, res: http.ServerResponse): Promise<Reply> {
     const path = new URL(req.url ?? '/', 'http://admin').pathname.replace(/\/+$/, '') || '/'
+    const refusal = guardAdminRequest(req, path, this.#token, this.#port)
+    if (refusal !== null) {
+      logger.warn({ admin: { method: req.method, path, status: refusal.status, error: refusal.error, client_ip: req.socket.remoteAddress, host: req.headers.host, origin: req.headers.origin } }, `admin API refused ${req.method} ${path}: ${refusal.message}`)
+      // The body is dropped unread and the connection closed after the answer.
+      req.resume()
+      res.shouldKeepAlive = false
+      const headers: Record<string, string> = { connection: 'close' }
+      if (refusal.status === 401) headers['www-authenticate'] = 'Bearer realm="portico admin"'
+      if (refusal.status === 415) headers.accept = 'application/json'
+      return { status: refusal.status, body: { error: refusal.error, message: refusal.message }, headers }
+    }
+    const body = await readAdminBody(req)
     const methods = ROUTES[path]
     if (!Object.hasOwn(ROUTES, path)) return { status: 404, body: { error: 'not_found', message: `no admin endpoint ${path}`, endpoints: Object.keys(ROUTES) } }
     const method = req.method === 'HEAD' ? 'GET' : req.method ?? 'GET'
     const handler = methods[method]
     if (handler === undefined) return { status: 405, body: { error: 'method_not_allowed', message: `${req.method} not allowed on ${path}`, allow: Object.keys(methods) } }
-    return handler(target, body)
+    const reply = await handler(target, body)
+    if (method === 'POST') {
+      logger.info({ admin: { method, path, status: reply.status, client_ip: req.socket.remoteAddress, body: 'body' in reply ? reply.body : undefined } }, `admin API: ${method} ${path} answered ${reply.status}`)
+    }
+    return reply
   }
 
   /**
-   * Listens on `host:port` (port 0 picks a free one).
+   * Listens on `host:port` (port 0 picks a free one). Reads `admin.token_file` first.
    *
    * @returns the bound address
-   * @throws {Error} when the address cannot be bound (EADDRINUSE, EACCES)
+   * @throws {Error} when the token file cannot be read, when `host` is not loopback and no
+   *   token is set (anyone who reaches it could read the config and reload it), or when the
+   *   address cannot be bound (EADDRINUSE, EACCES)
    */
   async listen(host: string, port: number): Promise<AddressInfo> {
+    const file = this.#target.runtime.config.admin?.token_file
+    const token = this.#tokenGiven !== undefined ? this.#tokenGiven : file !== undefined ? readAdminToken(file) : null
+    const shown = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+    if (token === null && !isLoopbackAddress(shown)) {
+      throw new Error(`the admin API on ${shown} is not on loopback and has no token: set admin.token_file, or use a loopback address such as 127.0.0.1:9901`)
+    }
+    this.#token = token === null ? null : digest(token)
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject)
       this.server.listen(port, host, () => {
@@ -240,7 +376,9 @@ export class AdminServer {
         resolve()
       })
     })
-    return this.server.address() as AddressInfo
+    const address = this.server.address() as AddressInfo
+    this.#port = address.port
+    return address
   }
 
   /** The bound address, or null before `listen`. */
@@ -264,6 +402,7 @@ function send(res: http.ServerResponse, reply: Reply): void {
     'content-type': 'text' in reply ? reply.contentType : 'application/json; charset=utf-8',
     'content-length': String(Buffer.byteLength(text)),
     'cache-control': 'no-store',
+    ...reply.headers,
   }
   if (reply.status === 405 && 'body' in reply) headers.allow = (reply.body as { allow: string[] }).allow.join(', ')
   res.writeHead(reply.status, headers)

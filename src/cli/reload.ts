@@ -6,6 +6,7 @@ import { ConfigError, formatProblems, loadConfigFile, type ConfigProblem } from 
 import type { Config } from '../config/schema.ts'
 import { describeReload, type ReloadSummary } from '../server/reload.ts'
 import { splitAddress } from '../server/gateway.ts'
+import { readAdminToken } from '../admin/server.ts'
 
 /** Options of `portico reload`. */
 export interface ReloadOptions {
@@ -18,7 +19,8 @@ export interface ReloadOptions {
 }
 
 /**
- * Validates the file, then POSTs `/reload` to the running instance's admin API. The
+ * Validates the file, then POSTs `/reload` to the running instance's admin API, as JSON
+ * and with the bearer token of the file's `admin.token_file` when it has one. The
  * instance re-reads the file it was started from (normally the same file).
  *
  * Writes one `file:line:column: message` line per problem to `err` when the file (or the
@@ -52,21 +54,31 @@ export async function reloadCommand(opts: ReloadOptions, out: NodeJS.WritableStr
   if (host === '0.0.0.0') host = '127.0.0.1'
   if (host === '::') host = '::1'
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/reload`
+  const headers: Record<string, string> = { 'content-type': 'application/json' }
+  const tokenFile = config.admin?.token_file
+  if (tokenFile !== undefined) {
+    try {
+      headers.authorization = `Bearer ${readAdminToken(tokenFile)}`
+    } catch (e) {
+      err.write(`portico reload: ${(e as Error).message}\n`)
+      return 1
+    }
+  }
   let res: Response
   try {
-    res = await fetch(url, { method: 'POST', signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000) })
+    res = await fetch(url, { method: 'POST', headers, body: '{}', signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000) })
   } catch (e) {
     const cause = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message
     err.write(`portico reload: cannot reach the admin API at ${url}: ${cause}; is portico serve running with this config?\n`)
     return 1
   }
-  const body = await res.json().catch(() => null) as { ok?: boolean; error?: string; problems?: ConfigProblem[] } & Partial<ReloadSummary> | null
+  const body = await res.json().catch(() => null) as { ok?: boolean; error?: string; message?: string; problems?: ConfigProblem[] } & Partial<ReloadSummary> | null
   if (res.ok && body?.ok === true) {
     out.write(`${describeReload(body as ReloadSummary)}\n`)
     for (const w of body.warnings ?? []) out.write(`warning: ${w}\n`)
     return 0
   }
   if (body?.problems && body.problems.length > 0) err.write(`${formatProblems(body.problems)}\n`)
-  err.write(`portico reload: refused (${res.status}): ${body?.error ?? 'unexpected answer'}; the running config keeps serving\n`)
+  err.write(`portico reload: refused (${res.status}): ${body?.message ?? body?.error ?? 'unexpected answer'}; the running config keeps serving\n`)
   return 1
 }

@@ -63,6 +63,8 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
     await gw.start()
   } catch (err) {
     process.stderr.write(`portico serve: cannot listen: ${(err as Error).message}\n`)
+    // Listeners bound before the failure would keep the process up.
+    await gw.stop(0)
     return 1
   }
   for (const l of gw.listeners) {

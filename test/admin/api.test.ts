@@ -136,7 +136,7 @@ test('GET /healthz 200, unknown path 404 JSON, wrong method 405 with Allow', asy
 test('POST /reload without a config file to re-read: refused, nothing changes', async () => {
   const gw = await env.gateway(oneUpstream(['http://127.0.0.1:9'], {}, { admin: { address: '127.0.0.1:0' } }))
   const before = gw.gateway.runtime
-  const res = await fetch(adminUrl(gw, '/reload'), { method: 'POST' })
+  const res = await fetch(adminUrl(gw, '/reload'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
   assert.equal(res.status, 400)
   assert.equal((await res.json() as { ok: boolean }).ok, false)
   assert.equal(gw.gateway.runtime, before)

@@ -338,12 +338,12 @@ test('POST /cache/purge removes one URL or a prefix', async () => {
   for (const p of ['/a/1', '/a/2', '/b']) await send(gw.port, { path: p })
   const admin = gw.gateway.admin?.address?.port as number
   const host = `127.0.0.1:${gw.port}`
-  const one = await send(admin, { path: '/cache/purge', method: 'POST', body: JSON.stringify({ url: `http://${host}/b` }) })
+  const one = await send(admin, { path: '/cache/purge', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ url: `http://${host}/b` }) })
   assert.equal(one.status, 200)
   assert.deepEqual(one.json(), { purged: 1 })
-  const pre = await send(admin, { path: '/cache/purge', method: 'POST', body: JSON.stringify({ prefix: `http://${host}/a/` }) })
+  const pre = await send(admin, { path: '/cache/purge', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prefix: `http://${host}/a/` }) })
   assert.deepEqual(pre.json(), { purged: 2 })
-  assert.equal((await send(admin, { path: '/cache/purge', method: 'POST', body: '{}' })).status, 400)
+  assert.equal((await send(admin, { path: '/cache/purge', method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status, 400)
   assert.match(header(await send(gw.port, { path: '/a/1' }), 'cache-status'), /uri-miss/)
 })
 

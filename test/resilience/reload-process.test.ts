@@ -54,7 +54,7 @@ test('reload under load: SIGHUP follows the new route, broken files are refused,
   await until('the refusal on stderr', () => BROKEN_AT.test(p.stderr()))
   assert.match(p.stderr(), /reload refused/)
 
-  const res = await fetch(`http://${admin}/reload`, { method: 'POST' })
+  const res = await fetch(`http://${admin}/reload`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
   assert.equal(res.status, 400)
   const body = await res.json() as { ok: boolean; problems: Array<{ file: string; line: number; column: number; message: string }> }
   assert.equal(body.ok, false)
@@ -62,7 +62,7 @@ test('reload under load: SIGHUP follows the new route, broken files are refused,
 
   await new Promise((r) => setTimeout(r, 500))
   await writeFile(file, config(listen, admin, 'a', a, b))
-  const ok = await fetch(`http://${admin}/reload`, { method: 'POST' })
+  const ok = await fetch(`http://${admin}/reload`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
   assert.equal(ok.status, 200)
   assert.deepEqual((await ok.json() as { upstreams: { kept: string[] } }).upstreams.kept, ['a', 'b'])
 
