@@ -124,7 +124,9 @@ function sameNames(a: string[], b: string[]): boolean {
 /**
  * What is wrong but not fatal in the certificates of a listener, for `portico check` and
  * the start-up log: a second certificate of the same key type for the same names (never
- * served), an OCSP response that cannot be stapled because its names have two certificates.
+ * served); certificates of two key types for names that are not the default ones (Node
+ * installs one certificate of a context chosen by SNI, so only the RSA one is served); an
+ * OCSP response that cannot be stapled because its names have two certificates.
  *
  * @throws {Error} naming the file when a PEM cannot be read
  */
@@ -148,7 +150,12 @@ function groupCertificates(files: CertificateFile[]): { groups: CertificateFile[
     }
     group.push(f)
   }
-  for (const g of groups) {
+  for (const [i, g] of groups.entries()) {
+    if (i > 0 && g.length > 1) {
+      // Node's SNI callback installs only the last certificate of a context; RSA is the one every client accepts.
+      g.sort((a, b) => Number(a.keyType === 'rsa') - Number(b.keyType === 'rsa'))
+      warnings.push(`only ${g.at(-1)!.certPath} of ${g.map((f) => f.certPath).join(' and ')} is served: several key types for one name work for the first certificates listed only (the default ones); list these first to serve both`)
+    }
     if (g.length > 1 && g.some((f) => f.ocspResponse !== null)) {
       warnings.push(`OCSP responses of ${g.map((f) => f.certPath).join(' and ')} are not stapled: these certificates serve the same names, and the response cannot be matched to the one a client gets`)
     }
@@ -158,7 +165,8 @@ function groupCertificates(files: CertificateFile[]): { groups: CertificateFile[
 
 /**
  * Reads the certificates of a listener from disk and builds their secure contexts: one a
- * set of names, holding up to one certificate per key type (RSA and ECDSA side by side).
+ * set of names, holding up to one certificate per key type (RSA and ECDSA side by side;
+ * both are served for the default names, the first listed).
  * A second certificate of a key type already present for the same names is left out
  * (see {@link certificateWarnings}).
  *
@@ -233,9 +241,14 @@ export class CertificateStore {
     cb(null, response ?? undefined)
   }
 
-  /** `SNICallback` for `tls.createServer` and `http2.createSecureServer`. */
+  /**
+   * `SNICallback` for `tls.createServer` and `http2.createSecureServer`. For the default
+   * certificates it gives no context, so the server's own (which holds every key type of
+   * them) stays: Node copies only one certificate from a context chosen by SNI.
+   */
   readonly sniCallback = (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void => {
-    cb(null, this.select(servername).context)
+    const c = this.select(servername)
+    cb(null, c === this.#certs[0] ? undefined : c.context)
   }
 }
 
