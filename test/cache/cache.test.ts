@@ -1,9 +1,9 @@
 // The RFC 9111 shared cache end to end: real loopback origins that set Cache-Control, ETag and Vary and count requests.
 import assert from 'node:assert/strict'
 import http from 'node:http'
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import { header, send } from '../helpers/client.ts'
-import { cached, countingOrigin } from '../helpers/cache.ts'
+import { bodyText, cached, countingOrigin, storedVariants, whenNotStored, whenStored } from '../helpers/cache.ts'
 import { testEnv } from '../helpers/gateway.ts'
 
 const env = testEnv()
@@ -11,9 +11,17 @@ const env = testEnv()
 /** An origin that answers with `respond` and counts requests by path. */
 const origin = (respond: Parameters<typeof countingOrigin>[1]) => countingOrigin(env, respond)
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+/**
+ * Freezes the wall clock (`Date`), which the cache's freshness reads (`http-cache-semantics`
+ * ages a stored response by `Date.now()`), so a test moves time on with `t.mock.timers.tick(ms)`
+ * instead of waiting for it. Timers stay real: sockets and timeouts work as usual.
+ */
+function freezeWallClock(t: TestContext): void {
+  t.mock.timers.enable({ apis: ['Date'], now: Date.now() })
+}
 
-test('a fresh response is a hit within max-age and a miss after it', async () => {
+test('a fresh response is a hit within max-age and a miss after it', async (t) => {
+  freezeWallClock(t)
   const o = await origin((_req, res, n) => {
     res.writeHead(200, { 'cache-control': 'max-age=1', 'content-type': 'text/plain' })
     res.end(`v${n}`)
@@ -22,16 +30,17 @@ test('a fresh response is a hit within max-age and a miss after it', async () =>
   const a = await send(gw.port, { path: '/f' })
   assert.equal(a.body.toString(), 'v1')
   assert.equal(header(a, 'cache-status'), 'portico; fwd=uri-miss; fwd-status=200; stored')
-  await sleep(20)
+  await whenStored(gw, '/f')
   const b = await send(gw.port, { path: '/f' })
   assert.equal(b.body.toString(), 'v1')
-  assert.match(header(b, 'cache-status'), /^portico; hit; ttl=[01]$/)
-  assert.ok(header(b, 'age') !== '')
+  // The clock stands still: no time has passed since the response was stored.
+  assert.equal(header(b, 'cache-status'), 'portico; hit; ttl=1')
+  assert.equal(header(b, 'age'), '0')
   assert.equal(o.count('/f'), 1)
   const rec = await gw.record(header(b, 'x-request-id'))
   assert.equal(rec.cache, header(b, 'cache-status'))
   assert.equal(rec.status, 200)
-  await sleep(1100)
+  t.mock.timers.tick(1100)
   const c = await send(gw.port, { path: '/f' })
   assert.equal(c.body.toString(), 'v2')
   assert.match(header(c, 'cache-status'), /^portico; fwd=stale; fwd-status=200; stored$/)
@@ -117,7 +126,9 @@ test('an unsafe method with a non-error response invalidates the URL and its Loc
   const post = await send(gw.port, { path: '/item', method: 'POST', body: 'x' })
   assert.equal(post.status, 201)
   assert.match(header(post, 'cache-status'), /fwd=method/)
-  await sleep(20)
+  // Invalidation runs as the response starts; with a shared store it may end after the client has it.
+  await whenNotStored(gw, '/item')
+  await whenNotStored(gw, '/other')
   assert.match(header(await send(gw.port, { path: '/item' }), 'cache-status'), /fwd=uri-miss/)
   assert.match(header(await send(gw.port, { path: '/other' }), 'cache-status'), /fwd=uri-miss/)
 })
@@ -230,7 +241,9 @@ test('size bounds: an object over max_object_size is passed through and not stor
   await send(gw.port, { path: '/b?n=20000&cl=1' })
   assert.equal(o.count('/b?n=20000&cl=1'), 2)
   assert.equal((await send(gw.port, { path: '/b?n=20000' })).body.length, 20000)
-  await sleep(10)
+  // Once the upstream exchange is over, a store of the body would have happened.
+  await gw.settled()
+  assert.deepEqual(await storedVariants(gw, '/b?n=20000'), [])
   assert.match(header(await send(gw.port, { path: '/b?n=20000' }), 'cache-status'), /uri-miss/)
   assert.equal(o.count('/b?n=20000'), 2)
   for (let i = 0; i < 10; i++) await send(gw.port, { path: `/b?n=9000&i=${i}` })
@@ -263,7 +276,7 @@ test('a 20 MB body streams to the first client while it is stored, then comes fr
   const a = await send(gw.port, { path: '/big', discardBody: true })
   assert.equal(a.bytes, size)
   assert.match(header(a, 'cache-status'), /stored/)
-  await sleep(20)
+  assert.equal((await whenStored(gw, '/big')).bodySize, size)
   const b = await send(gw.port, { path: '/big', discardBody: true })
   assert.equal(b.bytes, size)
   assert.match(header(b, 'cache-status'), /^portico; hit/)
@@ -312,21 +325,34 @@ test('a request with Authorization is stored only when the response says public 
   }
 })
 
-test('stale-while-revalidate: the stale response is served at once and refreshed once in the background', async () => {
+test('stale-while-revalidate: the stale response is served at once and refreshed once in the background', async (t) => {
+  freezeWallClock(t)
+  // The refresh's answer waits until the stale responses were served, so none of them can see it.
+  let answerRefresh = (): void => {}
+  const refreshHeld = new Promise<void>((resolve) => { answerRefresh = resolve })
   const o = await origin((_req, res, n) => {
-    setTimeout(() => {
+    const answer = (): void => {
       res.writeHead(200, { 'cache-control': 'max-age=1, stale-while-revalidate=60' })
       res.end(`v${n}`)
-    }, n === 1 ? 0 : 100)
+    }
+    if (n === 1) answer()
+    else void refreshHeld.then(answer)
   })
   const gw = await env.gateway(cached(o.url))
   await send(gw.port, { path: '/swr' })
-  await sleep(1100)
+  await whenStored(gw, '/swr')
+  t.mock.timers.tick(1100)
   const replies = await Promise.all(Array.from({ length: 5 }, () => send(gw.port, { path: '/swr' })))
-  assert.ok(replies.every((r) => r.body.toString() === 'v1' && /stale-while-revalidate/.test(header(r, 'cache-status'))))
-  await sleep(300)
-  assert.equal(o.count('/swr'), 2)
-  assert.equal((await send(gw.port, { path: '/swr' })).body.toString(), 'v2')
+  for (const r of replies) {
+    assert.equal(r.body.toString(), 'v1')
+    assert.equal(header(r, 'cache-status'), 'portico; hit; ttl=0; detail=stale-while-revalidate')
+  }
+  answerRefresh()
+  await whenStored(gw, '/swr', (v) => bodyText(v) === 'v2')
+  assert.equal(o.count('/swr'), 2, 'one background refresh for the five stale hits')
+  const fresh = await send(gw.port, { path: '/swr' })
+  assert.equal(fresh.body.toString(), 'v2')
+  assert.equal(header(fresh, 'cache-status'), 'portico; hit; ttl=1')
 })
 
 test('POST /cache/purge removes one URL or a prefix', async () => {
