@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import { test } from 'node:test'
-import { oneUpstream, testEnv } from '../helpers/gateway.ts'
+import { oneUpstream, testEnv, waitFor } from '../helpers/gateway.ts'
 
 const env = testEnv()
 
@@ -35,8 +35,9 @@ test('in-flight requests finish with Connection: close, idle keep-alive connecti
   const idleSocket = socketOf(idle)
   const idleClosed = new Promise<void>((resolve) => idleSocket.once('close', () => resolve()))
 
+  assert.equal(up.requests, 2)
   const slow = get(gw.port, '/delay/300', busy)
-  await new Promise((r) => setTimeout(r, 50))
+  await waitFor('the slow request to reach the upstream', () => (up.requests === 3 ? true : undefined))
   const t0 = performance.now()
   const stopped = gw.gateway.stop(5000)
   await idleClosed
@@ -53,10 +54,13 @@ test('in-flight requests finish with Connection: close, idle keep-alive connecti
 })
 
 test('a response already streaming when draining starts: its connection is closed once it ends', async () => {
+  // The body ends only once draining has started.
+  let endBody = (): void => {}
+  const draining = new Promise<void>((resolve) => { endBody = resolve })
   const up = await env.upstream((_req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain' })
     res.write('first ')
-    setTimeout(() => res.end('last'), 300)
+    void draining.then(() => res.end('last'))
   })
   const gw = await env.gateway(oneUpstream([up]))
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
@@ -72,6 +76,7 @@ test('a response already streaming when draining starts: its connection is close
   res.setEncoding('utf8').on('data', (d: string) => { body += d })
   const t0 = performance.now()
   const stopped = gw.gateway.stop(5000)
+  endBody()
   await closed
   await stopped
   assert.equal(body, 'first last')
@@ -82,7 +87,7 @@ test('requests still running at the drain timeout are cut off', async () => {
   const up = await env.lab('ok')
   const gw = await env.gateway(oneUpstream([up.url]))
   const pending = get(gw.port, '/delay/2000', new http.Agent()).then(() => 'answered', (e: Error & { code?: string }) => e.code ?? 'error')
-  await new Promise((r) => setTimeout(r, 50))
+  await waitFor('the request to reach the upstream', () => (up.requests === 1 ? true : undefined))
   const t0 = performance.now()
   await gw.gateway.stop(200)
   const took = performance.now() - t0
