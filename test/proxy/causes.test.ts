@@ -7,7 +7,7 @@ import http from 'node:http'
 import { describe, test } from 'node:test'
 import { send } from '../helpers/client.ts'
 import { endpointOf, expectExchange } from '../helpers/expect.ts'
-import { FAST_TIMEOUTS, oneUpstream, testEnv } from '../helpers/gateway.ts'
+import { FAST_TIMEOUTS, oneUpstream, testEnv, waitFor } from '../helpers/gateway.ts'
 import type { FaultMode } from '../../src/lab/index.ts'
 
 const env = testEnv()
@@ -119,25 +119,69 @@ describe('failures after the response header', () => {
   }
 })
 
-describe('keep-alive race', () => {
-  test('an upstream closing idle connections after 200 ms never shows up as a 502', async () => {
-    const lab = await env.lab('keepalive-race', { keepAliveTimeoutMs: 200 })
-    const gw = await env.gateway(oneUpstream([lab.url], { timeouts: FAST_TIMEOUTS }))
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
-    env.defer(() => agent.destroy())
-    const statuses: number[] = []
-    for (let i = 0; i < 40; i++) {
-      const reply = await send(gw.port, { agent, path: `/n/${i}` })
-      statuses.push(reply.status)
-      assert.equal(reply.status, 200, `request ${i}: ${reply.status} ${reply.error ?? ''} ${reply.headers['proxy-status'] ?? ''}`)
-      // The upstream closes 200 ms after its last response: aim at that moment.
-      await new Promise((r) => setTimeout(r, 200 + (Math.random() * 40 - 20)))
+/** An upstream whose every reuse of a connection meets the keep-alive race; see {@link closingOnReuse}. */
+interface RacingUpstream {
+  url: string
+  /** TCP connections accepted so far. */
+  connections(): number
+  /** Requests that arrived on a connection that had served one already, and were answered by closing it. */
+  closedOnReuse(): number
+}
+
+/**
+ * An upstream that answers the first request of each connection and, when another request
+ * arrives on the same connection, closes it without a response: the keep-alive race (the
+ * upstream closing an idle connection just as the proxy writes on it) at every reuse, with
+ * no timing involved.
+ */
+async function closingOnReuse(): Promise<RacingUpstream> {
+  const served = new WeakSet<object>()
+  let closed = 0
+  const server = await env.server((req, res) => {
+    if (served.has(req.socket)) {
+      closed++
+      req.socket.destroy()
+      return
     }
-    const records = await gw.waitForRecords(40)
-    assert.equal(records.filter((r) => r.status === 502).length, 0)
-    const raced = records.filter((r) => r.attempts === 2)
-    const reused = records.filter((r) => r.connection_reused)
-    assert.ok(raced.length + reused.length > 0, 'the race window was never hit: no retried and no reused connection')
+    served.add(req.socket)
+    res.end(`answered ${req.url}`)
+  })
+  const { port } = server.address() as { port: number }
+  let connections = 0
+  server.on('connection', () => { connections++ })
+  return { url: `http://127.0.0.1:${port}`, connections: () => connections, closedOnReuse: () => closed }
+}
+
+describe('keep-alive race', () => {
+  test('a pooled connection closed as the request arrives is retried once on a fresh connection: never a 502', async () => {
+    const up = await closingOnReuse()
+    // One try allowed: only the fresh-connection retry of the race, which retries.attempts does not bound, can save a request.
+    const gw = await env.gateway(oneUpstream([up.url], { timeouts: FAST_TIMEOUTS, retries: { attempts: 1 } }))
+    const n = 8
+    for (let i = 0; i < n; i++) {
+      const reply = await send(gw.port, { path: `/n/${i}` })
+      await expectExchange(gw, reply, { status: 200, error: null })
+      assert.equal(reply.body.toString(), `answered /n/${i}`)
+    }
+    const records = await gw.waitForRecords(n)
+    // Ground truth from the upstream: how many times a request went out on a reused connection and met the race.
+    const races = up.closedOnReuse()
+    assert.ok(races >= 1, 'no request went out on a reused connection: the race was never hit')
+    const retried = records.filter((r) => r.attempts === 2)
+    assert.equal(retried.length, races, 'each race was retried once, and only the races')
+    for (const r of retried) assert.equal(r.connection_reused, false, `${r.path}: the retry went out on a fresh connection`)
+    // One connection for the first request, one more for each retry: the retry never took another pooled connection.
+    assert.equal(up.connections(), 1 + races)
+  })
+
+  test('without reset retries the race is a 502 connection_terminated that names the reused connection', async () => {
+    const up = await closingOnReuse()
+    const gw = await env.gateway(oneUpstream([up.url], { timeouts: FAST_TIMEOUTS, retries: { on: ['connect_failure'] } }))
+    await expectExchange(gw, await send(gw.port, { path: '/first' }), { status: 200, error: null, attempts: 1 })
+    const r = await expectExchange(gw, await send(gw.port, { path: '/second' }), { status: 502, error: 'connection_terminated', attempts: 1 })
+    assert.equal(r.connection_reused, true)
+    assert.match(r.details ?? '', /reused keep-alive connection/)
+    assert.equal(up.closedOnReuse(), 1)
   })
 })
 
@@ -155,7 +199,8 @@ describe('client going away', () => {
       req.on('error', () => {})
       if (sent) req.write(sent)
       else req.end()
-      await new Promise((r) => setTimeout(r, 150))
+      // The client goes away once its request is in the upstream's hands.
+      await waitFor('the request to reach the upstream', () => (lab.requests === 1 ? true : undefined))
       req.destroy()
       const r = await gw.record(id)
       assert.equal(r.status, 499)
