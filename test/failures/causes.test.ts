@@ -1,7 +1,7 @@
 // Keeps the cause table, docs/causes.md and the classifier in step (like fastify's error-code test).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { CAUSES, CAUSE_TYPES, isRetryable, type CauseType } from '../../src/failures/causes.ts'
 import { classify, GatewayError, type FailureStage } from '../../src/failures/classify.ts'
 
@@ -68,11 +68,48 @@ test('the classifier maps raw errors to the table', () => {
   }
 })
 
-test('every cause is either derived from raw errors or decided by Portico, and GatewayError carries it unchanged', () => {
+/**
+ * The folders and files of src/ whose code can put a cause on a request (the request path,
+ * the upstream side, the classifier); doctor, lab, config and docs name causes too, but only
+ * to read, reproduce or explain them.
+ */
+const PRODUCERS = ['server', 'proxy', 'protect', 'cache', 'upstream', 'routing', 'failures/classify.ts']
+
+/** The TypeScript sources under `PRODUCERS`, read once. */
+function producerSources(): Array<{ file: string; text: string }> {
+  const src = new URL('../../src/', import.meta.url)
+  const out: Array<{ file: string; text: string }> = []
+  for (const entry of PRODUCERS) {
+    const path = new URL(entry, src)
+    if (!existsSync(path)) continue
+    const files = statSync(path).isDirectory()
+      ? readdirSync(path, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts')).map((f) => new URL(`${entry}/${f}`, src))
+      : [path]
+    for (const f of files) out.push({ file: f.pathname, text: readFileSync(f, 'utf8') })
+  }
+  return out
+}
+
+test('every cause is produced: the classifier maps a raw error to it, or request-path code names it', () => {
   const derived = new Set(RAW.map(([t]) => t))
+  const sources = producerSources()
+  assert.ok(sources.length > 10, `read only ${sources.length} source files`)
   for (const t of CAUSE_TYPES) {
-    assert.ok(derived.has(t) || DECIDED.has(t), `${t} is produced by nothing`)
-    assert.equal(classify(new GatewayError(t, 'x'), 'header').type, t)
+    assert.ok(derived.has(t) || DECIDED.has(t), `${t} is in neither RAW nor DECIDED: say how it is produced`)
+    if (!DECIDED.has(t)) continue
+    // A decided cause is a literal in the code that decides it (its timer, limit or routing), outside the table itself.
+    const users = sources.filter((s) => s.text.includes(`'${t}'`)).map((s) => s.file)
+    assert.ok(users.length > 0, `${t} is listed as decided by Portico, but no code under ${PRODUCERS.join(', ')} names it`)
+  }
+})
+
+test('GatewayError carries its cause and detail through the classifier unchanged, at any stage', () => {
+  for (const t of CAUSE_TYPES) {
+    for (const stage of ['connect', 'header', 'body'] as const) {
+      const c = classify(new GatewayError(t, `detail of ${t}`), stage)
+      assert.equal(c.type, t, `${t} at ${stage}`)
+      assert.match(c.detail, new RegExp(`detail of ${t}`), `${t} at ${stage}`)
+    }
   }
 })
 
