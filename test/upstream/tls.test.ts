@@ -34,9 +34,14 @@ function write(name: string, text: string): string {
   return p
 }
 
-/** Starts an HTTPS upstream with `pair` on 127.0.0.1:0; answers 200 with the SNI name, client certificate CN and Host it saw. */
-async function httpsUpstream(pair: KeyPair, opts: https.ServerOptions = {}): Promise<number> {
+/**
+ * Starts an HTTPS upstream with `pair` on 127.0.0.1:0; answers 200 with the SNI name, client
+ * certificate CN and Host it saw, and calls `onRequest` for each request (one that got
+ * through the TLS handshake).
+ */
+async function httpsUpstream(pair: KeyPair, opts: https.ServerOptions = {}, onRequest?: () => void): Promise<number> {
   const server = https.createServer({ ...pair, ...opts }, (req, res) => {
+    onRequest?.()
     const socket = req.socket as TLSSocket
     const client = socket.getPeerCertificate?.()
     res.writeHead(200, { 'content-type': 'application/json' })
@@ -141,14 +146,21 @@ test('an unreadable tls.ca is named when the gateway starts', async () => {
 })
 
 test('health checks of https:// endpoints use the upstream tls settings', async () => {
-  const port = await httpsUpstream(makeCertificate({ commonName: 'localhost', altNames: ['localhost'], issuer: ca }))
+  const pair = makeCertificate({ commonName: 'localhost', altNames: ['localhost'], issuer: ca })
+  // One upstream each, so each count is the checks of one gateway that got through the TLS handshake.
+  let trustedChecks = 0
+  let untrustedChecks = 0
+  const trustedPort = await httpsUpstream(pair, {}, () => { trustedChecks++ })
+  const untrustedPort = await httpsUpstream(pair, {}, () => { untrustedChecks++ })
   const check = { path: '/', interval: '30ms', timeout: '500ms', healthy_threshold: 1, unhealthy_threshold: 1, jitter: '0ms' }
-  const trusted = await env.gateway(oneUpstream([`https://localhost:${port}`], { tls: { ca: caFile }, health_check: check }))
-  const untrusted = await env.gateway(oneUpstream([`https://localhost:${port}`], { health_check: check }))
+  const trusted = await env.gateway(oneUpstream([`https://localhost:${trustedPort}`], { tls: { ca: caFile }, health_check: check }))
+  const untrusted = await env.gateway(oneUpstream([`https://localhost:${untrustedPort}`], { health_check: check }))
   const endpoint = (gw: typeof trusted) => gw.gateway.runtime.pools.get('default')?.endpoints[0]
   await waitFor('the untrusted endpoint to go down', () => (endpoint(untrusted)?.healthy === false ? true : undefined))
   assert.equal(endpoint(untrusted)?.downReason, 'tls_certificate_error')
-  await new Promise((r) => setTimeout(r, 150))
+  assert.equal(untrustedChecks, 0, 'no check got past the certificate verification without tls.ca')
+  // Endpoints start healthy: only checks that passed the handshake with tls.ca, and one failure is enough to go down, show the settings were used.
+  await waitFor('three checks of the trusted endpoint', () => (trustedChecks >= 3 ? true : undefined))
   assert.equal(endpoint(trusted)?.healthy, true)
   assert.equal(endpoint(trusted)?.downReason, null)
 })
