@@ -9,6 +9,7 @@ import { send } from '../helpers/client.ts'
 import { endpointOf, expectExchange } from '../helpers/expect.ts'
 import { FAST_TIMEOUTS, oneUpstream, testEnv, waitFor } from '../helpers/gateway.ts'
 import type { FaultMode } from '../../src/lab/index.ts'
+import { attemptStateOf } from '../../src/proxy/attempt.ts'
 
 const env = testEnv()
 
@@ -172,6 +173,9 @@ describe('keep-alive race', () => {
     for (const r of retried) assert.equal(r.connection_reused, false, `${r.path}: the retry went out on a fresh connection`)
     // One connection for the first request, one more for each retry: the retry never took another pooled connection.
     assert.equal(up.connections(), 1 + races)
+    const pool = gw.gateway.runtime.pools.get('default')
+    assert.ok(pool)
+    assert.deepEqual(attemptStateOf(pool).retry.counts, { another_endpoint: 0, fresh_connection: races, budget_exhausted: 0 }, 'the gateway counted each race as a fresh-connection retry')
   })
 
   test('without reset retries the race is a 502 connection_terminated that names the reused connection', async () => {
