@@ -22,7 +22,8 @@ import { Gateway } from '../../src/server/gateway.ts'
 import { certificateNames, certificateWarnings, nameMatches } from '../../src/server/tls.ts'
 import { checkCommand } from '../../src/cli/check.ts'
 import { send } from '../helpers/client.ts'
-import { testEnv } from '../helpers/gateway.ts'
+import { testEnv, waitFor } from '../helpers/gateway.ts'
+import { logger } from '../../src/lib/logger.ts'
 import { AdminServer } from '../../src/admin/server.ts'
 
 const env = testEnv()
@@ -506,6 +507,10 @@ upstreams: { app: { endpoints: ["http://127.0.0.1:9"] } }
 
 test('client-initiated renegotiation is refused: the TLS 1.2 connection is closed, and logged', async () => {
   const up = await recordingUpstream()
+  const warned: string[] = []
+  const warn = logger.warn
+  ;(logger as unknown as { warn: unknown }).warn = (_obj: unknown, msg: string) => { warned.push(msg) }
+  env.defer(() => { logger.warn = warn })
   for (const alpn of [['h2', 'http/1.1'], ['http/1.1']] as const) {
     const gw = await env.gateway(tlsConfig(up.url, { certificates: [files.a], alpn: [...alpn] }))
     const outcome = await new Promise<string>((resolve, reject) => {
@@ -519,6 +524,8 @@ test('client-initiated renegotiation is refused: the TLS 1.2 connection is close
       s.once('error', reject)
     })
     assert.equal(outcome, 'closed', `${alpn.join(',')}: the server closes the connection instead of renegotiating`)
+    await waitFor('the log line', () => (warned.length > 0 ? true : undefined))
+    assert.deepEqual(warned.splice(0), ['TLS renegotiation asked by the client refused; connection closed'])
     // The listener still serves new connections.
     assert.equal((await handshake(gw.port, { maxVersion: 'TLSv1.2' })).version, 'TLSv1.2')
   }
