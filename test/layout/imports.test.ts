@@ -1,7 +1,8 @@
 /**
  * The folders of src/ import one way, top to bottom, in the order of DESIGN §5:
- * cli → admin, doctor, lab, convert → cluster → server → proxy → protect, cache →
- * upstream, routing → observe → failures, config → lib. An import that runs back up (or
+ * cli → admin, convert → doctor → lab → cluster → server → proxy → protect, cache →
+ * upstream, routing → observe → failures, config → lib (convert reads nginx
+ * configurations with doctor's reader; doctor's drills may start lab upstreams). An import that runs back up (or
  * sideways between two folders of one level) fails here with the file and the line.
  */
 import assert from 'node:assert/strict'
@@ -15,15 +16,17 @@ const SRC = fileURLToPath(new URL('../../src/', import.meta.url))
 /** Each top-level folder of src/ and its level: a folder may import only folders of a higher number. */
 export const LEVELS: Record<string, number> = {
   cli: 0,
-  admin: 1, doctor: 1, lab: 1, convert: 1,
-  cluster: 2,
-  server: 3,
-  proxy: 4,
-  protect: 5, cache: 5,
-  upstream: 6, routing: 6,
-  observe: 7,
-  failures: 8, config: 8,
-  lib: 9,
+  admin: 1, convert: 1,
+  doctor: 2,
+  lab: 3,
+  cluster: 4,
+  server: 5,
+  proxy: 6,
+  protect: 7, cache: 7,
+  upstream: 8, routing: 8,
+  observe: 9,
+  failures: 10, config: 10,
+  lib: 11,
 }
 
 function sourceFiles(dir: string): string[] {
