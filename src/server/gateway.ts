@@ -294,8 +294,9 @@ export class Gateway {
       server.headersTimeout = lc.timeouts.header_read
       const loaded = certs.get(lc.address)
       if (loaded && l.certificates && lc.tls) reloadCertificates(l.server as SecureServer, l.certificates, loaded, lc.tls)
-      const same = (a: ListenerConfig) => JSON.stringify({ ...a, timeouts: lc.timeouts, tls: a.tls && { ...a.tls, certificates: lc.tls?.certificates } })
-      if (same(lc) !== same(l.config)) warnings.push(`listeners: changes to ${lc.address} other than timeouts and certificates take effect after a restart`)
+      // The secure contexts are rebuilt above: certificates, ciphers and min_version apply now.
+      const same = (a: ListenerConfig) => JSON.stringify({ ...a, timeouts: lc.timeouts, tls: a.tls && { ...a.tls, certificates: lc.tls?.certificates, ciphers: lc.tls?.ciphers, min_version: lc.tls?.min_version } })
+      if (same(lc) !== same(l.config)) warnings.push(`listeners: changes to ${lc.address} other than timeouts, certificates, ciphers and min_version take effect after a restart`)
       kept[i] = { ...l, config: lc }
     }
     this.listeners.splice(0, this.listeners.length, ...kept, ...bound)

@@ -437,6 +437,10 @@ test('the ciphers key replaces the TLS 1.2 list; a list OpenSSL does not know is
   await refused(gw.port, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256' })
   assert.equal((await handshake(gw.port, { maxVersion: 'TLSv1.2' })).cipher, 'ECDHE-ECDSA-AES256-GCM-SHA384')
   assert.equal((await handshake(gw.port, {})).version, 'TLSv1.3', 'TLS 1.3 is not turned off by a TLS 1.2 list')
+  // A reload applies a new list to new connections, without a restart warning.
+  const summary = await gw.gateway.reload(configSchema.parse(tlsConfig(up.url, { certificates: [files.ecdsa], ciphers: 'ECDHE-ECDSA-CHACHA20-POLY1305' })))
+  assert.deepEqual(summary.warnings, [])
+  assert.equal((await handshake(gw.port, { maxVersion: 'TLSv1.2' })).cipher, 'ECDHE-ECDSA-CHACHA20-POLY1305')
   const bad = configSchema.safeParse(tlsConfig(up.url, { certificates: [files.a], ciphers: 'NOT-A-CIPHER' }))
   assert.equal(bad.success, false)
   assert.match(bad.error!.issues[0].message, /no TLS 1\.2 cipher suite of this list is known/)
