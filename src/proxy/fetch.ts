@@ -97,10 +97,11 @@ class Fetch implements Attempts<FetchTry> {
  * @param origin the client request the fetch refreshes for (its ID is sent as X-Request-Id's source; nothing is logged for the fetch)
  * @param headers upstream request header fields, flat `[name, value, ...]`; the client's conditional fields are dropped
  * @param extra fields added (the cache's validators)
+ * @param passServer keep the upstream's `Server` field (the route's `pass_server_header`); else it is dropped before the cache stores the response
  * @returns the whole response
  * @throws {Error} with the cause and detail when every try failed
  */
-export async function fetchFromPool(origin: RequestContext, pool: UpstreamPool, path: string, headers: string[], extra: Record<string, string>): Promise<FetchedResponse> {
+export async function fetchFromPool(origin: RequestContext, pool: UpstreamPool, path: string, headers: string[], extra: Record<string, string>, passServer = false): Promise<FetchedResponse> {
   const flat: string[] = []
   for (let i = 0; i < headers.length; i += 2) {
     if (!/^if-/i.test(headers[i])) flat.push(headers[i], headers[i + 1])
@@ -109,6 +110,9 @@ export async function fetchFromPool(origin: RequestContext, pool: UpstreamPool, 
   const fetch = new Fetch(pool, path, flat)
   fetch.ctx.requestId = origin.requestId
   const end = await runAttempts(fetch)
-  if (end.kind === 'done' && end.try.response !== null) return end.try.response
+  if (end.kind === 'done' && end.try.response !== null) {
+    if (!passServer) delete end.try.response.headers.server
+    return end.try.response
+  }
   throw new Error(end.kind === 'failed' ? `${end.type}: ${end.detail}` : 'background fetch abandoned')
 }

@@ -332,7 +332,7 @@ test('stale-while-revalidate: the stale response is served at once and refreshed
   const refreshHeld = new Promise<void>((resolve) => { answerRefresh = resolve })
   const o = await origin((_req, res, n) => {
     const answer = (): void => {
-      res.writeHead(200, { 'cache-control': 'max-age=1, stale-while-revalidate=60' })
+      res.writeHead(200, { 'cache-control': 'max-age=1, stale-while-revalidate=60', server: 'internal-app/3.1' })
       res.end(`v${n}`)
     }
     if (n === 1) answer()
@@ -353,6 +353,7 @@ test('stale-while-revalidate: the stale response is served at once and refreshed
   const fresh = await send(gw.port, { path: '/swr' })
   assert.equal(fresh.body.toString(), 'v2')
   assert.equal(header(fresh, 'cache-status'), 'portico; hit; ttl=1')
+  assert.equal(header(fresh, 'server'), '', 'the background refresh stores no upstream Server field')
 })
 
 test('POST /cache/purge removes one URL or a prefix', async () => {
