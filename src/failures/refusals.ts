@@ -21,6 +21,9 @@ export type RefusalName =
   | 'http_version_not_supported'
   | 'transfer_coding_not_implemented'
   | 'method_not_allowed'
+  | 'malformed_request'
+  | 'request_header_too_large'
+  | 'request_header_timeout'
 
 /** One refusal: its cause, status and words. */
 export interface Refusal {
@@ -74,6 +77,21 @@ const rows: readonly Refusal[] = [
     name: 'transfer_coding_not_implemented', type: 'http_request_error', status: 501,
     title: 'The request uses a transfer coding other than chunked',
     hint: 'Send the body with Content-Length or with Transfer-Encoding: chunked alone (RFC 9112 §6.1).',
+  },
+  {
+    name: 'malformed_request', type: 'http_request_error', status: 400,
+    title: 'The request is not valid HTTP/1.1',
+    hint: 'Fix the client: the request line or a header field broke the HTTP/1.1 grammar (RFC 9112), e.g. a bad method, a space in the target, or conflicting framing.',
+  },
+  {
+    name: 'request_header_too_large', type: 'http_request_error', status: 431,
+    title: 'The request header section is larger than the listener accepts',
+    hint: 'Send fewer or smaller header fields (often cookies), or raise listeners[].max_header_size.',
+  },
+  {
+    name: 'request_header_timeout', type: 'http_request_error', status: 408,
+    title: 'The client did not send its request header in time',
+    hint: 'The client sent part of a request header and went silent for longer than listeners[].timeouts.header_read (a slow client, or slowloris).',
   },
   {
     name: 'method_not_allowed', type: 'http_request_denied', status: 405,

@@ -18,6 +18,7 @@ import { createProxyHandler, type RequestTracker } from '../proxy/driver.ts'
 import { buildRuntime, type Runtime } from '../proxy/runtime.ts'
 import { createUpgradeHandler, type UpgradeSession } from '../proxy/upgrade.ts'
 import { createConnectRefusal } from '../proxy/connect.ts'
+import { createClientErrorHandler } from '../proxy/client-error.ts'
 import { acceptsUpgrade, requestRules, type RequestRules } from '../protect/validate.ts'
 import { CoalescingResponse } from '../lib/coalesce.ts'
 import { SlotSet } from '../lib/slot-set.ts'
@@ -224,6 +225,8 @@ export class Gateway {
     if (lc.redirect_to_https === undefined) this.#acceptUpgrades(server, rules)
     // Without a listener Node drops a CONNECT silently; it gets its 405 and log line instead.
     server.on('connect', createConnectRefusal(() => this.#runtime, this.accessLog, rules))
+    // Requests Node's parser refuses get a classified answer and a log line, not Node's bare 400.
+    server.on('clientError', createClientErrorHandler(() => this.#runtime, this.accessLog))
     ;(server as http.Server).keepAliveTimeout = lc.timeouts.keepalive
     // tls.Server emits 'connection' with the TCP socket before the handshake, so draining can destroy it too.
     server.on('connection', (s: Socket) => {

@@ -146,3 +146,43 @@ test('every refusal is documented under its cause in docs/causes.md with its sta
   const documented = [...docs.matchAll(/^### (\S+)$/gm)].map((m) => m[1])
   assert.deepEqual(documented.sort(), [...REFUSAL_NAMES].sort())
 })
+
+test('requests the HTTP/1.1 parser refuses get a classified 400 or 431 and a log line, not a bare reply', async () => {
+  const up = await recordingUpstream()
+  const gw = await gatewayTo(up.url, { max_header_size: 1024 })
+  const cases: Array<[string, keyof typeof REFUSALS, string]> = [
+    ['POST /x HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n', 'malformed_request', 'POST'],
+    ['GET /x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 'malformed_request', 'GET'],
+    ['HELLO\r\n\r\n', 'malformed_request', 'HELLO'],
+    [`GET /big HTTP/1.1\r\nHost: a.test\r\nCookie: ${'c'.repeat(2000)}\r\n\r\n`, 'request_header_too_large', 'GET'],
+  ]
+  for (const [request, name, method] of cases) {
+    const r = await rawRequest(gw.port, request)
+    const refusal = REFUSALS[name]
+    assert.equal(r.status, refusal.status, `${name}: ${r.bytes.toString('latin1').slice(0, 200)}`)
+    const own = parseProxyStatus(r.get('proxy-status') ?? '').at(-1)
+    assert.equal(own?.params.error, 'http_request_error')
+    assert.equal(own?.params.details, name)
+    assert.ok(r.closed)
+    const rec = await gw.record(r.get('x-request-id') ?? '')
+    assert.equal(rec.status, refusal.status)
+    assert.equal(rec.error, 'http_request_error')
+    assert.equal(rec.method, method)
+    assert.ok(rec.details?.startsWith(`${name}: HPE_`), `details ${rec.details}`)
+  }
+  assert.equal(up.seen.length, 0)
+})
+
+test('a request header not finished within timeouts.header_read gets 408 request_header_timeout and a log line', async () => {
+  const up = await recordingUpstream()
+  const gw = await gatewayTo(up.url, { timeouts: { header_read: '300ms' } })
+  const r = await rawRequest(gw.port, 'GET /slow HTTP/1.1\r\nHost: a.test\r\nX-Slow: ', { waitMs: 5000 })
+  assert.equal(r.status, 408)
+  assert.equal(parseProxyStatus(r.get('proxy-status') ?? '').at(-1)?.params.details, 'request_header_timeout')
+  const rec = await gw.record(r.get('x-request-id') ?? '')
+  assert.equal(rec.status, 408)
+  // Node keeps no bytes of a header that timed out: the line has no method or path.
+  assert.equal(rec.error, 'http_request_error')
+  assert.ok(rec.details?.startsWith('request_header_timeout: '), `details ${rec.details}`)
+  assert.equal(up.seen.length, 0)
+})

@@ -1,0 +1,64 @@
+/**
+ * Requests Node's HTTP/1 parser refuses before Portico sees them (`'clientError'`): a
+ * request that is not valid HTTP/1.1, a header section over `listeners[].max_header_size`,
+ * a header not received within `listeners[].timeouts.header_read`. Each is answered like
+ * every refusal (its status, `Proxy-Status: portico; error=http_request_error;
+ * details="<refusal>"`, `X-Request-Id`, a page) and logged, instead of Node's bare reply.
+ */
+import { randomUUID } from 'node:crypto'
+import { STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { REFUSALS, type RefusalName } from '../failures/refusals.ts'
+import type { AccessLogSink } from '../observe/access-log.ts'
+import { RequestContext } from '../observe/context.ts'
+import { refusalResponse } from './refuse.ts'
+import type { Runtime } from './runtime.ts'
+
+/** The refusal of a parser error, or null for an error that is not the client's request (a reset, a broken pipe). */
+export function parserRefusal(code: string | undefined): RefusalName | null {
+  if (code === 'HPE_HEADER_OVERFLOW') return 'request_header_too_large'
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'request_header_timeout'
+  if (code !== undefined && code.startsWith('HPE_')) return 'malformed_request'
+  return null
+}
+
+/** Method and target of the request line as far as it was received, for the log (bounded, never trusted). */
+function requestLine(raw: unknown): { method: string; target: string } {
+  if (!Buffer.isBuffer(raw)) return { method: '', target: '' }
+  const head = raw.subarray(0, 1024).toString('latin1')
+  const end = head.indexOf('\r\n')
+  const [method = '', target = ''] = (end < 0 ? head : head.slice(0, end)).split(' ')
+  return { method: /^[A-Za-z]{1,20}$/.test(method) ? method : '', target: target.slice(0, 512) }
+}
+
+/**
+ * Creates the `'clientError'` handler of a listener: answers a classified refusal when the
+ * connection can still take one (nothing of a response is on it), then closes it; logs
+ * one access log line with what was received of the request line. Errors that are not the
+ * request's (ECONNRESET, EPIPE) close the connection silently, as Node does.
+ *
+ * @param getRuntime the runtime in force
+ * @param log the access log
+ */
+export function createClientErrorHandler(getRuntime: () => Runtime, log: AccessLogSink) {
+  return function onClientError(err: NodeJS.ErrnoException & { rawPacket?: unknown }, socket: Duplex): void {
+    const name = parserRefusal(err.code)
+    // Node's own test: a response already started on this connection cannot be followed by another.
+    const busy = (socket as { _httpMessage?: { headersSent?: boolean } | null })._httpMessage?.headersSent === true
+    if (name === null || busy || !socket.writable) {
+      socket.destroy()
+      return
+    }
+    const { method, target } = requestLine(err.rawPacket)
+    const remote = (socket as { remoteAddress?: string }).remoteAddress ?? ''
+    const ctx = new RequestContext(randomUUID(), remote, method, '', target, 'HTTP/1.1')
+    const r = refusalResponse(ctx, undefined, getRuntime(), { refusal: REFUSALS[name], detail: `${err.code}: ${err.message}`.slice(0, 200) }, true, null)
+    let head = `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status]}\r\n`
+    for (const [k, v] of Object.entries(r.headers)) head += `${k}: ${v}\r\n`
+    socket.on('error', () => {})
+    socket.end(Buffer.concat([Buffer.from(head + '\r\n', 'latin1'), r.body]))
+    socket.once('finish', () => socket.destroy())
+    ctx.logged = true
+    log.write(ctx)
+  }
+}
