@@ -12,7 +12,8 @@ import { classify, GatewayError, type FailureStage } from '../failures/classify.
 import type { RequestContext } from '../observe/context.ts'
 import { recordConnection } from '../upstream/connector.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
-import type { Http1Controller, Http1DispatchOptions, Http1Handler, Http1Pool } from '../upstream/http1.ts'
+import type { Http1Controller, Http1DispatchOptions, Http1Handler } from '../upstream/http1/connection.ts'
+import type { Http1Pool } from '../upstream/http1/pool.ts'
 
 /** How a try ended before its response was taken (no response header went downstream). */
 export interface TryFailure {

@@ -8,7 +8,7 @@ import type { buildConnector } from 'undici'
 import type { CauseType } from '../failures/causes.ts'
 import type { UpstreamConfig } from '../config/schema.ts'
 import { createConnector, type ConnectorOptions } from './connector.ts'
-import { Http1Pool, hostField } from './http1.ts'
+import { Http1Pool, hostField } from './http1/pool.ts'
 
 /** The state of one endpoint at one instant, as {@link Endpoint.snapshot} returns it (plain JSON). */
 export interface EndpointSnapshot {

@@ -11,7 +11,8 @@ import { Readable, type Duplex } from 'node:stream'
 import { afterEach, describe, test } from 'node:test'
 import { classify, type FailureStage } from '../../src/failures/classify.ts'
 import { createConnector } from '../../src/upstream/connector.ts'
-import { Http1Pool, type Http1Controller, type Http1DispatchOptions, type Http1Handler, type Http1PoolOptions } from '../../src/upstream/http1.ts'
+import type { Http1Controller, Http1DispatchOptions, Http1Handler } from '../../src/upstream/http1/connection.ts'
+import { Http1Pool, type Http1PoolOptions } from '../../src/upstream/http1/pool.ts'
 import { waitFor } from '../helpers/gateway.ts'
 
 let cleanups: Array<() => unknown> = []
