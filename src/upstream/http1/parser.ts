@@ -46,8 +46,9 @@ export class UpstreamParseError extends Error {
  * response, then `onHead`, `onBody` for each run of body bytes and `onEnd`; or
  * `onUpgrade` instead of all but the interim ones; or `onError` at any point, after which
  * nothing more is called until `reset`. A method returning false stops the parser after
- * it (the bytes not yet parsed are kept for `resume`); `onHead` of a response without a
- * body is followed by `onEnd` whatever it returns.
+ * it (the bytes not yet parsed are kept for `resume`); but when no byte is missing for the
+ * end (a response without a body, the last byte of a Content-Length body), `onEnd`
+ * follows whatever the method before it returned.
  */
 export interface ResponseParserHandler {
   /** An interim response (1xx other than 101). */
