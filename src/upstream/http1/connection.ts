@@ -182,10 +182,10 @@ export class Http1Connection implements ResponseParserHandler {
     this.socket = socket
     this.keepAliveMs = pool.options.keepAliveTimeoutMs
     this.#parser = new ResponseParser(this, pool.options.maxHeaderSize)
-    socket.on('data', this.#onData)
-    socket.on('end', this.#onEnd)
-    socket.on('error', this.#onError)
-    socket.on('close', this.#onClose)
+    socket.on('data', this.#onSocketData)
+    socket.on('end', this.#onSocketEnd)
+    socket.on('error', this.#onSocketError)
+    socket.on('close', this.#onSocketClose)
   }
 
   /** Writes `c`'s request and reads its response. */
@@ -302,7 +302,7 @@ export class Http1Connection implements ResponseParserHandler {
     body.once('error', onError)
   }
 
-  #onData = (chunk: Buffer): void => {
+  #onSocketData = (chunk: Buffer): void => {
     const c = this.current
     if (c === null || this.#parser.finished) {
       // Bytes nobody asked for: the connection cannot be trusted with another request.
@@ -352,9 +352,9 @@ export class Http1Connection implements ResponseParserHandler {
     if (ended !== null) {
       this.#ended = null
       if (this.closed) return
-      if (ended === 'end') this.#onEnd()
-      else if (ended === 'close') this.#onClose()
-      else this.#onError(ended)
+      if (ended === 'end') this.#onSocketEnd()
+      else if (ended === 'close') this.#onSocketClose()
+      else this.#onSocketError(ended)
     }
   }
 
@@ -463,7 +463,7 @@ export class Http1Connection implements ResponseParserHandler {
     return true
   }
 
-  #onEnd = (): void => {
+  #onSocketEnd = (): void => {
     if (this.#deferEnd('end')) return
     const c = this.current
     // A body delimited by the close ends here (the parser then calls onEnd).
@@ -473,12 +473,12 @@ export class Http1Connection implements ResponseParserHandler {
       : 'other side closed: the upstream closed the connection before the response was complete'))
   }
 
-  #onError = (err: Error): void => {
+  #onSocketError = (err: Error): void => {
     if (this.#deferEnd(err)) return
     this.#lost(err)
   }
 
-  #onClose = (): void => {
+  #onSocketClose = (): void => {
     if (this.#deferEnd('close')) return
     this.#lost(new UpstreamClosedError('other side closed: the connection closed before the response was complete'))
   }
@@ -514,10 +514,10 @@ export class Http1Connection implements ResponseParserHandler {
 
   #detach(): void {
     const s = this.socket
-    s.removeListener('data', this.#onData)
-    s.removeListener('end', this.#onEnd)
-    s.removeListener('error', this.#onError)
-    s.removeListener('close', this.#onClose)
+    s.removeListener('data', this.#onSocketData)
+    s.removeListener('end', this.#onSocketEnd)
+    s.removeListener('error', this.#onSocketError)
+    s.removeListener('close', this.#onSocketClose)
   }
 }
 
@@ -536,5 +536,3 @@ function flatten(h: Record<string, string | string[] | undefined>): string[] {
   }
   return flat
 }
-
-/** The fields that frame the message, collected while parsing. */
