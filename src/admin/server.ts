@@ -26,7 +26,7 @@
  * - `POST` bodies must be `application/json`, else 415 (HTML forms and `text/plain`
  *   requests are what a page can send cross-site without a CORS preflight).
  *
- * Every refusal and every `POST` is written to the process log.
+ * Every refusal and every `POST` is written to the process log (reads at debug level).
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -349,6 +349,9 @@ export class AdminServer {
     const reply = await handler(target, body)
     if (method === 'POST') {
       logger.info({ admin: { method, path, status: reply.status, client_ip: req.socket.remoteAddress, body: 'body' in reply ? reply.body : undefined } }, `admin API: ${method} ${path} answered ${reply.status}`)
+    } else {
+      // Reads are logged at debug: a Prometheus scrape every few seconds would fill the log.
+      logger.debug({ admin: { method, path, status: reply.status, client_ip: req.socket.remoteAddress } }, `admin API: ${method} ${path} answered ${reply.status}`)
     }
     return reply
   }
