@@ -1,6 +1,6 @@
 /**
  * The lifecycle driver: runs the phases of one request in order
- * (accept → parse → route → select endpoint → connect → send → await header → stream → log)
+ * (accept → parse → validate request → route → select endpoint → connect → send → await header → stream → log)
  * and loops back to endpoint selection when a failure may be retried.
  */
 import { randomUUID } from 'node:crypto'
