@@ -29,4 +29,11 @@ export interface Finding {
   likelihood: number
   /** What was probed: an endpoint URL, a host name, a file. */
   target?: string
+  /**
+   * Set by ranking: 0 a probe-proven cause that explains logged errors, 1 probe-proven,
+   * 2 log-only symptom, 3 configuration or host risk, 4 info (docs/doctor.md, "Ranking").
+   */
+  rank?: number
+  /** Log findings only, dropped by ranking: the endpoints their lines name, to match them with the probe of that endpoint. */
+  logEndpoints?: string[]
 }

@@ -16,6 +16,7 @@ export const findingJsonSchema = z.object({
   fix: z.string().describe('What to change, in the vocabulary of the system diagnosed; empty for info findings'),
   likelihood: z.number().min(0).max(1).describe('How likely this explains the errors; findings are ordered by it'),
   target: z.string().optional().describe('Endpoint URL, host name, file, or `host`'),
+  rank: z.number().int().min(0).max(4).optional().describe('0 a probe-proven cause that explains logged errors, 1 probe-proven, 2 log-only symptom, 3 configuration or host risk, 4 info'),
 })
 
 /** The JSON output of `portico doctor --json` (version 1). */
@@ -64,7 +65,7 @@ export function toJson(report: Report): ReportJson {
     system: report.system,
     durationMs: Math.round(report.durationMs),
     summary: counts(report.findings),
-    findings: report.findings.map((f) => ({ id: f.id, severity: f.severity, cause: f.cause, title: f.title, evidence: f.evidence, fix: f.fix, likelihood: f.likelihood, ...(f.target ? { target: f.target } : {}) })),
+    findings: report.findings.map((f) => ({ id: f.id, severity: f.severity, cause: f.cause, title: f.title, evidence: f.evidence, fix: f.fix, likelihood: f.likelihood, ...(f.target ? { target: f.target } : {}), ...(f.rank !== undefined ? { rank: f.rank } : {}) })),
     targets: report.targets.map((t) => ({ url: t.url, ...(t.upstream ? { upstream: t.upstream } : {}), ...(t.source ? { source: t.source } : {}), proxy: { ...t.proxy } })),
     probes: report.probes.map((p) => plain({ ...p, target: p.target.url })),
     ...(report.host ? { host: plain(report.host) } : {}),
@@ -101,8 +102,8 @@ function summaryLine(report: Report): string {
  */
 export function renderText(report: Report, opts: { color?: boolean } = {}): string {
   const paint = (s: Severity, text: string) => (opts.color ? `${COLORS[s]}${text}${RESET}` : text)
-  const lines = [`portico doctor (${report.system}): ${summaryLine(report)}`, '']
   const problems = report.findings.filter((f) => f.severity !== 'info')
+  const lines = [`portico doctor (${report.system}): ${summaryLine(report)}`, ...(problems.length ? [headline(problems[0])] : []), '']
   if (problems.length === 0) lines.push('No problems found.', '')
   problems.forEach((f, i) => {
     lines.push(`${i + 1}. ${paint(f.severity, f.severity.toUpperCase())} ${f.cause ?? '-'}: ${f.title}`)
@@ -120,12 +121,17 @@ export function renderText(report: Report, opts: { color?: boolean } = {}): stri
   return lines.join('\n')
 }
 
+/** The top finding in one sentence: `Most likely: <title>; fix: <fix>`. */
+export function headline(f: Finding): string {
+  return `Most likely: ${f.title}${f.fix ? `; fix: ${f.fix}` : ''}`
+}
+
 const md = (s: string) => s.replace(/([|<>])/g, '\\$1')
 
 /** `--markdown`: a report for tickets and chat, one section per problem. */
 export function renderMarkdown(report: Report): string {
-  const lines = [`# portico doctor: ${report.system}`, '', summaryLine(report), '']
   const problems = report.findings.filter((f) => f.severity !== 'info')
+  const lines = [`# portico doctor: ${report.system}`, '', summaryLine(report), '', ...(problems.length ? [`**${md(headline(problems[0]))}**`, ''] : [])]
   if (problems.length) {
     lines.push('| # | severity | cause | finding |', '|---|---|---|---|')
     problems.forEach((f, i) => lines.push(`| ${i + 1} | ${f.severity} | ${f.cause ? `\`${f.cause}\`` : '-'} | ${md(f.title)} |`))

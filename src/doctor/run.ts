@@ -1,5 +1,5 @@
 /** `portico doctor` engine: gathers targets from a Portico config, an nginx config or URLs, runs every probe concurrently with bounded timeouts, reads logs and ranks findings. */
-import { access } from 'node:fs/promises'
+import { access, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { loadConfigFile } from '../config/load.ts'
 import type { Config, UpstreamConfig } from '../config/schema.ts'
@@ -11,8 +11,12 @@ import { checkHost, readHost, type HostResult } from './host.ts'
 import { probeBypass, type BypassResult } from './probes/bypass.ts'
 import { probeDns, type DnsResult, type LookupFn, type ResolverLike } from './probes/dns.ts'
 import { probeHttp, type HttpResult } from './probes/http.ts'
-import { probeKeepalive, type KeepaliveResult } from './probes/keepalive.ts'
-import { PORTICO_DEFAULTS, targetFromUrl, type ProxySettings, type System, type Target } from './probes/target.ts'
+import { probeFastcgi, type FastcgiResult } from './probes/fastcgi.ts'
+import { KEEPALIVE_LIMIT_MS, probeKeepalive, type KeepaliveResult } from './probes/keepalive.ts'
+import { probeSocket, type SocketResult } from './probes/socket.ts'
+import { NGINX_PREFIX, PORTICO_DEFAULTS, hostPort, targetFromUrl, type ProxySettings, type System, type Target, type UpstreamProtocol } from './probes/target.ts'
+import type { CauseType } from '../failures/causes.ts'
+import type { LogSummary } from './logs/summary.ts'
 import { probeTcp, type TcpResult } from './probes/tcp.ts'
 import { probeTls, type TlsResult } from './probes/tls.ts'
 
@@ -36,7 +40,7 @@ export interface DoctorInput {
   timeoutMs?: number
   /** GET samples per endpoint for the latency distribution. Default 10 (1 to 100). */
   samples?: number
-  /** How long the keep-alive probe waits for the backend to close an idle connection, ms. Default 6000. */
+  /** How long the keep-alive probe waits for the backend to close an idle connection, ms. Default 7500 (Node's 5 s idle close happens at 6 s). */
   keepaliveLimitMs?: number
   /** Progress lines while probes run. */
   onProgress?: (msg: string) => void
@@ -51,6 +55,10 @@ export interface TargetProbes {
   target: Target
   dns?: DnsResult
   tcp?: TcpResult
+  /** Unix socket endpoints: the socket checks instead of DNS and TCP. */
+  socket?: SocketResult
+  /** `fastcgi_pass` endpoints: the FastCGI exchange instead of HTTP. */
+  fastcgi?: FastcgiResult
   tls?: TlsResult
   http?: HttpResult
   keepalive?: KeepaliveResult
@@ -91,7 +99,7 @@ export function porticoSettings(up: UpstreamConfig): ProxySettings {
 
 function porticoTargets(config: Config, file: string): Target[] {
   return Object.entries(config.upstreams).flatMap(([name, up]) =>
-    up.endpoints.map((ep) => targetFromUrl(ep.url, 'portico', porticoSettings(up), { upstream: name, source: `${file} upstreams.${name}` })))
+    up.endpoints.map((ep) => targetFromUrl(ep.url, 'portico', porticoSettings(up), { upstream: name, source: `${file} upstreams.${name}`, ...(up.dns.resolvers ? { resolvers: up.dns.resolvers } : {}) })))
 }
 
 function nginxTargets(model: NginxModel): Target[] {
@@ -105,8 +113,16 @@ function nginxTargets(model: NginxModel): Target[] {
       keepaliveIdleTimeoutMs: t.keepalive?.timeoutMs ?? null,
       maxResponseHeaderBytes: t.settings.bufferSizeBytes,
     }
-    const target = targetFromUrl(t.url, 'nginx', proxy, { ...(t.upstream ? { upstream: t.upstream } : {}), source: `${t.file}:${t.line} (${t.server} location ${t.location})` })
-    const key = JSON.stringify([target.url, target.upstream, proxy])
+    const where = `${t.file}:${t.line}`
+    const target = targetFromUrl(t.url, 'nginx', proxy, {
+      ...(t.upstream ? { upstream: t.upstream } : {}), source: `${where} (${t.server} location ${t.location})`,
+      protocol: t.protocol, pass: t.pass.replace(/;$/, ''), location: `\`location ${t.location}\` (${where})`,
+      sslVerify: t.settings.sslVerify,
+      // Workers run as `user`; without it, as nobody when the master runs as root (the usual set-up).
+      nginxUser: model.user ?? 'nobody',
+      ...(t.protocol === 'fastcgi' && t.exactPath ? { fastcgiPing: t.exactPath } : {}),
+    })
+    const key = JSON.stringify([target.url, target.upstream, target.protocol, proxy])
     if (seen.has(key)) continue
     seen.add(key)
     out.push(target)
@@ -114,56 +130,173 @@ function nginxTargets(model: NginxModel): Target[] {
   return out
 }
 
-/** Orders findings: likelihood (desc), then severity, then id; identical findings are dropped. */
-export function rankFindings(findings: Finding[]): Finding[] {
-  const seen = new Set<string>()
-  return findings
-    .filter((f) => {
-      const k = `${f.id}\u0000${f.target ?? ''}\u0000${f.title}`
-      if (seen.has(k)) return false
-      seen.add(k)
-      return true
-    })
-    .sort((a, b) => b.likelihood - a.likelihood || SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity] || a.id.localeCompare(b.id))
+/** Where a finding comes from: a probe measured it, a log shows it, or only the configuration or host suggests it. */
+function origin(f: Finding): 'probe' | 'log' | 'static' {
+  if (f.id.startsWith('logs.')) return 'log'
+  return /^(dns|tcp|tls|http|keepalive|bypass|unix|fastcgi)\./.test(f.id) ? 'probe' : 'static'
 }
 
-/** Runs the probes of one target in order (DNS → TCP → TLS/HTTP/keep-alive → bypass), each bounded. */
+/**
+ * Log causes that a proven cause explains besides its own: what the proxy logs for it.
+ * E.g. a TLS port behind http:// makes nginx log `upstream prematurely closed connection`
+ * (connection_terminated); a refused or missing endpoint ends in `no live upstreams`.
+ */
+const ALSO_EXPLAINS: Partial<Record<CauseType, CauseType[]>> = {
+  http_protocol_error: ['connection_terminated', 'http_response_incomplete'],
+  tls_protocol_error: ['connection_terminated', 'http_protocol_error'],
+  connection_refused: ['destination_unavailable'],
+  connection_timeout: ['destination_unavailable', 'http_response_timeout'],
+  dns_error: ['dns_timeout', 'destination_unavailable'],
+  dns_timeout: ['dns_error', 'destination_unavailable'],
+  destination_ip_unroutable: ['destination_unavailable'],
+  connection_terminated: ['http_response_incomplete', 'destination_unavailable'],
+  http_response_incomplete: ['connection_terminated'],
+  connection_read_timeout: ['http_response_incomplete', 'http_response_timeout'],
+  tls_certificate_error: ['tls_protocol_error', 'destination_unavailable'],
+  http_response_header_section_size: ['http_protocol_error'],
+}
+
+/** Probe findings that prove the application itself answered a gateway status (explaining 502s a log cannot classify). */
+const APP_MADE = new Set(['bypass.backend_side', 'http.backend_5xx', 'fastcgi.status'])
+
+/** `host:port` (or `unix:/path`, or the bare host) of a finding's target URL, to match the endpoints a log names. */
+function endpointsOf(f: Finding): string[] {
+  const t = f.target ?? ''
+  const unix = /unix:(\/[^:]*)/.exec(t)
+  if (unix) return [`unix:${unix[1]}`]
+  try {
+    const u = new URL(t)
+    const host = u.hostname.replace(/^\[(.*)\]$/, '$1')
+    const port = Number(u.port) || (u.protocol === 'https:' ? 443 : 80)
+    return [hostPort(host, port), host]
+  } catch {
+    return [t]
+  }
+}
+
+function explains(p: Finding, log: Finding): boolean {
+  if (p.severity === 'info') return false
+  const logEndpoints = log.logEndpoints ?? []
+  if (logEndpoints.length && origin(p) === 'probe' && !endpointsOf(p).some((e) => logEndpoints.includes(e))) return false
+  if (log.cause === null) return APP_MADE.has(p.id)
+  if (p.cause === null) return false
+  return p.cause === log.cause || (ALSO_EXPLAINS[p.cause]?.includes(log.cause) ?? false)
+}
+
+const worse = (a: Finding['severity'], b: Finding['severity']) => (SEVERITY_ORDER[a] <= SEVERITY_ORDER[b] ? a : b)
+const byWeight = (a: Finding, b: Finding) => SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity] || b.likelihood - a.likelihood
+
+/**
+ * Ranks findings by one rule (docs/doctor.md, "Ranking"):
+ * 0. a probe-proven cause that explains logged errors, as one finding: the probe's
+ *    cause, title, evidence and fix, then the matching log lines with their counts as
+ *    evidence (no separate log finding); a configuration finding explains logged errors
+ *    the same way when no probe does;
+ * 1. probe-proven causes;
+ * 2. log-only symptoms;
+ * 3. configuration and host risks no probe or log confirmed;
+ * then every info finding. Within a rank: severity, then likelihood, then id.
+ * A bypass finding of the same cause and endpoint as another probe finding is folded
+ * into it. Identical findings are dropped.
+ */
+export function rankFindings(findings: Finding[]): Finding[] {
+  const seen = new Set<string>()
+  let list = findings.filter((f) => {
+    const k = `${f.id}\u0000${f.target ?? ''}\u0000${f.title}`
+    if (seen.has(k)) return false
+    seen.add(k)
+    return true
+  }).map((f) => ({ ...f, evidence: [...f.evidence] }))
+  const rank = new Map<Finding, number>()
+  // The bypass comparison confirms a probe finding of the same cause and endpoint: one finding.
+  for (const b of list.filter((f) => f.id.startsWith('bypass.') && f.cause !== null && f.severity !== 'info')) {
+    const primary = list.filter((p) => p !== b && origin(p) === 'probe' && !p.id.startsWith('bypass.') && p.cause === b.cause && p.target === b.target && p.severity !== 'info').sort(byWeight)[0]
+    if (!primary) continue
+    primary.evidence.push(...b.evidence.map((e) => `through the proxy: ${e}`))
+    primary.severity = worse(primary.severity, b.severity)
+    list = list.filter((f) => f !== b)
+  }
+  for (const log of list.filter((f) => origin(f) === 'log' && f.severity !== 'info')) {
+    const candidates = list.filter((p) => origin(p) !== 'log' && explains(p, log))
+    const best = candidates.filter((p) => origin(p) === 'probe').sort(byWeight)[0] ?? candidates.sort(byWeight)[0]
+    if (!best) continue
+    best.evidence.push(...log.evidence.map((e) => `log: ${e}`))
+    best.severity = worse(best.severity, log.severity)
+    best.likelihood = Math.max(best.likelihood, log.likelihood)
+    rank.set(best, 0)
+    list = list.filter((f) => f !== log)
+  }
+  const rankOf = (f: Finding): number => {
+    if (f.severity === 'info') return 4
+    return rank.get(f) ?? { probe: 1, log: 2, static: 3 }[origin(f)]
+  }
+  return list
+    .map((f) => ({ f, r: rankOf(f) }))
+    .sort((a, b) => a.r - b.r || SEVERITY_ORDER[a.f.severity] - SEVERITY_ORDER[b.f.severity] || b.f.likelihood - a.f.likelihood || a.f.id.localeCompare(b.f.id))
+    .map(({ f, r }) => {
+      const { logEndpoints: _, ...out } = f
+      return { ...out, rank: r }
+    })
+}
+
+/**
+ * Runs the probes of one target, each bounded: DNS → TCP (or the unix socket checks),
+ * then what the protocol allows, the independent probes at once: HTTP, the TLS check,
+ * keep-alive and the bypass comparison for HTTP endpoints; the FastCGI exchange for
+ * `fastcgi_pass`; uwsgi, SCGI and gRPC endpoints get the connect only.
+ */
 async function probeTarget(target: Target, input: DoctorInput, timeoutMs: number): Promise<{ probes: TargetProbes; findings: Finding[] }> {
   const progress = (msg: string) => input.onProgress?.(`${target.url}: ${msg}`)
   const probes: TargetProbes = { target }
   const findings: Finding[] = []
-  progress('resolving')
-  const dns = await probeDns(target, { timeoutMs, ...input.dns })
-  probes.dns = dns.result
-  findings.push(...dns.findings)
-  if (dns.result.addresses.length === 0) return { probes, findings }
-  progress('connecting')
-  const tcp = await probeTcp(target, dns.result.addresses, Math.min(timeoutMs, Math.max(target.proxy.connectTimeoutMs, 1)))
-  probes.tcp = tcp.result
-  findings.push(...tcp.findings)
-  const address = tcp.result.reachable?.address
+  let address: string | undefined
+  if (target.socketPath) {
+    progress('checking the unix socket')
+    const sock = await probeSocket(target, { timeoutMs, ...(target.system === 'nginx' && target.nginxUser ? { user: target.nginxUser } : {}) })
+    probes.socket = sock.result
+    findings.push(...sock.findings)
+    address = sock.result.reachable
+  } else {
+    progress('resolving')
+    const dns = await probeDns(target, { timeoutMs, ...input.dns })
+    probes.dns = dns.result
+    findings.push(...dns.findings)
+    if (dns.result.addresses.length === 0) return { probes, findings }
+    progress('connecting')
+    const tcp = await probeTcp(target, dns.result.addresses, Math.min(timeoutMs, Math.max(target.proxy.connectTimeoutMs, 1)))
+    probes.tcp = tcp.result
+    findings.push(...tcp.findings)
+    address = tcp.result.reachable?.address
+  }
   if (!address) return { probes, findings }
+  const protocol: UpstreamProtocol = target.protocol ?? 'http'
+  if (protocol === 'fastcgi') {
+    progress('speaking FastCGI')
+    const fcgi = await probeFastcgi(target, address, { timeoutMs })
+    probes.fastcgi = fcgi.result
+    findings.push(...fcgi.findings)
+    return { probes, findings }
+  }
+  if (protocol !== 'http') return { probes, findings }
   progress('probing HTTP, TLS and keep-alive')
-  const [tls, http, keepalive] = await Promise.all([
-    target.scheme === 'https' ? probeTls(target, address, { timeoutMs }) : undefined,
+  // Independent, so at once: a backend that accepts and never answers costs one timeout, not one per probe.
+  const [tls, http, keepalive, bypass] = await Promise.all([
+    probeTls(target, address, { timeoutMs }),
     probeHttp(target, address, { timeoutMs, samples: input.samples }),
-    probeKeepalive(target, address, { timeoutMs, limitMs: input.keepaliveLimitMs }),
+    probeKeepalive(target, address, { timeoutMs, limitMs: input.keepaliveLimitMs ?? KEEPALIVE_LIMIT_MS }),
+    input.via ? probeBypass(target, address, input.via, { timeoutMs }) : undefined,
   ])
   probes.http = http.result
   probes.keepalive = keepalive.result
-  let tlsOut = tls
   const failed = http.result.failure?.outcome
-  // A TLS port often just closes on a plain request: a ClientHello tells it apart from a crash.
-  if (!tlsOut && failed && ['closed_before_header', 'reset_before_header', 'garbage', 'header_timeout'].includes(failed)) {
-    tlsOut = await probeTls(target, address, { timeoutMs })
-  }
-  if (tlsOut) probes.tls = tlsOut.result
-  const tlsExplains = tlsOut?.findings.some((f) => f.id === 'tls.on_http' || f.id === 'tls.plain_http_on_https')
+  // For http:// endpoints the ClientHello only tells a TLS port apart from a crash when the plain request failed.
+  const tlsCounts = target.scheme === 'https' || (failed !== undefined && ['closed_before_header', 'reset_before_header', 'garbage', 'header_timeout', 'tls_bytes'].includes(failed))
+  if (tlsCounts) probes.tls = tls.result
+  const tlsFindings = tlsCounts ? tls.findings : []
+  const tlsExplains = tlsFindings.some((f) => f.id === 'tls.on_http' || f.id === 'tls.plain_http_on_https')
   // When the scheme is wrong, the HTTP symptoms are consequences, not separate causes.
-  findings.push(...(tlsOut?.findings ?? []), ...http.findings.filter((f) => !tlsExplains || f.severity === 'info'), ...keepalive.findings)
-  if (input.via) {
-    progress(`comparing with ${input.via}`)
-    const bypass = await probeBypass(target, address, input.via, { timeoutMs })
+  findings.push(...tlsFindings, ...http.findings.filter((f) => !tlsExplains || f.severity === 'info'), ...(tlsExplains ? [] : keepalive.findings))
+  if (bypass) {
     probes.bypass = bypass.result
     findings.push(...bypass.findings)
   }
@@ -232,9 +365,12 @@ export async function runDoctor(input: DoctorInput): Promise<Report> {
   }
   input.onProgress?.(`probing ${targets.length} endpoint${targets.length === 1 ? '' : 's'}`)
   const diskPaths = input.diskPaths ?? ['/', ...new Set((input.log ?? []).map((p) => dirname(p)))]
-  const [results, host] = await Promise.all([
+  // Logs are read up to their size now: lines the probes cause (the --via request) are not the user's errors.
+  const logSizes = await Promise.all((input.log ?? []).map((p) => stat(p).then((st) => st.size, () => undefined)))
+  const [results, host, logFindings] = await Promise.all([
     Promise.all(targets.map((t) => probeTarget(t, input, timeoutMs))),
     readHost(diskPaths),
+    input.log?.length ? readLogs(input, system, logSizes) : Promise.resolve([]),
   ])
   const findings = [...staticFindings, ...results.flatMap((r) => r.findings), ...checkHost(host)]
   if (model) {
@@ -242,11 +378,11 @@ export async function runDoctor(input: DoctorInput): Promise<Report> {
     const observedMaxHeaderBytes = observed.length ? Math.max(...observed) : 0
     findings.push(...checkNginxConfig(model, observedMaxHeaderBytes > 0 ? { observedMaxHeaderBytes } : {}))
   }
-  if (input.log?.length) findings.push(...(await readLogs(input, system)))
+  findings.push(...logFindings)
   return { system, findings: rankFindings(findings), targets, probes: results.map((r) => r.probes), host, durationMs: performance.now() - t0 }
 }
 
-async function readLogs(input: DoctorInput, system: System): Promise<Finding[]> {
+async function readLogs(input: DoctorInput, system: System, sizes: (number | undefined)[]): Promise<Finding[]> {
   input.onProgress?.('reading logs')
   let since: Date | undefined
   if (input.since) {
@@ -257,10 +393,33 @@ async function readLogs(input: DoctorInput, system: System): Promise<Finding[]> 
     }
   }
   const out: Finding[] = []
-  for (const path of input.log ?? []) {
-    const summary = await readLog(path, since ? { since } : {})
+  for (const [i, path] of (input.log ?? []).entries()) {
+    const summary = await readLog(path, { ...(since ? { since } : {}), ...(sizes[i] !== undefined ? { endByte: sizes[i] } : {}) })
     const correlation = input.backendLog ? await correlate(summary, input.backendLog) : undefined
-    out.push(...checkLogs(summary, { system: system === 'nginx' ? 'nginx' : 'portico', ...(correlation ? { correlation } : {}) }))
+    const found = checkLogs(summary, { system: system === 'nginx' ? 'nginx' : 'portico', ...(correlation ? { correlation } : {}) })
+    out.push(...found.map((f) => withLogFacts(f, summary, system)))
   }
   return out
+}
+
+/** nginx directives of proxy_pass that every other pass module has under its own prefix (ngx_http_{fastcgi,uwsgi,scgi,grpc}_module). */
+const MIRRORED = /\bproxy_(pass|read_timeout|connect_timeout|send_timeout|buffer_size|next_upstream_tries|next_upstream_timeout|next_upstream)\b/g
+
+/**
+ * Adds what a log finding needs for ranking (the endpoints its lines name) and, for nginx,
+ * words its fix in the directives of the pass module the lines came from: a refused
+ * FastCGI port gets `fastcgi_pass`, not `proxy_pass`.
+ */
+function withLogFacts(f: Finding, summary: LogSummary, system: System): Finding {
+  const c = summary.causes.find((x) => `logs.${x.cause}` === f.id)
+  if (!c) return f
+  const logEndpoints = Object.keys(c.byEndpoint).filter((e) => e !== '-')
+  const protocols = Object.keys(c.byProtocol).filter((p) => p !== '-') as UpstreamProtocol[]
+  let fix = f.fix
+  if (system === 'nginx' && protocols.length === 1 && protocols[0] !== 'http' && NGINX_PREFIX[protocols[0]]) {
+    const prefix = NGINX_PREFIX[protocols[0]]
+    fix = fix.replace(MIRRORED, (_m, rest: string) => (prefix === 'grpc' && rest.startsWith('buffers') ? `proxy_${rest}` : `${prefix}_${rest}`))
+    if (protocols[0] === 'fastcgi') fix = fix.replace(/`?proxy_http_version 1\.1;`?(?: and `?proxy_set_header Connection "";`?)?/g, '`fastcgi_keep_conn on;`')
+  }
+  return { ...f, fix, ...(logEndpoints.length ? { logEndpoints } : {}) }
 }

@@ -57,7 +57,38 @@ test('usage errors: no target, bad URL, unreadable file', async () => {
   await assert.rejects(runDoctor({ upstream: ['http://127.0.0.1:1'], via: 'nope' }), (e: DoctorUsageError) => e.code === 'PORTICO_DOCTOR_USAGE')
 })
 
-test('ranking: likelihood first, then severity', () => {
+test('ranking: within a rank, severity first, then likelihood; duplicates dropped', () => {
   const f = (id: string, likelihood: number, severity: Finding['severity']): Finding => ({ id, likelihood, severity, cause: null, title: id, evidence: [], fix: '' })
-  assert.deepEqual(rankFindings([f('a', 0.2, 'critical'), f('b', 0.9, 'warning'), f('c', 0.9, 'error'), f('c', 0.9, 'error')]).map((x) => x.id), ['c', 'b', 'a'])
+  assert.deepEqual(rankFindings([f('nginx.a', 0.2, 'critical'), f('nginx.b', 0.9, 'warning'), f('nginx.c', 0.9, 'error'), f('nginx.c', 0.9, 'error')]).map((x) => x.id), ['nginx.a', 'nginx.c', 'nginx.b'])
+})
+
+test('ranking: a probe cause that explains logged errors is one finding, first; then probe causes, log-only symptoms, config risks, info', () => {
+  const mk = (id: string, cause: Finding['cause'], severity: Finding['severity'], likelihood: number, target?: string): Finding => ({ id, cause, severity, likelihood, title: id, evidence: [`${id} evidence`], fix: `${id} fix`, ...(target ? { target } : {}) })
+  const log: Finding = { ...mk('logs.connection_terminated', 'connection_terminated', 'error', 1), logEndpoints: ['127.0.0.1:9'] }
+  const ranked = rankFindings([
+    mk('host.load', null, 'warning', 0.5),
+    mk('logs.http_response_timeout', 'http_response_timeout', 'error', 0.4),
+    log,
+    mk('nginx.keepalive_missing', 'connection_limit_reached', 'critical', 0.9),
+    mk('tcp.ok', null, 'info', 0, 'http://127.0.0.1:9'),
+    mk('keepalive.race', 'connection_terminated', 'error', 0.8, 'http://127.0.0.1:8'),
+    mk('tls.on_http', 'http_protocol_error', 'critical', 0.95, 'http://127.0.0.1:9'),
+  ])
+  assert.deepEqual(ranked.map((x) => [x.id, x.rank]), [
+    ['tls.on_http', 0], ['keepalive.race', 1], ['logs.http_response_timeout', 2], ['nginx.keepalive_missing', 3], ['host.load', 3], ['tcp.ok', 4],
+  ])
+  // The log lines became evidence of the probe finding that explains them (other endpoint: the keep-alive race does not).
+  assert.ok(ranked[0].evidence.includes('log: logs.connection_terminated evidence'))
+  assert.equal(ranked[0].fix, 'tls.on_http fix')
+  assert.ok(!ranked.some((x) => 'logEndpoints' in x))
+})
+
+test('ranking: application-made 502s proven by the bypass absorb the unclassified 502s of an access log', () => {
+  const ranked = rankFindings([
+    { id: 'logs.unclassified', cause: null, severity: 'warning', likelihood: 1, title: '3 gateway errors', evidence: ['3 of 3'], fix: 'read the error.log' },
+    { id: 'bypass.backend_side', cause: null, severity: 'critical', likelihood: 0.7, title: 'the backend answers 502 itself', evidence: ['direct 502'], fix: 'fix the application', target: 'http://127.0.0.1:7' },
+  ])
+  assert.equal(ranked.length, 1)
+  assert.equal(ranked[0].id, 'bypass.backend_side')
+  assert.equal(ranked[0].rank, 0)
 })

@@ -39,6 +39,8 @@ export interface LogEvent {
   level?: string
   /** The message without its context (nginx error.log), when logged. */
   message?: string
+  /** What the proxy spoke to the upstream, from the scheme of nginx's `upstream:` field (`http`, `fastcgi`, `uwsgi`, `scgi`, `grpc`), when logged. */
+  protocol?: string
 }
 
 /** Whether the status is one a gateway answers with when the upstream failed (502, 503, 504). */

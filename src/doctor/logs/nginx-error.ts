@@ -9,7 +9,8 @@ import type { LogEvent } from './event.ts'
 export interface NginxErrorRule {
   /** Matched against the message (the text before `, client: `). */
   re: RegExp
-  cause: CauseType
+  /** null for a line that is not itself a failed request (e.g. the resolver's own socket errors: the request fails later with `could not be resolved`). */
+  cause: CauseType | null
   /** Short machine detail, e.g. `refused`, `closed_mid_body`. */
   detail: string
   /** Status nginx sends for it; null when the response had already started or no request was involved. */
@@ -23,6 +24,9 @@ export interface NginxErrorRule {
  * rest ("while reading upstream" happens after the status was sent).
  */
 export const NGINX_ERROR_RULES: readonly NginxErrorRule[] = [
+  // The resolver's own I/O (`send() failed (111: Connection refused) while resolving, resolver: ...`): not an upstream
+  // connection; the request behind it fails with `could not be resolved`, counted once there.
+  { re: /while resolving\b/, cause: null, detail: 'resolver_io', status: null },
   { re: /could not be resolved \(110: Operation timed out\)|resolver timed out|could not be resolved \(\d+: [^)]*timed out\)/i, cause: 'dns_timeout', detail: 'resolver_timeout', status: 502 },
   { re: /could not be resolved/, cause: 'dns_error', detail: 'not_resolved', status: 502 },
   { re: /host not found in upstream/, cause: 'dns_error', detail: 'not_resolved_at_start', status: null },
@@ -31,11 +35,16 @@ export const NGINX_ERROR_RULES: readonly NginxErrorRule[] = [
   { re: /\(24: Too many open files\)/, cause: 'connection_limit_reached', detail: 'open_files_limit', status: null },
   { re: /worker_connections are not enough/, cause: 'connection_limit_reached', detail: 'worker_connections', status: null },
   { re: /\((?:113: No route to host|101: Network is unreachable)\)/, cause: 'destination_ip_unroutable', detail: 'no_route', status: 502 },
+  { re: /connect\(\) to unix:\S+ failed \(2: No such file or directory\)/, cause: 'connection_refused', detail: 'unix_missing', status: 502 },
+  { re: /connect\(\) to unix:\S+ failed \(13: Permission denied\)/, cause: 'connection_refused', detail: 'unix_forbidden', status: 502 },
+  { re: /connect\(\) to unix:\S+ failed \(11: Resource temporarily unavailable\)/, cause: 'connection_timeout', detail: 'unix_backlog_full', status: 502 },
   { re: /\(111: Connection refused\)/, cause: 'connection_refused', detail: 'refused', status: 502 },
   { re: /no live upstreams/, cause: 'destination_unavailable', detail: 'no_live_upstreams', status: 502 },
   { re: /upstream SSL certificate verify error/, cause: 'tls_certificate_error', detail: 'certificate_verify', status: 502 },
   { re: /upstream SSL certificate does not match/, cause: 'tls_certificate_error', detail: 'certificate_name', status: 502 },
   { re: /SSL_do_handshake\(\) failed|peer closed connection in SSL handshake/, cause: 'tls_protocol_error', detail: 'handshake', status: 502 },
+  { re: /upstream sent unsupported FastCGI protocol version|upstream sent invalid FastCGI record type|upstream sent (?:invalid|unexpected) (?:uwsgi|scgi)|upstream sent (?:invalid )?http2|upstream sent frame for (?:closed|unknown) stream|upstream sent invalid (?:frame|preface)/, cause: 'http_protocol_error', detail: 'wrong_protocol', status: 502 },
+  { re: /upstream prematurely closed FastCGI stdout while reading response header/, cause: 'connection_terminated', detail: 'closed_before_header', status: 502 },
   { re: /upstream sent too big header/, cause: 'http_response_header_section_size', detail: 'header_too_big', status: 502 },
   { re: /upstream sent (?:invalid|no valid|unexpected|more data|duplicate)[^,]* while reading upstream/, cause: 'http_response_incomplete', detail: 'invalid_body', status: null },
   { re: /upstream sent (?:invalid header|no valid HTTP\/1\.0 header|invalid status|duplicate header|unexpected|invalid chunked)/, cause: 'http_protocol_error', detail: 'invalid_response', status: 502 },
@@ -94,7 +103,9 @@ export function parseNginxErrorLine(raw: string, line: number): LogEvent | null 
   let endpoint: string | null = null
   let upstream: string | null = null
   const up = ctx.get('upstream')
-  if (up) {
+  const unixUp = up ? /^[a-z]+:\/\/unix:([^:]+)/i.exec(up) : null
+  if (unixUp) endpoint = `unix:${unixUp[1]}`
+  else if (up) {
     const a = authority(up)
     if (/:\d+$/.test(a) || a.startsWith('unix:')) endpoint = a
     else upstream = a
@@ -103,8 +114,9 @@ export function parseNginxErrorLine(raw: string, line: number): LogEvent | null 
   if (!endpoint && connectTo) endpoint = connectTo[1]
   const unresolved = /^(\S+) could not be resolved/.exec(message) ?? /host not found in upstream "([^"]+)"/.exec(message)
   if (!endpoint && unresolved) endpoint = unresolved[1]
+  const protocol = up ? /^(fastcgi|uwsgi|scgi|grpcs?|suwsgi|https?):\/\//i.exec(up)?.[1].toLowerCase() ?? null : null
   return {
-    ts, source: 'nginx-error', cause: rule?.cause ?? null, status: rule?.status ?? null,
+    ts, source: 'nginx-error', ...(protocol ? { protocol: protocol.replace(/s$/, '').replace('suwsgi', 'uwsgi').replace('http', 'http') } : {}), cause: rule?.cause ?? null, status: rule?.status ?? null,
     upstream, endpoint, requestId: null, line, raw,
     detail: rule?.detail ?? null, client: ctx.get('client') ?? null, request: ctx.get('request') ?? null,
     server: ctx.get('server') ?? null, host: ctx.get('host') ?? null, level: m[7], message,

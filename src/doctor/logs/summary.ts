@@ -4,6 +4,7 @@
  */
 import { createReadStream } from 'node:fs'
 import { createInterface } from 'node:readline'
+import { Readable } from 'node:stream'
 import type { CauseType } from '../../failures/causes.ts'
 import type { LogEvent } from './event.ts'
 import { isGatewayStatus } from './event.ts'
@@ -32,6 +33,8 @@ export interface CauseSummary {
   byStatus: Record<string, number>
   /** Counts by machine detail (e.g. `ephemeral_ports_exhausted`); `-` when none. */
   byDetail: Record<string, number>
+  /** Counts by upstream protocol (`http`, `fastcgi`, `uwsgi`, `scgi`, `grpc`; `-` when the line does not say). */
+  byProtocol: Record<string, number>
   firstSeen: Date
   lastSeen: Date
   /** Minute with most failures of this cause, `YYYY-MM-DDTHH:MM` (UTC). */
@@ -101,6 +104,8 @@ export interface ReadLogOptions {
   format?: LogFormatName
   /** nginx `log_format` string of an access log (from the nginx model), when known. */
   logFormat?: string
+  /** Read only the first this many bytes (the size when the run started: lines written later, e.g. by doctor's own requests, are not counted). */
+  endByte?: number
 }
 
 /** Most failed request IDs kept for correlation. */
@@ -189,7 +194,7 @@ export class LogSummarizer {
     bump(this.#byMinute, minute)
     let c = this.#causes.get(key)
     if (!c) {
-      c = { cause: key, count: 0, byEndpoint: {}, byUpstream: {}, byStatus: {}, byDetail: {}, firstSeen: e.ts, lastSeen: e.ts, samples: [], minutes: {} }
+      c = { cause: key, count: 0, byEndpoint: {}, byUpstream: {}, byStatus: {}, byDetail: {}, byProtocol: {}, firstSeen: e.ts, lastSeen: e.ts, samples: [], minutes: {} }
       this.#causes.set(key, c)
     }
     c.count++
@@ -197,6 +202,7 @@ export class LogSummarizer {
     bump(c.byUpstream, e.upstream ?? '-')
     bump(c.byStatus, e.status === null ? '-' : String(e.status))
     bump(c.byDetail, e.detail && e.source === 'nginx-error' ? e.detail : '-')
+    bump(c.byProtocol, e.protocol ?? '-')
     bump(c.minutes, minute)
     if (e.ts < c.firstSeen) c.firstSeen = e.ts
     if (e.ts > c.lastSeen) c.lastSeen = e.ts
@@ -236,7 +242,7 @@ export class LogSummarizer {
  */
 export async function readLog(path: string, opts: ReadLogOptions = {}): Promise<LogSummary> {
   const since = opts.since ?? null
-  const input = createReadStream(path, { encoding: 'utf8' })
+  const input = opts.endByte === 0 ? Readable.from([]) : createReadStream(path, { encoding: 'utf8', ...(opts.endByte !== undefined ? { end: opts.endByte - 1 } : {}) })
   const rl = createInterface({ input, crlfDelay: Infinity })
   const acc = new LogSummarizer()
   const head: string[] = []

@@ -97,8 +97,18 @@ export type SettingName =
   | 'bufferSizeBytes' | 'buffers' | 'httpVersion' | 'headers' | 'nextUpstream' | 'nextUpstreamTries'
   | 'sslVerify' | 'sslServerName' | 'sslTrustedCertificate'
 
-/** A `proxy_pass` argument, taken apart. */
+/** The directives that pass a request to an upstream, and the protocol each speaks. */
+export const PASS_DIRECTIVES = Object.freeze({ proxy_pass: 'http', fastcgi_pass: 'fastcgi', uwsgi_pass: 'uwsgi', scgi_pass: 'scgi', grpc_pass: 'grpc' } as const)
+
+/** A pass directive name. */
+export type PassDirective = keyof typeof PASS_DIRECTIVES
+
+/** A `proxy_pass` (or `fastcgi_pass`, `uwsgi_pass`, `scgi_pass`, `grpc_pass`) argument, taken apart. */
 export interface ProxyPass extends SourceRef {
+  /** The directive: `proxy_pass`, `fastcgi_pass`, ... */
+  directive: PassDirective
+  /** What it speaks: `http` for proxy_pass, else the directive's protocol. */
+  protocol: (typeof PASS_DIRECTIVES)[PassDirective]
   /** The argument as written, e.g. `http://backend`, `http://$app:8080$request_uri`. */
   raw: string
   scheme: 'http' | 'https'
@@ -119,7 +129,16 @@ export interface ProxyPass extends SourceRef {
 export interface NginxLocation extends SourceRef {
   /** Modifier and URI as written, e.g. `/api/`, `= /health`, `~ \.php$`, `if ($x)`. */
   match: string
+  /** The location's `proxy_pass`, or null (the static proxy checks read this one). */
   proxyPass: ProxyPass | null
+  /** Whichever pass directive the location has (`proxy_pass`, `fastcgi_pass`, `uwsgi_pass`, `scgi_pass`, `grpc_pass`), or null. */
+  pass: ProxyPass | null
+  /** Settings of the pass directive's module (`proxy_*`, `fastcgi_*`, ...), inheritance and defaults applied. */
+  passSettings: ProxySettings
+  /** `fastcgi_param SCRIPT_NAME`-independent hint: the exact path of an `= /path` location (e.g. php-fpm's `= /ping`), else null. */
+  exactPath: string | null
+  /** `fastcgi_keep_conn on` in scope: FastCGI connections stay open for reuse. */
+  fastcgiKeepConn: boolean
   settings: ProxySettings
 }
 
@@ -146,6 +165,15 @@ export interface ProxyTarget extends SourceRef {
   port: number
   /** Upstream block name, or null for a direct `proxy_pass http://host:port`. */
   upstream: string | null
+  /** Unix socket path (`unix:/path`), or null for TCP; `host` is then the path and `port` 0. */
+  socketPath: string | null
+  /** The pass directive used and what it speaks. */
+  directive: PassDirective
+  protocol: ProxyPass['protocol']
+  /** The pass directive as written, e.g. `fastcgi_pass 127.0.0.1:9000;`. */
+  pass: string
+  /** The location's exact path (`location = /ping`), or null. */
+  exactPath: string | null
   /** The `server` this location belongs to: first server_name, else first listen. */
   server: string
   location: string
@@ -199,6 +227,8 @@ export interface AccessLogRef extends SourceRef {
 export interface NginxModel {
   /** Main configuration file. */
   file: string
+  /** `user` of the main context (the worker processes' user, which opens upstream sockets), or null when absent (then `nobody` when nginx starts as root). */
+  user: string | null
   /** Every file read, main file first. */
   files: string[]
   upstreams: NginxUpstream[]
@@ -286,7 +316,7 @@ function ref(d: NginxDirective): SourceRef {
 }
 
 /** Applies inheritance and defaults for one level. */
-function settingsAt(scope: Scope): ProxySettings {
+function settingsAt(scope: Scope, prefix = 'proxy'): ProxySettings {
   const s: ProxySettings = {
     ...PROXY_DEFAULTS,
     buffers: { ...PROXY_DEFAULTS.buffers },
@@ -310,7 +340,8 @@ function settingsAt(scope: Scope): ProxySettings {
     ['proxy_ssl_trusted_certificate', 'sslTrustedCertificate', (d) => { s.sslTrustedCertificate = d.args[0] ?? null }],
   ]
   for (const [name, key, apply] of simple) {
-    const d = lookup(scope, name)
+    // The other pass modules mirror proxy_*: fastcgi_read_timeout, grpc_buffer_size, uwsgi_ssl_verify, ...
+    const d = lookup(scope, name.startsWith('proxy_') ? `${prefix}_${name.slice(6)}` : name)
     if (d) {
       apply(d)
       s.sources[key] = ref(d)
@@ -353,14 +384,19 @@ export function splitHostPort(text: string): { host: string; port: number | null
 
 function parseProxyPass(d: NginxDirective, scope: Scope, upstreams: Map<string, NginxUpstream>): ProxyPass {
   const raw = d.args[0] ?? fail(d, 'invalid number of arguments')
-  const m = /^(https?):\/\/(.*)$/i.exec(raw)
+  const directive = d.name as PassDirective
+  const protocol = PASS_DIRECTIVES[directive]
+  // proxy_pass needs http(s)://; grpc_pass takes grpc(s)://, uwsgi_pass (s)uwsgi://, and all but proxy_pass a bare address.
+  const m = directive === 'proxy_pass' ? /^(https?):\/\/(.*)$/i.exec(raw) : /^(?:(grpcs?|suwsgi|uwsgi):\/\/)?(.*)$/i.exec(raw)
   if (!m) fail(d, `invalid URL prefix "${raw}"`)
-  const scheme = m[1].toLowerCase() as 'http' | 'https'
+  const given = (m[1] ?? '').toLowerCase()
+  const scheme: 'http' | 'https' = given === 'https' || given === 'grpcs' || given === 'suwsgi' ? 'https' : 'http'
   const rest = substitute(m[2], scope)
   const runtimeResolved = HAS_VAR.test(raw)
+  const base = { directive, protocol, raw, scheme, ...ref(d) }
   if (rest.startsWith('unix:')) {
     const path = rest.slice(5).split(':')[0]
-    return { raw, scheme, host: path, port: null, uri: '', upstream: null, runtimeResolved, unix: true, ...ref(d) }
+    return { ...base, host: path, port: null, uri: '', upstream: null, runtimeResolved, unix: true }
   }
   // The authority ends at the first `/`, or at a variable that starts the URI part
   // (`http://backend$request_uri`).
@@ -374,11 +410,11 @@ function parseProxyPass(d: NginxDirective, scope: Scope, upstreams: Map<string, 
     uri = v ? v[2] : ''
   }
   if (HAS_VAR.test(authority)) {
-    return { raw, scheme, host: null, port: null, uri, upstream: null, runtimeResolved: true, unix: false, ...ref(d) }
+    return { ...base, host: null, port: null, uri, upstream: null, runtimeResolved: true, unix: false }
   }
   const { host, port } = splitHostPort(authority)
   const upstream = port === null && upstreams.has(host) ? host : null
-  return { raw, scheme, host, port, uri, upstream, runtimeResolved, unix: false, ...ref(d) }
+  return { ...base, host, port, uri, upstream, runtimeResolved, unix: false }
 }
 
 function parseUpstream(d: NginxDirective): NginxUpstream {
@@ -455,8 +491,14 @@ function walkLocation(d: NginxDirective, parent: Scope, w: Walk, out: NginxLocat
   const scope = scopeOf(body, parent)
   collectLogs(body, w)
   const match = d.name === 'if' ? `if ${d.args.join(' ')}` : d.args.join(' ')
-  const pp = body.find((c) => c.name === 'proxy_pass')
-  out.push({ match, proxyPass: pp ? parseProxyPass(pp, scope, w.upstreams) : null, settings: settingsAt(scope), ...ref(d) })
+  const pd = body.find((c) => c.name in PASS_DIRECTIVES)
+  const pass = pd ? parseProxyPass(pd, scope, w.upstreams) : null
+  const exact = /^=\s*(\/\S*)$/.exec(match)
+  out.push({
+    match, proxyPass: pass?.directive === 'proxy_pass' ? pass : null, pass,
+    passSettings: settingsAt(scope, pass ? pass.directive.replace(/_pass$/, '') : 'proxy'),
+    exactPath: exact ? exact[1] : null, fastcgiKeepConn: lookup(scope, 'fastcgi_keep_conn')?.args[0] === 'on', settings: settingsAt(scope), ...ref(d),
+  })
   for (const c of body) if ((c.name === 'location' || c.name === 'if' || c.name === 'limit_except') && c.block) walkLocation(c, scope, w, out)
 }
 
@@ -470,34 +512,40 @@ function literalUri(uri: string): string {
 }
 
 function targetsOf(server: NginxServer, loc: NginxLocation, upstreams: Map<string, NginxUpstream>): ProxyTarget[] {
-  const pp = loc.proxyPass
-  if (!pp || pp.unix || pp.host === null) return []
-  const st = loc.settings
-  const clearsConnection = (st.headers.connection ?? 'close') === ''
+  const pp = loc.pass
+  if (!pp || pp.host === null) return []
+  const st = loc.passSettings
+  // Upstream keep-alive needs HTTP/1.1 without `Connection: close` for proxy_pass, `fastcgi_keep_conn on` for FastCGI; grpc always reuses.
+  const clearsConnection = pp.directive === 'proxy_pass' ? st.httpVersion === '1.1' && (st.headers.connection ?? 'close') === '' : pp.directive === 'grpc_pass' || (pp.directive === 'fastcgi_pass' && loc.fastcgiKeepConn)
   const common = {
     scheme: pp.scheme, server: serverLabel(server), location: loc.match,
     timeouts: { connectMs: st.connectTimeoutMs, readMs: st.readTimeoutMs, sendMs: st.sendTimeoutMs },
     httpVersion: st.httpVersion, settings: st, file: loc.file, line: loc.line,
+    directive: pp.directive, protocol: pp.protocol, pass: `${pp.directive} ${pp.raw};`, exactPath: loc.exactPath,
   }
-  const path = literalUri(pp.uri)
+  const path = pp.directive === 'proxy_pass' ? literalUri(pp.uri) : loc.exactPath ?? '/'
+  const prefix = pp.directive === 'proxy_pass' ? `${pp.scheme}://` : pp.scheme === 'https' ? 'https://' : 'http://'
   const up = upstreams.get(pp.host)
-  if (up && pp.port === null) {
-    const reused = up.keepalive !== null && st.httpVersion === '1.1' && clearsConnection
+  if (up && pp.port === null && !pp.unix) {
+    const reused = up.keepalive !== null && clearsConnection
     const upstreamKeepalive = { connections: up.keepalive, timeoutMs: up.keepaliveTimeoutMs, requests: up.keepaliveRequests }
-    return up.servers.filter((s) => !s.unix && s.port !== null).map((s) => ({
+    return up.servers.map((s) => ({
       ...common,
-      url: `${pp.scheme}://${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}${path}`,
-      host: s.host, port: s.port as number, upstream: up.name,
+      url: s.unix ? `${prefix}unix:${s.host}:` : `${prefix}${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}${path}`,
+      host: s.host, port: s.unix ? 0 : s.port as number, upstream: up.name, socketPath: s.unix ? s.host : null,
       runtimeResolved: pp.runtimeResolved || s.resolve,
       keepalive: reused ? { connections: up.keepalive as number, timeoutMs: up.keepaliveTimeoutMs, requests: up.keepaliveRequests } : null,
       upstreamKeepalive,
     }))
   }
-  const port = pp.port ?? (pp.scheme === 'https' ? 443 : 80)
+  if (pp.unix) {
+    return [{ ...common, url: `${prefix}unix:${pp.host}:`, host: pp.host, port: 0, upstream: null, socketPath: pp.host, runtimeResolved: false, keepalive: null, upstreamKeepalive: null }]
+  }
+  const port = pp.port ?? (pp.directive === 'proxy_pass' ? (pp.scheme === 'https' ? 443 : 80) : pp.directive === 'grpc_pass' && pp.scheme === 'https' ? 443 : 80)
   return [{
     ...common,
-    url: `${pp.scheme}://${pp.host.includes(':') ? `[${pp.host}]` : pp.host}:${port}${path}`,
-    host: pp.host, port, upstream: null, runtimeResolved: pp.runtimeResolved, keepalive: null, upstreamKeepalive: null,
+    url: `${prefix}${pp.host.includes(':') ? `[${pp.host}]` : pp.host}:${port}${path}`,
+    host: pp.host, port, upstream: null, socketPath: null, runtimeResolved: pp.runtimeResolved, keepalive: null, upstreamKeepalive: null,
   }]
 }
 
@@ -544,8 +592,9 @@ export function buildNginxModel(tree: NginxConfigTree): NginxModel {
     const format = d.args[1] && !d.args[1].includes('=') ? d.args[1] : 'combined'
     return { path: d.args[0], format, formatString: w.logFormats[format]?.format ?? null, isFile: isFilePath(d.args[0]), ...ref(d) }
   })
+  const user = tree.directives.find((d) => d.name === 'user')?.args[0] ?? null
   return {
-    file: tree.file, files: tree.files, upstreams: [...w.upstreams.values()], servers, targets,
+    file: tree.file, user, files: tree.files, upstreams: [...w.upstreams.values()], servers, targets,
     httpSettings: settingsAt(http), logFormats: w.logFormats, errorLogs: w.errorLogs, accessLogs,
   }
 }

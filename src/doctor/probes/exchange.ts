@@ -67,7 +67,7 @@ export type BodyEnd = 'complete' | 'limit' | 'closed' | 'reset' | 'stalled' | 't
 
 /** Options of {@link exchange}. */
 export interface ExchangeOptions {
-  /** IP address (or host) to connect to. */
+  /** IP address (or host) to connect to, or `unix:/path` for a unix domain socket. */
   address: string
   port: number
   method?: 'GET' | 'HEAD'
@@ -96,7 +96,7 @@ export interface ExchangeOptions {
 
 /** Classifies a connect error code. */
 export function connectOutcome(code: string | undefined): ExchangeOutcome {
-  if (code === 'ECONNREFUSED') return 'refused'
+  if (code === 'ECONNREFUSED' || code === 'ENOENT') return 'refused'
   if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'EADDRNOTAVAIL') return 'unreachable'
   if (code === 'ETIMEDOUT') return 'connect_timeout'
   return 'error'
@@ -173,9 +173,11 @@ export function exchange(opts: ExchangeOptions): Promise<ExchangeResult> {
       }
     }
 
+    // `unix:/path` addresses are unix domain sockets (nginx `http://unix:/path:`, Portico `unix:/path`).
+    const where = opts.address.startsWith('unix:') ? { path: opts.address.slice(5) } : { host: opts.address, port: opts.port }
     const socket: net.Socket = opts.tls
-      ? tls.connect({ host: opts.address, port: opts.port, servername: opts.tls.servername, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] })
-      : net.connect({ host: opts.address, port: opts.port })
+      ? tls.connect({ ...where, servername: opts.tls.servername, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] })
+      : net.connect(where)
     const connectEvent = opts.tls ? 'secureConnect' : 'connect'
 
     const finish = (r: Partial<ExchangeResult>, keep = false): void => {

@@ -54,8 +54,8 @@ export function latencyStats(values: number[]): LatencyStats {
 /**
  * Sends HEAD, then `samples` sequential GETs, each on a new connection to `address`
  * with `Connection: close` (what curl does), and judges the answers. The header wait
- * is bounded by the smaller of `timeoutMs` and 1.5 × the proxy's first-byte timeout,
- * so a backend slower than the proxy is caught without waiting out a long timeout.
+ * waits up to `timeoutMs` whatever the proxy's first-byte timeout, so the latency a fix
+ * must cover is measured; sampling stops after two answers slower than the proxy allows.
  * Each GET reads the whole body (at most {@link MAX_PROBE_BODY_BYTES}, within `timeoutMs`),
  * and a silence between two body reads is bounded the same way by the proxy's idle timeout.
  * Sampling stops at the first failure or body problem. Never throws.
@@ -73,13 +73,15 @@ export const MAX_PROBE_BODY_BYTES = 8 * 1024 * 1024
 
 export async function probeHttp(target: Target, address: string, opts: HttpProbeOptions): Promise<ProbeOutput<HttpResult>> {
   const n = Math.max(1, Math.min(100, Math.floor(opts.samples ?? 10)))
-  const headerTimeoutMs = Math.max(1, Math.min(opts.timeoutMs, Math.ceil(target.proxy.responseHeaderTimeoutMs * 1.5)))
+  // Wait up to --timeout whatever the proxy's timeout: a fix must name a value above the real latency, so it has to be measured.
+  const headerTimeoutMs = Math.max(1, opts.timeoutMs)
   const common = {
     address, port: target.port, path: target.path, hostHeader: hostPort(target.host, target.port),
     tls: target.scheme === 'https' ? { servername: servername(target.host) } : undefined,
     connectTimeoutMs: Math.min(opts.timeoutMs, target.proxy.connectTimeoutMs), headerTimeoutMs,
   }
-  const bodyIdleBoundMs = Math.max(1, Math.min(opts.timeoutMs, Math.ceil(target.proxy.bodyIdleTimeoutMs * 1.5)))
+  const bodyIdleBoundMs = Math.max(1, opts.timeoutMs)
+  const started = performance.now()
   const head = await exchange({ ...common, method: 'HEAD' })
   const result: HttpResult = { address, head, samples: [] }
   if (head.outcome !== 'response') result.failure = head
@@ -99,6 +101,9 @@ export async function probeHttp(target: Target, address: string, opts: HttpProbe
         result.bodyProblem = r
         break
       }
+      // A slow backend is proven by two answers slower than the proxy allows; and the whole probe stays within about 2 × --timeout.
+      const slow = result.samples.filter((x) => (x.headerMs ?? 0) >= target.proxy.responseHeaderTimeoutMs).length
+      if (slow >= 2 || performance.now() - started > 2 * opts.timeoutMs) break
     }
     const ok = result.samples.filter((s) => s.outcome === 'response' && s.headerMs !== undefined)
     if (ok.length) result.latency = latencyStats(ok.map((s) => s.headerMs as number))
@@ -147,7 +152,6 @@ function bodyFindings(target: Target, r: HttpResult, evidence: string[], timeout
   const idleText = `the proxy's idle timeout is ${formatDuration(idle)}`
   const p = r.bodyProblem
   const base = { target: target.url }
-  const suggest = (gapMs: number) => Math.max(idle, Math.ceil(gapMs * 2))
   if (p && (p.bodyEnd === 'closed' || p.bodyEnd === 'reset')) {
     const how = p.bodyEnd === 'reset' ? 'reset the connection' : 'closed the connection'
     const expected = p.contentLength !== undefined ? `${p.bodyBytes} of ${p.contentLength} bytes` : `${p.bodyBytes} bytes, no last chunk`
@@ -165,7 +169,7 @@ function bodyFindings(target: Target, r: HttpResult, evidence: string[], timeout
       ...base, id: 'http.body_stall', severity: 'critical', cause: 'connection_read_timeout', likelihood: 0.9,
       evidence: [`longest silence between body reads ${ms(gap)}; ${idleText}${where}`, ...evidence],
       title: `The body stalls for ${ms(gap)} between two reads, longer than the proxy's idle timeout (${formatDuration(idle)})`,
-      fix: fixes.bodyIdleTimeout(target, suggest(gap)),
+      fix: fixes.bodyIdleTimeout(target, gap),
     }]
   }
   // The read ended in silence but within the proxy's idle timeout: the backend stopped sending and the probe gave up first.
@@ -174,7 +178,7 @@ function bodyFindings(target: Target, r: HttpResult, evidence: string[], timeout
       ...base, id: 'http.body_stall', severity: 'error', cause: 'connection_read_timeout', likelihood: 0.8,
       evidence: [`${describeBody(p)}; ${idleText}`, ...evidence],
       title: `The body stopped at ${p.bodyBytes}${p.contentLength !== undefined ? ` of ${p.contentLength}` : ''} bytes and nothing came for ${ms(gap)} (the probe stopped waiting; ${idleText})`,
-      fix: `The backend stops sending mid-body: a proxy waiting longer ends it with a read timeout, or the client gives up. Check the application for a stuck writer or a slow dependency while streaming. ${fixes.bodyIdleTimeout(target, suggest(gap))}`,
+      fix: `The backend stops sending mid-body: a proxy waiting longer ends it with a read timeout, or the client gives up. Check the application for a stuck writer or a slow dependency while streaming. ${fixes.bodyIdleTimeout(target, gap)}`,
     }]
   }
   if (gap >= 0.8 * idle) {
@@ -182,7 +186,7 @@ function bodyFindings(target: Target, r: HttpResult, evidence: string[], timeout
       ...base, id: 'http.body_stall_near', severity: 'warning', cause: 'connection_read_timeout', likelihood: 0.5,
       evidence: [`longest silence between body reads ${ms(gap)}; ${idleText}`, ...evidence],
       title: `The body pauses for ${ms(gap)} between two reads, close to the proxy's idle timeout (${formatDuration(idle)})`,
-      fix: fixes.bodyIdleTimeout(target, suggest(gap)),
+      fix: fixes.bodyIdleTimeout(target, gap),
     }]
   }
   if (p?.bodyEnd === 'timeout') {
@@ -204,7 +208,7 @@ function failureFinding(target: Target, f: ExchangeResult, evidence: string[], h
       const beyond = headerTimeoutMs >= target.proxy.responseHeaderTimeoutMs
       return mk('http.no_header', 'http_response_timeout', 0.9,
         `No response header within ${formatDuration(headerTimeoutMs)}${beyond ? ` (the proxy's first-byte timeout is ${formatDuration(target.proxy.responseHeaderTimeoutMs)})` : ''}`,
-        `The application accepts connections but does not answer: check it for stuck workers, deadlocks or slow dependencies. ${fixes.responseHeaderTimeout(target, target.proxy.responseHeaderTimeoutMs * 2)}`)
+        `The application accepts connections but does not answer: check it for stuck workers, deadlocks or slow dependencies. ${fixes.responseHeaderTimeout(target, headerTimeoutMs, false)}`)
     }
     case 'reset_before_header':
     case 'closed_before_header':
@@ -223,7 +227,7 @@ function failureFinding(target: Target, f: ExchangeResult, evidence: string[], h
     case 'refused':
       return mk('http.refused', 'connection_refused', 0.6, 'The backend refused a connection during the HTTP probe', fixes.refused(target))
     case 'connect_timeout':
-      return mk('http.connect_timeout', 'connection_timeout', 0.6, 'A connect timed out during the HTTP probe (intermittent: full backlog?)', fixes.connect(target, 'Check the backend listen backlog and its accept rate.'))
+      return mk('http.connect_timeout', 'connection_timeout', 0.6, 'A connect timed out during the HTTP probe (intermittent: full backlog?)', fixes.connect(target))
     case 'unreachable':
       return mk('http.unreachable', 'destination_ip_unroutable', 0.6, 'The backend became unreachable during the HTTP probe', 'Check routes and firewall rules.')
     default:
@@ -246,7 +250,7 @@ function httpFindings(target: Target, r: HttpResult, headerTimeoutMs: number, ti
   if (biggest > limit) {
     findings.push({ target: target.url, evidence: [...evidence, `largest header section ${biggest} bytes > the proxy's limit ${limit} bytes`], id: 'http.header_size', severity: 'critical', cause: 'http_response_header_section_size', likelihood: 0.9, title: `The response header section (${biggest} bytes) is larger than the proxy accepts (${limit} bytes)`, fix: fixes.headerSize(target, biggest) })
   } else if (biggest > 0.8 * limit) {
-    findings.push({ target: target.url, evidence: [...evidence, `largest header section ${biggest} bytes, limit ${limit} bytes`], id: 'http.header_size_near', severity: 'warning', cause: 'http_response_header_section_size', likelihood: 0.4, title: `The response header section (${biggest} bytes) is close to the proxy's limit (${limit} bytes)`, fix: fixes.headerSize(target, biggest * 2) })
+    findings.push({ target: target.url, evidence: [...evidence, `largest header section ${biggest} bytes, limit ${limit} bytes`], id: 'http.header_size_near', severity: 'warning', cause: 'http_response_header_section_size', likelihood: 0.4, title: `The response header section (${biggest} bytes) is close to the proxy's limit (${limit} bytes)`, fix: fixes.headerSize(target, biggest) })
   }
   const fiveXX = responses.find((x) => x.status === 502 || x.status === 503 || x.status === 504)
   if (fiveXX) {
@@ -257,9 +261,9 @@ function httpFindings(target: Target, r: HttpResult, headerTimeoutMs: number, ti
     const t = target.proxy.responseHeaderTimeoutMs
     const dist = `first-byte latency over ${l.count} GETs: p50 ${ms(l.p50)}, p90 ${ms(l.p90)}, p99 ${ms(l.p99)}, max ${ms(l.max)}; proxy first-byte timeout ${formatDuration(t)}`
     if (l.p99 >= t) {
-      findings.push({ target: target.url, evidence: [dist, ...evidence], id: 'http.slow', severity: 'error', cause: 'http_response_timeout', likelihood: 0.8, title: `p99 first-byte latency (${ms(l.p99)}) exceeds the proxy's first-byte timeout (${formatDuration(t)})`, fix: fixes.responseHeaderTimeout(target, Math.ceil(l.max * 2)) })
+      findings.push({ target: target.url, evidence: [dist, ...evidence], id: 'http.slow', severity: 'error', cause: 'http_response_timeout', likelihood: 0.8, title: `p99 first-byte latency (${ms(l.p99)}) exceeds the proxy's first-byte timeout (${formatDuration(t)})`, fix: fixes.responseHeaderTimeout(target, l.max) })
     } else if (l.p99 >= 0.8 * t) {
-      findings.push({ target: target.url, evidence: [dist, ...evidence], id: 'http.slow_near', severity: 'warning', cause: 'http_response_timeout', likelihood: 0.5, title: `p99 first-byte latency (${ms(l.p99)}) is close to the proxy's first-byte timeout (${formatDuration(t)})`, fix: fixes.responseHeaderTimeout(target, Math.ceil(l.max * 2)) })
+      findings.push({ target: target.url, evidence: [dist, ...evidence], id: 'http.slow_near', severity: 'warning', cause: 'http_response_timeout', likelihood: 0.5, title: `p99 first-byte latency (${ms(l.p99)}) is close to the proxy's first-byte timeout (${formatDuration(t)})`, fix: fixes.responseHeaderTimeout(target, l.max) })
     } else if (!r.failure && !r.bodyProblem) {
       findings.push({ target: target.url, evidence: [dist, ...evidence], id: 'http.ok', severity: 'info', cause: null, likelihood: 0, title: `HTTP answers ${r.head.status} (p99 ${ms(l.p99)})`, fix: '' })
     }

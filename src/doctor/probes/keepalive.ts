@@ -3,7 +3,7 @@ import { formatDuration } from '../../config/units.ts'
 import type { Finding } from '../finding.ts'
 import { exchange, header } from './exchange.ts'
 import { servername } from './http.ts'
-import { fixes, hostPort, type ProbeOutput, type Target } from './target.ts'
+import { fixes, hostPort, keepaliveBelow, type ProbeOutput, type Target } from './target.ts'
 
 /** Raw results of the keep-alive probe. Times in ms. */
 export interface KeepaliveResult {
@@ -19,6 +19,13 @@ export interface KeepaliveResult {
   error?: string
 }
 
+/**
+ * How long the keep-alive probe waits for the backend to close an idle connection, ms:
+ * Node's default `keepAliveTimeout` is 5 s and its server closes 1 s later
+ * (`keepAliveTimeoutBuffer`), so 7.5 s measures it with a margin.
+ */
+export const KEEPALIVE_LIMIT_MS = 7500
+
 /** Parses `timeout=N` (seconds) of a Keep-Alive header (RFC 2068 §19.7.1.1) into ms. */
 export function parseKeepAliveTimeout(value: string | undefined): number | undefined {
   const m = value ? /(?:^|[,\s])timeout\s*=\s*(\d+)/i.exec(value) : null
@@ -27,21 +34,27 @@ export function parseKeepAliveTimeout(value: string | undefined): number | undef
 
 /**
  * Sends one keep-alive GET, reads the whole response, then waits (up to `limitMs`,
- * default 6000) for the backend to close the idle connection. Never throws.
+ * default {@link KEEPALIVE_LIMIT_MS}) for the backend to close the idle connection. Never throws.
  *
  * Findings: `keepalive.race` (connection_terminated) when the backend closes idle
  * connections no later than the proxy reuses them; `keepalive.ok` / `keepalive.unknown` (info).
  */
 export async function probeKeepalive(target: Target, address: string, opts: { timeoutMs: number; limitMs?: number }): Promise<ProbeOutput<KeepaliveResult>> {
-  const limitMs = opts.limitMs ?? 6000
+  const limitMs = opts.limitMs ?? KEEPALIVE_LIMIT_MS
   const r = await exchange({
     address, port: target.port, path: target.path, hostHeader: hostPort(target.host, target.port), method: 'GET',
     tls: target.scheme === 'https' ? { servername: servername(target.host) } : undefined,
-    connectTimeoutMs: opts.timeoutMs, headerTimeoutMs: opts.timeoutMs, keepOpen: true, readBody: true, maxBodyBytes: 64 * 1024,
+    connectTimeoutMs: opts.timeoutMs, headerTimeoutMs: opts.timeoutMs, keepOpen: true, readBody: true, maxBodyBytes: 8 * 1024 * 1024,
   })
   const result: KeepaliveResult = { noReuse: false, limitMs }
   if (r.outcome !== 'response') {
     result.error = r.error ?? r.outcome
+    return { result, findings: [] }
+  }
+  // A body cut short or not read whole says nothing about keep-alive (the HTTP probe reports the body).
+  if (r.bodyEnd !== undefined && r.bodyEnd !== 'complete') {
+    r.socket?.destroy()
+    result.error = `body ${r.bodyEnd}`
     return { result, findings: [] }
   }
   result.advertisedTimeoutMs = parseKeepAliveTimeout(header(r.headers, 'keep-alive'))
@@ -90,7 +103,7 @@ function keepaliveFindings(target: Target, r: KeepaliveResult): Finding[] {
     return info('keepalive.unknown', `The backend kept idle connections past the probe limit (${formatDuration(r.limitMs)}); the proxy keeps them ${formatDuration(proxyMs)}`)
   }
   if (backendMs <= proxyMs && !honoured) {
-    const suggested = Math.max(1, Math.floor((backendMs * 0.75) / 10) * 10 || Math.floor(backendMs * 0.75))
+    const suggested = keepaliveBelow(backendMs)
     return [{
       ...base, id: 'keepalive.race', severity: 'error', cause: 'connection_terminated', likelihood: 0.8,
       title: `The backend closes idle connections after ${formatDuration(Math.round(backendMs))}, before the proxy stops reusing them (${formatDuration(proxyMs)}): intermittent 502s`,

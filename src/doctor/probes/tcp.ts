@@ -31,7 +31,7 @@ export interface TcpResult {
 export function connectOnce(address: string, family: 4 | 6, port: number, timeoutMs: number): Promise<TcpAttempt> {
   return new Promise((resolve) => {
     const t0 = performance.now()
-    const socket = net.connect({ host: address, port })
+    const socket = address.startsWith('unix:') ? net.connect({ path: address.slice(5) }) : net.connect({ host: address, port })
     const done = (outcome: TcpAttempt['outcome'], error?: string) => {
       clearTimeout(timer)
       socket.destroy()
@@ -96,8 +96,8 @@ function tcpFindings(target: Target, attempts: TcpAttempt[], timeoutMs: number):
     return [{
       ...base, id: 'tcp.timeout', severity: 'critical', cause: 'connection_timeout', likelihood: 0.9,
       title: `TCP connect to ${hostPort(target.host, target.port)} timed out after ${timeoutMs}ms`,
-      evidence: [...evidence, 'no SYN-ACK: a firewall drops packets, the host is down, or the listen backlog is full (check `ss -lnt` Recv-Q vs Send-Q on the backend)'],
-      fix: fixes.connect(target, 'Open the firewall for this port, bring the host up, or raise the backend listen backlog (`net.core.somaxconn` and the application backlog).'),
+      evidence: [...evidence, 'no SYN-ACK: the listen backlog is full (the application accepts too slowly; `ss -lnt` on the backend shows Recv-Q at Send-Q), a firewall drops packets, or the host is down'],
+      fix: fixes.connect(target, timeoutMs),
     }]
   }
   return [{ ...base, id: 'tcp.error', severity: 'error', cause: 'connection_refused', likelihood: 0.5, title: `TCP connect to ${hostPort(target.host, target.port)} failed`, fix: fixes.refused(target) }]

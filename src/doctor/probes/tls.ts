@@ -3,7 +3,7 @@ import tls from 'node:tls'
 import type { Finding } from '../finding.ts'
 import { exchange } from './exchange.ts'
 import { servername } from './http.ts'
-import { fixes, hostPort, type ProbeOutput, type Target } from './target.ts'
+import { fixes, hostPort, nginxDirective, type ProbeOutput, type Target } from './target.ts'
 
 /** The peer certificate, summarised. */
 export interface CertificateSummary {
@@ -121,18 +121,23 @@ function tlsFindings(target: Target, r: TlsResult, warnDays: number): Finding[] 
     return [{ ...base, id: 'tls.handshake', severity: 'critical', cause: 'tls_protocol_error', likelihood: 0.85, title: `The TLS handshake with ${where} failed`, fix: 'Check the TLS versions and ciphers both sides allow, and that the port speaks TLS.' }]
   }
   // nginx does not verify upstream certificates unless `proxy_ssl_verify on;`, so a bad certificate is a risk there, not the cause.
-  const severity = target.system === 'nginx' ? 'warning' : 'critical'
-  const likelihood = target.system === 'nginx' ? 0.2 : 0.9
+  const enforced = target.system !== 'nginx' || target.sslVerify === true
+  const severity = enforced ? 'critical' : 'warning'
+  const likelihood = enforced ? 0.9 : 0.2
+  const d = (suffix: string) => nginxDirective(target, suffix)
   const findings: Finding[] = []
   const c = r.certificate
   if (c && c.daysLeft < 0) {
-    findings.push({ ...base, id: 'tls.expired', severity, cause: 'tls_certificate_error', likelihood, title: `The certificate of ${where} expired on ${c.validTo}`, fix: 'Renew the backend certificate.' })
+    const off = target.system === 'nginx' ? ` Until then, \`${d('ssl_verify')} off;\` in ${target.location ? `the ${target.location} block` : 'the location'} stops the 502s but drops the protection.` : ` Until then, \`upstreams.${target.upstream ?? '<name>'}.tls.insecure_skip_verify: true\` stops the 502s but drops the protection.`
+    findings.push({ ...base, id: 'tls.expired', severity, cause: 'tls_certificate_error', likelihood, title: `The certificate of ${where} expired on ${c.validTo} (${-c.daysLeft} days ago)`, fix: `Renew the backend certificate (it expired ${-c.daysLeft} days ago).${enforced ? off : ''}` })
   } else if (r.authorizationError && r.authorizationError !== 'CERT_HAS_EXPIRED') {
-    const ca = target.system === 'nginx' ? '`proxy_ssl_trusted_certificate`' : 'the system CA bundle (NODE_EXTRA_CA_CERTS)'
+    const ca = target.system === 'nginx'
+      ? `\`${d('ssl_trusted_certificate')} /path/to/ca.pem;\` in ${target.location ? `the ${target.location} block` : 'the location'} (the CA that issued ${c?.issuer ?? 'it'})`
+      : `\`upstreams.${target.upstream ?? '<name>'}.tls.ca: /path/to/ca.pem\` (the CA that issued ${c?.issuer ?? 'it'})`
     findings.push({ ...base, id: 'tls.untrusted', severity, cause: 'tls_certificate_error', likelihood, title: `The certificate chain of ${where} is not trusted (${r.authorizationError})`, fix: `Serve the full chain from the backend, or add its CA to ${ca}.` })
   }
   if (r.nameMismatch) {
-    const name = target.system === 'nginx' ? '`proxy_ssl_name`' : 'the endpoint host name'
+    const name = target.system === 'nginx' ? `\`${d('ssl_name')}\` (with \`${d('ssl_server_name')} on;\`)` : `\`upstreams.${target.upstream ?? '<name>'}.tls.servername\``
     findings.push({ ...base, id: 'tls.name_mismatch', severity, cause: 'tls_certificate_error', likelihood, title: `The certificate of ${where} does not name ${target.host}`, fix: `Issue a certificate that names ${target.host}, or set ${name} to a name it carries.` })
   }
   if (c && c.daysLeft >= 0 && c.daysLeft < warnDays) {
