@@ -31,21 +31,26 @@ export const size = z.union([z.string(), z.number()], { error: 'expected a size,
 /** `host:port` or `[v6]:port`; port 0 picks a free port. */
 const address = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:\[\]]+):\d{1,5}$/, 'expected "host:port", e.g. "127.0.0.1:8080"')
 
-/** An endpoint URL: `http://host:port` or `https://host:port`, no path. */
+/**
+ * An endpoint URL: `http://host:port` or `https://host:port`, no path; or a unix domain
+ * socket, `unix:/absolute/path.sock` (plain HTTP/1.1 over the socket, as gunicorn
+ * `--bind unix:` and uvicorn `--uds` serve; nginx writes `http://unix:/path:`).
+ */
 const endpointUrl = z.string().refine((text) => {
+  if (text.startsWith('unix:')) return /^unix:\/[^\0:]*[^\0:/]$/.test(text)
   try {
     const u = new URL(text)
     return (u.protocol === 'http:' || u.protocol === 'https:') && (u.pathname === '/' || u.pathname === '') && !u.search && !u.username
   } catch {
     return false
   }
-}, 'expected an endpoint URL "http://host:port" or "https://host:port" with no path')
+}, 'expected an endpoint URL "http://host:port" or "https://host:port" with no path, or "unix:/path/to/app.sock"')
 
 /** One endpoint of an upstream pool. */
 export const endpointSchema = z.union([
   endpointUrl,
   z.strictObject({
-    /** Endpoint URL, `http://host:port` or `https://host:port`. */
+    /** Endpoint URL, `http://host:port` or `https://host:port`, or a unix socket `unix:/path/app.sock`. */
     url: endpointUrl,
     /** Relative share of traffic (1 to 1000). Default 1. */
     weight: z.number().int().min(1).max(1000).default(1),

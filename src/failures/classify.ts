@@ -67,6 +67,10 @@ export function classify(err: unknown, stage: FailureStage): Classification {
   if (DNS_ERROR.has(code)) return { type: 'dns_error', detail }
   if (DNS_TIMEOUT.has(code)) return { type: 'dns_timeout', detail }
   if (code === 'ECONNREFUSED') return { type: 'connection_refused', detail }
+  // Unix socket endpoints: no socket file at the path, or no write permission on it, refuse like a closed port;
+  // a full backlog fails at once with EAGAIN where TCP would drop the SYN.
+  if (stage === 'connect' && (code === 'ENOENT' || code === 'EACCES')) return { type: 'connection_refused', detail }
+  if (stage === 'connect' && code === 'EAGAIN') return { type: 'connection_timeout', detail }
   if (UNROUTABLE.has(code)) return { type: 'destination_ip_unroutable', detail }
   if (code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
     return { type: stage === 'connect' ? 'connection_timeout' : 'http_response_timeout', detail }

@@ -31,6 +31,8 @@ export const socketInfo = new WeakMap<Duplex, SocketInfo>()
 export interface ConnectorOptions {
   /** Connect timeout in ms, DNS included (nginx proxy_connect_timeout). */
   connectTimeoutMs: number
+  /** Unix domain socket path: connections go there, whatever host and port undici passes (nginx `http://unix:/path:`). */
+  socketPath?: string
   /** TLS options for https:// endpoints. */
   tls?: {
     /** Verify the certificate chain and name. Default true. */
@@ -56,7 +58,8 @@ export function createConnector(opts: ConnectorOptions): buildConnector.connecto
     const host = options.hostname
     const port = Number(options.port) || (options.protocol === 'https:' ? 443 : 80)
     const start = performance.now()
-    const isIp = net.isIP(host) !== 0
+    // A unix socket has no name to resolve: count it as an address.
+    const isIp = net.isIP(host) !== 0 || opts.socketPath !== undefined
     let lookupAt = isIp ? start : -1
     let connectAt = -1
     let done = false
@@ -75,13 +78,15 @@ export function createConnector(opts: ConnectorOptions): buildConnector.connecto
         ALPNProtocols: ['http/1.1'],
       })
       socket.setNoDelay(true)
+    } else if (opts.socketPath !== undefined) {
+      socket = net.connect({ path: opts.socketPath })
     } else {
       socket = net.connect({ host, port, noDelay: true })
     }
 
     const timer = setTimeout(() => {
       const type = lookupAt < 0 ? 'dns_timeout' : 'connection_timeout'
-      const what = lookupAt < 0 ? `resolving ${host}` : `connecting to ${host}:${port}`
+      const what = lookupAt < 0 ? `resolving ${host}` : opts.socketPath !== undefined ? `connecting to unix:${opts.socketPath}` : `connecting to ${host}:${port}`
       fail(new GatewayError(type, `${what} took longer than ${opts.connectTimeoutMs}ms`))
     }, opts.connectTimeoutMs)
 
@@ -103,7 +108,7 @@ export function createConnector(opts: ConnectorOptions): buildConnector.connecto
         connectMs: (connectAt < 0 ? now : connectAt) - (lookupAt < 0 ? start : lookupAt),
         tlsMs: options.protocol === 'https:' && connectAt >= 0 ? now - connectAt : null,
         requests: 0,
-        remote: `${socket.remoteAddress}:${socket.remotePort}`,
+        remote: opts.socketPath !== undefined ? `unix:${opts.socketPath}` : `${socket.remoteAddress}:${socket.remotePort}`,
       })
       callback(null, socket)
     }

@@ -59,7 +59,9 @@ export class Endpoint {
   /** The host name `address` was resolved from, or null when connections go to the configured host. */
   readonly resolvedFrom: string | null
   readonly port: number
-  /** `address:port` (`[v6]:port`), as logged in the `endpoint` field. */
+  /** Unix domain socket path of a `unix:/path` endpoint, else null. */
+  readonly socketPath: string | null
+  /** `address:port` (`[v6]:port`), or `unix:/path`, as logged in the `endpoint` field. */
   readonly label: string
   /** `hostname:port` from the URL: the `Host` sent when the route does not keep the client's, and the health check's default. */
   readonly authority: string
@@ -91,7 +93,7 @@ export class Endpoint {
   ejections = 0
 
   /**
-   * @param url endpoint URL (`http://host:port` or `https://host:port`)
+   * @param url endpoint URL (`http://host:port`, `https://host:port` or `unix:/path`)
    * @param weight relative share of traffic
    * @param cfg the upstream's config (timeouts, keep-alive, header size limit, TLS)
    * @param options the resolved address to connect to instead of the URL's host name
@@ -99,21 +101,23 @@ export class Endpoint {
    * @throws {Error} naming the file when a `tls` CA bundle or client certificate cannot be read
    */
   constructor(url: string, weight: number, cfg: UpstreamConfig, options: EndpointOptions = {}) {
-    const u = new URL(url)
+    // `unix:/path` is plain HTTP over a unix socket; the Host sent is `localhost`, as curl --unix-socket does.
+    this.socketPath = url.startsWith('unix:') ? url.slice(5) : null
+    const u = new URL(this.socketPath === null ? url : 'http://localhost')
     this.url = url
     this.protocol = u.protocol as 'http:' | 'https:'
     this.hostname = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname
     this.port = Number(u.port) || (this.protocol === 'https:' ? 443 : 80)
-    this.authority = `${u.hostname}:${this.port}`
+    this.authority = this.socketPath === null ? `${u.hostname}:${this.port}` : 'localhost'
     this.address = options.address ?? this.hostname
     this.resolvedFrom = options.address === undefined ? null : this.hostname
     const host = options.address === undefined ? u.hostname : isIPv6(options.address) ? `[${options.address}]` : options.address
-    this.label = `${host}:${this.port}`
+    this.label = this.socketPath === null ? `${host}:${this.port}` : url
     this.weight = weight
     const tls = this.protocol === 'https:' ? options.tls ?? upstreamTlsOptions(cfg.tls) : undefined
     // An address resolved from a name: SNI and the certificate check use the name, as when connecting by name.
     this.tls = tls && this.resolvedFrom !== null ? { ...tls, servername: tls.servername ?? this.resolvedFrom } : tls
-    this.connector = createConnector({ connectTimeoutMs: cfg.timeouts.connect, tls: this.tls })
+    this.connector = createConnector({ connectTimeoutMs: cfg.timeouts.connect, tls: this.tls, ...(this.socketPath === null ? {} : { socketPath: this.socketPath }) })
     this.dispatcher = new Http1Pool({
       protocol: this.protocol,
       // Connections go to the address; a request without Host names the configured host.

@@ -89,6 +89,7 @@ export class UpstreamPool {
     const tls = config.endpoints.some((e) => e.url.startsWith('https:')) ? upstreamTlsOptions(config.tls) : undefined
     const pending: NameEndpoints[] = []
     this.#slots = config.endpoints.map((e): Slot => {
+      if (e.url.startsWith('unix:')) return { fixed: new Endpoint(e.url, e.weight, config, { tls }) }
       const u = new URL(e.url)
       const host = u.hostname.replace(/^\[(.*)\]$/, '$1')
       if (!isWatchedName(host)) return { fixed: new Endpoint(e.url, e.weight, config, { tls }) }

@@ -24,6 +24,8 @@ export interface ProbeTarget {
   label: string
   /** `hostname:port`, the default `Host` header; default `label`. */
   authority?: string
+  /** Unix domain socket path of a `unix:/path` endpoint; null or absent for TCP. */
+  socketPath?: string | null
   /** TLS settings of an https:// endpoint (the upstream's `tls`: CA, SNI name, client certificate, verification), so a probe trusts what requests trust. */
   tls?: ConnectorOptions['tls']
 }
@@ -75,7 +77,8 @@ export function startProbe(target: ProbeTarget, cfg: HealthCheckConfig): Running
   let socket: net.Socket | null = null
   let req: http.ClientRequest | null = null
   const host = target.address ?? target.hostname
-  const isIp = net.isIP(host) !== 0
+  const unix = target.socketPath ?? null
+  const isIp = net.isIP(host) !== 0 || unix !== null
   if (!isIp) stage = 'dns'
   const watch = (s: net.Socket): void => {
     socket = s
@@ -87,7 +90,7 @@ export function startProbe(target: ProbeTarget, cfg: HealthCheckConfig): Running
     resolve(outcome ?? fail(new GatewayError('connection_terminated', 'connection closed before a response')))
   }
   if (cfg.type === 'tcp') {
-    const s = net.connect({ host, port: target.port })
+    const s = unix !== null ? net.connect({ path: unix }) : net.connect({ host, port: target.port })
     watch(s)
     s.once('connect', () => finish({ ok: true, ms: performance.now() - t0 }))
     s.once('error', (err) => finish(fail(err)))
@@ -95,8 +98,7 @@ export function startProbe(target: ProbeTarget, cfg: HealthCheckConfig): Running
   } else {
     const client = target.protocol === 'https:' ? https : http
     const r = req = client.request({
-      host,
-      port: target.port,
+      ...(unix !== null ? { socketPath: unix } : { host, port: target.port }),
       method: 'GET',
       path: cfg.path,
       // A one-off agent: the probe's connection is never pooled nor reused.
