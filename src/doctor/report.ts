@@ -112,13 +112,27 @@ export function renderText(report: Report, opts: { color?: boolean } = {}): stri
     if (f.fix) lines.push(`   fix:      ${f.fix}`)
     lines.push('')
   })
-  const info = report.findings.filter((f) => f.severity === 'info')
-  if (info.length) {
+  const { fine, notes } = splitInfo(report.findings)
+  if (notes.length) {
+    lines.push('Worth knowing (not a cause of these errors):')
+    for (const f of notes) lines.push(paint('info', `  - ${f.title}${f.fix ? `: ${f.fix}` : ''}`))
+    lines.push('')
+  }
+  if (fine.length) {
     lines.push('Checked and fine:')
-    for (const f of info) lines.push(paint('info', `  - ${f.title}${f.target && f.target !== 'host' ? ` (${f.target})` : ''}`))
+    for (const f of fine) lines.push(paint('info', `  - ${f.title}${f.target && f.target !== 'host' ? ` (${f.target})` : ''}`))
     lines.push('')
   }
   return lines.join('\n')
+}
+
+/**
+ * Info findings in two groups: checks that passed (no cause, no fix) are "fine"; an info
+ * finding that names a cause or a fix states a risk, which is not "fine".
+ */
+function splitInfo(findings: Finding[]): { fine: Finding[]; notes: Finding[] } {
+  const info = findings.filter((f) => f.severity === 'info')
+  return { fine: info.filter((f) => f.cause === null && !f.fix), notes: info.filter((f) => f.cause !== null || !!f.fix) }
 }
 
 /** The top finding in one sentence: `Most likely: <title>; fix: <fix>`. */
@@ -142,7 +156,8 @@ export function renderMarkdown(report: Report): string {
     if (f.target) lines.push(`- **target:** \`${f.target}\``)
     lines.push('', '**Evidence**', '', ...f.evidence.map((e) => `- ${md(e)}`), '', `**Fix:** ${f.fix}`, '')
   })
-  const info = report.findings.filter((f) => f.severity === 'info')
-  if (info.length) lines.push('## Checked and fine', '', ...info.map((f) => `- ${md(f.title)}`), '')
+  const { fine, notes } = splitInfo(report.findings)
+  if (notes.length) lines.push('## Worth knowing', '', ...notes.map((f) => `- ${md(f.title)}${f.fix ? `: ${f.fix}` : ''}`), '')
+  if (fine.length) lines.push('## Checked and fine', '', ...fine.map((f) => `- ${md(f.title)}`), '')
   return lines.join('\n')
 }

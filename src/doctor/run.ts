@@ -116,8 +116,10 @@ function nginxTargets(model: NginxModel): Target[] {
     const where = `${t.file}:${t.line}`
     const target = targetFromUrl(t.url, 'nginx', proxy, {
       ...(t.upstream ? { upstream: t.upstream } : {}), source: `${where} (${t.server} location ${t.location})`,
-      protocol: t.protocol, pass: t.pass.replace(/;$/, ''), location: `\`location ${t.location}\` (${where})`,
+      protocol: t.protocol, pass: t.pass.replace(/;$/, ''), location: `\`location ${t.location}\` block (${where})`,
       sslVerify: t.settings.sslVerify,
+      // nginx resolves run-time names through its `resolver`: ask the same servers.
+      ...(t.settings.resolver?.length && t.runtimeResolved ? { resolvers: t.settings.resolver } : {}),
       // Workers run as `user`; without it, as nobody when the master runs as root (the usual set-up).
       nginxUser: model.user ?? 'nobody',
       ...(t.protocol === 'fastcgi' && t.exactPath ? { fastcgiPing: t.exactPath } : {}),

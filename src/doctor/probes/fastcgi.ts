@@ -128,7 +128,7 @@ export async function probeFastcgi(target: Target, address: string, opts: { time
   const what = request.kind === 'request' ? `FastCGI request for ${request.path}` : 'FCGI_GET_VALUES'
   const evidence = [`${what} to ${hostPort(target.host, target.port)}: ${r.outcome}${r.status ? ` (Status ${r.status})` : ''}${r.ms !== undefined ? ` after ${r.ms.toFixed(1)}ms` : ''}${r.error ? ` (${r.error})` : ''}${r.firstBytesHex ? `, first bytes 0x${r.firstBytesHex}` : ''}`]
   const base = { target: target.url, evidence }
-  const where = target.location ? `the ${target.location} block` : 'its location'
+  const where = target.location ? `the ${target.location}` : 'its location'
   switch (r.outcome) {
     case 'ok':
       if (r.status !== undefined && r.status >= 500) return { result: r, findings: [{ ...base, id: 'fastcgi.status', severity: 'error', cause: null, likelihood: 0.6, title: `The FastCGI server answers ${r.status} for ${target.fastcgiPing}`, fix: 'The FastCGI application itself fails: read its error log (php-fpm: the pool\'s `slowlog` and `catch_workers_output`).' }] }

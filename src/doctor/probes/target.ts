@@ -68,7 +68,7 @@ export interface Target {
   socketPath?: string
   /** nginx `user` the workers run as (they open the upstream sockets), when diagnosing nginx. */
   nginxUser?: string
-  /** nginx only: where the pass directive is written (`file:line`) and its location, for fixes. */
+  /** nginx only: the block the pass directive is in, for fixes, e.g. ``location /` block (nginx.conf:12)`. */
   location?: string
   /** nginx only: the pass directive as written, e.g. `proxy_pass http://unix:/run/app.sock:`. */
   pass?: string
@@ -129,12 +129,12 @@ export function nginxDirective(t: Target, suffix: string): string {
 
 /** `the location / (nginx.conf:12)`: the block a location-level directive goes in. */
 function nginxLocation(t: Target): string {
-  return t.location ? `the ${t.location} block` : `the location that passes to ${t.url}`
+  return t.location ? `the ${t.location}` : `the location that passes to ${t.url}`
 }
 
 /** The pass directive as written, or one naming the endpoint. */
 function nginxPass(t: Target): string {
-  return t.pass ?? `${nginxDirective(t, 'pass')} ${t.url};`
+  return `${t.pass ?? `${nginxDirective(t, 'pass')} ${t.url}`};`
 }
 
 /** A timeout that covers `measuredMs` with a 50 % margin: rounded up to 100 ms below 600 ms, else to whole seconds and at least 1 s more than measured. */
@@ -239,7 +239,7 @@ export const fixes = {
   /** Nothing listens. */
   refused(t: Target): string {
     if (t.system === 'nginx') {
-      const where = `correct the address in \`${nginxPass(t)}\` (${nginxLocation(t)}${t.upstream ? ` or the \`server\` lines of ${nginxUpstream(t)}` : ''})`
+      const where = `correct the address in \`${nginxPass(t)}\` in ${nginxLocation(t)}${t.upstream ? ` or in the \`server\` lines of ${nginxUpstream(t)}` : ''}`
       const at = hostPort(t.host, t.port)
       if (t.protocol === 'fastcgi') return `Start the FastCGI server so that it listens on ${at} (php-fpm: \`systemctl start php-fpm\` with \`listen = ${at}\` in its pool), or ${where}.`
       return `Start the application on ${at}, or ${where}.`
@@ -248,7 +248,7 @@ export const fixes = {
   },
   /** A unix socket path that does not exist, or is stale. */
   socketMissing(t: Target, what: string): string {
-    const where = t.system === 'nginx' ? `\`${nginxPass(t)}\` (${nginxLocation(t)})` : `\`${porticoKey(t, 'endpoints')}\``
+    const where = t.system === 'nginx' ? `\`${nginxPass(t)}\` in ${nginxLocation(t)}` : `\`${porticoKey(t, 'endpoints')}\``
     return `${what} Start the application so that it creates ${t.socketPath} (e.g. gunicorn \`--bind unix:${t.socketPath}\`, uvicorn \`--uds ${t.socketPath}\`, php-fpm \`listen = ${t.socketPath}\`), or correct the path in ${where}.`
   },
   /** nginx workers cannot open the socket. */

@@ -128,11 +128,11 @@ function tlsFindings(target: Target, r: TlsResult, warnDays: number): Finding[] 
   const findings: Finding[] = []
   const c = r.certificate
   if (c && c.daysLeft < 0) {
-    const off = target.system === 'nginx' ? ` Until then, \`${d('ssl_verify')} off;\` in ${target.location ? `the ${target.location} block` : 'the location'} stops the 502s but drops the protection.` : ` Until then, \`upstreams.${target.upstream ?? '<name>'}.tls.insecure_skip_verify: true\` stops the 502s but drops the protection.`
+    const off = target.system === 'nginx' ? ` Until then, \`${d('ssl_verify')} off;\` in ${target.location ? `the ${target.location}` : 'the location'} stops the 502s but drops the protection.` : ` Until then, \`upstreams.${target.upstream ?? '<name>'}.tls.insecure_skip_verify: true\` stops the 502s but drops the protection.`
     findings.push({ ...base, id: 'tls.expired', severity, cause: 'tls_certificate_error', likelihood, title: `The certificate of ${where} expired on ${c.validTo} (${-c.daysLeft} days ago)`, fix: `Renew the backend certificate (it expired ${-c.daysLeft} days ago).${enforced ? off : ''}` })
   } else if (r.authorizationError && r.authorizationError !== 'CERT_HAS_EXPIRED') {
     const ca = target.system === 'nginx'
-      ? `\`${d('ssl_trusted_certificate')} /path/to/ca.pem;\` in ${target.location ? `the ${target.location} block` : 'the location'} (the CA that issued ${c?.issuer ?? 'it'})`
+      ? `\`${d('ssl_trusted_certificate')} /path/to/ca.pem;\` in ${target.location ? `the ${target.location}` : 'the location'} (the CA that issued ${c?.issuer ?? 'it'})`
       : `\`upstreams.${target.upstream ?? '<name>'}.tls.ca: /path/to/ca.pem\` (the CA that issued ${c?.issuer ?? 'it'})`
     findings.push({ ...base, id: 'tls.untrusted', severity, cause: 'tls_certificate_error', likelihood, title: `The certificate chain of ${where} is not trusted (${r.authorizationError})`, fix: `Serve the full chain from the backend, or add its CA to ${ca}.` })
   }

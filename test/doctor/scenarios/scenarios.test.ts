@@ -1,0 +1,198 @@
+// The scenario suite: each 502/504 set-up reproduced behind a real nginx (Debian package, started here as a
+// non-daemon with its own prefix) and behind Portico; a few requests so the proxy logs, then
+// `portico doctor --nginx nginx.conf --log error.log` or `-c portico.yaml --log access.log`. The top finding
+// must name the set-up's cause, and its fix the directive or key with a working value.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import http from 'node:http'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { loadConfigFile } from '../../../src/config/load.ts'
+import { Gateway } from '../../../src/server/gateway.ts'
+import { runDoctor, type Report } from '../../../src/doctor/run.ts'
+import { renderText } from '../../../src/doctor/report.ts'
+import { startDnsServer } from '../probes/dns-server.ts'
+import { SETUPS, type Setup, type SetupContext } from './setups.ts'
+
+const NGINX = '/usr/sbin/nginx'
+const noNginx = existsSync(NGINX) ? false : `nginx not installed at ${NGINX} (apt-get install nginx-light)`
+
+/** Set-ups run this many at a time: enough to keep the suite short, few enough for a loaded 2-core machine. */
+const CONCURRENCY = 6
+
+async function freePort(): Promise<number> {
+  const s = net.createServer()
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
+  const port = (s.address() as net.AddressInfo).port
+  await new Promise<void>((r) => s.close(() => r()))
+  return port
+}
+
+async function waitListening(port: number, deadline: number): Promise<void> {
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1')
+      s.once('connect', () => { s.destroy(); resolve(true) })
+      s.once('error', () => resolve(false))
+    })
+    if (ok) return
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new Error(`nothing listens on ${port}`)
+}
+
+/** One GET through the proxy; resolves with the status (0 when the connection failed), never rejects. */
+function get(port: number, timeoutMs: number): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false, timeout: timeoutMs }, (res) => {
+      res.resume()
+      res.on('end', () => resolve(res.statusCode ?? 0))
+      res.on('error', () => resolve(res.statusCode ?? 0))
+    })
+    req.on('timeout', () => req.destroy())
+    req.on('error', () => resolve(0))
+  })
+}
+
+async function traffic(port: number, timeoutMs: number): Promise<void> {
+  for (let i = 0; i < 3; i++) {
+    await get(port, timeoutMs)
+    await new Promise((r) => setTimeout(r, 400))
+  }
+}
+
+/** A pool of `n` slots, so set-ups overlap without all starting at once. */
+function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
+  let active = 0
+  const waiting: (() => void)[] = []
+  return async (fn) => {
+    if (active >= n) await new Promise<void>((r) => waiting.push(r))
+    active++
+    try {
+      return await fn()
+    } finally {
+      active--
+      waiting.shift()?.()
+    }
+  }
+}
+
+function explain(report: Report, log = ''): string {
+  return `${renderText(report)}\n${log ? `log:\n${log.slice(-1500)}` : ''}`
+}
+
+function assertTop(report: Report, setup: Setup, expect: Setup['expect'], check: ((f: Report['findings'][number]) => void) | undefined, log: string): void {
+  const top = report.findings[0]
+  assert.ok(top && top.severity !== 'info', `no problem found:\n${explain(report, log)}`)
+  assert.equal(top.cause, expect, `${setup.name}: top finding\n${explain(report, log)}`)
+  // The summary counts what is listed, and the headline states the top finding.
+  const text = renderText(report)
+  assert.ok(text.split('\n')[1].startsWith(`Most likely: ${top.title}`), text)
+  if (check) {
+    try {
+      check(top)
+    } catch (e) {
+      assert.fail(`${setup.name}: ${(e as Error).message}\n${explain(report, log)}`)
+    }
+  }
+}
+
+const sample: { text?: string } = {}
+
+async function nginxRun(setup: Setup, ctx: SetupContext): Promise<void> {
+  const dir = join(ctx.dir, setup.name.replace(/\W+/g, '-'))
+  await mkdir(dir, { recursive: true })
+  // The workers run as nobody: they must reach the temp directories.
+  await chmod(dir, 0o755)
+  const backend = await setup.backend({ ...ctx, dir })
+  try {
+    const port = await freePort()
+    const errorLog = join(dir, 'error.log')
+    const accessLog = join(dir, 'access.log')
+    const conf = join(dir, 'nginx.conf')
+    const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((k) => `${k}_temp_path ${join(dir, k)};`).join('\n')
+    const body = (setup.nginx as NonNullable<Setup['nginx']>)(backend, ctx).replace('NGINX_PORT', String(port))
+    await writeFile(conf, `worker_processes 1;\npid ${join(dir, 'nginx.pid')};\nerror_log ${errorLog} info;\nevents { worker_connections 64; }\nhttp {\naccess_log ${accessLog};\n${temp}\n${body}\n}\n`)
+    const nginx: ChildProcess = spawn(NGINX, ['-p', dir, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] })
+    let stderr = ''
+    nginx.stderr?.on('data', (d) => (stderr += d))
+    try {
+      await waitListening(port, Date.now() + 5000).catch((e) => { throw new Error(`${e.message}: ${stderr}`) })
+      await traffic(port, 4000)
+      const report = await runDoctor({
+        nginx: conf, log: [errorLog, ...(setup.via ? [accessLog] : [])], ...(setup.via ? { via: `http://127.0.0.1:${port}/` } : {}),
+        timeoutMs: setup.timeoutMs ?? 1500, samples: 2, keepaliveLimitMs: 1500, diskPaths: [],
+      })
+      const log = await readFile(errorLog, 'utf8')
+      assertTop(report, setup, setup.expect, setup.nginxFix, log)
+      if (setup.logLine) assert.match(log, setup.logLine, `${setup.name}: nginx did not log the fault`)
+      if (setup.name === 'slow backend 2.5 s behind a 1 s read timeout') sample.text = renderText(report)
+    } finally {
+      if (nginx.exitCode === null) {
+        nginx.kill('SIGTERM')
+        await new Promise((r) => nginx.once('exit', r))
+      }
+    }
+  } finally {
+    await backend.close()
+  }
+}
+
+async function porticoRun(setup: Setup, ctx: SetupContext): Promise<void> {
+  const dir = join(ctx.dir, `portico-${setup.name.replace(/\W+/g, '-')}`)
+  await mkdir(dir, { recursive: true })
+  const backend = await setup.backend({ ...ctx, dir })
+  try {
+    const file = join(dir, 'portico.yaml')
+    const accessLog = join(dir, 'access.log')
+    const extra = (setup.portico as NonNullable<Setup['portico']>)(backend, ctx)
+    await writeFile(file, [
+      'listeners:', '  - address: 127.0.0.1:0', 'routes:', '  - upstream: lab', `access_log: { path: ${accessLog} }`,
+      'upstreams:', '  lab:', `    endpoints: [ "${backend.endpoint}" ]`,
+      ...(extra.some((l) => l.startsWith('timeouts:')) ? [] : ['    timeouts: { connect: 1s, response_header: 1s, idle: 1s }']),
+      ...extra.map((l) => `    ${l}`), '',
+    ].join('\n'))
+    const gw = new Gateway(await loadConfigFile(file))
+    await gw.start()
+    try {
+      const port = gw.listeners[0].address.port
+      await traffic(port, 4000)
+      const report = await runDoctor({
+        config: file, log: [accessLog], via: `http://127.0.0.1:${port}/`,
+        timeoutMs: setup.timeoutMs ?? 1500, samples: 2, keepaliveLimitMs: 1500, diskPaths: [],
+      })
+      const log = await readFile(accessLog, 'utf8').catch(() => '')
+      assertTop(report, setup, setup.porticoExpect === undefined ? setup.expect : setup.porticoExpect, setup.porticoFix, log)
+    } finally {
+      await gw.stop(0)
+    }
+  } finally {
+    await backend.close()
+  }
+}
+
+test('doctor scenario suite: behind nginx and behind Portico, the top finding names the cause and a fix with a working value', { timeout: 600_000, concurrency: true }, async (t) => {
+  const dns = await startDnsServer({ 'silent.test': 'silent' })
+  t.after(() => dns.close())
+  const dir = await mkdtemp(join(tmpdir(), 'portico-doctor-suite-'))
+  await chmod(dir, 0o755)
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  const ctx: SetupContext = { dir, dns }
+  const slot = limiter(CONCURRENCY)
+  const runs: Promise<unknown>[] = []
+  for (const setup of SETUPS) {
+    if (setup.nginx) runs.push(t.test(`nginx: ${setup.name}`, { skip: noNginx }, () => slot(() => nginxRun(setup, ctx))))
+    if (setup.portico) runs.push(t.test(`portico: ${setup.name}`, () => slot(() => porticoRun(setup, ctx))))
+  }
+  await Promise.all(runs)
+  if (sample.text) t.diagnostic(`sample output (nginx, slow backend 2.5 s):\n${sample.text}`)
+})
+
+test('the suite covers at least 20 set-ups behind nginx and behind Portico', () => {
+  assert.ok(SETUPS.filter((s) => s.nginx).length >= 20)
+  assert.ok(SETUPS.filter((s) => s.portico).length >= 18)
+})
