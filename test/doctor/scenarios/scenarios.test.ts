@@ -17,6 +17,7 @@ import { runDoctor, type Report } from '../../../src/doctor/run.ts'
 import { renderText } from '../../../src/doctor/report.ts'
 import { startDnsServer } from '../probes/dns-server.ts'
 import { SETUPS, type Setup, type SetupContext } from './setups.ts'
+import { vocabularyProblems } from '../vocabulary.ts'
 
 const NGINX = '/usr/sbin/nginx'
 const noNginx = existsSync(NGINX) ? false : `nginx not installed at ${NGINX} (apt-get install nginx-light)`
@@ -92,6 +93,9 @@ function assertTop(report: Report, setup: Setup, expect: Setup['expect'], check:
   // The summary counts what is listed, and the headline states the top finding.
   const text = renderText(report)
   assert.ok(text.split('\n')[1].startsWith(`Most likely: ${top.title}`), text)
+  // Every fix in the report, not only the top one, names real keys and directives.
+  const words = report.findings.flatMap((f) => vocabularyProblems(f.fix).map((p) => `${f.id}: ${p}`))
+  assert.deepEqual(words, [], `${setup.name}: ${words.join('; ')}`)
   if (check) {
     try {
       check(top)
