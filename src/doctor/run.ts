@@ -198,8 +198,9 @@ const byWeight = (a: Finding, b: Finding) => SEVERITY_ORDER[a.severity] - SEVERI
  * 2. log-only symptoms;
  * 3. configuration and host risks no probe or log confirmed;
  * then every info finding. Within a rank: severity, then likelihood, then id.
- * A bypass finding of the same cause and endpoint as another probe finding is folded
- * into it. Identical findings are dropped.
+ * A bypass finding of the same cause and endpoint as another probe finding, and a
+ * configuration finding of a cause a probe proved, are folded into that finding as
+ * evidence. Identical findings are dropped.
  */
 export function rankFindings(findings: Finding[]): Finding[] {
   const seen = new Set<string>()
@@ -227,6 +228,13 @@ export function rankFindings(findings: Finding[]): Finding[] {
     best.likelihood = Math.max(best.likelihood, log.likelihood)
     rank.set(best, 0)
     list = list.filter((f) => f !== log)
+  }
+  // A configuration finding of a cause a probe proved says the same thing from the config: evidence, not a second finding.
+  for (const c of list.filter((f) => origin(f) === 'static' && !f.id.startsWith('host.') && f.cause !== null && f.severity !== 'info')) {
+    const proven = list.filter((p) => origin(p) === 'probe' && p.cause === c.cause && p.severity !== 'info').sort((a, b) => (rank.get(a) ?? 1) - (rank.get(b) ?? 1) || byWeight(a, b))[0]
+    if (!proven) continue
+    proven.evidence.push(`config: ${c.title}`, ...c.evidence.map((e) => `config: ${e}`))
+    list = list.filter((f) => f !== c)
   }
   const rankOf = (f: Finding): number => {
     if (f.severity === 'info') return 4
