@@ -38,7 +38,7 @@ test('a bad --to URL and a bad --listen give clear problems at <command line>:1:
       assert.equal(e.code, 'PORTICO_CONFIG_INVALID')
       assert.deepEqual(e.problems.map((p) => `${p.file}:${p.line}:${p.column}: ${p.message}`), [
         '<command line>:1:1: --listen localhost: expected "host:port", e.g. "127.0.0.1:8080"',
-        '<command line>:1:1: --to http://127.0.0.1:3000/app: expected an endpoint URL "http://host:port" or "https://host:port" with no path',
+        '<command line>:1:1: --to http://127.0.0.1:3000/app: expected an endpoint URL "http://host:port" or "https://host:port" with no path, or "unix:/path/to/app.sock"',
       ])
       return true
     },

@@ -59,9 +59,9 @@ function porticoFix(cause: CauseType, up: string): string {
     case 'destination_unavailable': return `Every endpoint of \`${u}\` is marked down: fix the endpoints, and check \`${u}.health_check\` (path, interval, timeout).`
     case 'destination_ip_unroutable': return 'No route from the Portico host to the endpoint: check routing and firewalls.'
     case 'connection_refused': return `Nothing listens on that endpoint: start the backend or correct the port in \`${u}.endpoints\`; \`${u}.retries.attempts\` lets another endpoint take the request.`
-    case 'connection_timeout': return `Check firewalls dropping SYNs and that the host is up; keep \`${u}.timeouts.connect\` short (e.g. "2s") so \`${u}.retries.attempts\` can move on.`
+    case 'connection_timeout': return `The TCP connect did not complete: check the backend's listen backlog (full when it accepts too slowly: \`ss -lnt\` shows Recv-Q at Send-Q; raise the application's backlog and \`net.core.somaxconn\`), firewalls dropping SYNs and that the host is up; keep \`${u}.timeouts.connect\` short (e.g. "2s") so \`${u}.retries.attempts\` can move on.`
     case 'connection_terminated': return `Check the backend logs for crashes; on reused connections set \`${u}.keepalive.idle_timeout\` below the backend's keep-alive timeout (e.g. "4s" for a 5s backend); \`${u}.retries.attempts\` retries idempotent requests on reused connections.`
-    case 'connection_limit_reached': return `Raise \`${u}.keepalive.max_connections\` or add endpoints: the backend is saturated.`
+    case 'connection_limit_reached': return `Raise \`${u}.limits.max_connections\` or add endpoints: the backend is saturated.`
     case 'tls_protocol_error': return `Check the scheme of \`${u}.endpoints\`: "https://" to a plain-HTTP port fails with "wrong version number".`
     case 'tls_certificate_error': return 'Renew an expired certificate, or make its chain verify against the CA bundle and name the endpoint host.'
     case 'http_response_timeout': return `The backend did not send a header within \`${u}.timeouts.response_header\`: find the slow requests in its logs, or raise that timeout if they are expected.`
