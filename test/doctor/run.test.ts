@@ -1,5 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { appendFileSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -91,4 +92,22 @@ test('ranking: application-made 502s proven by the bypass absorb the unclassifie
   assert.equal(ranked.length, 1)
   assert.equal(ranked[0].id, 'bypass.backend_side')
   assert.equal(ranked[0].rank, 0)
+})
+
+test('logs are read up to their size at the start: lines written while doctor runs (its own --via requests) are not counted', async (t) => {
+  const lab = await startLab('ok')
+  t.after(() => lab.close())
+  const dir = await mkdtemp(join(tmpdir(), 'portico-doctor-logsize-'))
+  t.after(() => rm(dir, { recursive: true, force: true }))
+  const log = join(dir, 'error.log')
+  const line = (n: number) => `2026/11/20 10:15:3${n} [error] 12#12: *${n} connect() failed (111: Connection refused) while connecting to upstream, client: 127.0.0.1, server: _, request: "GET / HTTP/1.1", upstream: "http://127.0.0.1:9/", host: "x"\n`
+  await writeFile(log, line(1) + line(2))
+  const report = await runDoctor({
+    upstream: [lab.url], log: [log], timeoutMs: 500, samples: 1, keepaliveLimitMs: 300, diskPaths: [],
+    // Written once the probes started, as the proxy would log doctor's own request.
+    onProgress: (msg) => { if (msg.endsWith('connecting')) appendFileSync(log, line(3) + line(4) + line(5)) },
+  })
+  const f = report.findings.find((x) => x.id === 'logs.connection_refused')
+  assert.ok(f, JSON.stringify(report.findings.map((x) => x.id)))
+  assert.match(f.evidence[0], /^2 of 2 gateway errors/)
 })

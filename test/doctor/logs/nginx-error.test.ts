@@ -71,3 +71,16 @@ test('non-upstream lines parse with no cause; other text is not an error.log lin
   assert.equal(parseNginxErrorLine('127.0.0.1 - - [20/Nov/2026:10:15:32 +0000] "GET / HTTP/1.1" 502 157 "-" "curl/8.5.0"', 1), null)
   assert.equal(isNginxErrorLine('2026/11/20 10:15:32 [notice] 1#1: start worker processes'), true)
 })
+
+test('unix sockets, other pass modules and the resolver\'s own lines', () => {
+  const line = (msg: string, up = 'http://unix:/run/app.sock:/') => parseNginxErrorLine(`2026/11/20 10:15:32 [crit] 12#12: *5 ${msg}, client: 127.0.0.1, server: _, request: "GET / HTTP/1.1", upstream: "${up}", host: "x"`, 1)
+  const missing = line('connect() to unix:/run/app.sock failed (2: No such file or directory) while connecting to upstream')
+  assert.deepEqual([missing?.cause, missing?.detail, missing?.endpoint, missing?.status], ['connection_refused', 'unix_missing', 'unix:/run/app.sock', 502])
+  assert.equal(line('connect() to unix:/run/app.sock failed (13: Permission denied) while connecting to upstream')?.detail, 'unix_forbidden')
+  const fcgi = line('connect() failed (111: Connection refused) while connecting to upstream', 'fastcgi://127.0.0.1:9000')
+  assert.deepEqual([fcgi?.cause, fcgi?.protocol, fcgi?.endpoint], ['connection_refused', 'fastcgi', '127.0.0.1:9000'])
+  assert.equal(line('upstream sent unsupported FastCGI protocol version: 72 while reading response header from upstream', 'fastcgi://127.0.0.1:8080')?.cause, 'http_protocol_error')
+  // The resolver's socket errors are not upstream connections: no cause, not counted as a gateway error.
+  const resolver = parseNginxErrorLine('2026/11/20 10:15:32 [error] 12#12: send() failed (111: Connection refused) while resolving, resolver: 127.0.0.1:53', 1)
+  assert.deepEqual([resolver?.cause, resolver?.detail], [null, 'resolver_io'])
+})

@@ -153,3 +153,35 @@ test('proxy_pass to an upstream name followed by a variable URI keeps the upstre
 test('an invalid value doctor reads is an error at its line', async (t) => {
   await assert.rejects(model(t, 'events {}\nhttp {\n  proxy_read_timeout 10x;\n}\n'), (e: unknown) => e instanceof NginxParseError && e.line === 3 && /invalid time "10x"/.test(e.message))
 })
+
+test('the other pass modules and unix sockets are targets, with their own *_read_timeout and the worker user', async (t) => {
+  const m = await model(t, `user www-data;
+events {}
+http {
+  fastcgi_read_timeout 7s;
+  upstream php { server unix:/run/php/fpm.sock; server 127.0.0.1:9001; keepalive 4; }
+  server {
+    listen 80;
+    location / { proxy_pass http://unix:/run/app.sock:; proxy_read_timeout 3s; }
+    location ~ \\.php$ { fastcgi_pass php; fastcgi_keep_conn on; }
+    location = /ping { fastcgi_pass 127.0.0.1:9000; }
+    location /u { uwsgi_pass 127.0.0.1:3031; uwsgi_read_timeout 2s; }
+    location /s { scgi_pass unix:/run/scgi.sock; }
+    location /g { grpc_pass grpcs://127.0.0.1:50051; }
+  }
+}
+`)
+  assert.equal(m.user, 'www-data')
+  const t2 = m.targets.map((x) => [x.directive, x.url, x.socketPath, x.timeouts.readMs, x.keepalive !== null])
+  assert.deepEqual(t2, [
+    ['proxy_pass', 'http://unix:/run/app.sock:', '/run/app.sock', 3000, false],
+    ['fastcgi_pass', 'http://unix:/run/php/fpm.sock:', '/run/php/fpm.sock', 7000, true],
+    ['fastcgi_pass', 'http://127.0.0.1:9001/', null, 7000, true],
+    ['fastcgi_pass', 'http://127.0.0.1:9000/ping', null, 7000, false],
+    ['uwsgi_pass', 'http://127.0.0.1:3031/', null, 2000, false],
+    ['scgi_pass', 'http://unix:/run/scgi.sock:', '/run/scgi.sock', 60000, false],
+    ['grpc_pass', 'https://127.0.0.1:50051/', null, 60000, false],
+  ])
+  assert.equal(m.targets[3].exactPath, '/ping')
+  assert.equal(m.targets[1].pass, 'fastcgi_pass php;')
+})

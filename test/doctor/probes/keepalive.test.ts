@@ -53,3 +53,22 @@ test('nginx without upstream keepalive does not reuse connections', async (t) =>
   const { findings } = await probeKeepalive(targetFromUrl(lab.url, 'nginx', NGINX_DEFAULTS), '127.0.0.1', { timeoutMs: 500, limitMs: 1000 })
   assert.equal(findings[0].id, 'keepalive.unused')
 })
+
+test('a body reset mid-way says nothing about keep-alive: no finding, not "closes every connection"', async (t) => {
+  const lab = await startLab('reset-mid-body')
+  t.after(() => lab.close())
+  const { result, findings } = await probeKeepalive(targetFromUrl(lab.url, 'upstream', PORTICO_DEFAULTS), '127.0.0.1', { timeoutMs: 1000, limitMs: 500 })
+  assert.match(result.error ?? '', /body (reset|closed)/)
+  assert.deepEqual(findings, [])
+})
+
+test('Node\'s own idle close (keepAliveTimeout 5 s, closed about 1 s later) is measured within the default limit, with margin', { timeout: 20_000 }, async (t) => {
+  const http = await import('node:http')
+  const server = http.createServer((_req, res) => res.end('ok'))
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  t.after(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()) }))
+  const port = (server.address() as { port: number }).port
+  const { result } = await probeKeepalive(targetFromUrl(`http://127.0.0.1:${port}`, 'upstream', PORTICO_DEFAULTS), '127.0.0.1', { timeoutMs: 1000 })
+  assert.ok(result.observedIdleMs !== undefined, `no close seen within ${result.limitMs}ms`)
+  assert.ok(result.observedIdleMs >= 4900 && result.limitMs - result.observedIdleMs >= 1000, `closed after ${result.observedIdleMs}ms of a ${result.limitMs}ms limit`)
+})
