@@ -11,6 +11,7 @@ import http from 'node:http'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { parseDocument } from 'yaml'
 import { loadConfigFile } from '../../../src/config/load.ts'
 import { Gateway } from '../../../src/server/gateway.ts'
 import { runDoctor, type Report } from '../../../src/doctor/run.ts'
@@ -49,7 +50,8 @@ async function waitListening(port: number, deadline: number): Promise<void> {
 /** One GET through the proxy; resolves with the status (0 when the connection failed), never rejects. */
 function get(port: number, timeoutMs: number): Promise<number> {
   return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false, timeout: timeoutMs }, (res) => {
+    // A large maxHeaderSize: the header-size set-ups send 20 KB headers that the proxy, once fixed, passes on.
+    const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false, timeout: timeoutMs, maxHeaderSize: 256 * 1024 }, (res) => {
       res.resume()
       res.on('end', () => resolve(res.statusCode ?? 0))
       res.on('error', () => resolve(res.statusCode ?? 0))
@@ -107,6 +109,50 @@ function assertTop(report: Report, setup: Setup, expect: Setup['expect'], check:
 
 const sample: { text?: string } = {}
 
+async function startNginx(dir: string, conf: string, port: number): Promise<ChildProcess> {
+  const nginx = spawn(NGINX, ['-p', dir, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  nginx.stderr?.on('data', (d) => (stderr += d))
+  await waitListening(port, Date.now() + 5000).catch((e) => { nginx.kill('SIGKILL'); throw new Error(`${e.message}: ${stderr}`) })
+  return nginx
+}
+
+async function stopNginx(nginx: ChildProcess): Promise<void> {
+  if (nginx.exitCode !== null || nginx.signalCode !== null) return
+  const exited = new Promise((r) => nginx.once('exit', r))
+  nginx.kill('SIGTERM')
+  await exited
+}
+
+/** The first code span of a fix that holds nginx statements (`a 1; b 2;`), as statements. */
+function statementsOf(fix: string): string[] {
+  const span = [...fix.matchAll(/`([^`]+;)`/g)][0]?.[1]
+  assert.ok(span, `no nginx statement in the fix: ${fix}`)
+  return span.split(';').map((x) => x.trim()).filter(Boolean)
+}
+
+/** Applies nginx statements as the fix says: each replaces the directive of that name in the location, or is added to it. */
+function applyNginxFix(conf: string, fix: string): string {
+  let out = conf
+  for (const stmt of statementsOf(fix)) {
+    const name = stmt.split(/\s+/)[0]
+    out = out.replace(new RegExp(`\\b${name}\\s[^;]*;`, 'g'), '')
+    out = out.replace('location / {', `location / { ${stmt};`)
+  }
+  return out
+}
+
+/** Applies the `upstreams.<name>.<key>: <value>` (or endpoint URL) of a Portico fix to the YAML. */
+function applyPorticoFix(yamlText: string, fix: string): string {
+  const doc = parseDocument(yamlText)
+  const key = /`upstreams\.(\w+)\.([\w.]+): ([^`]+)`/.exec(fix)
+  const endpoint = /Use `((?:https?:\/\/)[^`]+)` in `upstreams\.(\w+)\.endpoints`/.exec(fix)
+  if (key) doc.setIn(['upstreams', key[1], ...key[2].split('.')], key[3])
+  else if (endpoint) doc.setIn(['upstreams', endpoint[2], 'endpoints'], doc.createNode([endpoint[1]]))
+  else assert.fail(`no Portico key in the fix: ${fix}`)
+  return doc.toString()
+}
+
 async function nginxRun(setup: Setup, ctx: SetupContext): Promise<void> {
   const dir = join(ctx.dir, setup.name.replace(/\W+/g, '-'))
   await mkdir(dir, { recursive: true })
@@ -121,11 +167,8 @@ async function nginxRun(setup: Setup, ctx: SetupContext): Promise<void> {
     const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((k) => `${k}_temp_path ${join(dir, k)};`).join('\n')
     const body = (setup.nginx as NonNullable<Setup['nginx']>)(backend, ctx).replace('NGINX_PORT', String(port))
     await writeFile(conf, `worker_processes 1;\npid ${join(dir, 'nginx.pid')};\nerror_log ${errorLog} info;\nevents { worker_connections 64; }\nhttp {\naccess_log ${accessLog};\n${temp}\n${body}\n}\n`)
-    const nginx: ChildProcess = spawn(NGINX, ['-p', dir, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] })
-    let stderr = ''
-    nginx.stderr?.on('data', (d) => (stderr += d))
+    let nginx = await startNginx(dir, conf, port)
     try {
-      await waitListening(port, Date.now() + 5000).catch((e) => { throw new Error(`${e.message}: ${stderr}`) })
       await traffic(port, 4000)
       const report = await runDoctor({
         nginx: conf, log: [errorLog, ...(setup.via ? [accessLog] : [])], ...(setup.via ? { via: `http://127.0.0.1:${port}/` } : {}),
@@ -135,11 +178,16 @@ async function nginxRun(setup: Setup, ctx: SetupContext): Promise<void> {
       assertTop(report, setup, setup.expect, setup.nginxFix, log)
       if (setup.logLine) assert.match(log, setup.logLine, `${setup.name}: nginx did not log the fault`)
       if (setup.name === 'slow backend 2.5 s behind a 1 s read timeout') sample.text = renderText(report)
-    } finally {
-      if (nginx.exitCode === null) {
-        nginx.kill('SIGTERM')
-        await new Promise((r) => nginx.once('exit', r))
+      if (setup.applyFix) {
+        // The fix, applied as written, must make the requests work.
+        await stopNginx(nginx)
+        await writeFile(conf, applyNginxFix(await readFile(conf, 'utf8'), report.findings[0].fix))
+        nginx = await startNginx(dir, conf, port)
+        const status = await get(port, 8000)
+        assert.equal(status, 200, `${setup.name}: after applying "${report.findings[0].fix}" nginx answers ${status}\n${await readFile(conf, 'utf8')}\n${(await readFile(errorLog, 'utf8')).slice(-800)}`)
       }
+    } finally {
+      await stopNginx(nginx)
     }
   } finally {
     await backend.close()
@@ -171,6 +219,18 @@ async function porticoRun(setup: Setup, ctx: SetupContext): Promise<void> {
       })
       const log = await readFile(accessLog, 'utf8').catch(() => '')
       assertTop(report, setup, setup.porticoExpect === undefined ? setup.expect : setup.porticoExpect, setup.porticoFix, log)
+      if (setup.applyFix === 'both') {
+        await gw.stop(0)
+        await writeFile(file, applyPorticoFix(await readFile(file, 'utf8'), report.findings[0].fix))
+        const fixed = new Gateway(await loadConfigFile(file))
+        await fixed.start()
+        try {
+          const status = await get(fixed.listeners[0].address.port, 8000)
+          assert.equal(status, 200, `${setup.name}: after applying "${report.findings[0].fix}" Portico answers ${status}\n${await readFile(file, 'utf8')}`)
+        } finally {
+          await fixed.stop(0)
+        }
+      }
     } finally {
       await gw.stop(0)
     }

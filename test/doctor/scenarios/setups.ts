@@ -50,6 +50,8 @@ export interface Setup {
   timeoutMs?: number
   /** Send the requests through the proxy (`--via`) too. */
   via?: boolean
+  /** Apply the top fix as written (nginx, or nginx and Portico) and expect a 200 through the proxy after it. */
+  applyFix?: 'nginx' | 'both'
 }
 
 function lab(mode: FaultMode, options?: LabOptions): (ctx: SetupContext) => Promise<Backend> {
@@ -157,11 +159,13 @@ export const SETUPS: Setup[] = [
     name: 'TLS behind http://', backend: lab('tls'), expect: 'http_protocol_error',
     nginx: (b) => proxy(b), portico: () => [],
     nginxFix: mentions(/`proxy_pass https:\/\/127\.0\.0\.1:\d+;` in the `location \/` block/), porticoFix: mentions(/`https:\/\/127\.0\.0\.1:\d+` in `upstreams\.lab\.endpoints`/),
+    applyFix: 'nginx',
   },
   {
     name: 'plain HTTP behind https://', backend: lab('plain-behind-https'), expect: 'tls_protocol_error', logLine: /SSL_do_handshake\(\) failed/,
     nginx: (b) => server(`proxy_pass https://${b.address};`), portico: () => [],
     nginxFix: mentions(/`proxy_pass http:\/\/127\.0\.0\.1:\d+;`/), porticoFix: mentions(/`http:\/\/127\.0\.0\.1:\d+` in `upstreams\.lab\.endpoints`/),
+    applyFix: 'both',
   },
   {
     name: 'expired certificate with proxy_ssl_verify on', backend: tlsBackend('expired'), expect: 'tls_certificate_error', logLine: /certificate has expired/,
@@ -203,6 +207,7 @@ export const SETUPS: Setup[] = [
     name: 'response header too big (20 KB Set-Cookie)', backend: lab('big-header', { headerBytes: 20_000 }), expect: 'http_response_header_section_size', logLine: /upstream sent too big header/,
     nginx: (b) => proxy(b), portico: () => [],
     nginxFix: mentions(/`proxy_buffer_size 32k; proxy_buffers 8 32k; proxy_busy_buffers_size 64k;`/), porticoFix: mentions(/`upstreams\.lab\.max_response_header_size: 32KiB`/),
+    applyFix: 'both',
   },
   {
     name: 'reset mid-body', backend: lab('reset-mid-body'), expect: 'http_response_incomplete',
@@ -213,16 +218,19 @@ export const SETUPS: Setup[] = [
     logLine: /upstream timed out \(110: Connection timed out\) while reading upstream/,
     nginx: (b) => proxy(b, 'proxy_read_timeout 1s; proxy_buffering off;'), portico: () => ['timeouts: { idle: 1s }'],
     nginxFix: timeoutFix(/proxy_read_timeout/, 1500), porticoFix: timeoutFix(/upstreams\.lab\.timeouts\.idle/, 1500),
+    applyFix: 'both',
   },
   {
     name: 'slow backend 1.5 s behind a 1 s read timeout', backend: lab('slow', { latencyMs: 1500 }), expect: 'http_response_timeout', timeoutMs: 3500, logLine: /upstream timed out .* while reading response header/,
     nginx: (b) => proxy(b, 'proxy_read_timeout 1s;'), portico: () => ['timeouts: { response_header: 1s }'],
     nginxFix: timeoutFix(/proxy_read_timeout/, 1500), porticoFix: timeoutFix(/upstreams\.lab\.timeouts\.response_header/, 1500),
+    applyFix: 'both',
   },
   {
     name: 'slow backend 2.5 s behind a 1 s read timeout', backend: lab('slow', { latencyMs: 2500 }), expect: 'http_response_timeout', timeoutMs: 4000, logLine: /upstream timed out .* while reading response header/,
     nginx: (b) => proxy(b, 'proxy_read_timeout 1s;'), portico: () => ['timeouts: { response_header: 1s }'],
     nginxFix: timeoutFix(/proxy_read_timeout/, 2500), porticoFix: timeoutFix(/upstreams\.lab\.timeouts\.response_header/, 2500),
+    applyFix: 'both',
   },
   {
     name: 'backend that never answers', backend: lab('hang'), expect: 'http_response_timeout', logLine: /upstream timed out/,
