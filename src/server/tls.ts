@@ -10,9 +10,11 @@ import http from 'node:http'
 import http2 from 'node:http2'
 import https from 'node:https'
 import { X509Certificate } from 'node:crypto'
+import type { Socket } from 'node:net'
 import tls from 'node:tls'
 import type { ListenerConfig } from '../config/schema.ts'
 import { logger } from '../lib/logger.ts'
+import { CLIENT_HELLO, peekClientHello, type ClientHelloInfo, type HelloSocket } from './client-hello.ts'
 
 /** The `tls` block of a listener, with defaults applied. */
 export type ListenerTlsConfig = NonNullable<ListenerConfig['tls']>
@@ -39,6 +41,12 @@ export interface LoadedCertificate {
   /** SHA-256 fingerprint of the first certificate, to find `ocspResponse` from the certificate OpenSSL reports. */
   fingerprint: string
   context: tls.SecureContext
+  /**
+   * For names with an RSA and an ECDSA certificate: a context of each alone, for a
+   * handshake that chose these names by SNI (Node installs one certificate of such a
+   * context, so the listener picks the one the client's ClientHello allows); else null.
+   */
+  byKeyType: { rsa: tls.SecureContext; ec: tls.SecureContext } | null
 }
 
 /**
@@ -124,9 +132,7 @@ function sameNames(a: string[], b: string[]): boolean {
 /**
  * What is wrong but not fatal in the certificates of a listener, for `portico check` and
  * the start-up log: a second certificate of the same key type for the same names (never
- * served); certificates of two key types for names that are not the default ones (Node
- * installs one certificate of a context chosen by SNI, so only the RSA one is served); an
- * OCSP response that cannot be stapled because its names have two certificates.
+ * served); an OCSP response that cannot be stapled because its names have two certificates.
  *
  * @throws {Error} naming the file when a PEM cannot be read
  */
@@ -150,12 +156,7 @@ function groupCertificates(files: CertificateFile[]): { groups: CertificateFile[
     }
     group.push(f)
   }
-  for (const [i, g] of groups.entries()) {
-    if (i > 0 && g.length > 1) {
-      // Node's SNI callback installs only the last certificate of a context; RSA is the one every client accepts.
-      g.sort((a, b) => Number(a.keyType === 'rsa') - Number(b.keyType === 'rsa'))
-      warnings.push(`only ${g.at(-1)!.certPath} of ${g.map((f) => f.certPath).join(' and ')} is served: several key types for one name work for the first certificates listed only (the default ones); list these first to serve both`)
-    }
+  for (const g of groups) {
     if (g.length > 1 && g.some((f) => f.ocspResponse !== null)) {
       warnings.push(`OCSP responses of ${g.map((f) => f.certPath).join(' and ')} are not stapled: these certificates serve the same names, and the response cannot be matched to the one a client gets`)
     }
@@ -182,9 +183,14 @@ export function loadCertificates(cfg: ListenerTlsConfig): LoadedCertificate[] {
     } catch (err) {
       throw new Error(`invalid TLS certificate ${g.map((f) => f.certPath).join(' or ')} or key ${g.map((f) => f.keyPath).join(' or ')}: ${(err as Error).message}`, { cause: err })
     }
+    const rsa = g.find((f) => f.keyType === 'rsa')
+    const ec = g.find((f) => f.keyType === 'ec')
+    const byKeyType = rsa && ec
+      ? { rsa: tls.createSecureContext({ cert: rsa.cert, key: rsa.key, ...contextOptions(cfg) }), ec: tls.createSecureContext({ cert: ec.cert, key: ec.key, ...contextOptions(cfg) }) }
+      : null
     return {
       certPath: g[0].certPath, certPaths: g.map((f) => f.certPath), names: g[0].names, keyTypes: g.map((f) => f.keyType), pem,
-      ocspResponse: g.length === 1 ? g[0].ocspResponse : null, fingerprint: g[0].fingerprint, context,
+      ocspResponse: g.length === 1 ? g[0].ocspResponse : null, fingerprint: g[0].fingerprint, context, byKeyType,
     }
   })
 }
@@ -241,15 +247,57 @@ export class CertificateStore {
     cb(null, response ?? undefined)
   }
 
-  /**
-   * `SNICallback` for `tls.createServer` and `http2.createSecureServer`. For the default
-   * certificates it gives no context, so the server's own (which holds every key type of
-   * them) stays: Node copies only one certificate from a context chosen by SNI.
-   */
-  readonly sniCallback = (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void => {
-    const c = this.select(servername)
-    cb(null, c === this.#certs[0] ? undefined : c.context)
+  /** Whether names chosen by SNI have an RSA and an ECDSA certificate: connections then have their ClientHello read first ({@link peekClientHello}). */
+  get needsClientHello(): boolean {
+    return this.#certs.some((c, i) => i > 0 && c.byKeyType !== null)
   }
+
+  /**
+   * The context for `servername` on a connection whose ClientHello says `hello`: none for
+   * the default certificates (the server's own context holds every key type of them, and
+   * OpenSSL picks per handshake); for other names with an RSA and an ECDSA certificate,
+   * the ECDSA one when the client can take it (as nginx and OpenSSL choose), else RSA.
+   */
+  contextFor(servername: string, hello: ClientHelloInfo | null | undefined): tls.SecureContext | undefined {
+    const c = this.select(servername)
+    if (c === this.#certs[0]) return undefined
+    if (c.byKeyType !== null) return hello?.ecdsa ? c.byKeyType.ec : c.byKeyType.rsa
+    return c.context
+  }
+
+  /**
+   * `SNICallback` for `tls.createServer` and `http2.createSecureServer`, called with the
+   * TLS socket as `this` (its `_parent` is the connection that may carry its ClientHello).
+   */
+  readonly sniCallback: (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void = (() => {
+    const store = this
+    return function sni(this: { _parent?: HelloSocket } | undefined, servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void {
+      cb(null, store.contextFor(servername, this?._parent?.[CLIENT_HELLO]))
+    }
+  })()
+}
+
+/** Longest wait for a ClientHello on a connection whose certificate depends on it, in ms. */
+const CLIENT_HELLO_TIMEOUT_MS = 10_000
+/** Servers whose connections have their ClientHello read before the TLS server takes them. */
+const PEEKING = new WeakSet<SecureServer>()
+
+/**
+ * Makes `server` read each connection's ClientHello before its TLS handshake starts, when
+ * its certificates need it (an RSA and an ECDSA certificate for names chosen by SNI). The
+ * TLS server's own connection listeners run once the hello is read, with the bytes put back.
+ */
+function peekWhenNeeded(server: SecureServer, store: CertificateStore): void {
+  if (!store.needsClientHello || PEEKING.has(server)) return
+  PEEKING.add(server)
+  const own = server.listeners('connection') as Array<(socket: Socket) => void>
+  server.removeAllListeners('connection')
+  server.on('connection', (socket: Socket) => {
+    peekClientHello(socket, CLIENT_HELLO_TIMEOUT_MS, () => {
+      if (socket.destroyed) return
+      for (const l of own) l.call(server, socket)
+    })
+  })
 }
 
 /** A server that terminates TLS for one listener. */
@@ -298,6 +346,7 @@ export function createSecureServer(cfg: ListenerTlsConfig, store: CertificateSto
     }, wrapped as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)
     : https.createServer({ ...http1, ...secure, ALPNProtocols: ['http/1.1'] }, wrapped)
   server.on('secureConnection', refuseRenegotiation)
+  peekWhenNeeded(server, store)
   if (store.stapling) server.on('OCSPRequest', store.ocspCallback)
   if (h2) (server as http2.Http2SecureServer).on('session', (session) => closeWhenIdle(session, idleTimeoutMs))
   return server
@@ -387,6 +436,7 @@ function drainReceivedRequest(this: http2.ServerHttp2Stream): void {
 export function reloadCertificates(server: SecureServer, store: CertificateStore, certs: LoadedCertificate[], cfg: ListenerTlsConfig): void {
   server.setSecureContext({ ...certs[0].pem, ...contextOptions(cfg) })
   store.replace(certs)
+  peekWhenNeeded(server, store)
   if (store.stapling && server.listenerCount('OCSPRequest') === 0) server.on('OCSPRequest', store.ocspCallback)
 }
 
