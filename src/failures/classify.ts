@@ -2,7 +2,10 @@
  * The classifier: the one place where raw errors (errno codes, TLS codes, undici and
  * llhttp codes, Portico's own timeouts) become causes from the cause table.
  */
-import type { CauseType } from './causes.ts'
+import { CAUSES, type CauseId, type CauseType, type VariedCauseType } from './causes.ts'
+import type { FailureStage } from './lifecycle.ts'
+
+export type { FailureStage } from './lifecycle.ts'
 
 /**
  * An error whose cause Portico already knows: its own timers (connect, first-byte, idle,
@@ -11,28 +14,27 @@ import type { CauseType } from './causes.ts'
 export class GatewayError extends Error {
   /** Always `PORTICO_GATEWAY_ERROR`; the cause is in `type`. */
   readonly code = 'PORTICO_GATEWAY_ERROR'
-  /** The RFC 9209 cause. */
+  /** The RFC 9209 type of the cause. */
   readonly type: CauseType
-  constructor(type: CauseType, message: string) {
+  /** The row of the cause table (the type, or `type.variant`). */
+  readonly causeId: CauseId
+  constructor(id: CauseId, message: string) {
     super(message)
     this.name = 'GatewayError'
-    this.type = type
+    this.causeId = id
+    this.type = CAUSES[id].type
   }
 }
 
 /** What the classifier returns: the cause and a short detail in plain words. */
 export interface Classification {
+  /** The RFC 9209 type. */
   type: CauseType
+  /** The row of the cause table to answer with: `type` itself, or a variant of it a {@link GatewayError} named. */
+  causeId: CauseId
   /** Short, human detail, e.g. `connect ECONNREFUSED 127.0.0.1:3000`; internal, masked from clients by default. */
   detail: string
 }
-
-/**
- * Where in the exchange the error happened; the same errno means different causes
- * before and after the response header (an ECONNRESET before the header is
- * `connection_terminated`, after it `http_response_incomplete`).
- */
-export type FailureStage = 'connect' | 'header' | 'body'
 
 const DNS_ERROR = new Set(['ENOTFOUND', 'ENODATA', 'ESERVFAIL', 'EREFUSED', 'EBADNAME', 'ENONAME', 'EAI_NONAME', 'EAI_FAIL', 'ENOTIMP', 'EFORMERR', 'EBADRESP'])
 const DNS_TIMEOUT = new Set(['EAI_AGAIN', 'ETIMEOUT', 'ECONNREFUSED_DNS'])
@@ -55,41 +57,46 @@ const CERT_ERRORS = new Set([
  *   anything that is not a network error `proxy_internal_error`.
  */
 export function classify(err: unknown, stage: FailureStage): Classification {
-  if (err instanceof GatewayError) return { type: err.type, detail: err.message }
+  if (err instanceof GatewayError) return { type: err.type, causeId: err.causeId, detail: err.message }
   const e = err as NodeJS.ErrnoException & { code?: string }
   const code = typeof e?.code === 'string' ? e.code : ''
   const detail = describe(e)
 
-  if (stage === 'body') {
+  if (stage === 'stream_response') {
     // Once the status line went downstream, every upstream failure is an incomplete response.
-    return { type: 'http_response_incomplete', detail }
+    return found('http_response_incomplete', detail)
   }
-  if (DNS_ERROR.has(code)) return { type: 'dns_error', detail }
-  if (DNS_TIMEOUT.has(code)) return { type: 'dns_timeout', detail }
-  if (code === 'ECONNREFUSED') return { type: 'connection_refused', detail }
+  if (DNS_ERROR.has(code)) return found('dns_error', detail)
+  if (DNS_TIMEOUT.has(code)) return found('dns_timeout', detail)
+  if (code === 'ECONNREFUSED') return found('connection_refused', detail)
   // Unix socket endpoints: no socket file at the path, or no write permission on it, refuse like a closed port;
   // a full backlog fails at once with EAGAIN where TCP would drop the SYN.
-  if (stage === 'connect' && (code === 'ENOENT' || code === 'EACCES')) return { type: 'connection_refused', detail }
-  if (stage === 'connect' && code === 'EAGAIN') return { type: 'connection_timeout', detail }
-  if (UNROUTABLE.has(code)) return { type: 'destination_ip_unroutable', detail }
+  if (stage === 'connect' && (code === 'ENOENT' || code === 'EACCES')) return found('connection_refused', detail)
+  if (stage === 'connect' && code === 'EAGAIN') return found('connection_timeout', detail)
+  if (UNROUTABLE.has(code)) return found('destination_ip_unroutable', detail)
   if (code === 'ETIMEDOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
-    return { type: stage === 'connect' ? 'connection_timeout' : 'http_response_timeout', detail }
+    return found(stage === 'connect' ? 'connection_timeout' : 'http_response_timeout', detail)
   }
-  if (code === 'UND_ERR_HEADERS_TIMEOUT') return { type: 'http_response_timeout', detail }
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') return found('http_response_timeout', detail)
   if (code === 'UND_ERR_HEADERS_OVERFLOW' || code === 'HPE_HEADER_OVERFLOW') {
-    return { type: 'http_response_header_section_size', detail }
+    return found('http_response_header_section_size', detail)
   }
-  if (CERT_ERRORS.has(code) || code.startsWith('ERR_TLS_CERT')) return { type: 'tls_certificate_error', detail: certificateReason(code, e.message ?? '') }
+  if (CERT_ERRORS.has(code) || code.startsWith('ERR_TLS_CERT')) return found('tls_certificate_error', certificateReason(code, e.message ?? ''))
   if (code.startsWith('ERR_SSL_') || code === 'EPROTO' || code.startsWith('ERR_TLS_')) {
-    return { type: 'tls_protocol_error', detail: handshakeReason(code, e.message ?? '') }
+    return found('tls_protocol_error', handshakeReason(code, e.message ?? ''))
   }
   if (e?.name === 'HTTPParserError' || code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INFO') {
-    return { type: 'http_protocol_error', detail }
+    return found('http_protocol_error', detail)
   }
-  if (code === 'UND_ERR_SOCKET' && /bad (response|upgrade)/.test(e.message)) return { type: 'http_protocol_error', detail }
-  if (TERMINATED.has(code)) return { type: 'connection_terminated', detail }
-  if (code.startsWith('E') || code.startsWith('UND_ERR_')) return { type: 'connection_terminated', detail }
-  return { type: 'proxy_internal_error', detail }
+  if (code === 'UND_ERR_SOCKET' && /bad (response|upgrade)/.test(e.message)) return found('http_protocol_error', detail)
+  if (TERMINATED.has(code)) return found('connection_terminated', detail)
+  if (code.startsWith('E') || code.startsWith('UND_ERR_')) return found('connection_terminated', detail)
+  return found('proxy_internal_error', detail)
+}
+
+/** A classification read from a raw error: the row of the table is the type's own. */
+function found(type: Exclude<CauseType, VariedCauseType>, detail: string): Classification {
+  return { type, causeId: type, detail }
 }
 
 /** Reasons of certificate codes in the words an operator searches for; the code follows in parentheses. */

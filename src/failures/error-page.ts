@@ -3,20 +3,16 @@
  * ID, the cause in plain words and what to try. No stack traces; internal addresses and
  * raw error text only when the operator exposes details.
  */
-import { CAUSES, type CauseType } from './causes.ts'
+import { CAUSES, type CauseId } from './causes.ts'
 
-/** What an error page says. */
+/** What an error page says: the row of the cause table gives its status, title and hint. */
 export interface ErrorPageInput {
-  type: CauseType
-  status: number
+  cause: CauseId
   requestId: string
   /** Raw detail and endpoint, shown only when `expose` is true. */
   detail?: string | null
   endpoint?: string | null
   expose: boolean
-  /** Words of a refusal variant (src/failures/refusals.ts), shown instead of the cause's title and hint. */
-  title?: string
-  hint?: string
 }
 
 /** A rendered error body with its content type. */
@@ -37,19 +33,35 @@ export function prefersJson(accept: string | undefined): boolean {
   return html < 0 || json < html
 }
 
+/** Reason phrases of the statuses in the cause table (RFC 9110 §15, RFC 6585 §4–5). */
 const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 413: 'Content Too Large', 429: 'Too Many Requests', 500: 'Internal Server Error',
-  502: 'Bad Gateway', 503: 'Service Unavailable', 501: 'Not Implemented', 504: 'Gateway Timeout', 505: 'HTTP Version Not Supported',
+  400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout',
+  413: 'Content Too Large', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error',
+  501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout', 505: 'HTTP Version Not Supported',
 }
 
-/** Renders the error page for a proxy-generated error. */
+/**
+ * The status of a cause's error page: the table's, or 502 for a mid-body cause (whose
+ * response has normally started, so no page is sent).
+ */
+export function errorStatus(cause: CauseId): number {
+  return CAUSES[cause].status ?? 502
+}
+
+/** The reason phrase of a status, as the error page shows it. */
+export function statusText(status: number): string {
+  return STATUS_TEXT[status] ?? 'Error'
+}
+
+/** Renders the error page for a proxy-generated error: status, title and hint from the cause table. */
 export function renderErrorPage(input: ErrorPageInput, json: boolean): ErrorPage {
-  const cause = input.title !== undefined ? { title: input.title, hint: input.hint ?? CAUSES[input.type].hint } : CAUSES[input.type]
-  const statusText = STATUS_TEXT[input.status] ?? 'Error'
+  const cause = CAUSES[input.cause]
+  const status = errorStatus(input.cause)
+  const text = statusText(status)
   if (json) {
     const body: Record<string, unknown> = {
-      status: input.status,
-      error: input.type,
+      status,
+      error: cause.type,
       title: cause.title,
       hint: cause.hint,
       request_id: input.requestId,
@@ -64,10 +76,10 @@ export function renderErrorPage(input: ErrorPageInput, json: boolean): ErrorPage
     ? `<p><b>Details:</b> ${escapeHtml(input.detail ?? '')}${input.endpoint ? ` (endpoint ${escapeHtml(input.endpoint)})` : ''}</p>\n`
     : ''
   const html = `<!doctype html>
-<html><head><meta charset="utf-8"><title>${input.status} ${statusText}</title></head>
+<html><head><meta charset="utf-8"><title>${status} ${text}</title></head>
 <body>
-<h1>${input.status} ${statusText}</h1>
-<p><b>${escapeHtml(cause.title)}</b> (<code>${input.type}</code>)</p>
+<h1>${status} ${text}</h1>
+<p><b>${escapeHtml(cause.title)}</b> (<code>${cause.type}</code>)</p>
 <p>${escapeHtml(cause.hint)}</p>
 ${extra}<p>Request ID: <code>${escapeHtml(input.requestId)}</code></p>
 <hr><p>portico</p>

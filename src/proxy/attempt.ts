@@ -6,7 +6,7 @@
  * reused connection failed (the keep-alive race), outlier reports, the retry decision
  * and the retry budget; the try (try.ts) owns the exchange with one endpoint.
  */
-import { CAUSES, type CauseType } from '../failures/causes.ts'
+import { CAUSES, causeOf, type CauseId, type CauseType } from '../failures/causes.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
 import type { UpstreamPool } from '../upstream/pool.ts'
 import type { RequestContext } from '../observe/context.ts'
@@ -61,7 +61,7 @@ export interface AttemptTry extends UpstreamTry {
 /** How the loop ended: a try that succeeded, the failure to answer with, or nobody left to answer. */
 export type AttemptEnd<T> =
   | { readonly kind: 'done'; readonly try: T }
-  | { readonly kind: 'failed'; readonly type: CauseType; readonly detail: string; readonly failure: TryFailure | null }
+  | { readonly kind: 'failed'; readonly type: CauseType; readonly causeId: CauseId; readonly detail: string; readonly failure: TryFailure | null }
   | { readonly kind: 'abandoned' }
 
 const ABANDONED: AttemptEnd<never> = Object.freeze({ kind: 'abandoned' })
@@ -74,8 +74,8 @@ const ABANDONED: AttemptEnd<never> = Object.freeze({ kind: 'abandoned' })
  * - `limits.max_pending` requests waiting for a connection of an endpoint at most, then
  *   `connection_limit_reached`; a try queued at the endpoint's connection limit waits at
  *   most `limits.queue_timeout` (then the same cause).
- * - Every try's outcome goes to outlier detection, except refusals of the request itself
- *   (causes of phase `local`, such as a body over the limit), which are not the endpoint's fault.
+ * - Every try's outcome goes to outlier detection, except causes that are not the endpoint's
+ *   fault (source `downstream` or `internal` in the cause table, such as a body over the limit).
  * - Retries by {@link retryDecision}; a retry after a try that may have reached the
  *   application takes a place in the retry budget (tries that sent nothing add no load
  *   upstream: only `retries.attempts` bounds them).
@@ -100,7 +100,7 @@ export async function runAttempts<T extends AttemptTry>(a: Attempts<T>): Promise
           const none = choice.failure
           // A name that does not resolve is the endpoint that failed: the log names it.
           if (none.endpoint !== null) ctx.beginAttempt(none.endpoint)
-          return { kind: 'failed', type: none.type, detail: none.detail, failure: null }
+          return { kind: 'failed', type: none.type, causeId: causeOf(none.type).id, detail: none.detail, failure: null }
         }
         endpoint = choice.endpoint
         tried.push(endpoint)
@@ -110,7 +110,7 @@ export async function runAttempts<T extends AttemptTry>(a: Attempts<T>): Promise
       if (ep.pending >= limits.max_pending) {
         const detail = `endpoint ${ep.label} has ${ep.pending} requests waiting for a connection (limits.max_pending ${limits.max_pending})`
         ep.lastError = { type: 'connection_limit_reached', at: Date.now(), detail: 'pending queue full' }
-        return { kind: 'failed', type: 'connection_limit_reached', detail, failure: null }
+        return { kind: 'failed', type: 'connection_limit_reached', causeId: 'connection_limit_reached', detail, failure: null }
       }
       // With one request per connection, every try beyond max_connections waits for one to free up.
       const t = a.newTry(ep, ep.inFlight >= limits.max_connections ? limits.queue_timeout : null, state)
@@ -121,13 +121,13 @@ export async function runAttempts<T extends AttemptTry>(a: Attempts<T>): Promise
         return { kind: 'done', try: t }
       }
       const type = failure.type
-      if (type === null || CAUSES[type].phase !== 'local') pool.report(ep, type === 'http_upgrade_failed' ? null : type, failure.status)
+      if (failure.causeId === null || CAUSES[failure.causeId].source === 'upstream') pool.report(ep, type === 'http_upgrade_failed' ? null : type, failure.status)
       let decision = retryDecision(failure, retry.policy, a.idempotent, t.bodyConsumed, ctx.attempts, maxAttempts, raceRetried)
       if (decision !== 'no' && failure.sent && !a.lease.acquire()) {
         failure.detail += '; not retried: retry budget exhausted'
         decision = 'no'
       }
-      if (decision === 'no') return { kind: 'failed', type: type ?? 'proxy_internal_error', detail: failure.detail, failure }
+      if (decision === 'no') return { kind: 'failed', type: type ?? 'proxy_internal_error', causeId: failure.causeId ?? 'proxy_internal_error', detail: failure.detail, failure }
       fresh = decision === 'fresh'
       if (fresh) {
         raceRetried = true

@@ -1,13 +1,12 @@
 /**
- * The lifecycle driver: runs the phases of one request in order
- * (accept → parse → validate request → route → select endpoint → connect → send → await header → stream → log)
- * and loops back to endpoint selection when a failure may be retried.
+ * The lifecycle driver: runs the phases of one request in the order of `LIFECYCLE_PHASES`
+ * (src/failures/lifecycle.ts) and loops back to endpoint selection when a failure may be retried.
  */
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { CAUSES, type CauseType } from '../failures/causes.ts'
+import { CAUSES, type CauseId } from '../failures/causes.ts'
 import { proxyStatusError } from '../failures/proxy-status.ts'
-import { prefersJson, renderErrorPage } from '../failures/error-page.ts'
+import { errorStatus, prefersJson, renderErrorPage } from '../failures/error-page.ts'
 import type { AccessLogSink } from '../observe/access-log.ts'
 import type { Route } from '../routing/router.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
@@ -23,9 +22,6 @@ import { admitRequest } from './refuse.ts'
 import { receivedTarget, type RequestRules } from '../protect/validate.ts'
 import { ClientClosedError } from './try.ts'
 import { cacheLookup, type CachePlan } from '../cache/phase.ts'
-
-/** Seconds a client is told to wait after `destination_unavailable` (RFC 9110 §10.2.3). */
-const RETRY_AFTER_S = '5'
 
 
 /**
@@ -94,40 +90,40 @@ export interface ErrorResponse {
 }
 
 /**
- * Builds the error response of a cause (status from the cause table unless overridden,
- * `Proxy-Status` with the RFC 9209 type, `X-Request-Id`, an HTML or JSON page by `Accept`).
+ * Builds the error response of a row of the cause table (its status and `Retry-After`,
+ * `Proxy-Status` with its RFC 9209 type, `X-Request-Id`, an HTML or JSON page by `Accept`).
  * Changes nothing; {@link sendError} and the upgrade path write it.
  */
-export function errorResponse(ctx: RequestContext, req: IncomingMessage, rt: Runtime, type: CauseType, detail: string | null, statusOverride?: number): ErrorResponse {
-  const status = statusOverride ?? CAUSES[type].status ?? 502
+export function errorResponse(ctx: RequestContext, req: IncomingMessage, rt: Runtime, id: CauseId, detail: string | null): ErrorResponse {
+  const cause = CAUSES[id]
+  const status = errorStatus(id)
   const expose = rt.config.expose_error_details
-  const page = renderErrorPage({ type, status, requestId: ctx.requestId, detail, endpoint: ctx.endpoint, expose }, prefersJson(req.headers.accept))
+  const page = renderErrorPage({ cause: id, requestId: ctx.requestId, detail, endpoint: ctx.endpoint, expose }, prefersJson(req.headers.accept))
   const body = Buffer.from(page.body)
   const headers: Record<string, string> = {
     'content-type': page.contentType,
     'content-length': String(body.length),
     'cache-control': 'no-store',
-    'proxy-status': proxyStatusError(rt.config.proxy_name, type, expose ? detail : null, expose ? ctx.endpoint : null),
+    'proxy-status': proxyStatusError(rt.config.proxy_name, cause.type, expose ? detail : null, expose ? ctx.endpoint : null),
     'x-request-id': ctx.requestId,
   }
-  if (type === 'destination_unavailable' || type === 'connection_limit_reached') headers['retry-after'] = RETRY_AFTER_S
+  if (cause.retryAfterS !== null) headers['retry-after'] = String(cause.retryAfterS)
   return { status, headers, body }
 }
 
 /**
- * Answers a proxy-generated error: status from the cause table, `Proxy-Status` with the
- * RFC 9209 type, `X-Request-Id`, an HTML or JSON page by `Accept`. If the response has
- * already started, the downstream connection is aborted instead.
+ * Answers a proxy-generated error for a row of the cause table ({@link errorResponse}).
+ * If the response has already started, the downstream connection is aborted instead.
  */
-export function sendError(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, rt: Runtime, type: CauseType, detail: string | null, statusOverride?: number): void {
-  ctx.error = type
+export function sendError(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, rt: Runtime, id: CauseId, detail: string | null): void {
+  ctx.error = CAUSES[id].type
   ctx.details = detail
   if (res.headersSent || res.destroyed) {
     ctx.downstream = 'aborted'
     res.destroy()
     return
   }
-  const { status, headers, body } = errorResponse(ctx, req, rt, type, detail, statusOverride)
+  const { status, headers, body } = errorResponse(ctx, req, rt, id, detail)
   ctx.status = status
   res.writeHead(status, headers)
   if (req.method === 'HEAD') {
@@ -141,7 +137,7 @@ export function sendError(ctx: RequestContext, req: IncomingMessage, res: Server
 /** What phase "route" decided: a route and its pool, a malformed target, or a cause to answer with. */
 export type RouteOutcome =
   | { kind: 'routed'; route: Route; pool: UpstreamPool }
-  | { kind: 'bad_request' }
+  | { kind: 'bad_request'; detail: string }
   | { kind: 'error'; type: 'destination_not_found' | 'proxy_configuration_error'; detail: string }
 
 /**
@@ -154,7 +150,7 @@ export type RouteOutcome =
  */
 export function routeRequest(ctx: RequestContext, req: IncomingMessage, rt: Runtime): RouteOutcome {
   const target = req.url ?? '/'
-  if (target.charCodeAt(0) !== 47 /* / */ && target !== '*') return { kind: 'bad_request' }
+  if (target.charCodeAt(0) !== 47 /* / */ && target !== '*') return { kind: 'bad_request', detail: 'request target is not in origin-form' }
   const route = rt.router.match(req.headers.host, target)
   if (route === null) return { kind: 'error', type: 'destination_not_found', detail: `no route for host "${req.headers.host ?? ''}" and path "${target}"` }
   ctx.route = route.name
@@ -194,9 +190,7 @@ export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink
 
     const routed = routeRequest(ctx, req, rt)
     if (routed.kind === 'bad_request') {
-      ctx.status = 400
-      res.writeHead(400, { 'content-type': 'text/plain', 'x-request-id': ctx.requestId, 'content-length': '12' })
-      res.end('bad request\n')
+      sendError(ctx, req, res, rt, 'http_request_error.target_form', routed.detail)
       return
     }
     if (routed.kind === 'error') {
@@ -218,9 +212,6 @@ export interface HandlerOptions {
   /** The listener's request rules (method deny list, encoded slashes). */
   rules: RequestRules
 }
-
-/** The request body limit's status (RFC 9110 §15.5.14). */
-const CONTENT_TOO_LARGE = 413
 
 /**
  * One proxied request as the attempt loop drives it: the request's fixed parts, shared by
@@ -317,7 +308,7 @@ async function proxy(p: ProxiedRequest, route: Route, pool: UpstreamPool): Promi
     const h2 = req.httpVersionMajor >= 2
     p.hasBody = contentLength !== undefined ? contentLength !== '0' : req.headers['transfer-encoding'] !== undefined || (h2 && !(req as unknown as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders)
     if (p.maxBodyBytes !== null && contentLength !== undefined && Number(contentLength) > p.maxBodyBytes) {
-      sendError(ctx, req, res, rt, 'http_request_denied', `request body of ${contentLength} bytes is over the limit of ${p.maxBodyBytes}`, CONTENT_TOO_LARGE)
+      sendError(ctx, req, res, rt, 'http_request_denied.body_too_large', `request body of ${contentLength} bytes is over the limit of ${p.maxBodyBytes}`)
       return
     }
     p.via = `${h2 ? '2' : req.httpVersion} ${p.proxyName}`
@@ -333,7 +324,7 @@ async function proxy(p: ProxiedRequest, route: Route, pool: UpstreamPool): Promi
       if (end.kind !== 'failed') return
       // A stored response may answer instead of the error (stale-if-error, RFC 5861 §4).
       if (p.plan?.onFailure(end.type)) return
-      sendError(ctx, req, res, rt, end.type, end.detail, end.type === 'http_request_denied' ? CONTENT_TOO_LARGE : undefined)
+      sendError(ctx, req, res, rt, end.causeId, end.detail)
     } finally {
       p.plan?.finish()
     }

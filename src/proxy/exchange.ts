@@ -81,7 +81,7 @@ class LazyBody extends Readable {
     while ((chunk = req.read() as Buffer | null) !== null) {
       this.consumed += chunk.length
       if (this.consumed > this.#limit) {
-        this.destroy(new GatewayError('http_request_denied', `request body larger than ${this.#limit} bytes`))
+        this.destroy(new GatewayError('http_request_denied.body_too_large', `request body larger than ${this.#limit} bytes`))
         return
       }
       if (!this.push(chunk)) return
@@ -113,7 +113,7 @@ class LazyBody extends Readable {
   #onIdle = (): void => {
     if (!this.waiting) return
     this.#detach()
-    this.destroy(new GatewayError('http_request_error', `client sent no request body bytes for ${this.#idleMs}ms (body_idle)`))
+    this.destroy(new GatewayError('http_request_error.client_body_timeout', `client sent no request body bytes for ${this.#idleMs}ms (body_idle)`))
   }
 
   #detach(): void {
@@ -188,7 +188,7 @@ export class HttpExchange extends UpstreamTry {
     this.headerTaken(statusCode)
     if (this.#retryStatuses !== null && this.#retryStatuses.has(statusCode) && this.#r.lease.acquire()) {
       // Discard this response: the attempt loop tries again. Closing the connection is cheaper than draining an unknown body.
-      this.settle({ type: null, status: statusCode, detail: `upstream answered ${statusCode}`, sent: true, reused: this.reused })
+      this.settle({ type: null, causeId: null, status: statusCode, detail: `upstream answered ${statusCode}`, sent: true, reused: this.reused })
       controller.abort(new RetryStatusError(statusCode))
       return
     }

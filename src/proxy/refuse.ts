@@ -27,10 +27,7 @@ export interface RefusalResponse {
  */
 export function refusalResponse(ctx: RequestContext, accept: string | undefined, rt: Runtime, r: Refused, http1: boolean, rules: RequestRules | null): RefusalResponse {
   const { refusal } = r
-  const page = renderErrorPage({
-    type: refusal.type, status: refusal.status, requestId: ctx.requestId, detail: r.detail, expose: rt.config.expose_error_details,
-    title: refusal.title, hint: refusal.hint,
-  }, prefersJson(accept))
+  const page = renderErrorPage({ cause: refusal.id, requestId: ctx.requestId, detail: r.detail, expose: rt.config.expose_error_details }, prefersJson(accept))
   const body = Buffer.from(page.body)
   const headers: Record<string, string> = {
     'content-type': page.contentType,

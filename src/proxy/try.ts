@@ -7,7 +7,7 @@
  */
 import type { Duplex } from 'node:stream'
 import type { UpstreamConfig } from '../config/schema.ts'
-import { CAUSES, type CauseType } from '../failures/causes.ts'
+import { CAUSES, type CauseId, type CauseType } from '../failures/causes.ts'
 import { classify, GatewayError, type FailureStage } from '../failures/classify.ts'
 import type { RequestContext } from '../observe/context.ts'
 import { recordConnection } from '../upstream/connector.ts'
@@ -19,6 +19,8 @@ import type { Http1Pool } from '../upstream/http1/pool.ts'
 export interface TryFailure {
   /** The cause, or null when the try ended on an upstream status listed in `retries.on` (the response was discarded to try again). */
   type: CauseType | null
+  /** The row of the cause table to answer with (`type`, or a variant of it); null when `type` is. */
+  causeId: CauseId | null
   /** The upstream status when one arrived (a status of `retries.on`, a refused upgrade), else null. */
   status: number | null
   detail: string
@@ -192,13 +194,13 @@ export abstract class UpstreamTry implements Http1Handler {
    * remembers it as the endpoint's last error, and says whether it was a reused connection.
    */
   protected failureOf(err: Error): TryFailure {
-    const stage: FailureStage = this.pastHeader ? 'body' : this.socket !== null ? 'header' : 'connect'
+    const stage: FailureStage = this.pastHeader ? 'stream_response' : this.socket !== null ? 'await_response_header' : 'connect'
     const c = classify(err, stage)
     // A refusal of the request itself (a body over the limit, a silent client) is not the endpoint's fault.
-    if (CAUSES[c.type].phase !== 'local') this.endpoint.lastError = { type: c.type, at: Date.now(), detail: c.detail }
+    if (CAUSES[c.causeId].source === 'upstream') this.endpoint.lastError = { type: c.type, at: Date.now(), detail: c.detail }
     let detail = c.detail
     if (c.type === 'connection_terminated') detail += this.reused ? ' (on a reused keep-alive connection)' : ' (on a new connection)'
-    return { type: c.type, status: null, detail, sent: this.socket !== null, reused: this.reused }
+    return { type: c.type, causeId: c.causeId, status: null, detail, sent: this.socket !== null, reused: this.reused }
   }
 
   /** Ends the try's promise with `r` (null: success); later calls do nothing. */

@@ -6,7 +6,7 @@
  */
 import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { CauseType } from '../failures/causes.ts'
+import { CAUSES, type CauseId } from '../failures/causes.ts'
 import { proxyStatusReceived } from '../failures/proxy-status.ts'
 import type { AccessLogSink } from '../observe/access-log.ts'
 import type { RequestContext } from '../observe/context.ts'
@@ -79,7 +79,7 @@ class UpgradeTry extends UpstreamTry {
     if (statusCode < 200) return
     this.clearTimers()
     this.headerTaken(statusCode)
-    this.settle({ type: 'http_upgrade_failed', status: statusCode, detail: `upstream answered ${statusCode} instead of 101`, sent: true, reused: this.reused })
+    this.settle({ type: 'http_upgrade_failed', causeId: 'http_upgrade_failed', status: statusCode, detail: `upstream answered ${statusCode} instead of 101`, sent: true, reused: this.reused })
     controller.abort(new RefusedUpgradeError(`upstream answered ${statusCode}`))
   }
 
@@ -91,7 +91,7 @@ class UpgradeTry extends UpstreamTry {
 
   onResponseError(_controller: Http1Controller, err: Error): void {
     if (!this.settled && !(err instanceof ClientClosedError)) this.settle(this.failureOf(err))
-    else this.settle({ type: null, status: null, detail: err.message, sent: this.socket !== null, reused: this.reused })
+    else this.settle({ type: null, causeId: null, status: null, detail: err.message, sent: this.socket !== null, reused: this.reused })
     this.finish()
   }
 
@@ -212,10 +212,10 @@ export function createUpgradeHandler(getRuntime: () => Runtime, log: AccessLogSi
       log.write(ctx)
       resolveClosed()
     }
-    const fail = (type: CauseType, detail: string) => {
-      ctx.error = type
+    const fail = (id: CauseId, detail: string) => {
+      ctx.error = CAUSES[id].type
       ctx.details = detail
-      const r = errorResponse(ctx, req, rt, type, detail)
+      const r = errorResponse(ctx, req, rt, id, detail)
       ctx.status = r.status
       ctx.bytesSent = r.body.length
       writeRaw(socket, r.status, r.headers, r.body, true)
@@ -234,8 +234,7 @@ export function createUpgradeHandler(getRuntime: () => Runtime, log: AccessLogSi
 
     const routed = routeRequest(ctx, req, rt)
     if (routed.kind === 'bad_request') {
-      ctx.status = 400
-      writeRaw(socket, 400, { 'content-type': 'text/plain', 'content-length': '12', 'x-request-id': ctx.requestId }, Buffer.from('bad request\n'), true)
+      fail('http_request_error.target_form', routed.detail)
     } else if (routed.kind === 'error') {
       fail(routed.type, routed.detail)
     } else {
@@ -243,7 +242,7 @@ export function createUpgradeHandler(getRuntime: () => Runtime, log: AccessLogSi
       runAttempts(u).then((end) => {
         if (end.kind === 'abandoned') return
         if (end.kind === 'failed') {
-          if (ctx.downstream === 'completed') fail(end.type, end.detail)
+          if (ctx.downstream === 'completed') fail(end.causeId, end.detail)
           return
         }
         const t = end.try

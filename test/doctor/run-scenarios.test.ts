@@ -10,7 +10,7 @@ import { memoryAccessLog } from '../../src/observe/access-log.ts'
 import { SCENARIOS, startLab, type Scenario } from '../../src/lab/index.ts'
 import { runDoctor, type DoctorInput, type Report } from '../../src/doctor/run.ts'
 import type { BypassResult } from '../../src/doctor/probes/bypass.ts'
-import { CAUSES, type CauseType } from '../../src/failures/causes.ts'
+import { causeOf, type CauseType } from '../../src/failures/causes.ts'
 import { startDnsServer } from './probes/dns-server.ts'
 
 /**
@@ -48,7 +48,7 @@ const NO_CONNECTION = new Set<CauseType>(['dns_error', 'connection_refused', 'co
 function portico(s: Scenario): 'error' | 'cut' | 'relayed' | 'either' {
   if (s.name === 'keepalive-race') return 'relayed'
   if (s.name === 'slow') return 'either'
-  return CAUSES[s.expect].status === null ? 'cut' : 'error'
+  return causeOf(s.expect).status === null ? 'cut' : 'error'
 }
 
 /** Checks Portico's answer in the bypass comparison against what the scenario makes it do. */
@@ -61,7 +61,7 @@ function assertPorticoAnswer(s: Scenario, bypass: BypassResult): void {
   if (want === 'either') want = r.status === 200 ? 'relayed' : 'error'
   if (want === 'error') {
     assert.ok(own.error === s.expect || own.error === 'destination_unavailable', `error=${s.expect} expected: ${seen}`)
-    assert.equal(r.status, CAUSES[own.error as CauseType].status, seen)
+    assert.equal(r.status, causeOf(own.error as CauseType).status, seen)
     return
   }
   assert.equal(r.status, 200, seen)

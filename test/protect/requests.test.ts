@@ -134,7 +134,7 @@ test('every refusal is documented under its cause in docs/causes.md with its sta
   const docs = readFileSync(new URL('../../docs/causes.md', import.meta.url), 'utf8')
   for (const name of REFUSAL_NAMES) {
     const r = REFUSALS[name]
-    assert.ok(r.type in CAUSES)
+    assert.equal(CAUSES[r.id].type, r.type)
     const at = docs.indexOf(`\n### ${name}\n`)
     assert.ok(at > 0, `docs/causes.md has no "### ${name}"`)
     const section = docs.slice(at, docs.indexOf('\n## ', at) < 0 ? undefined : docs.indexOf('\n##', at + 5))

@@ -7,12 +7,13 @@ import { test } from 'node:test'
 import type { UpstreamConfig } from '../../src/config/schema.ts'
 import { compileRetryPolicy, RetryLease, RetryState, retryDecision, statusRetryAllowed, type RetryDecision } from '../../src/proxy/retries.ts'
 import type { TryFailure } from '../../src/proxy/try.ts'
+import { causeOf } from '../../src/failures/causes.ts'
 
 const ALL = compileRetryPolicy(['connect_failure', 'reset', 'http_response_timeout', 503])
 const NONE = compileRetryPolicy([])
 
 function f(type: TryFailure['type'], sent: boolean, reused = false): TryFailure {
-  return { type, status: type === null ? 503 : null, detail: '', sent, reused }
+  return { type, causeId: type === null ? null : causeOf(type).id, status: type === null ? 503 : null, detail: '', sent, reused }
 }
 
 /** [what, failure, policy, idempotent, bodyConsumed, attempts, maxAttempts, raceRetried, expected] */

@@ -218,7 +218,7 @@ const statusOf = (r: Recorded): number => r.starts.at(-1)?.status ?? 0
 /** Where the request was when it failed, as the proxy would tell `classify`. */
 function stageOf(r: Recorded): FailureStage {
   if (r.socket === null) return 'connect'
-  return r.starts.some((s) => s.status >= 200) ? 'body' : 'header'
+  return r.starts.some((s) => s.status >= 200) ? 'stream_response' : 'await_response_header'
 }
 
 /** The RFC 9209 cause of the request's error. */
@@ -516,7 +516,7 @@ describe('errors and their causes', () => {
     const r = await fetchFailing(pool)
     assert.deepEqual(r.events, ['start 200', 'data', 'error'])
     assert.equal((r.error as NodeJS.ErrnoException).code, 'HPE_INVALID_CHUNK_SIZE')
-    assert.equal(classify(r.error, 'header').type, 'http_protocol_error')
+    assert.equal(classify(r.error, 'await_response_header').type, 'http_protocol_error')
     // Relayed downstream by then, so the proxy logs it as an incomplete response.
     assert.equal(causeOf(r), 'http_response_incomplete')
     await up.closed(0)
@@ -537,7 +537,7 @@ describe('errors and their causes', () => {
     assert.deepEqual(r.events, ['start 200', 'data', 'error'])
     assert.equal(bodyOf(r), '0123456789')
     assert.equal(causeOf(r), 'http_response_incomplete')
-    assert.equal(classify(r.error, 'header').type, 'connection_terminated')
+    assert.equal(classify(r.error, 'await_response_header').type, 'connection_terminated')
     assert.equal(pool.stats.connected, 0)
   })
 

@@ -83,7 +83,7 @@ export function startProbe(target: ProbeTarget, cfg: HealthCheckConfig): Running
   const watch = (s: net.Socket): void => {
     socket = s
     s.once('lookup', () => { stage = 'connect' })
-    s.once(s instanceof tls.TLSSocket ? 'secureConnect' : 'connect', () => { stage = 'header' })
+    s.once(s instanceof tls.TLSSocket ? 'secureConnect' : 'connect', () => { stage = 'await_response_header' })
   }
   const settle = (): void => {
     clearTimeout(timer)
