@@ -213,3 +213,19 @@ http {
   assert.notEqual(bad.status, 0)
   assert.match(bad.stderr, /not allowed here/)
 })
+
+test('doctor reads a log group\'s words from the row of its status: a 400 http_request_error is not the 408 body timeout', async () => {
+  const { checkLogs } = await import('../../src/doctor/logs/index.ts')
+  type Summary = Parameters<typeof checkLogs>[0]
+  const group = (byStatus: Record<string, number>) => ({
+    cause: 'http_request_error', count: 3, byEndpoint: {}, byUpstream: { api: 3 }, byStatus, byProtocol: {}, byDetail: {},
+    firstSeen: new Date(0), lastSeen: new Date(0), peakMinute: '1970-01-01T00:00', peakCount: 3, samples: [],
+  })
+  const run = (byStatus: Record<string, number>) => checkLogs({ path: 'x.log', failures: 3, causes: [group(byStatus)], bursts: [] } as unknown as Summary, { system: 'portico' })[0]
+  const timeout = run({ 408: 3 })
+  assert.ok(timeout.title.startsWith(CAUSES['http_request_error.client_body_timeout'].title), timeout.title)
+  assert.match(timeout.fix, /`listeners\[\]\.timeouts\.body_idle`/)
+  const header = run({ 431: 2, 408: 1 })
+  assert.ok(header.title.startsWith(CAUSES['http_request_error.request_header_too_large'].title), header.title)
+  assert.match(header.fix, /`listeners\[\]\.max_header_size`/)
+})

@@ -2,8 +2,7 @@
  * Findings from a log summary: one per cause seen, with counts, endpoints, bursts and
  * sample lines as evidence, and the fix in the vocabulary of the system that wrote the log.
  */
-import { causeOf } from '../../failures/causes.ts'
-import type { CauseType } from '../../failures/causes.ts'
+import { causeOf, type Cause, type CauseType } from '../../failures/causes.ts'
 import type { Finding, Severity } from '../finding.ts'
 import type { CauseKey, CauseSummary, LogSummary } from '../logs/summary.ts'
 import type { Correlation } from '../logs/correlate.ts'
@@ -17,8 +16,24 @@ export interface LogCheckOptions {
 }
 
 /** The Portico fix of a cause, with the upstream name filled in when the log names one. */
-function porticoFix(cause: CauseType, up: string): string {
-  return causeOf(cause).fix.portico.replaceAll('upstreams.<name>', `upstreams.${up}`)
+function porticoFix(cause: Cause, up: string): string {
+  return cause.fix.portico.replaceAll('upstreams.<name>', `upstreams.${up}`)
+}
+
+/**
+ * The row of the cause table for a group of log lines: a type with variants (a 400, 408 or
+ * 431 `http_request_error`) is told apart by the status the lines sent most often.
+ */
+function rowOf(cause: CauseType, byStatus: Record<string, number>): Cause {
+  let status: number | null = null
+  let most = 0
+  for (const [k, n] of Object.entries(byStatus)) {
+    if (n > most && /^\d+$/.test(k)) {
+      most = n
+      status = Number(k)
+    }
+  }
+  return causeOf(cause, status)
 }
 
 function top(rec: Record<string, number>, n = 5): string {
@@ -38,9 +53,9 @@ function fixFor(c: CauseSummary, system: LogCheckOptions['system']): string {
   }
   if (system === 'portico') {
     const ups = Object.keys(c.byUpstream).filter((k) => k !== '-')
-    return porticoFix(c.cause, ups.length === 1 ? ups[0] : '<name>')
+    return porticoFix(rowOf(c.cause, c.byStatus), ups.length === 1 ? ups[0] : '<name>')
   }
-  const fix = causeOf(c.cause).fix
+  const fix = rowOf(c.cause, c.byStatus).fix
   const details = Object.keys(c.byDetail).map((d) => fix.nginxDetails?.[d]).filter((d): d is string => !!d)
   return [fix.nginx, ...details].join(' ')
 }
@@ -70,7 +85,7 @@ export function checkLogs(summary: LogSummary, opts: LogCheckOptions): Finding[]
     const share = summary.failures > 0 ? c.count / summary.failures : 0
     const title = c.cause === 'unclassified'
       ? `${c.count} gateway error${c.count === 1 ? '' : 's'} (${top(c.byStatus)}) that the log does not explain`
-      : `${causeOf(c.cause).title}: ${c.count} time${c.count === 1 ? '' : 's'} in ${summary.path}`
+      : `${rowOf(c.cause, c.byStatus).title}: ${c.count} time${c.count === 1 ? '' : 's'} in ${summary.path}`
     const evidence = [`${c.count} of ${summary.failures} gateway errors (${Math.round(share * 100)}%) ${span(c)}`]
     const endpoints = top(c.byEndpoint)
     if (endpoints) evidence.push(`endpoints: ${endpoints}`)
