@@ -120,8 +120,9 @@ function nginxTargets(model: NginxModel): Target[] {
       sslVerify: t.settings.sslVerify,
       // nginx resolves run-time names through its `resolver`: ask the same servers.
       ...(t.settings.resolver?.length && t.runtimeResolved ? { resolvers: t.settings.resolver } : {}),
-      // Workers run as `user`; without it, as nobody when the master runs as root (the usual set-up).
-      nginxUser: model.user ?? 'nobody',
+      // Workers run as `user`; without it, as nobody when the master runs as root (the usual set-up), else as
+      // whoever starts nginx: then, unless doctor runs as root, there is no other user to check for.
+      ...(model.user ? { nginxUser: model.user } : process.getuid?.() === 0 ? { nginxUser: 'nobody' } : {}),
       ...(t.protocol === 'fastcgi' && t.exactPath ? { fastcgiPing: t.exactPath } : {}),
     })
     const key = JSON.stringify([target.url, target.upstream, target.protocol, proxy])

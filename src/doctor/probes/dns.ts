@@ -98,7 +98,8 @@ function isLocalhostName(host: string): boolean {
  * TTLs; its own timeout and one try; the target's `resolvers` when set), each bounded
  * by `timeoutMs`. IP literals skip DNS. Never throws.
  *
- * Findings: `dns.nxdomain` (dns_error), `dns.servfail` (dns_error), `dns.timeout`
+ * Findings: `dns.nxdomain` (dns_error), `dns.servfail` (dns_error), `dns.refused` (dns_error:
+ * the DNS server's port is closed), `dns.timeout`
  * (dns_timeout), `dns.mismatch` (/etc/hosts and DNS disagree),
  * `dns.answers` (info with the answers and TTLs).
  */
@@ -155,7 +156,9 @@ function dnsFindings(target: Target, r: DnsResult): Finding[] {
   if (r.lookup.error) {
     const timedOut = errs.some((e) => e === 'ETIMEOUT' || e === 'ETIMEDOUT') || (r.lookup.error === 'EAI_AGAIN' && !errs.includes('ENOTFOUND') && !errs.includes('ESERVFAIL'))
     const servfail = errs.includes('ESERVFAIL')
-    if (timedOut) {
+    if (errs.includes('ECONNREFUSED')) {
+      findings.push({ ...base, id: 'dns.refused', severity: 'critical', cause: 'dns_error', likelihood: 0.9, title: `The DNS server refuses queries for ${r.host} (nothing listens on its port)`, evidence, fix: fixes.dns(target, 'No DNS server answers at the resolver address.', true) })
+    } else if (timedOut) {
       findings.push({ ...base, id: 'dns.timeout', severity: 'critical', cause: 'dns_timeout', likelihood: 0.9, title: `The resolver did not answer for ${r.host} in time`, evidence, fix: fixes.dns(target, `The DNS server did not answer within ${Math.round(r.resolver.ms || r.lookup.ms)}ms.`, true) })
     } else if (servfail) {
       findings.push({ ...base, id: 'dns.servfail', severity: 'critical', cause: 'dns_error', likelihood: 0.9, title: `DNS failed (SERVFAIL) for ${r.host}`, evidence, fix: fixes.dns(target, 'The authoritative servers for the name or the resolver are failing.') })

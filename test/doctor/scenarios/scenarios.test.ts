@@ -98,6 +98,13 @@ function assertTop(report: Report, setup: Setup, expect: Setup['expect'], check:
   // Every fix in the report, not only the top one, names real keys and directives.
   const words = report.findings.flatMap((f) => vocabularyProblems(f.fix).map((p) => `${f.id}: ${p}`))
   assert.deepEqual(words, [], `${setup.name}: ${words.join('; ')}`)
+  if (setup.report) {
+    try {
+      setup.report(report.findings)
+    } catch (e) {
+      assert.fail(`${setup.name}: ${(e as Error).message}\n${explain(report, log)}`)
+    }
+  }
   if (check) {
     try {
       check(top)
@@ -109,12 +116,37 @@ function assertTop(report: Report, setup: Setup, expect: Setup['expect'], check:
 
 const sample: { text?: string } = {}
 
-async function startNginx(dir: string, conf: string, port: number): Promise<ChildProcess> {
-  const nginx = spawn(NGINX, ['-p', dir, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  nginx.stderr?.on('data', (d) => (stderr += d))
-  await waitListening(port, Date.now() + 5000).catch((e) => { nginx.kill('SIGKILL'); throw new Error(`${e.message}: ${stderr}`) })
-  return nginx
+/**
+ * Starts nginx on a free loopback port, written into the `listen 127.0.0.1:<port>` of `conf`.
+ * A port found free can be taken by another process before nginx binds it: nginx then
+ * exits with "Address already in use", and it is started again on another port.
+ */
+async function startNginx(dir: string, conf: string, errorLog: string): Promise<{ nginx: ChildProcess; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort()
+    await writeFile(conf, (await readFile(conf, 'utf8')).replace(/listen 127\.0\.0\.1:\d+;/, `listen 127.0.0.1:${port};`))
+    const nginx = spawn(NGINX, ['-p', dir, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] })
+    let stderr = ''
+    nginx.stderr?.on('data', (d) => (stderr += d))
+    const exited = new Promise<'exited'>((r) => nginx.once('exit', () => r('exited')))
+    // Up once this master started its worker (error_log at info level says so); gone if the bind failed.
+    const started = (async () => {
+      const deadline = Date.now() + 5000
+      while (Date.now() < deadline) {
+        const log = await readFile(errorLog, 'utf8').catch(() => '')
+        if (log.includes(`${nginx.pid}#${nginx.pid}: start worker process`)) return 'started' as const
+        await new Promise((r) => setTimeout(r, 25))
+      }
+      return 'slow' as const
+    })()
+    const how = await Promise.race([exited, started])
+    if (how === 'started') {
+      await waitListening(port, Date.now() + 5000)
+      return { nginx, port }
+    }
+    nginx.kill('SIGKILL')
+    if (attempt >= 5 || !/Address already in use/.test(stderr + (await readFile(errorLog, 'utf8').catch(() => '')))) throw new Error(`nginx did not start: ${stderr}`)
+  }
 }
 
 async function stopNginx(nginx: ChildProcess): Promise<void> {
@@ -160,14 +192,13 @@ async function nginxRun(setup: Setup, ctx: SetupContext): Promise<void> {
   await chmod(dir, 0o755)
   const backend = await setup.backend({ ...ctx, dir })
   try {
-    const port = await freePort()
     const errorLog = join(dir, 'error.log')
     const accessLog = join(dir, 'access.log')
     const conf = join(dir, 'nginx.conf')
     const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((k) => `${k}_temp_path ${join(dir, k)};`).join('\n')
-    const body = (setup.nginx as NonNullable<Setup['nginx']>)(backend, ctx).replace('NGINX_PORT', String(port))
+    const body = (setup.nginx as NonNullable<Setup['nginx']>)(backend, ctx).replace('NGINX_PORT', '0')
     await writeFile(conf, `worker_processes 1;\npid ${join(dir, 'nginx.pid')};\nerror_log ${errorLog} info;\nevents { worker_connections 64; }\nhttp {\naccess_log ${accessLog};\n${temp}\n${body}\n}\n`)
-    let nginx = await startNginx(dir, conf, port)
+    let { nginx, port } = await startNginx(dir, conf, errorLog)
     try {
       await traffic(port, 4000)
       const report = await runDoctor({
@@ -182,7 +213,7 @@ async function nginxRun(setup: Setup, ctx: SetupContext): Promise<void> {
         // The fix, applied as written, must make the requests work.
         await stopNginx(nginx)
         await writeFile(conf, applyNginxFix(await readFile(conf, 'utf8'), report.findings[0].fix))
-        nginx = await startNginx(dir, conf, port)
+        ;({ nginx, port } = await startNginx(dir, conf, errorLog))
         const status = await get(port, 8000)
         assert.equal(status, 200, `${setup.name}: after applying "${report.findings[0].fix}" nginx answers ${status}\n${await readFile(conf, 'utf8')}\n${(await readFile(errorLog, 'utf8')).slice(-800)}`)
       }

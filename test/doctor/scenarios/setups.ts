@@ -33,7 +33,7 @@ export interface SetupContext {
 export interface Setup {
   name: string
   backend(ctx: SetupContext): Promise<Backend>
-  /** `http { }` contents; `NGINX_PORT` is replaced by the listen port. Absent: no nginx variant. */
+  /** `http { }` contents with one `listen 127.0.0.1:NGINX_PORT;` (the test picks the port). Absent: no nginx variant. */
   nginx?: (b: Backend, ctx: SetupContext) => string
   /** Extra YAML lines of the Portico upstream (indented 4), besides `endpoints`. Absent: no Portico variant. */
   portico?: (b: Backend, ctx: SetupContext) => string[]
@@ -50,6 +50,8 @@ export interface Setup {
   timeoutMs?: number
   /** Send the requests through the proxy (`--via`) too. */
   via?: boolean
+  /** More checks on the whole report. */
+  report?: (findings: Finding[]) => void
   /** Apply the top fix as written (nginx, or nginx and Portico) and expect a 200 through the proxy after it. */
   applyFix?: 'nginx' | 'both'
 }
@@ -190,6 +192,15 @@ export const SETUPS: Setup[] = [
     nginx: (b, ctx) => `server { listen 127.0.0.1:NGINX_PORT; resolver 127.0.0.1:${ctx.dns.port} ipv6=off; resolver_timeout 1s; set $backend ${b.address}; location / { proxy_pass http://$backend; } }`,
     portico: (_b, ctx) => [`dns: { resolvers: [ "127.0.0.1:${ctx.dns.port}" ] }`], timeoutMs: 1000,
     nginxFix: mentions(/`resolver_timeout 5s;`/), porticoFix: mentions(/upstreams\.lab\.dns\.resolvers/),
+  },
+  {
+    name: 'resolver that refuses (nothing on its port)', backend: async () => ({ address: 'app.test:8080', endpoint: 'http://app.test:8080', close: async () => {} }), expect: 'dns_error',
+    logLine: /(?:send|recv)\(\) failed \(111: Connection refused\) while resolving/,
+    nginx: () => 'server { listen 127.0.0.1:NGINX_PORT; resolver 127.0.0.1:9 ipv6=off; resolver_timeout 1s; set $backend app.test:8080; location / { proxy_pass http://$backend; } }',
+    portico: () => ['dns: { resolvers: [ "127.0.0.1:9" ] }'],
+    nginxFix: mentions(/`resolver`/), porticoFix: mentions(/upstreams\.lab\.dns\.resolvers.*127\.0\.0\.1:9/),
+    // The resolver's own socket errors are not the backend refusing connections.
+    report: (findings) => assertThat(!findings.some((f) => f.cause === 'connection_refused'), `a connection_refused finding: ${findings.map((f) => `${f.id} ${f.cause}`).join(', ')}`),
   },
   {
     name: 'full listen backlog', backend: lab('connect-timeout'), expect: 'connection_timeout', logLine: /upstream timed out \(110: Connection timed out\) while connecting/,
