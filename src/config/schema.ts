@@ -54,8 +54,10 @@ export const endpointSchema = z.union([
     url: endpointUrl,
     /** Relative share of traffic (1 to 1000). Default 1. */
     weight: z.number().int().min(1).max(1000).default(1),
+    /** Backup endpoint: picked only when no other endpoint is available or every other one was tried for this request (nginx `server ... backup`). Default false. */
+    backup: z.boolean().default(false),
   }),
-]).transform((e) => (typeof e === 'string' ? { url: e, weight: 1 } : e))
+]).transform((e) => (typeof e === 'string' ? { url: e, weight: 1, backup: false } : e))
 
 /** Upstream timeouts, all enforced by Portico's own timers. */
 export const upstreamTimeoutsSchema = z.strictObject({

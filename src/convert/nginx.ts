@@ -733,17 +733,12 @@ class Converter {
         const src = this.from(this.directiveAt(s))
         if (s.unix) { endpoints.items.push(note(`${s.address} left out: no unix-socket endpoints in Portico (${this.at(s)})`)); this.note(this.directiveAt(s) ?? s, 'Portico endpoints are http:// or https:// URLs (no unix socket yet)', true); continue }
         if (s.down) { endpoints.items.push(note(`${url} left out: marked down (${this.at(s)})`)); continue }
-        if (s.backup) {
-          endpoints.items.push(note(`${url} left out: backup server (${this.at(s)})`))
-          this.note(this.directiveAt(s) ?? s, 'backup servers are not in Portico: when every primary fails, requests get 502/503 instead of reaching this server', true)
-          count++
-          continue
-        }
         count++
-        if (s.weight !== 1) {
+        if (s.weight !== 1 || s.backup) {
           const e = map(src)
           set(e, 'url', scalar(url))
-          set(e, 'weight', scalar(Math.min(1000, s.weight)))
+          if (s.weight !== 1) set(e, 'weight', scalar(Math.min(1000, s.weight)))
+          if (s.backup) set(e, 'backup', scalar(true))
           endpoints.items.push(e)
         } else endpoints.items.push(scalar(url, src))
         for (const param of (this.directiveAt(s)?.args ?? []).slice(1)) {

@@ -66,6 +66,9 @@ export class UpstreamPool {
   /** The host names resolved by the pool, each once. */
   readonly #names = new Map<string, NameEndpoints>()
   #endpoints: readonly Endpoint[] = []
+  /** The endpoints that are not `backup`, and those that are (empty when none is: then selection uses #endpoints alone). */
+  #primaries: readonly Endpoint[] = []
+  #backups: readonly Endpoint[] = []
   /** Settles when every name has had its first answer; null then. */
   #firstAnswers: Promise<void> | null = null
   /** Endpoints that left the pool, closing once their requests end. */
@@ -130,7 +133,11 @@ export class UpstreamPool {
   }
 
   #rebuild(): void {
-    this.#endpoints = this.#slots.flatMap((s) => ('fixed' in s ? [s.fixed] : s.name.endpointsOf(s.index)))
+    const of = (s: Slot) => ('fixed' in s ? [s.fixed] : s.name.endpointsOf(s.index))
+    this.#endpoints = this.#slots.flatMap(of)
+    const backup = this.config.endpoints.map((e) => e.backup)
+    this.#primaries = backup.includes(true) ? this.#slots.filter((_, i) => !backup[i]).flatMap(of) : this.#endpoints
+    this.#backups = backup.includes(true) ? this.#slots.filter((_, i) => backup[i]).flatMap(of) : []
   }
 
   /**
@@ -155,6 +162,7 @@ export class UpstreamPool {
    * only when no other is available. In panic (the share of available endpoints below
    * `panic_threshold` percent, Envoy's healthy panic threshold), every endpoint counts
    * as available: spreading load over all of them beats overloading the few left.
+   * Backup endpoints are picked only when no other is available or untried.
    *
    * @param tried endpoints this request already tried
    * @param now epoch ms
@@ -162,7 +170,16 @@ export class UpstreamPool {
    *   `destination_unavailable`)
    */
   select(tried: readonly Endpoint[] | null, now = Date.now()): Endpoint | null {
-    const all = this.endpoints
+    if (this.#backups.length === 0) return this.#selectAmong(this.#endpoints, tried, now, true)
+    // nginx `backup`: the backups serve only when no primary is available or every
+    // available one was tried by this request; a tried primary is the last resort.
+    return this.#selectAmong(this.#primaries, tried, now, false)
+      ?? this.#selectAmong(this.#backups, tried, now, false)
+      ?? this.#selectAmong(this.#endpoints, tried, now, true)
+  }
+
+  /** {@link select} over one group of endpoints; `retryTried` lets an already tried endpoint be picked when no other is available. */
+  #selectAmong(all: readonly Endpoint[], tried: readonly Endpoint[] | null, now: number, retryTried: boolean): Endpoint | null {
     const threshold = this.config.panic_threshold
     let available = 0
     for (let i = 0; i < all.length; i++) if (all[i].isAvailable(now)) available++
@@ -176,7 +193,7 @@ export class UpstreamPool {
       if (tried !== null && tried.includes(e)) fallback.push(e)
       else candidates.push(e)
     }
-    if (candidates.length === 0) candidates = fallback
+    if (candidates.length === 0 && retryTried) candidates = fallback
     if (candidates.length === 0) return null
     return this.balancer.pick(candidates)
   }

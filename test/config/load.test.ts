@@ -178,7 +178,7 @@ describe('parseConfig: valid configs', () => {
   test('defaults are applied', () => {
     const c = parseConfig(VALID, FILE)
     const api = c.upstreams.api
-    assert.deepEqual(api.endpoints, [{ url: 'http://127.0.0.1:3000', weight: 1 }])
+    assert.deepEqual(api.endpoints, [{ url: 'http://127.0.0.1:3000', weight: 1, backup: false }])
     assert.equal(api.load_balancing, 'round_robin')
     assert.deepEqual(api.timeouts, { connect: 2000, response_header: 30_000, idle: 60_000 })
     assert.deepEqual(api.keepalive, { idle_timeout: 4000 })

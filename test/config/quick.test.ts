@@ -14,8 +14,8 @@ test('one listener, a catch-all route "default" to upstream "default" with the e
   assert.deepEqual(c.routes[0].match, { path_prefix: '/' })
   assert.deepEqual(Object.keys(c.upstreams), ['default'])
   assert.deepEqual(c.upstreams.default.endpoints, [
-    { url: 'http://127.0.0.1:3000', weight: 1 },
-    { url: 'https://127.0.0.1:3443', weight: 1 },
+    { url: 'http://127.0.0.1:3000', weight: 1, backup: false },
+    { url: 'https://127.0.0.1:3443', weight: 1, backup: false },
   ])
   assert.equal(c.upstreams.default.timeouts.connect, 2000)
   assert.equal(c.access_log.format, 'json')

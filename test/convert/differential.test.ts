@@ -202,8 +202,8 @@ const CASES: Case[] = [
     ],
   },
   {
-    name: 'weights, a backup and a down server',
-    backends: 4, listeners: ['web'], complete: false, noted: /backup/,
+    name: 'weights, backups and a down server',
+    backends: 4, listeners: ['web'], complete: true,
     files: (e) => ({
       'nginx.conf': `http {
   upstream api {
@@ -212,11 +212,19 @@ const CASES: Case[] = [
     server ${e.b(2)} backup;
     server ${e.b(3)} down;
   }
+  upstream failover {
+    server ${e.dead};
+    server ${e.b(2)} backup;
+  }
   server {
     listen 127.0.0.1:${e.port('web')};
     server_name api.example.test;
     location / {
       proxy_pass http://api;
+      proxy_set_header Host $host;
+    }
+    location /failover/ {
+      proxy_pass http://failover;
       proxy_set_header Host $host;
     }
   }
@@ -225,6 +233,7 @@ const CASES: Case[] = [
     }),
     requests: [
       { to: 'web', host: 'api.example.test', path: '/v1/items', repeat: 8, compare: 'multiset' },
+      { to: 'web', host: 'api.example.test', path: '/failover/a', repeat: 3, compare: 'multiset' },
     ],
   },
   {

@@ -94,7 +94,7 @@ test('listeners, TLS, upstream keys and cache come from their directives, each c
   assert.deepEqual(api.cache.serve_stale_on.slice(-3), ['connection_timeout', 'http_response_timeout', 502])
   assert.equal(api.cache.collapse_timeout, 2000)
   const up = c.upstreams[api.upstream]
-  assert.deepEqual(up.endpoints, [{ url: 'https://10.0.0.1:8080', weight: 5 }, { url: 'https://app2.internal:8080', weight: 1 }])
+  assert.deepEqual(up.endpoints, [{ url: 'https://10.0.0.1:8080', weight: 5, backup: false }, { url: 'https://app2.internal:8080', weight: 1, backup: false }])
   assert.equal(up.load_balancing, 'least_request', 'random two least_conn is the power of two choices')
   assert.deepEqual(up.timeouts, { connect: 3000, response_header: 20_000, idle: 40_000 })
   assert.deepEqual(up.retries.on, ['connect_failure', 'reset', 503])
@@ -156,7 +156,6 @@ server {
   }
   at(2, /ip_hash/, true)
   at(4, /unix/, true)
-  at(5, /backup/, true)
   at(11, /regular-expression locations/, true)
   at(12, /rewrite/, true)
   at(13, /^allow .*access rules/, true)
@@ -170,8 +169,8 @@ server {
   assert.match(r.yaml, /^# INCOMPLETE: /m)
   assert.match(r.yaml, /# {3}conf\.d\/app\.conf:12: rewrite/)
   const c = parseConfig(r.yaml, 'x.yaml')
-  assert.deepEqual(c.upstreams.sticky.endpoints, [{ url: 'http://127.0.0.1:8001', weight: 1 }])
-  assert.match(r.yaml, /# http:\/\/127\.0\.0\.1:8002 left out: backup server \(conf\.d\/app\.conf:5\)/)
+  assert.deepEqual(c.upstreams.sticky.endpoints, [{ url: 'http://127.0.0.1:8001', weight: 1, backup: false }, { url: 'http://127.0.0.1:8002', weight: 1, backup: true }])
+  assert.match(r.yaml, /# unix:\/run\/app\.sock left out: no unix-socket endpoints in Portico \(conf\.d\/app\.conf:4\)/)
   assert.ok(c.routes.some((x) => x.match.path_prefix === '/admin/'), 'a location with access rules is converted and the rules are noted')
 })
 

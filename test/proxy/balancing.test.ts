@@ -1,6 +1,6 @@
 /**
  * Load balancing through a running gateway, told apart by the `server` name each 'ok'
- * lab endpoint reports: round_robin, least_request and random.
+ * lab endpoint reports: round_robin, least_request and random, and backup endpoints.
  */
 import assert from 'node:assert/strict'
 import http from 'node:http'
@@ -70,5 +70,27 @@ describe('load balancing', () => {
     // Expected 0.75, standard deviation about 0.031: ±0.15 is about five deviations.
     assert.ok(share > 0.6 && share < 0.9, `heavy share ${share}: ${JSON.stringify(counts)}`)
     assert.ok((counts.light ?? 0) > 0)
+  })
+
+  test('a backup endpoint gets no request while a primary is available', async () => {
+    const a = await env.lab('ok', { name: 'a' })
+    const b = await env.lab('ok', { name: 'b' })
+    const spare = await env.lab('ok', { name: 'spare' })
+    const gw = await env.gateway(oneUpstream([a.url, b.url, { url: spare.url, backup: true }]))
+    assert.deepEqual(await spread(gw, 10), { a: 5, b: 5 })
+  })
+
+  test('a backup endpoint takes the retry when the primary fails, then every request while it is ejected', async () => {
+    const dead = await env.lab('refuse')
+    const spare = await env.lab('ok', { name: 'spare' })
+    const gw = await env.gateway(oneUpstream([dead.url, { url: spare.url, backup: true }], {
+      retries: { attempts: 2 }, outlier_detection: { consecutive_failures: 1 },
+    }))
+    const first = await send(gw.port)
+    await expectExchange(gw, first, { status: 200, error: null, attempts: 2 })
+    assert.equal(first.json<{ server: string }>().server, 'spare')
+    const second = await send(gw.port)
+    await expectExchange(gw, second, { status: 200, error: null, attempts: 1 })
+    assert.equal(second.json<{ server: string }>().server, 'spare')
   })
 })
