@@ -424,7 +424,7 @@ class Converter {
       this.note(d, `unknown location modifier "${modifier}"`, true)
     } else if (pp?.proxyPass) {
       const p = pp.proxyPass
-      if (p.unix) this.note(p, 'Portico endpoints are http:// or https:// URLs (no unix socket yet)', true)
+      if (p.unix && p.scheme === 'https') this.note(p, 'Portico speaks plain HTTP over unix sockets (no TLS)', true)
       else if (p.host === null) {
         this.note(p, 'proxy_pass with a variable address is not converted: Portico routes to named upstreams', true)
       } else if (p.runtimeResolved && p.uri !== '' && p.uri !== '$request_uri') {
@@ -633,7 +633,8 @@ class Converter {
       const port = p.port !== null && p.port !== (p.scheme === 'https' ? 443 : 80) ? `:${p.port}` : ''
       const proxyHost = `${p.host}${port}`
       set(route, 'preserve_host', scalar(false, from))
-      if (!(p.upstream === null && p.port !== null)) set(route, 'host_rewrite', scalar(proxyHost, `$proxy_host of ${p.raw}`))
+      // Over a unix socket nginx sends `localhost`, as Portico does.
+      if (!p.unix && !(p.upstream === null && p.port !== null)) set(route, 'host_rewrite', scalar(proxyHost, `$proxy_host of ${p.raw}`))
     } else if (value === '$server_name' && r.server.primaryName) {
       set(route, 'host_rewrite', scalar(r.server.primaryName, from))
     } else if (!value.includes('$') && /^[A-Za-z0-9_.:-]+$/.test(value)) {
@@ -652,7 +653,8 @@ class Converter {
 
   rewrite(route: YMap, r: RouteDraft): void {
     const p = r.proxyPass
-    const u = p.uri
+    // `http://unix:/run/app.sock:/uri`: the URI part follows the socket path and a colon.
+    const u = p.unix ? /^https?:\/\/unix:[^:]*:?(.*)$/i.exec(p.raw)?.[1] ?? '' : p.uri
     const src = this.fromRef(p)
     if (u === '' || u === '$request_uri') return
     if (u.includes('$')) { this.note(p, `the URI part "${u}" of proxy_pass has variables: the path is forwarded unchanged`, true); return }
@@ -727,11 +729,12 @@ class Converter {
       baseName = block.model.name
       node.comment = this.from(block.directive)
       count = 0
-      const live = block.model.servers.filter((s) => !s.down && !s.backup && !s.unix)
+      const tlsUnix = p.scheme === 'https'
+      const live = block.model.servers.filter((s) => !s.down && !s.backup && !(s.unix && tlsUnix))
       for (const s of block.model.servers) {
-        const url = `${p.scheme}://${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}`
+        const url = s.unix ? `unix:${s.host}` : `${p.scheme}://${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}`
         const src = this.from(this.directiveAt(s))
-        if (s.unix) { endpoints.items.push(note(`${s.address} left out: no unix-socket endpoints in Portico (${this.at(s)})`)); this.note(this.directiveAt(s) ?? s, 'Portico endpoints are http:// or https:// URLs (no unix socket yet)', true); continue }
+        if (s.unix && tlsUnix) { endpoints.items.push(note(`${s.address} left out: https over a unix socket (${this.at(s)})`)); this.note(this.directiveAt(s) ?? s, 'Portico speaks plain HTTP over unix sockets (no TLS)', true); continue }
         if (s.down) { endpoints.items.push(note(`${url} left out: marked down (${this.at(s)})`)); continue }
         count++
         if (s.weight !== 1 || s.backup) {
@@ -747,7 +750,7 @@ class Converter {
         }
       }
       if (live.length === 0) {
-        this.note(block.directive, 'no server of this upstream can be converted (all down, backup or unix sockets)', true)
+        this.note(block.directive, 'no server of this upstream can be converted (all down, or unix sockets under https)', true)
         return null
       }
       set(node, 'endpoints', endpoints)
@@ -759,6 +762,11 @@ class Converter {
       else set(node, 'keepalive', map('no keepalive in the nginx upstream (a connection per request); Portico reuses connections')).entries.push(['idle_timeout', scalar('4s', 'Portico default')])
       const maxConns = live.map((s) => /max_conns=(\d+)/.exec(this.directiveAt(s)?.args.join(' ') ?? '')?.[1]).filter((x) => x !== undefined)
       if (maxConns.length > 0 && Number(maxConns[0]) > 0) set(node, 'limits', map()).entries.push(['max_connections', scalar(Number(maxConns[0]), this.from(this.directiveAt(live[0])))])
+    } else if (p.unix) {
+      baseName = `unix-${(p.host as string).split('/').pop()?.replace(/\.sock$/, '') ?? 'socket'}`.replace(/[^A-Za-z0-9_.-]/g, '_')
+      endpoints.items.push(scalar(`unix:${p.host}`, this.fromRef(p)))
+      set(node, 'endpoints', endpoints)
+      set(node, 'outlier_detection', map('a direct proxy_pass address is never marked failed by nginx')).entries.push(['consecutive_failures', scalar(0)])
     } else {
       baseName = `${p.host}${p.port !== null ? `-${p.port}` : ''}`.replace(/[^A-Za-z0-9_.-]/g, '_')
       const port = p.port ?? (p.scheme === 'https' ? 443 : 80)

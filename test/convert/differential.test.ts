@@ -28,7 +28,7 @@ const skip = existsSync(NGINX) ? false : `nginx not installed at ${NGINX} (apt-g
 /** A loopback backend that answers with its name and what it received. */
 interface Backend { name: string; port: number; server: http.Server }
 
-async function startBackend(name: string): Promise<Backend> {
+async function startBackend(name: string, socketPath?: string): Promise<Backend> {
   const server = http.createServer((req, res) => {
     let bytes = 0
     req.on('data', (c: Buffer) => { bytes += c.length })
@@ -44,6 +44,12 @@ async function startBackend(name: string): Promise<Backend> {
     })
   })
   server.keepAliveTimeout = 2000
+  if (socketPath !== undefined) {
+    await new Promise<void>((r) => server.listen(socketPath, r))
+    // nginx workers started by root run as nobody: they must be able to connect.
+    await chmod(socketPath, 0o777)
+    return { name, port: 0, server }
+  }
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   return { name, port: (server.address() as net.AddressInfo).port, server }
 }
@@ -79,6 +85,8 @@ interface Env {
   port: (name: string) => number
   /** Certificate and key file of a named certificate. */
   cert: (name: string) => { cert: string; key: string }
+  /** Socket path of unix backend i (named `u<i>`). */
+  sock: (i: number) => string
 }
 
 /** One request of a case. */
@@ -95,12 +103,16 @@ interface Req {
   /** Send this many times; backends are compared as a multiset (round robin) or a set (least_conn, random). */
   repeat?: number
   compare?: 'each' | 'multiset' | 'set'
+  /** Status class nginx must answer with (so that two equal failures cannot pass for agreement). Default 200. */
+  expect?: 200 | 300 | 400 | 500
 }
 
 interface Case {
   name: string
   /** Backends to start, by index. */
   backends: number
+  /** Backends on unix sockets to start, by index. */
+  unix?: number
   /** Named listener ports; names ending in `s` are TLS. */
   listeners: string[]
   certs?: Record<string, string[]>
@@ -298,7 +310,7 @@ const CASES: Case[] = [
 `,
     }),
     requests: [
-      { to: 'http', host: 'shop.example.test', path: '/checkout?step=2' },
+      { to: 'http', host: 'shop.example.test', path: '/checkout?step=2', expect: 300 },
       { to: 'https', sni: 'shop.example.test', host: 'shop.example.test', path: '/checkout?step=2' },
       { to: 'https', sni: 'admin.example.test', host: 'admin.example.test', path: '/users' },
       { to: 'https', sni: 'unknown.example.test', host: 'unknown.example.test', path: '/' },
@@ -334,10 +346,10 @@ const CASES: Case[] = [
 `,
     }),
     requests: [
-      { to: 'web', host: 'reports.example.test', path: '/reports/slow' },
+      { to: 'web', host: 'reports.example.test', path: '/reports/slow', expect: 500 },
       { to: 'web', host: 'reports.example.test', path: '/reports/fast' },
       { to: 'web', host: 'reports.example.test', path: '/patient/slow' },
-      { to: 'web', host: 'reports.example.test', path: '/down/x' },
+      { to: 'web', host: 'reports.example.test', path: '/down/x', expect: 500 },
       { to: 'web', host: 'reports.example.test', path: '/flaky/a' },
       { to: 'web', host: 'reports.example.test', path: '/flaky/b' },
       { to: 'web', host: 'reports.example.test', path: '/flaky/c' },
@@ -362,9 +374,9 @@ const CASES: Case[] = [
     }),
     requests: [
       { to: 'small', host: 'files.example.test', path: '/upload', method: 'POST', body: 1024 },
-      { to: 'small', host: 'files.example.test', path: '/upload', method: 'POST', body: 16 * 1024 },
+      { to: 'small', host: 'files.example.test', path: '/upload', method: 'POST', body: 16 * 1024, expect: 400 },
       { to: 'default', host: 'files.example.test', path: '/any', method: 'POST', body: 512 * 1024 },
-      { to: 'default', host: 'files.example.test', path: '/any', method: 'POST', body: 1024 * 1024 + 1 },
+      { to: 'default', host: 'files.example.test', path: '/any', method: 'POST', body: 1024 * 1024 + 1, expect: 400 },
     ],
   },
   {
@@ -398,7 +410,34 @@ upstream reports { server ${e.b(1)}; }
       { to: 'web', host: 'portal.example.test', path: '/app/home' },
       { to: 'web', host: 'portal.example.test', path: '/app/reports/q3' },
       { to: 'web', host: 'portal.example.test', path: '/assets/logo.png' },
-      { to: 'web', host: 'portal.example.test', path: '/nothing' },
+      { to: 'web', host: 'portal.example.test', path: '/nothing', expect: 400 },
+    ],
+  },
+  {
+    name: 'unix sockets: an upstream of socket servers and a direct proxy_pass with a URI',
+    backends: 0, unix: 2, listeners: ['web'], complete: true,
+    files: (e) => ({
+      'nginx.conf': `http {
+  upstream gunicorn {
+    server unix:${e.sock(0)} fail_timeout=0;
+  }
+  server {
+    listen 127.0.0.1:${e.port('web')};
+    server_name py.example.test;
+    location / {
+      proxy_set_header Host $http_host;
+      proxy_pass http://gunicorn;
+    }
+    location /socket-api/ {
+      proxy_pass http://unix:${e.sock(1)}:/api/;
+    }
+  }
+}
+`,
+    }),
+    requests: [
+      { to: 'web', host: 'py.example.test', path: '/accounts/login?next=/' },
+      { to: 'web', host: 'py.example.test', path: '/socket-api/v1/ping' },
     ],
   },
   {
@@ -506,6 +545,10 @@ for (const c of CASES) {
     t.after(() => rm(dir, { recursive: true, force: true }))
     const backends = await Promise.all(Array.from({ length: c.backends }, (_, i) => startBackend(`b${i}`)))
     t.after(() => Promise.all(backends.map((b) => new Promise<void>((r) => { b.server.close(() => r()); b.server.closeAllConnections() }))))
+    await chmod(dir, 0o755)
+    const sockets = Array.from({ length: c.unix ?? 0 }, (_, i) => join(dir, `u${i}.sock`))
+    const unixBackends = await Promise.all(sockets.map((path, i) => startBackend(`u${i}`, path)))
+    t.after(() => Promise.all(unixBackends.map((b) => new Promise<void>((r) => { b.server.close(() => r()); b.server.closeAllConnections() }))))
     const dead = await freePort()
     const nginxPorts = new Map<string, number>()
     const porticoPorts = new Map<string, number>()
@@ -528,6 +571,7 @@ for (const c of CASES) {
       dead: `127.0.0.1:${dead}`,
       port: (name) => nginxPorts.get(name) as number,
       cert: (name) => certFiles[name],
+      sock: (i) => sockets[i],
     }
     const files = c.files(env)
     for (const [name, text] of Object.entries(files)) {
@@ -592,6 +636,7 @@ for (const c of CASES) {
         }
       }
       const label = `${r.method ?? 'GET'} ${r.to} ${r.host}${r.path}${r.body ? ` (${r.body} bytes)` : ''}`
+      for (const o of got.nginx) assert.equal(o.status, r.expect ?? 200, `${label}: nginx answers as the case intends: ${JSON.stringify(o)}`)
       const compare = r.compare ?? 'each'
       if (compare === 'each') {
         const errorLog = await readFile(join(dir, 'error.log'), 'utf8').catch(() => '')

@@ -155,7 +155,6 @@ server {
     assert.equal(n.routing, routing, `routing flag of ${n.directive}`)
   }
   at(2, /ip_hash/, true)
-  at(4, /unix/, true)
   at(11, /regular-expression locations/, true)
   at(12, /rewrite/, true)
   at(13, /^allow .*access rules/, true)
@@ -169,8 +168,11 @@ server {
   assert.match(r.yaml, /^# INCOMPLETE: /m)
   assert.match(r.yaml, /# {3}conf\.d\/app\.conf:12: rewrite/)
   const c = parseConfig(r.yaml, 'x.yaml')
-  assert.deepEqual(c.upstreams.sticky.endpoints, [{ url: 'http://127.0.0.1:8001', weight: 1, backup: false }, { url: 'http://127.0.0.1:8002', weight: 1, backup: true }])
-  assert.match(r.yaml, /# unix:\/run\/app\.sock left out: no unix-socket endpoints in Portico \(conf\.d\/app\.conf:4\)/)
+  assert.deepEqual(c.upstreams.sticky.endpoints, [
+    { url: 'http://127.0.0.1:8001', weight: 1, backup: false },
+    { url: 'unix:/run/app.sock', weight: 1, backup: false },
+    { url: 'http://127.0.0.1:8002', weight: 1, backup: true },
+  ])
   assert.ok(c.routes.some((x) => x.match.path_prefix === '/admin/'), 'a location with access rules is converted and the rules are noted')
 })
 
