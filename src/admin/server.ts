@@ -11,6 +11,10 @@
  * | `POST /reload`     | re-reads the config file; 200 with a summary, or 400 with the problems |
  * | `GET /metrics`     | Prometheus text |
  * | `GET /healthz`     | 200 `{"status":"ok"}` |
+ * | `GET /stats`       | the live view: upstreams and endpoints with state, rates, latency; errors of the last hour by cause; the failure feed (src/admin/stats.ts) |
+ * | `GET /stats/ring`  | the live statistics ring as plain counts, for summing the rings of several processes (src/observe/live.ts) |
+ * | `GET /`            | the dashboard (HTML); `GET /dashboard/sections` its live part; `/assets/*` its files (src/admin/dashboard.ts) |
+ * | `GET, POST /login` | exchanges the token for a session cookie that opens the reads to a browser |
  * | `POST /cache/purge` | removes stored responses: `{"url": "..."}` or `{"prefix": "..."}`; 200 `{"purged": N}` |
  *
  * Unknown paths get 404 and known paths with another method 405 (with `Allow`), as JSON.
@@ -21,10 +25,12 @@
  *   pointing at loopback (DNS rebinding) is refused;
  * - a present `Origin` must be the API's own (`http://<Host>`), and `Sec-Fetch-Site`, when
  *   sent, `same-origin` or `none`, else 403;
- * - with `admin.token_file`, every request but `GET /healthz` needs
- *   `Authorization: Bearer <token>` (RFC 6750), else 401;
+ * - with `admin.token_file`, every request but `GET /healthz` and `/login` needs
+ *   `Authorization: Bearer <token>` (RFC 6750), else 401; a `GET` or `HEAD` may carry the
+ *   dashboard's session cookie instead (HttpOnly, SameSite=Strict, set by `/login`);
  * - `POST` bodies must be `application/json`, else 415 (HTML forms and `text/plain`
- *   requests are what a page can send cross-site without a CORS preflight).
+ *   requests are what a page can send cross-site without a CORS preflight); the sign-in
+ *   form of `POST /login` is the exception, behind the Origin check.
  *
  * Every refusal and every `POST` is written to the process log (reads at debug level).
  */
@@ -44,6 +50,9 @@ import type { Endpoint } from '../upstream/endpoint.ts'
 import type { NameStatus } from '../upstream/names.ts'
 import type { ReloadOutcome } from '../server/reload.ts'
 import { purge, readAdminBody } from '../cache/admin.ts'
+import type { LiveExport } from '../observe/live.ts'
+import { DASHBOARD_CSP, dashboardAsset, renderLogin, renderPage, renderSections, sessionCookie, sessionOf, sessionValue } from './dashboard.ts'
+import { sampleStates, StateSince, statsView } from './stats.ts'
 
 /** What the admin API reads and drives; the Gateway implements it. */
 export interface AdminTarget {
@@ -51,6 +60,12 @@ export interface AdminTarget {
   readonly runtime: Runtime
   readonly failures: FailureRing
   readonly metrics: Metrics
+  /** The live statistics ring (the dashboard's counts); a primary gives the sum of its workers'. Without it the views show states only. */
+  readonly live?: { export(now?: number): LiveExport }
+  /** Whether Portico is stopping: endpoints show as draining. */
+  readonly draining?: boolean
+  /** Pools replaced by a reload that still have requests in flight. */
+  retiringPools?(): UpstreamPool[]
   /** Re-reads the config the gateway was started from and applies it. Never throws for a bad config. */
   reloadFromSource(): Promise<ReloadOutcome>
 }
@@ -196,8 +211,41 @@ export function upstreamsView(rt: Runtime): { upstreams: Array<{ name: string; l
   }
 }
 
-type Reply = ({ status: number; body: unknown } | { status: number; text: string; contentType: string }) & { headers?: Record<string, string> }
-type Handler = (target: AdminTarget, body: string) => Reply | Promise<Reply>
+type Reply = ({ status: number; body: unknown } | { status: number; text: string | Buffer; contentType: string }) & { headers?: Record<string, string> }
+/** What a handler gets beyond the target and the body. */
+interface Call {
+  req: http.IncomingMessage
+  url: URL
+  since: StateSince
+  /** The token in force, or null. */
+  token: string | null
+}
+type Handler = (target: AdminTarget, body: string, call: Call) => Reply | Promise<Reply>
+
+/** An HTML reply of the dashboard, with its own policy, no sniffing and no referrer. */
+function html(status: number, text: string, headers: Record<string, string> = {}): Reply {
+  const own = { 'content-security-policy': DASHBOARD_CSP, 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer' }
+  return { status, text, contentType: 'text/html; charset=utf-8', headers: { ...own, ...headers } }
+}
+
+/** `GET /login?token=` or the `POST /login` form: a session cookie and a redirect to the dashboard, or the form again. */
+function login(body: string, call: Call): Reply {
+  if (call.token === null) return { status: 303, text: '', contentType: 'text/plain', headers: { location: '/' } }
+  const given = call.req.method === 'POST' ? new URLSearchParams(body).get('token') : call.url.searchParams.get('token')
+  if (given === null || given === '') return html(200, renderLogin(null))
+  if (!timingSafeEqual(digest(given.trim()), digest(call.token))) {
+    logger.warn({ admin: { path: '/login', status: 401, client_ip: call.req.socket.remoteAddress } }, 'admin API: dashboard sign-in with a wrong token')
+    return html(401, renderLogin('That is not the token of admin.token_file.'))
+  }
+  return { status: 303, text: '', contentType: 'text/plain', headers: { location: '/', 'set-cookie': sessionCookie(call.token) } }
+}
+
+function asset(path: string): Handler {
+  return () => {
+    const a = dashboardAsset(path)
+    return a === null ? { status: 404, body: { error: 'not_found' } } : { status: 200, text: a.body, contentType: a.contentType, headers: { 'x-content-type-options': 'nosniff' } }
+  }
+}
 
 const ROUTES: Record<string, Record<string, Handler>> = {
   '/upstreams': { GET: (t) => ({ status: 200, body: upstreamsView(t.runtime) }) },
@@ -211,11 +259,20 @@ const ROUTES: Record<string, Record<string, Handler>> = {
   },
   '/metrics': { GET: async (t) => ({ status: 200, text: await t.metrics.render(), contentType: t.metrics.contentType }) },
   '/healthz': { GET: () => ({ status: 200, body: { status: 'ok' } }) },
+  '/stats': { GET: (t, _b, c) => ({ status: 200, body: statsView(t, c.since) }) },
+  '/stats/ring': { GET: (t) => ({ status: 200, body: t.live?.export() ?? null }) },
+  '/': { GET: (t, _b, c) => html(200, renderPage(statsView(t, c.since))) },
+  '/dashboard/sections': { GET: (t, _b, c) => html(200, renderSections(statsView(t, c.since))) },
+  '/login': { GET: (_t, b, c) => login(b, c), POST: (_t, b, c) => login(b, c) },
+  '/assets/dashboard.js': { GET: asset('/assets/dashboard.js') },
+  '/assets/dashboard.css': { GET: asset('/assets/dashboard.css') },
+  '/assets/uPlot.iife.min.js': { GET: asset('/assets/uPlot.iife.min.js') },
+  '/assets/uPlot.min.css': { GET: asset('/assets/uPlot.min.css') },
   '/cache/purge': { POST: (t, body) => purge(t.runtime.cache, body) },
 }
 
-/** Paths open without the token: liveness probes carry no secret. */
-const OPEN_PATHS = new Set(['/healthz'])
+/** Paths open without the token: liveness probes carry no secret; the sign-in checks the token itself. */
+const OPEN_PATHS = new Set(['/healthz', '/login'])
 
 /** Why the guard refused a request: the JSON `error` code, the status and the words. */
 export interface AdminRefusal {
@@ -265,11 +322,12 @@ export function adminHostAllowed(host: string | undefined, port: number): boolea
 /**
  * The guard of one request (see the module doc), before its body is read.
  *
- * @param token the bearer token, or null when none is configured
+ * @param token the digest of the bearer token, or null when none is configured
  * @param port the port the admin API listens on
+ * @param session the dashboard session cookie value that opens reads (see {@link sessionValue}), or null
  * @returns why it is refused, or null to go on
  */
-export function guardAdminRequest(req: http.IncomingMessage, path: string, token: Buffer | null, port: number): AdminRefusal | null {
+export function guardAdminRequest(req: http.IncomingMessage, path: string, token: Buffer | null, port: number, session: string | null = null): AdminRefusal | null {
   const host = req.headers.host
   if (!adminHostAllowed(host, port)) {
     return { error: 'misdirected_request', status: 421, message: `Host ${JSON.stringify(host ?? '')} is not this admin API: use an IP address or localhost with port ${port}` }
@@ -282,13 +340,13 @@ export function guardAdminRequest(req: http.IncomingMessage, path: string, token
   if (site !== undefined && site !== 'same-origin' && site !== 'none') {
     return { error: 'forbidden_origin', status: 403, message: `a ${site} request is refused: the admin API answers no web page` }
   }
-  if (token !== null && !OPEN_PATHS.has(path)) {
+  if (token !== null && !OPEN_PATHS.has(path) && !sessionOpens(req, session)) {
     const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '')
     if (m === null || !timingSafeEqual(digest(m[1]), token)) {
       return { error: 'unauthorized', status: 401, message: m === null ? 'this admin API needs Authorization: Bearer <token of admin.token_file>' : 'the bearer token is not the one of admin.token_file' }
     }
   }
-  if (req.method === 'POST') {
+  if (req.method === 'POST' && path !== '/login') {
     const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase()
     if (type !== 'application/json') {
       return { error: 'unsupported_media_type', status: 415, message: `POST bodies must be application/json${type ? `, not ${type}` : ' (no Content-Type was sent)'}` }
@@ -296,6 +354,16 @@ export function guardAdminRequest(req: http.IncomingMessage, path: string, token
   }
   return null
 }
+
+/** Whether the request is a read carrying the dashboard's session cookie. */
+function sessionOpens(req: http.IncomingMessage, session: string | null): boolean {
+  if (session === null || (req.method !== 'GET' && req.method !== 'HEAD')) return false
+  const given = sessionOf(req.headers.cookie)
+  return given !== null && timingSafeEqual(digest(given), digest(session))
+}
+
+/** How often the admin API notes the state of every endpoint, for the dashboard's "since", in ms. */
+export const STATE_SAMPLE_MS = 1000
 
 /** Options of {@link AdminServer}. */
 export interface AdminServerOptions {
@@ -309,8 +377,12 @@ export class AdminServer {
   readonly #sockets = new Set<Socket>()
   readonly #target: AdminTarget
   #token: Buffer | null = null
+  #tokenText: string | null = null
+  #session: string | null = null
   #tokenGiven: string | null | undefined
   #port = 0
+  readonly #since = new StateSince()
+  #sampler: NodeJS.Timeout | null = null
 
   /** @param target the gateway whose state the API shows */
   constructor(target: AdminTarget, opts: AdminServerOptions = {}) {
@@ -329,7 +401,7 @@ export class AdminServer {
 
   async #handle(target: AdminTarget, req: http.IncomingMessage, res: http.ServerResponse): Promise<Reply> {
     const path = new URL(req.url ?? '/', 'http://admin').pathname.replace(/\/+$/, '') || '/'
-    const refusal = guardAdminRequest(req, path, this.#token, this.#port)
+    const refusal = guardAdminRequest(req, path, this.#token, this.#port, this.#session)
     if (refusal !== null) {
       logger.warn({ admin: { method: req.method, path, status: refusal.status, error: refusal.error, client_ip: req.socket.remoteAddress, host: req.headers.host, origin: req.headers.origin } }, `admin API refused ${req.method} ${path}: ${refusal.message}`)
       // The body is dropped unread and the connection closed after the answer.
@@ -338,6 +410,8 @@ export class AdminServer {
       const headers: Record<string, string> = { connection: 'close' }
       if (refusal.status === 401) headers['www-authenticate'] = 'Bearer realm="portico admin"'
       if (refusal.status === 415) headers.accept = 'application/json'
+      // A browser opening the dashboard without a session gets the sign-in form.
+      if (refusal.status === 401 && (path === '/' || path === '/dashboard/sections') && req.method === 'GET') return html(401, renderLogin(null), headers)
       return { status: refusal.status, body: { error: refusal.error, message: refusal.message }, headers }
     }
     const body = await readAdminBody(req)
@@ -346,7 +420,8 @@ export class AdminServer {
     const method = req.method === 'HEAD' ? 'GET' : req.method ?? 'GET'
     const handler = methods[method]
     if (handler === undefined) return { status: 405, body: { error: 'method_not_allowed', message: `${req.method} not allowed on ${path}`, allow: Object.keys(methods) } }
-    const reply = await handler(target, body)
+    const url = new URL(req.url ?? '/', 'http://admin')
+    const reply = await handler(target, body, { req, url, since: this.#since, token: this.#tokenText })
     if (method === 'POST') {
       logger.info({ admin: { method, path, status: reply.status, client_ip: req.socket.remoteAddress, body: 'body' in reply ? reply.body : undefined } }, `admin API: ${method} ${path} answered ${reply.status}`)
     } else {
@@ -372,6 +447,8 @@ export class AdminServer {
       throw new Error(`the admin API on ${shown} is not on loopback and has no token: set admin.token_file, or use a loopback address such as 127.0.0.1:9901`)
     }
     this.#token = token === null ? null : digest(token)
+    this.#tokenText = token
+    this.#session = token === null ? null : sessionValue(token)
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject)
       this.server.listen(port, host, () => {
@@ -381,6 +458,8 @@ export class AdminServer {
     })
     const address = this.server.address() as AddressInfo
     this.#port = address.port
+    this.#sampler = setInterval(() => sampleStates(this.#target, this.#since), STATE_SAMPLE_MS)
+    this.#sampler.unref()
     return address
   }
 
@@ -391,6 +470,8 @@ export class AdminServer {
 
   /** Stops listening and closes every admin connection at once (admin requests are short). */
   async close(): Promise<void> {
+    if (this.#sampler !== null) clearInterval(this.#sampler)
+    this.#sampler = null
     if (!this.server.listening) return
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
     for (const s of this.#sockets) s.destroy()

@@ -11,6 +11,7 @@ import { ConfigError } from '../config/load.ts'
 import type { Config, ListenerConfig } from '../config/schema.ts'
 import { createAccessLog, toRecord, type AccessLogSink } from '../observe/access-log.ts'
 import { FailureRing } from '../observe/failures.ts'
+import { LiveStats } from '../observe/live.ts'
 import { logger } from '../lib/logger.ts'
 import { Metrics } from '../observe/metrics.ts'
 import { attemptStateOf } from '../proxy/attempt.ts'
@@ -84,6 +85,8 @@ export class Gateway {
   readonly failures = new FailureRing()
   /** Prometheus metrics (fed by the access log). */
   readonly metrics: Metrics
+  /** The last hour in 10 s buckets, for the dashboard and `portico top` (fed by the access log). */
+  readonly live = new LiveStats()
   /** The admin API, when `admin` is configured and the gateway started. */
   admin: AdminService | null = null
   readonly #adminFactory: ((gateway: Gateway) => AdminService) | null
@@ -113,6 +116,7 @@ export class Gateway {
     this.accessLog.observe = (ctx, durationMs) => {
       previous?.(ctx, durationMs)
       this.metrics.observe(ctx, durationMs)
+      this.live.observe(ctx, durationMs)
       if (ctx.error !== null) this.failures.observe(toRecord(ctx, durationMs))
     }
   }
@@ -131,6 +135,19 @@ export class Gateway {
   /** The runtime in force. */
   get runtime(): Runtime {
     return this.#runtime
+  }
+
+  /** Whether the gateway is stopping (in-flight requests drain, new connections are refused). */
+  get draining(): boolean {
+    return this.#draining
+  }
+
+  /** Pools a reload replaced or removed that still have requests in flight (they close when those end). */
+  retiringPools(): UpstreamPool[] {
+    const current = new Set(this.#runtime.pools.values())
+    const out: UpstreamPool[] = []
+    for (const rt of this.#retiring) for (const p of rt.pools.values()) if (!current.has(p)) out.push(p)
+    return out
   }
 
   /**
