@@ -46,7 +46,7 @@ function drawChart() {
   for (const i of order) {
     const c = colors[keys[i]] || COLORS[i % COLORS.length]
     series.push({
-      label: keys[i], stroke: c, fill: c, width: 1, paths: uPlot.paths.stepped({ align: 1 }),
+      label: keys[i], stroke: c, fill: c, width: 1, paths: uPlot.paths.bars({ size: [1, 8], align: 1 }), points: { show: false },
       // The legend shows the cause's own count, not the stacked sum.
       value: (u, v, si, idx) => (idx == null ? '' : String(raw[order[si - 1]][idx])),
     })

@@ -36,10 +36,12 @@ const ROUTES: DemoRoute[] = [
 export interface DemoOptions {
   listen: string
   logFormat: 'json' | 'text'
+  /** Where the admin API and the dashboard listen (loopback). Default 127.0.0.1:9901. */
+  admin?: string
 }
 
 /** Builds the demo config for the started lab servers. */
-export function demoConfig(listen: string, logFormat: 'json' | 'text', labs: LabServer[][]): Config {
+export function demoConfig(listen: string, logFormat: 'json' | 'text', labs: LabServer[][], admin = '127.0.0.1:9901'): Config {
   const upstreams: Record<string, unknown> = {}
   const routes = ROUTES.map((r, i) => {
     const name = r.path.slice(1)
@@ -56,6 +58,7 @@ export function demoConfig(listen: string, logFormat: 'json' | 'text', labs: Lab
     routes,
     upstreams,
     access_log: { format: logFormat, path: '-' },
+    admin: { address: admin },
   })
 }
 
@@ -73,18 +76,20 @@ export async function demoCommand(opts: DemoOptions): Promise<number> {
   const release = opts.logFormat === 'text'
     ? useTextProcessLog({ hold: true, hide: (rec) => typeof rec.name === 'string' && invalid.has(rec.name) })
     : () => {}
-  const gw = new Gateway(demoConfig(opts.listen, opts.logFormat, labs), { admin: (g) => new AdminServer(g) })
+  const gw = new Gateway(demoConfig(opts.listen, opts.logFormat, labs, opts.admin), { admin: (g) => new AdminServer(g) })
   try {
     await gw.start()
   } catch (err) {
     release()
-    process.stderr.write(`portico demo: cannot listen on ${opts.listen}: ${(err as Error).message}\n(use: npm start -- --listen 127.0.0.1:8081)\n`)
+    process.stderr.write(`portico demo: cannot listen on ${opts.listen} (admin ${opts.admin ?? '127.0.0.1:9901'}): ${(err as Error).message}\n(use: npm start -- --listen 127.0.0.1:8081 --admin 127.0.0.1:9902)\n`)
     await closeLabs()
     return 1
   }
   const a = gw.listeners[0].address
   const base = `http://${a.address}:${a.port}`
   const width = Math.max(...ROUTES.map((r) => r.path.length))
+  const adminAddress = gw.admin?.address
+  const dashboard = adminAddress ? `http://${adminAddress.address}:${adminAddress.port}/` : null
   process.stderr.write([
     '',
     `Portico demo: listening on ${base}, in front of ${labs.flat().length} loopback upstreams.`,
@@ -93,6 +98,7 @@ export async function demoCommand(opts: DemoOptions): Promise<number> {
     ...ROUTES.map((r) => `  curl -i ${base}${r.path.padEnd(width)}   ${r.shows}`),
     '',
     `Every proxy-made error names its cause in the Proxy-Status header; add -H 'Accept: application/json' for a JSON error page.`,
+    ...(dashboard === null ? [] : [`Dashboard (live causes, per endpoint): ${dashboard}   in a terminal: npx portico top --admin ${dashboard.slice(7, -1)}`]),
     'Diagnose a backend with: npx portico doctor --upstream <url>; list fault scenarios with: npx portico lab --list',
     'Stop with Ctrl-C.',
     '',

@@ -10,7 +10,7 @@ program
   .version('0.1.0')
   .showHelpAfterError()
   // One line a command in the list (summary), and an example of each below it.
-  .addHelpText('after', `\nExamples:\n  portico serve --listen 127.0.0.1:8080 --to http://127.0.0.1:3000\n  portico check -c portico.yaml\n  portico reload -c portico.yaml\n  portico doctor --upstream http://127.0.0.1:3000/\n  portico convert --nginx /etc/nginx/nginx.conf -o portico.yaml\n  portico lab --list\n  portico demo\n\nEach command's own help: portico help <command>`)
+  .addHelpText('after', `\nExamples:\n  portico serve --listen 127.0.0.1:8080 --to http://127.0.0.1:3000\n  portico check -c portico.yaml\n  portico reload -c portico.yaml\n  portico doctor --upstream http://127.0.0.1:3000/\n  portico convert --nginx /etc/nginx/nginx.conf -o portico.yaml\n  portico lab --list\n  portico top -c portico.yaml\n  portico demo\n\nEach command's own help: portico help <command>`)
 
 program.command('serve')
   .summary('run the proxy from portico.yaml or in quick mode')
@@ -90,11 +90,25 @@ program.command('lab')
     process.exitCode = await labCommand(scenario, opts, process.stdout)
   })
 
+program.command('top')
+  .summary('live endpoints and error causes in a terminal')
+  .addHelpText('after', '\nExample:\n  portico top -c portico.yaml\n  portico top --admin 127.0.0.1:9901 --once')
+  .description('the dashboard in a terminal: upstreams and endpoints with state and error rates by cause, the latest failures; refreshes every second, q quits')
+  .option('-c, --config <file>', 'config whose admin.address and admin.token_file say where to ask and with which token')
+  .option('--admin <address>', `admin API host:port (default: admin.address of the config, else 127.0.0.1:9901)`)
+  .option('--token-file <file>', 'file holding the admin token (default: admin.token_file of the config)')
+  .option('--once', 'print one frame and exit (for scripts)')
+  .action(async (opts) => {
+    const { topCommand } = await import('./top.ts')
+    process.exitCode = await topCommand({ config: opts.config, admin: opts.admin, tokenFile: opts.tokenFile, once: opts.once }, process.stdout, process.stderr)
+  })
+
 program.command('demo')
   .summary('Portico in front of healthy and faulty backends')
   .addHelpText('after', '\nExample:\n  portico demo   (what npm start runs)')
   .description('the demo lab: Portico on 127.0.0.1:8080 in front of healthy and faulty upstreams')
   .option('--listen <address>', 'where Portico listens', '127.0.0.1:8080')
+  .option('--admin <address>', 'where the admin API and the dashboard listen', '127.0.0.1:9901')
   .addOption(new Option('--log-format <format>', 'access log format').choices(['json', 'text']).default('text'))
   .action(async (opts) => {
     const { demoCommand } = await import('./demo.ts')

@@ -15,7 +15,7 @@ import { promisify } from 'node:util'
 const run = promisify(execFile)
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const BIN = join(ROOT, 'bin', 'portico.js')
-const COMMANDS = ['serve', 'check', 'reload', 'doctor', 'convert', 'lab', 'demo']
+const COMMANDS = ['serve', 'check', 'reload', 'doctor', 'convert', 'lab', 'top', 'demo']
 
 /** The environment of a user's shell: no test-runner variables (they silence the process log). */
 function userEnv(): NodeJS.ProcessEnv {
@@ -111,7 +111,7 @@ function get(url: string): Promise<number> {
 
 test('npm start prints the guide first, then text log lines, and no warning about the demo\'s .invalid name', { timeout: 60_000 }, async (t) => {
   // npm start as a user runs it; the node binary directly when npm is absent.
-  const [cmd, args] = npm ? [npm, ['start', '--silent', '--', '--listen', '127.0.0.1:0']] : [process.execPath, [BIN, 'demo', '--listen', '127.0.0.1:0']]
+  const [cmd, args] = npm ? [npm, ['start', '--silent', '--', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0']] : [process.execPath, [BIN, 'demo', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0']]
   const child: ChildProcess = spawn(cmd, args, { cwd: ROOT, env: userEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true })
   t.after(async () => {
     if (child.exitCode === null && child.pid !== undefined) {
@@ -131,6 +131,9 @@ test('npm start prints the guide first, then text log lines, and no warning abou
   const base = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(err)?.[1] as string
   assert.equal(await get(`${base}/ok`), 200)
   assert.equal(await get(`${base}/dns`), 502)
+  const dashboard = /Dashboard \(live causes, per endpoint\): (http:\/\/127\.0\.0\.1:\d+\/)/.exec(err)?.[1]
+  assert.ok(dashboard, `the guide prints the dashboard URL:\n${err}`)
+  assert.equal(await get(dashboard), 200)
   await until(child.stdout as NodeJS.ReadableStream, () => out, /\/dns HTTP\/1\.1" 502 .*error=dns_error/, 10_000)
   const lines = [...out.split('\n'), ...err.split('\n')].filter((l) => l.trim() !== '')
   assert.deepEqual(lines.filter((l) => l.trimStart().startsWith('{')), [], 'no JSON lines')
