@@ -54,7 +54,8 @@ function drawChart() {
   plot = new uPlot({
     width: Math.max(320, container.clientWidth - 2), height: 220, series,
     axes: [{}, { label: 'errors / 10 s', size: 50 }],
-    scales: { y: { range: (u, min, max) => [0, Math.max(1, max)] } },
+    // The x scale runs to the end of the newest bucket, so its bar is drawn whole.
+    scales: { x: { time: true, range: (u, min, max) => [min, max + 10] }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
     cursor: { drag: { x: false, y: false } },
   }, data, container)
 }

@@ -139,9 +139,10 @@ function failureItem(f: FailureView): string {
  */
 export function renderSections(v: StatsView): string {
   const now = Date.parse(v.at)
-  const badEndpoints = v.upstreams.reduce((n, u) => n + u.endpoints.filter((e) => e.severity === 'bad').length, 0)
-  const summary = `<p id="summary" class="${badEndpoints > 0 ? 'bad' : v.errors_window > 0 ? 'warn' : 'ok'}">` +
-    `${v.errors_window} gateway error${v.errors_window === 1 ? '' : 's'} in the last minute · ${badEndpoints} endpoint${badEndpoints === 1 ? '' : 's'} not up · ${v.failures_total} failures since start · ` +
+  const bad = v.upstreams.some((u) => u.severity === 'bad')
+  const notUp = v.upstreams.reduce((n, u) => n + u.endpoints.filter((e) => e.state !== 'up').length, 0)
+  const summary = `<p id="summary" class="${bad ? 'bad' : v.errors_window > 0 ? 'warn' : 'ok'}">` +
+    `${v.errors_window} gateway error${v.errors_window === 1 ? '' : 's'} in the last minute · ${notUp} endpoint${notUp === 1 ? '' : 's'} not up · ${v.failures_total} failures since start · ` +
     `updated <time datetime="${esc(v.at)}">${esc(v.at.slice(11, 19))}</time> UTC</p>`
   const table = '<table id="upstreams" class="grid"><thead><tr><th>endpoint</th><th>state</th><th>reason</th><th title="since when the state holds">since</th>' +
     '<th title="requests in flight now">in flight</th><th title="requests per second, last minute">req/s</th><th title="median duration, last minute, ms">p50 ms</th>' +

@@ -72,9 +72,9 @@ export function renderTop(v: StatsView, source: string, width = 80, height = 24,
     if (!color) return l
     return sev === 'bad' ? RED + l + RESET : sev === 'warn' ? AMBER + l + RESET : sev === 'head' ? BOLD + l + RESET : l
   }
-  const notUp = v.upstreams.reduce((n, u) => n + u.endpoints.filter((e) => e.severity === 'bad').length, 0)
+  const notUp = v.upstreams.reduce((n, u) => n + u.endpoints.filter((e) => e.state !== 'up').length, 0)
   const head = [
-    paint(`portico top  ${source}  ${v.at.slice(11, 19)} UTC  ${v.errors_window} gateway errors/min  ${notUp} endpoints not up`, 'head'),
+    paint(`portico top  ${source}  ${v.at.slice(11, 19)} UTC  ${v.errors_window} errors/min  ${notUp} not up`, 'head'),
     '',
   ]
   // Columns: endpoint, state, since, [in flight], req/s, [p50], p99, err%, then causes of the last minute;
