@@ -67,11 +67,11 @@ const IGNORED = new Set([
   'fastcgi_temp_path', 'uwsgi_temp_path', 'scgi_temp_path', 'proxy_buffering', 'proxy_buffers', 'proxy_busy_buffers_size',
   'proxy_request_buffering', 'proxy_max_temp_file_size', 'proxy_temp_file_write_size', 'proxy_http_version',
   'keepalive_requests', 'keepalive_time', 'send_timeout', 'lingering_close', 'lingering_time', 'lingering_timeout',
-  'ssl_session_cache', 'ssl_session_timeout', 'ssl_session_tickets', 'ssl_prefer_server_ciphers', 'ssl_ciphers',
-  'ssl_ecdh_curve', 'ssl_dhparam', 'ssl_stapling', 'ssl_stapling_verify', 'ssl_buffer_size', 'ssl_early_data',
+  'ssl_session_cache', 'ssl_session_timeout', 'ssl_session_tickets', 'ssl_prefer_server_ciphers',
+  'ssl_ecdh_curve', 'ssl_dhparam', 'ssl_stapling_verify', 'ssl_buffer_size', 'ssl_early_data',
   'resolver_timeout', 'zone', 'set', 'satisfy', 'msie_padding', 'msie_refresh', 'server_name_in_redirect',
   'port_in_redirect', 'absolute_redirect', 'underscores_in_headers', 'ignore_invalid_headers', 'merge_slashes',
-  'http2_max_concurrent_streams', 'http2_recv_buffer_size', 'http2_chunk_size', 'http2_body_preread_size', 'http2_idle_timeout',
+  'http2_recv_buffer_size', 'http2_chunk_size', 'http2_body_preread_size', 'http2_idle_timeout',
   'ssl_trusted_certificate', 'proxy_ssl_session_reuse', 'proxy_socket_keepalive', 'proxy_ignore_client_abort',
   'etag', 'if_modified_since', 'ssl_session_ticket_key', 'keepalive_disable', 'chunked_transfer_encoding',
 ])
@@ -84,7 +84,7 @@ const HANDLED = new Set([
   'keepalive_timeout', 'resolver', 'proxy_set_header', 'proxy_ssl_verify', 'proxy_ssl_trusted_certificate', 'proxy_ssl_name',
   'proxy_ssl_server_name', 'proxy_ssl_certificate', 'proxy_ssl_certificate_key', 'proxy_cache', 'proxy_cache_path',
   'proxy_cache_use_stale', 'proxy_cache_lock', 'proxy_cache_lock_timeout', 'proxy_cache_revalidate', 'large_client_header_buffers',
-  'return', 'map',
+  'return', 'map', 'ssl_ciphers', 'ssl_stapling', 'ssl_stapling_file', 'http2_max_concurrent_streams',
 ])
 
 /** What replaces a directive Portico does not have, when there is a reason worth printing. */
@@ -218,6 +218,8 @@ class Converter {
   readonly upstreamBlocks = new Map<string, { model: NginxUpstream; directive: NginxDirective }>()
   readonly upstreams: UpstreamDraft[] = []
   readonly cacheZones = new Map<string, NginxDirective>()
+  /** `add_header Strict-Transport-Security` directives that became a listener's tls.hsts. */
+  readonly hstsOk = new Set<NginxDirective>()
   #noted = new Set<string>()
 
   constructor(tree: NginxConfigTree, model: NginxModel) {
@@ -262,6 +264,9 @@ class Converter {
       if (handled.has(d.name) || IGNORED.has(d.name)) continue
       // `proxy_redirect off` is what Portico does: Location is relayed unchanged.
       if (d.name === 'proxy_redirect' && d.args[0] === 'off') continue
+      // Converted to the listener's tls.hsts and the route's pass_server_header.
+      if (d.name === 'add_header' && (d.args[0] ?? '').toLowerCase() === 'strict-transport-security' && this.hstsOk.has(d)) continue
+      if (d.name === 'proxy_pass_header' && (d.args[0] ?? '').toLowerCase() === 'server') continue
       const known = UNSUPPORTED[d.name]
       if (known) this.note(d, known.reason, known.routing)
       else if (/_by_lua/.test(d.name) || d.name.startsWith('lua_') || d.name.startsWith('js_') || d.name.startsWith('perl')) {
@@ -288,10 +293,10 @@ class Converter {
       } else if (d.name === 'proxy_cache_path') this.cacheZones.set((d.args.find((a) => a.startsWith('keys_zone=')) ?? '').slice(10).split(':')[0], d)
       else if (d.name === 'map') this.convertMap(d)
     }
-    this.sweep(httpBody)
     const servers: ServerInfo[] = []
     let index = 0
     for (const d of httpBody) if (d.name === 'server' && d.block) servers.push(this.readServer(d, index++, httpChain))
+    this.sweep(httpBody)
     if (servers.length === 0) this.note(http[0] ?? { file: this.tree.file, line: 1 }, 'no server block: nothing to convert', true, true)
 
     const root = map()
@@ -350,6 +355,10 @@ class Converter {
       index, directive: d, chain, listens, hosts: [...new Set(hosts)], primaryName,
       redirect: this.redirectOf(body), routes: [], file: d.file, line: d.line,
       ssl: { cert: nearest(chain, 'ssl_certificate'), key: nearest(chain, 'ssl_certificate_key'), protocols: nearest(chain, 'ssl_protocols') },
+    }
+    // Strict-Transport-Security of a TLS server (or of http, for it) becomes the listener's tls.hsts.
+    if (listens.some((l) => l.ssl)) {
+      for (const lvl of chain) for (const c of lvl) if (c.name === 'add_header' && (c.args[0] ?? '').toLowerCase() === 'strict-transport-security') this.hstsOk.add(c)
     }
     if (server.redirect) return server
     for (const c of body) {
@@ -519,6 +528,7 @@ class Converter {
       else set(timeouts, 'keepalive', scalar(formatDuration(ka.value), this.from(ka.d)))
     }
     if (timeouts.entries.length > 0) set(l, 'timeouts', timeouts)
+    set(l, 'encoded_slashes', scalar('keep', 'nginx routes a %2F as a slash and forwards it as the client sent it'))
     const body = pick('client_max_body_size', (x) => parseNginxSize(x))
     if (!body) set(l, 'max_request_body_size', scalar(formatSize(NGINX_CLIENT_MAX_BODY), 'nginx default client_max_body_size 1m'))
     else if (body.value > 0) set(l, 'max_request_body_size', scalar(formatSize(body.value), this.from(body.d)))
@@ -556,6 +566,10 @@ class Converter {
       const c = map(s === def ? 'the default certificate (default server of this port)' : undefined)
       set(c, 'cert', scalar(cert.args[0], this.from(cert)))
       set(c, 'key', scalar(key.args[0], this.from(key)))
+      const stapleFile = nearest(s.chain, 'ssl_stapling_file')
+      const stapling = nearest(s.chain, 'ssl_stapling')
+      if (stapleFile) set(c, 'ocsp_response', scalar(stapleFile.args[0], this.from(stapleFile)))
+      else if (stapling?.args[0] === 'on') this.note(stapling, 'Portico staples an OCSP response file (ocsp_response) and never asks the responder itself', false)
       certs.items.push(c)
       protocols ??= s.ssl.protocols
     }
@@ -569,7 +583,34 @@ class Converter {
     const h2 = listens.some((x) => x.http2)
     const h2From = h2 ? `${this.fromRef(listens.find((x) => x.http2) as Listen)} (http2)` : 'no http2 on this port in nginx'
     set(tls, 'alpn', seq(h2 ? [scalar('h2'), scalar('http/1.1')] : [scalar('http/1.1')], h2From))
+    const ciphers = nearest(def.chain, 'ssl_ciphers')
+    if (ciphers) set(tls, 'ciphers', scalar(ciphers.args[0], this.from(ciphers)))
+    this.hsts(tls, ordered.filter((s) => s.listens.some((x) => x.ssl)))
     set(l, 'tls', tls)
+    const streams = nearest(def.chain, 'http2_max_concurrent_streams')
+    if (streams && h2) set(l, 'http2', map()).entries.push(['max_concurrent_streams', scalar(Number(streams.args[0]), this.from(streams))])
+  }
+
+  /**
+   * `add_header Strict-Transport-Security "max-age=N; includeSubDomains; preload"` of the
+   * TLS servers of a port → `tls.hsts` (Portico sets it per listener). add_header is
+   * inherited whole from the nearest level that has any.
+   */
+  hsts(tls: YMap, servers: ServerInfo[]): void {
+    const found = servers.map((s) => {
+      const level = s.chain.find((lvl) => lvl.some((c) => c.name === 'add_header')) ?? []
+      return level.find((c) => c.name === 'add_header' && (c.args[0] ?? '').toLowerCase() === 'strict-transport-security') ?? null
+    })
+    const d = found.find((x) => x !== null)
+    if (!d) return
+    const m = /max-age=(\d+)/i.exec(d.args[1] ?? '')
+    if (!m) return
+    const h = set(tls, 'hsts', map(this.from(d)))
+    set(h, 'max_age', scalar(formatDuration(Number(m[1]) * 1000)))
+    if (/includesubdomains/i.test(d.args[1] ?? '')) set(h, 'include_subdomains', scalar(true))
+    if (/preload/i.test(d.args[1] ?? '')) set(h, 'preload', scalar(true))
+    if (found.some((x) => x === null)) this.note(d, 'Portico sends Strict-Transport-Security from every server of this port, not only from the ones that add it', false)
+    if (!d.args.includes('always')) this.note(d, 'Portico adds Strict-Transport-Security to every response, as nginx does with "always"', false)
   }
 
   routes(servers: ServerInfo[]): YSeq {
@@ -606,6 +647,7 @@ class Converter {
           set(match, r.exact ? 'path' : 'path_prefix', scalar(r.path, this.from(r.location)))
           set(route, 'upstream', scalar(upstream, this.fromRef(r.proxyPass)))
           this.hostHeader(route, r)
+          this.upgradesAndServer(route, r)
           this.rewrite(route, r)
           this.routeCache(route, r)
           out.items.push(route)
@@ -649,6 +691,16 @@ class Converter {
       const d = headerOf(name)
       if (d) this.note(d, 'request header rules are not in Portico yet (it sets X-Forwarded-For/-Proto/-Host, Via and X-Request-Id itself)', false)
     }
+  }
+
+  /** WebSocket tunnelling (nginx needs `proxy_set_header Upgrade $http_upgrade`) and `proxy_pass_header Server`. */
+  upgradesAndServer(route: YMap, r: RouteDraft): void {
+    const level = r.chain.find((lvl) => lvl.some((c) => c.name === 'proxy_set_header')) ?? []
+    const upgrade = level.find((c) => c.name === 'proxy_set_header' && (c.args[0] ?? '').toLowerCase() === 'upgrade' && c.args[1] === '$http_upgrade')
+    if (!upgrade) set(route, 'upgrades', seq([], 'no proxy_set_header Upgrade $http_upgrade: nginx does not tunnel WebSocket here'))
+    const passLevel = r.chain.find((lvl) => lvl.some((c) => c.name === 'proxy_pass_header')) ?? []
+    const server = passLevel.find((c) => c.name === 'proxy_pass_header' && (c.args[0] ?? '').toLowerCase() === 'server')
+    if (server) set(route, 'pass_server_header', scalar(true, this.from(server)))
   }
 
   rewrite(route: YMap, r: RouteDraft): void {
@@ -885,6 +937,8 @@ const ACCEPTED_HEADERS: Record<string, (v: string) => boolean> = {
   'x-forwarded-for': (v) => v === '$proxy_add_x_forwarded_for',
   'x-forwarded-proto': (v) => v === '$scheme',
   'x-forwarded-host': (v) => v === '$host' || v === '$http_host',
+  // forwarded_headers: strip (the default) sets X-Real-IP to the client's address.
+  'x-real-ip': (v) => v === '$remote_addr',
 }
 
 /** proxy_cache_use_stale conditions and the RFC 9209 types Portico names them by. */

@@ -280,13 +280,14 @@ const CASES: Case[] = [
     ],
   },
   {
-    name: 'TLS with SNI, HTTP/2 by ALPN, and the port-80 redirect',
+    name: 'TLS with SNI, HTTP/2 by ALPN, HSTS, and the port-80 redirect',
     backends: 2, listeners: ['http', 'https'], complete: true,
     certs: { shop: ['shop.example.test'], admin: ['admin.example.test'] },
     files: (e) => ({
       'nginx.conf': `http {
   ssl_protocols TLSv1.2 TLSv1.3;
   ssl_session_cache shared:SSL:1m;
+  ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256;
   server {
     listen 127.0.0.1:${e.port('http')};
     server_name shop.example.test admin.example.test;
@@ -297,6 +298,7 @@ const CASES: Case[] = [
     server_name shop.example.test;
     ssl_certificate ${e.cert('shop').cert};
     ssl_certificate_key ${e.cert('shop').key};
+    add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;
     location / { proxy_pass http://${e.b(0)}; proxy_set_header Host $host; }
   }
   server {
@@ -304,6 +306,7 @@ const CASES: Case[] = [
     server_name admin.example.test;
     ssl_certificate ${e.cert('admin').cert};
     ssl_certificate_key ${e.cert('admin').key};
+    add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;
     location / { proxy_pass http://${e.b(1)}; proxy_set_header Host $host; }
   }
 }
@@ -482,6 +485,8 @@ interface Outcome {
   url?: string
   host?: string | null
   location?: string
+  /** Strict-Transport-Security, lower-cased, spaces removed. */
+  sts?: string
   cert?: string
   alpn?: string | false | null
   error?: string
@@ -504,6 +509,8 @@ function request(port: number, r: Req): Promise<Outcome> {
       res.on('end', () => {
         const o: Outcome = { status: res.statusCode ?? 0 }
         if (res.headers.location) o.location = res.headers.location
+        const sts = res.headers['strict-transport-security']
+        if (typeof sts === 'string') o.sts = sts.toLowerCase().replace(/\s+/g, '')
         if ((res.headers['content-type'] ?? '').includes('application/json') && o.status === 200) {
           const j = JSON.parse(Buffer.concat(chunks).toString()) as { backend: string; url: string; host: string | null }
           Object.assign(o, { backend: j.backend, url: j.url, host: j.host })

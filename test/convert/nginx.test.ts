@@ -46,8 +46,16 @@ http {
     ssl_certificate /etc/ssl/api.pem;
     ssl_certificate_key /etc/ssl/api.key;
     ssl_protocols TLSv1.3;
+    ssl_ciphers ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256;
+    ssl_stapling_file /etc/ssl/api.ocsp;
+    http2_max_concurrent_streams 64;
+    add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;
     location / {
       proxy_pass https://app;
+      proxy_pass_header Server;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header X-Real-IP $remote_addr;
       proxy_ssl_verify on;
       proxy_ssl_trusted_certificate /etc/ssl/ca.pem;
       proxy_connect_timeout 3s;
@@ -108,6 +116,18 @@ test('listeners, TLS, upstream keys and cache come from their directives, each c
   assert.equal(up.tls?.ca, '/etc/ssl/ca.pem')
   assert.equal(up.tls?.insecure_skip_verify, false)
   assert.equal(c.cache.max_size, 64 * 1024 * 1024)
+  assert.equal(l.tls?.ciphers, 'ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256')
+  assert.equal(l.tls?.certificates[0].ocsp_response, '/etc/ssl/api.ocsp')
+  assert.deepEqual(l.tls?.hsts, { max_age: 63_072_000_000, include_subdomains: true, preload: false })
+  assert.equal(l.http2.max_concurrent_streams, 64)
+  assert.equal(l.encoded_slashes, 'keep', 'nginx accepts %2F in paths')
+  assert.equal(api.pass_server_header, true)
+  assert.deepEqual(api.upgrades, ['websocket'], 'Upgrade $http_upgrade: WebSocket is tunnelled')
+  const www = c.routes.find((x) => x.match.host === 'www.example.com')
+  assert.deepEqual(www?.upgrades, [], 'no Upgrade header set: nginx does not tunnel')
+  assert.deepEqual(r.notes.filter((n) => /X-Real-IP|Upgrade|Connection/.test(n.directive)), [], 'headers Portico sets itself are not noted')
+  // Only the api server adds HSTS, but Portico sends it for the whole listener: said.
+  assert.deepEqual(r.notes.filter((n) => /Strict-Transport/.test(n.directive)).map((n) => n.reason), ['Portico sends Strict-Transport-Security from every server of this port, not only from the ones that add it'])
 
   // Comments name the source line of each key.
   const lines = SITE.split('\n')
