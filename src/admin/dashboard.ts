@@ -156,9 +156,10 @@ export function renderSections(v: StatsView): string {
   const feed = v.failures.length === 0
     ? '<p class="none">No gateway failure yet.</p>'
     : '<div class="feedhead"><span>time (UTC)</span><span>request ID</span><span>route</span><span>upstream endpoint</span><span>cause</span><span>status</span><span>timings</span></div>' + v.failures.map(failureItem).join('')
-  const routes = '<table id="routes" class="grid"><thead><tr><th>route</th><th>upstream</th><th title="requests per second, last minute">req/s</th><th>requests 1h</th><th title="cache hits / lookups, last hour">cache hit %</th><th>lookups 1h</th></tr></thead><tbody>' +
-    v.routes.map((r) => `<tr><td class="name">${esc(r.name)}</td><td>${esc(r.upstream ?? '–')}</td><td class="num">${fmtRate(r.requests_per_s)}</td><td class="num">${r.requests_hour}</td>` +
-      `<td class="num">${r.cache ? fmtPct(r.cache_hit_ratio) : 'off'}</td><td class="num">${r.cache ? r.cache_lookups_hour : ''}</td></tr>`).join('') + '</tbody></table>'
+  const routes = '<table id="routes" class="grid"><thead><tr><th>route</th><th>upstream</th><th title="requests per second, last minute">req/s</th><th>requests 1h</th><th title="cache hits / lookups, last hour">cache hit %</th><th>lookups 1h</th><th title="requests refused by a rate limit or an access rule (http_request_denied)">denied 1m</th><th>denied 1h</th></tr></thead><tbody>' +
+    v.routes.map((r) => `<tr class="${r.denied_window > 0 ? 'warn' : 'ok'}"><td class="name">${esc(r.name)}</td><td>${esc(r.upstream ?? '–')}</td><td class="num">${fmtRate(r.requests_per_s)}</td><td class="num">${r.requests_hour}</td>` +
+      `<td class="num">${r.cache ? fmtPct(r.cache_hit_ratio) : 'off'}</td><td class="num">${r.cache ? r.cache_lookups_hour : ''}</td>` +
+      `<td class="num">${r.denied_window}</td><td class="num">${r.denied_hour}</td></tr>`).join('') + '</tbody></table>'
   const series = JSON.stringify({ times: v.errors.times, causes: v.errors.causes }).replace(/</g, '\\u003c')
   return `${summary}<h2>Upstreams and endpoints</h2>${table}` +
     `<h2>Gateway errors by endpoint, last hour</h2>${byEndpoint}` +

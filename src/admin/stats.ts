@@ -94,6 +94,9 @@ export interface RouteStats {
   cache_hits_hour: number
   /** Hits / lookups over the hour, 0…1; null without lookups. */
   cache_hit_ratio: number | null
+  /** Requests refused by a rate limit or an access rule (`http_request_denied`), last minute and last hour. */
+  denied_window: number
+  denied_hour: number
 }
 
 /** One failure of the feed: the access log fields, the cause's words and the doctor command. */
@@ -322,6 +325,7 @@ export function statsView(src: StatsSource, since: StateSince, now = Date.now())
       name, upstream: r.upstream, cache: r.cache.enabled,
       requests_per_s: s?.requests_per_s ?? 0, requests_hour: s?.requests_hour ?? 0,
       cache_lookups_hour: s?.cache_lookups_hour ?? 0, cache_hits_hour: s?.cache_hits_hour ?? 0, cache_hit_ratio: s?.cache_hit_ratio ?? null,
+      denied_window: s?.denied_window ?? 0, denied_hour: s?.denied_hour ?? 0,
     }
   })
 

@@ -77,6 +77,8 @@ class RouteSeries {
   readonly lookups = new Uint32Array(LIVE_BUCKETS)
   /** Of those, answered from the cache (`hit` or `stale`). */
   readonly hits = new Uint32Array(LIVE_BUCKETS)
+  /** Requests refused by a rate limit or an access rule (`http_request_denied`). */
+  readonly denied = new Uint32Array(LIVE_BUCKETS)
 
   constructor(route: string) {
     this.route = route
@@ -101,6 +103,8 @@ export interface LiveRouteExport {
   requests: number[]
   cache_lookups: number[]
   cache_hits: number[]
+  /** Requests refused by a rate limit or an access rule (`http_request_denied`). */
+  denied: number[]
 }
 
 /**
@@ -169,6 +173,7 @@ export class LiveStats {
     if (r.route !== null) {
       const rs = this.#routeSeries(r.route)
       rs.requests[slot]++
+      if (r.error === 'http_request_denied') rs.denied[slot]++
       if (r.cache !== null) {
         const result = cacheResult(r.cache)
         if (result !== 'bypass') {
@@ -221,7 +226,7 @@ export class LiveStats {
           s.latency.fill(0, w, w + BINS)
         }
       }
-      for (const s of this.#routes.values()) s.requests[slot] = s.lookups[slot] = s.hits[slot] = 0
+      for (const s of this.#routes.values()) s.requests[slot] = s.lookups[slot] = s.hits[slot] = s.denied[slot] = 0
     }
     this.#head = bucket
   }
@@ -235,7 +240,7 @@ export class LiveStats {
         for (const c of s.causes.values()) n += c.byteLength
       }
     }
-    for (const s of this.#routes.values()) n += s.requests.byteLength + s.lookups.byteLength + s.hits.byteLength
+    for (const s of this.#routes.values()) n += s.requests.byteLength + s.lookups.byteLength + s.hits.byteLength + s.denied.byteLength
     return n
   }
 
@@ -271,7 +276,7 @@ export class LiveStats {
         endpoints.push({ upstream: s.upstream, endpoint: s.endpoint, requests: ordered(s.requests), errors: ordered(s.errors), causes, latency })
       }
     }
-    const routes = [...this.#routes.values()].map((s) => ({ route: s.route, requests: ordered(s.requests), cache_lookups: ordered(s.lookups), cache_hits: ordered(s.hits) }))
+    const routes = [...this.#routes.values()].map((s) => ({ route: s.route, requests: ordered(s.requests), cache_lookups: ordered(s.lookups), cache_hits: ordered(s.hits), denied: ordered(s.denied) }))
     return { at: now, bucket_ms: LIVE_BUCKET_MS, buckets: LIVE_BUCKETS, window_buckets: LIVE_WINDOW_BUCKETS, head, latency_bounds_ms: LATENCY_BOUNDS_MS, endpoints, routes }
   }
 }
@@ -320,8 +325,9 @@ export function mergeLiveExports(exports: readonly LiveExport[]): LiveExport {
     }
     for (const r of x.routes) {
       let m = routes.get(r.route)
-      if (m === undefined) routes.set(r.route, m = { route: r.route, requests: zeros(), cache_lookups: zeros(), cache_hits: zeros() })
+      if (m === undefined) routes.set(r.route, m = { route: r.route, requests: zeros(), cache_lookups: zeros(), cache_hits: zeros(), denied: zeros() })
       addInto(m.requests, align(r.requests, x.head, head))
+      addInto(m.denied, align(r.denied, x.head, head))
       addInto(m.cache_lookups, align(r.cache_lookups, x.head, head))
       addInto(m.cache_hits, align(r.cache_hits, x.head, head))
     }
@@ -379,6 +385,9 @@ export interface LiveRouteSummary {
   cache_hits_hour: number
   /** `cache_hits_hour / cache_lookups_hour`, 0…1; null when the cache was not looked up. */
   cache_hit_ratio: number | null
+  /** Requests refused by a rate limit or an access rule, over the window and the hour. */
+  denied_window: number
+  denied_hour: number
 }
 
 /** What the dashboard and `portico top` show, computed from a {@link LiveExport}. */
@@ -439,7 +448,11 @@ export function summarizeLive(x: LiveExport): LiveSummary {
   const routes = x.routes.map((r): LiveRouteSummary => {
     const lookups = sum(r.cache_lookups)
     const hits = sum(r.cache_hits)
-    return { route: r.route, requests_per_s: perS(sum(r.requests, from)), requests_hour: sum(r.requests), cache_lookups_hour: lookups, cache_hits_hour: hits, cache_hit_ratio: lookups === 0 ? null : hits / lookups }
+    return {
+      route: r.route, requests_per_s: perS(sum(r.requests, from)), requests_hour: sum(r.requests),
+      cache_lookups_hour: lookups, cache_hits_hour: hits, cache_hit_ratio: lookups === 0 ? null : hits / lookups,
+      denied_window: sum(r.denied, from), denied_hour: sum(r.denied),
+    }
   })
   const times = new Array<number>(x.buckets)
   for (let i = 0; i < x.buckets; i++) times[i] = (x.head - x.buckets + 1 + i) * x.bucket_ms

@@ -8,6 +8,8 @@ import { join } from 'node:path'
 import { after, test } from 'node:test'
 import type { StatsView } from '../../src/admin/stats.ts'
 import { SESSION_COOKIE } from '../../src/admin/dashboard.ts'
+import { configSchema, type ConfigInput } from '../../src/config/schema.ts'
+import { startDnsServer } from '../doctor/probes/dns-server.ts'
 import { FAST_TIMEOUTS, testEnv, type TestGateway } from '../helpers/gateway.ts'
 
 const env = testEnv()
@@ -164,4 +166,56 @@ test('an endpoint state change shows in GET /stats within 3 s, with since', asyn
   }
   assert.equal(state, 'ejected')
   assert.ok(Date.parse(since) >= t0 - 1000, `since ${since} is the time of the change`)
+})
+
+/** Polls `GET /stats` until an endpoint row of `upstream` satisfies `check`. */
+async function rowWhen(admin: string, upstream: string, check: (e: StatsView['upstreams'][number]['endpoints'][number]) => boolean, waitMs = 3000) {
+  const deadline = Date.now() + waitMs
+  let last: unknown = null
+  for (;;) {
+    const v = await (await fetch(`${admin}/stats`)).json() as StatsView
+    const u = v.upstreams.find((x) => x.name === upstream)
+    last = u
+    const e = u?.endpoints.find(check)
+    if (e !== undefined) return { upstream: u!, endpoint: e }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for a row of ${upstream}; last ${JSON.stringify(last)}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+test('states: down by active health check, dns failing for a name without answer, draining after a reload removed the upstream', async () => {
+  const refuse = await env.lab('refuse')
+  const hang = await env.lab('hang')
+  const dns = await startDnsServer({})
+  env.defer(() => dns.close())
+  const input: ConfigInput = {
+    listeners: [{ address: '127.0.0.1:0' }],
+    routes: [{ name: 'held', match: { path_prefix: '/held' }, upstream: 'held' }, { name: 'main', upstream: 'checked' }],
+    upstreams: {
+      checked: { endpoints: [refuse.url], health_check: { interval: '100ms', timeout: '100ms', unhealthy_threshold: 1, jitter: '0ms' } },
+      named: { endpoints: ['http://svc.test:8080'], dns: { resolvers: [`127.0.0.1:${dns.port}`] } },
+      held: { endpoints: [hang.url], timeouts: { response_header: '10s' } },
+    },
+    admin: { address: '127.0.0.1:0' },
+  }
+  const gw = await env.gateway(input)
+  const admin = `http://127.0.0.1:${gw.gateway.admin!.address!.port}`
+  const down = await rowWhen(admin, 'checked', (e) => e.state === 'down')
+  assert.equal(down.endpoint.reason, 'connection_refused')
+  assert.equal(down.endpoint.severity, 'bad')
+  const named = await rowWhen(admin, 'named', (e) => e.state === 'dns_failing')
+  assert.equal(named.endpoint.address, 'svc.test')
+  assert.equal(named.endpoint.reason, 'dns_error')
+
+  // A request held by the upstream `held`, then a reload without it: its pool drains.
+  const aborted = new AbortController()
+  const held = fetch(`${gw.origin}/held/x`, { signal: aborted.signal }).catch(() => null)
+  const endpoint = gw.gateway.runtime.pools.get('held')!.endpoints[0]
+  await new Promise<void>((resolve) => { const t = setInterval(() => { if (endpoint.inFlight > 0) { clearInterval(t); resolve() } }, 10) })
+  const { held: _, ...upstreams } = input.upstreams
+  await gw.gateway.reload(configSchema.parse({ ...input, routes: [{ name: 'main', upstream: 'checked' }], upstreams }))
+  const draining = await rowWhen(admin, 'held (draining)', (e) => e.state === 'draining')
+  assert.equal(draining.endpoint.in_flight, 1)
+  aborted.abort()
+  await held
 })

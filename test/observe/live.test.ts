@@ -49,15 +49,18 @@ test('percentiles interpolate inside the latency bins; no samples, no percentile
   assert.equal(percentile(bins, 1), 60_000)
 })
 
-test('cache hit ratio per route: hits and stale over lookups, bypass not counted', () => {
+test('per route: cache hit ratio (hits and stale over lookups, bypass not counted) and refusals', () => {
   const live = new LiveStats(() => T0)
+  live.observe(req(T0 - 1000, { error: 'http_request_denied', endpoint: null }), 0.1)
   live.observe(req(T0 - 1000, { cache: 'Portico; hit' }), 1)
   live.observe(req(T0 - 1000, { cache: 'Portico; fwd=miss; stored' }), 1)
   live.observe(req(T0 - 1000, { cache: 'Portico; fwd=method' }), 1)
   const r = summarizeLive(live.export()).routes[0]
-  assert.equal(r.cache_lookups_hour + r.cache_hits_hour > 0, true)
+  assert.equal(r.cache_lookups_hour, 2)
   assert.equal(r.cache_hits_hour, 1)
-  assert.equal(r.cache_hit_ratio, r.cache_hits_hour / r.cache_lookups_hour)
+  assert.equal(r.cache_hit_ratio, 0.5)
+  assert.equal(r.requests_hour, 4)
+  assert.deepEqual([r.denied_window, r.denied_hour], [1, 1])
 })
 
 test('memory stays bounded after one hour (and three) of simulated buckets; old counts leave the ring', () => {
@@ -74,8 +77,8 @@ test('memory stays bounded after one hour (and three) of simulated buckets; old 
     if (b === LIVE_BUCKETS - 1) sizeAfterHour = live.memoryBytes()
   }
   assert.equal(live.memoryBytes(), sizeAfterHour, 'no growth after the first hour')
-  // The figure docs/dashboard.md states: per endpoint 2 × 1440 B + 696 B latency + 1440 B a cause seen; per route 4320 B.
-  assert.equal(sizeAfterHour, 10 * (2 * 1440 + 696) + (10 * 2 * 1440) + 5 * 4320)
+  // The figure docs/dashboard.md states: per endpoint 2 × 1440 B + 696 B latency + 1440 B a cause seen; per route 5760 B.
+  assert.equal(sizeAfterHour, 10 * (2 * 1440 + 696) + (10 * 2 * 1440) + 5 * 5760)
   const x = live.export(now)
   const total = x.endpoints.reduce((s, e) => s + e.requests.reduce((a, n) => a + n, 0), 0)
   // The head (the bucket of `now`) has just started: the hour before it holds 359 buckets of 20.
@@ -92,7 +95,7 @@ test('new endpoint keys beyond the cap fold into (other): the ring cannot grow w
   assert.deepEqual(live.seriesCount, { endpoints: MAX_LIVE_SERIES + 1, routes: MAX_LIVE_SERIES + 1 })
   const other = live.export().endpoints.find((e) => e.endpoint === OTHER)!
   assert.equal(other.requests.reduce((a, n) => a + n, 0), 500)
-  const bound = (MAX_LIVE_SERIES + 1) * (2 * 1440 + 696) + (MAX_LIVE_SERIES + 1) * 4320
+  const bound = (MAX_LIVE_SERIES + 1) * (2 * 1440 + 696) + (MAX_LIVE_SERIES + 1) * 5760
   assert.equal(live.memoryBytes(), bound)
 })
 
