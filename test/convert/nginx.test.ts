@@ -159,7 +159,8 @@ server {
   location /old { rewrite ^/old/(.*)$ /new/$1 permanent; }
   location /admin/ { allow 10.0.0.0/8; deny all; proxy_pass http://127.0.0.1:8004; }
   location /php/ { fastcgi_pass 127.0.0.1:9000; }
-  location /lua/ { content_by_lua 'ngx.say("hi")'; }
+  location /lua/ { content_by_lua_block { local t = { a = "}" } -- a } in a comment
+    ngx.say([[ { ]], t.a, '{') } }
   location /files/ { root /srv; }
   location /hdr/ { proxy_pass http://127.0.0.1:8005; add_header X-Frame-Options DENY; }
   location /dyn/ { proxy_pass http://$http_x_backend; }
@@ -180,10 +181,10 @@ server {
   at(13, /^allow .*access rules/, true)
   at(14, /FastCGI/, true)
   at(15, /Lua/, true)
-  at(16, /serve files/, true)
-  at(17, /add_header .*response header rules/, false)
-  at(18, /variable address/, true)
-  at(19, /conditional/, true)
+  at(17, /serve files/, true)
+  at(18, /add_header .*response header rules/, false)
+  at(19, /variable address/, true)
+  at(20, /conditional/, true)
   // The notes head the file too, and the rest still converts.
   assert.match(r.yaml, /^# INCOMPLETE: /m)
   assert.match(r.yaml, /# {3}conf\.d\/app\.conf:12: rewrite/)

@@ -78,6 +78,8 @@ export function tokenize(text: string, file: string): Token[] {
   let i = 0
   let line = 1
   const n = text.length
+  // First word of the statement being read: `*_by_lua_block {` opens Lua code, not directives.
+  let first: string | null = null
   while (i < n) {
     const ch = text[i]
     if (ch === '\n') { line++; i++; continue }
@@ -89,8 +91,17 @@ export function tokenize(text: string, file: string): Token[] {
     if (ch === ';' || ch === '{' || ch === '}') {
       tokens.push({ kind: ch, text: ch, quoted: false, line })
       i++
+      if (ch === '{' && first !== null && first.endsWith('_by_lua_block')) {
+        const end = skipLua(text, i, file, line)
+        line = end.line
+        i = end.index
+        tokens.push({ kind: '}', text: '}', quoted: false, line })
+        i++
+      }
+      first = null
       continue
     }
+    if (first === null) first = /^[A-Za-z_][\w]*/.exec(text.slice(i, i + 64))?.[0] ?? ''
     if (ch === '"' || ch === "'") {
       const startLine = line
       let j = i + 1
@@ -138,6 +149,55 @@ export function tokenize(text: string, file: string): Token[] {
     i = j
   }
   return tokens
+}
+
+/**
+ * Skips the Lua code of an OpenResty `*_by_lua_block { ... }` (as its lexer does): braces
+ * are counted outside Lua strings (`"..."`, `'...'`, `[[...]]`, `[=[...]=]`) and comments
+ * (`--` to the end of the line, `--[[...]]`).
+ *
+ * @returns the index of the closing `}` and the line it is on
+ * @throws {NginxParseError} when the block is not closed
+ */
+function skipLua(text: string, start: number, file: string, startLine: number): { index: number; line: number } {
+  let depth = 1
+  let line = startLine
+  let i = start
+  const n = text.length
+  const longBracket = (at: number): number => {
+    // `[[` or `[=*[`: returns the index after its closing bracket, or -1 when not one.
+    const m = /^\[(=*)\[/.exec(text.slice(at, at + 64))
+    if (!m) return -1
+    const close = `]${m[1]}]`
+    const end = text.indexOf(close, at + m[0].length)
+    const stop = end < 0 ? n : end + close.length
+    for (let k = at; k < stop; k++) if (text[k] === '\n') line++
+    return stop
+  }
+  while (i < n) {
+    const c = text[i]
+    if (c === '\n') { line++; i++; continue }
+    if (c === '-' && text[i + 1] === '-') {
+      const after = longBracket(i + 2)
+      if (after >= 0) { i = after; continue }
+      while (i < n && text[i] !== '\n') i++
+      continue
+    }
+    if (c === '"' || c === "'") {
+      i++
+      while (i < n && text[i] !== c && text[i] !== '\n') i += text[i] === '\\' ? 2 : 1
+      i++
+      continue
+    }
+    if (c === '[') {
+      const after = longBracket(i)
+      if (after >= 0) { i = after; continue }
+    }
+    if (c === '{') depth++
+    else if (c === '}' && --depth === 0) return { index: i, line }
+    i++
+  }
+  throw new NginxParseError(file, startLine, 'unexpected end of file, expecting "}" to close a *_by_lua_block')
 }
 
 /** What include expansion needs to know while parsing. */
