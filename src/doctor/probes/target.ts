@@ -178,7 +178,7 @@ export const fixes = {
     const value = timeoutAbove(measuredMs)
     const why = answered
       ? `the slowest answer measured took ${formatDuration(Math.round(measuredMs))}; ${formatDuration(value)} leaves a 50 % margin`
-      : `nothing answered within the ${formatDuration(Math.round(measuredMs))} the probe waited, so a working value is at least that: find out how long the slowest request really takes`
+      : `nothing answered within the ${formatDuration(Math.round(measuredMs))} the probe waited, so a working value is above that: rerun doctor with a longer \`--timeout\` to measure the real latency`
     const app = 'or make the application answer faster'
     if (t.system === 'nginx') return `Set \`${nginxDirective(t, 'read_timeout')} ${nginxTime(value)};\` in ${nginxLocation(t)} (${why}), ${app}.`
     return `Set \`${porticoKey(t, 'timeouts.response_header')}: ${nginxTime(value)}\` (${why}), ${app}.`
