@@ -248,9 +248,9 @@ function httpFindings(target: Target, r: HttpResult, headerTimeoutMs: number, ti
   const biggest = Math.max(0, ...responses.map((x) => x.headerBytes ?? 0))
   const limit = target.proxy.maxResponseHeaderBytes
   if (biggest > limit) {
-    findings.push({ target: target.url, evidence: [...evidence, `largest header section ${biggest} bytes > the proxy's limit ${limit} bytes`], id: 'http.header_size', severity: 'critical', cause: 'http_response_header_section_size', likelihood: 0.9, title: `The response header section (${biggest} bytes) is larger than the proxy accepts (${limit} bytes)`, fix: fixes.headerSize(target, biggest) })
+    findings.push({ target: target.url, evidence: [...evidence, `largest header section ${biggest} bytes > the proxy's limit ${limit} bytes`], id: 'http.header_size', severity: 'critical', cause: 'http_response_header_section_size', likelihood: 0.9, title: `The response header section (${biggest} bytes) is larger than the proxy accepts (${limit} bytes)`, fix: fixes.headerSize(target, Math.max(biggest, limit)) })
   } else if (biggest > 0.8 * limit) {
-    findings.push({ target: target.url, evidence: [...evidence, `largest header section ${biggest} bytes, limit ${limit} bytes`], id: 'http.header_size_near', severity: 'warning', cause: 'http_response_header_section_size', likelihood: 0.4, title: `The response header section (${biggest} bytes) is close to the proxy's limit (${limit} bytes)`, fix: fixes.headerSize(target, biggest) })
+    findings.push({ target: target.url, evidence: [...evidence, `largest header section ${biggest} bytes, limit ${limit} bytes`], id: 'http.header_size_near', severity: 'warning', cause: 'http_response_header_section_size', likelihood: 0.4, title: `The response header section (${biggest} bytes) is close to the proxy's limit (${limit} bytes)`, fix: fixes.headerSize(target, Math.max(biggest, limit)) })
   }
   const fiveXX = responses.find((x) => x.status === 502 || x.status === 503 || x.status === 504)
   if (fiveXX) {

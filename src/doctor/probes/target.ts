@@ -175,6 +175,12 @@ export const fixes = {
    * probe's wait, at least that wait.
    */
   responseHeaderTimeout(t: Target, measuredMs: number, answered = true): string {
+    const current = t.proxy.responseHeaderTimeoutMs
+    if (!answered && current >= measuredMs) {
+      // The proxy already waits longer than the probe did: a bigger number is no fix for a backend that may never answer.
+      const key = t.system === 'nginx' ? `\`${nginxDirective(t, 'read_timeout')}\`` : `\`${porticoKey(t, 'timeouts.response_header')}\``
+      return `The proxy already waits ${formatDuration(current)} (${key}); nothing answered within the ${formatDuration(Math.round(measuredMs))} the probe waited: rerun doctor with \`--timeout ${formatDuration(Math.ceil((current + 1000) / 1000) * 1000)}\` to see whether it answers at all before changing the timeout.`
+    }
     const value = timeoutAbove(measuredMs)
     const why = answered
       ? `the slowest answer measured took ${formatDuration(Math.round(measuredMs))}; ${formatDuration(value)} leaves a 50 % margin`
