@@ -360,7 +360,14 @@ class Converter {
     if (listens.some((l) => l.ssl)) {
       for (const lvl of chain) for (const c of lvl) if (c.name === 'add_header' && (c.args[0] ?? '').toLowerCase() === 'strict-transport-security') this.hstsOk.add(c)
     }
-    if (server.redirect) return server
+    if (server.redirect) {
+      for (const c of body) {
+        if (c.name === 'location' && c.block && !c.block.includes(server.redirect.src)) {
+          this.note(c, 'nginx serves this location itself on a port that otherwise redirects to https; Portico redirects every request of the listener', true)
+        }
+      }
+      return server
+    }
     for (const c of body) {
       if (c.name === 'return') this.note(c, 'Portico does not answer requests itself (only redirect_to_https of a whole plain listener)', true)
     }
@@ -392,18 +399,22 @@ class Converter {
   }
 
   /**
-   * A server that only sends every request to https (`return 301 https://$host$request_uri`,
-   * at server level or as the only thing of `location /`): the port it redirects to.
+   * A server that sends every request to https (`return 301 https://$host$request_uri`,
+   * at server level or as the only thing of `location /`): the port it redirects to. Other
+   * locations that do not proxy (the ACME challenge files of certbot, typically) do not
+   * stop it; they are noted, since Portico redirects them too.
    */
   redirectOf(body: NginxDirective[]): ServerInfo['redirect'] {
-    const significant = body.filter((c) => !['listen', 'server_name', 'access_log', 'error_log', 'location', 'return'].includes(c.name) && !IGNORED.has(c.name))
+    const significant = body.filter((c) => !['listen', 'server_name', 'access_log', 'error_log', 'location', 'return', 'root', 'index'].includes(c.name) && !IGNORED.has(c.name))
     let ret = body.find((c) => c.name === 'return') ?? null
     const locations = body.filter((c) => c.name === 'location')
-    if (!ret && locations.length === 1 && locations[0].args.join(' ') === '/') {
-      const inner = locations[0].block ?? []
+    const root = locations.find((l) => l.args.join(' ') === '/')
+    if (!ret && root) {
+      const inner = root.block ?? []
       if (inner.length === 1 && inner[0].name === 'return') ret = inner[0]
-    } else if (ret && locations.length > 0) return null
-    if (!ret || significant.length > 0) return null
+    }
+    const proxies = (ds: NginxDirective[]): boolean => ds.some((c) => c.name === 'proxy_pass' || (c.block !== null && proxies(c.block)))
+    if (!ret || significant.length > 0 || proxies(locations)) return null
     const code = ret.args.length === 2 ? ret.args[0] : ''
     const url = ret.args.length === 2 ? ret.args[1] : ''
     if (!['301', '302', '307', '308'].includes(code)) return null

@@ -205,12 +205,19 @@ http {
   server { listen 8080; server_name a.example.com; return 308 https://$server_name:8443$request_uri; }
   server { listen 8080; server_name b.example.com; location / { proxy_pass http://127.0.0.1:3000; } }
   server { listen 8443 ssl; server_name a.example.com; ssl_certificate a.pem; ssl_certificate_key a.key; location / { proxy_pass http://127.0.0.1:3000; } }
+  server {
+    listen 8081;
+    location /.well-known/acme-challenge/ { root /var/www/certbot; }
+    location / { return 301 https://$host$request_uri; }
+  }
 }
 `,
   })
+  assert.ok(r.notes.some((n) => n.routing && n.line === 9 && /serves this location itself on a port that otherwise redirects/.test(n.reason)), 'the ACME location of a redirecting server is noted')
   const c = parseConfig(r.yaml, 'x.yaml')
   assert.equal(c.listeners.find((l) => l.address === '0.0.0.0:80')?.redirect_to_https, true)
   assert.equal(c.listeners.find((l) => l.address === '0.0.0.0:8080')?.redirect_to_https, undefined)
+  assert.equal(c.listeners.find((l) => l.address === '0.0.0.0:8081')?.redirect_to_https, true, 'certbot\'s ACME location does not stop the redirect')
   assert.ok(r.notes.some((n) => n.routing && n.line === 4 && /redirects to https but shares its port/.test(n.reason)))
 })
 
