@@ -76,12 +76,14 @@ function closer(server: http.Server | https.Server): () => Promise<void> {
   return () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) })
 }
 
-/** An application that answers 502 itself (a broken dependency behind it). */
-async function app502(): Promise<Backend> {
-  const server = http.createServer((_req, res) => { res.writeHead(502, { 'content-type': 'text/plain' }); res.end('payment service unavailable') })
+/** An application that answers `status` itself (a broken dependency behind it, or its own overload shedding). */
+function appMade(status: number): () => Promise<Backend> {
+  return async () => {
+  const server = http.createServer((_req, res) => { res.writeHead(status, { 'content-type': 'text/plain' }); res.end('payment service unavailable') })
   await listen(server, { port: 0, host: '127.0.0.1' })
   const port = (server.address() as { port: number }).port
   return { address: `127.0.0.1:${port}`, endpoint: `http://127.0.0.1:${port}`, close: closer(server) }
+  }
 }
 
 /** An HTTPS backend whose certificate is expired (signed by a CA the proxy trusts) or untrusted (self-signed). */
@@ -154,7 +156,7 @@ export const SETUPS: Setup[] = [
     nginx: (b) => proxy(b), portico: () => [], nginxFix: mentions(/HTTP port of the application/), porticoFix: mentions(/HTTP port of the application/),
   },
   {
-    name: 'application-made 502', backend: app502, expect: null, via: true,
+    name: 'application-made 502', backend: appMade(502), expect: null, via: true,
     nginx: (b) => proxy(b), portico: () => [], nginxFix: mentions(/application/), porticoFix: mentions(/application/),
   },
   {
@@ -269,6 +271,20 @@ export const SETUPS: Setup[] = [
   {
     name: 'uwsgi_pass to a refused port', backend: lab('refuse'), expect: 'connection_refused', logLine: /Connection refused/,
     nginx: (b) => server(`uwsgi_pass ${b.address};`), nginxFix: mentions(/`uwsgi_pass 127\.0\.0\.1:\d+;` in the `location \/` block/),
+  },
+  {
+    name: 'application-made 503', backend: appMade(503), expect: null, via: true,
+    nginx: (b) => proxy(b), portico: () => [], nginxFix: mentions(/application/), porticoFix: mentions(/application/),
+  },
+  {
+    name: 'every server of an upstream block refused', backend: lab('refuse'), expect: 'connection_refused', logLine: /no live upstreams|Connection refused/,
+    nginx: (b) => `upstream app { server ${b.address}; server 127.0.0.2:${b.address.split(':')[1]}; }\n${server('proxy_pass http://app;')}`,
+    nginxFix: mentions(/`server` lines of the `upstream app` block/),
+  },
+  {
+    name: 'php-fpm socket missing (fastcgi_pass unix:)', backend: unixBackend('missing'), expect: 'connection_refused', logLine: /\(2: No such file or directory\)/,
+    nginx: (b) => server(`fastcgi_pass ${b.address}; fastcgi_param SCRIPT_FILENAME /srv/index.php;`),
+    nginxFix: mentions(/php-fpm `listen = \/.*app\.sock`.*`fastcgi_pass unix:\/.*app\.sock;` in the `location \/` block/),
   },
   {
     name: 'unix socket missing', backend: unixBackend('missing'), expect: 'connection_refused', logLine: /\(2: No such file or directory\)/,
