@@ -87,6 +87,9 @@ const HANDLED = new Set([
   'return', 'map', 'ssl_ciphers', 'ssl_stapling', 'ssl_stapling_file', 'http2_max_concurrent_streams',
 ])
 
+/** {@link HANDLED} where `root` and `index` cannot be reached (or are judged per server). */
+const FILES_HANDLED = new Set([...HANDLED, 'root', 'index'])
+
 /** What replaces a directive Portico does not have, when there is a reason worth printing. */
 const UNSUPPORTED: Record<string, { reason: string; routing: boolean }> = {
   rewrite: { reason: 'Portico does not rewrite URIs by regular expression (only prefix_rewrite of a matched prefix)', routing: true },
@@ -296,7 +299,7 @@ class Converter {
     const servers: ServerInfo[] = []
     let index = 0
     for (const d of httpBody) if (d.name === 'server' && d.block) servers.push(this.readServer(d, index++, httpChain))
-    this.sweep(httpBody)
+    this.sweep(httpBody, FILES_HANDLED)
     if (servers.length === 0) this.note(http[0] ?? { file: this.tree.file, line: 1 }, 'no server block: nothing to convert', true, true)
 
     const root = map()
@@ -371,7 +374,13 @@ class Converter {
     for (const c of body) {
       if (c.name === 'return') this.note(c, 'Portico does not answer requests itself (only redirect_to_https of a whole plain listener)', true)
     }
-    this.sweep(body)
+    // `root` and `index` only serve requests no location proxies: with a `location /` that
+    // proxies there are none (a location that serves files is noted on its own).
+    const rootProxies = body.some((c) => c.name === 'location' && c.args.length === 1 && c.args[0] === '/' && (c.block ?? []).some((x) => x.name === 'proxy_pass'))
+    this.sweep(body, rootProxies ? FILES_HANDLED : HANDLED)
+    if (!rootProxies) {
+      for (const lvl of parent) for (const c of lvl) if (c.name === 'root' || c.name === 'index') this.note(c, UNSUPPORTED[c.name].reason, true)
+    }
     for (const c of body) if (c.name === 'location' && c.block) this.readLocation(server, c, chain)
     return server
   }
@@ -635,7 +644,7 @@ class Converter {
       ?? proxying[0]
     const ports = new Set(proxying.map((s) => s.listens.map((l) => l.port).sort().join(',')))
     if (ports.size > 1 && proxying.length > 1) {
-      this.note(proxying[1], 'servers that proxy listen on different ports: Portico routes are shared by all listeners, so each server\'s routes answer on every port', false)
+      this.note(proxying[1].directive, 'servers that proxy listen on different ports: Portico routes are shared by all listeners, so each server\'s routes answer on every port', false)
     }
     for (const s of proxying) {
       // A lone proxying server gets every request in nginx, whatever its server_name.
@@ -842,7 +851,7 @@ class Converter {
     this.retries(node, st, count)
     if (st.sources.bufferSizeBytes) set(node, 'max_response_header_size', scalar(formatSize(st.bufferSizeBytes), this.from(this.directiveAt(st.sources.bufferSizeBytes))))
     this.upstreamTls(node, p, st, r.chain)
-    this.dns(node, block, st, r.chain)
+    this.dns(node, block, r.chain)
     const fingerprint = JSON.stringify(toValue(node))
     const same = this.upstreams.find((u) => u.fingerprint === fingerprint && u.name.replace(/-\d+$/, '') === baseName.replace(/-\d+$/, ''))
     if (same) return same.name
@@ -927,7 +936,7 @@ class Converter {
     set(tls, 'insecure_skip_verify', scalar(!st.sslVerify, st.sslVerify ? this.from(verify) : `${this.from(verify, 'nginx default proxy_ssl_verify off')}: certificates not verified, as in nginx`))
   }
 
-  dns(node: YMap, block: { model: NginxUpstream; directive: NginxDirective } | undefined, st: ProxySettings, chain: Chain): void {
+  dns(node: YMap, block: { model: NginxUpstream; directive: NginxDirective } | undefined, chain: Chain): void {
     const resolver = (block ? block.directive.block?.find((c) => c.name === 'resolver') : undefined) ?? nearest(chain, 'resolver')
     if (!resolver) return
     const dns = set(node, 'dns', map(this.from(resolver)))
@@ -937,7 +946,6 @@ class Converter {
     if (usable.length > 0) set(dns, 'resolvers', seq(usable.map((a) => scalar(a))))
     const valid = resolver.args.find((a) => a.startsWith('valid='))
     if (valid) set(dns, 'max_ttl', scalar(formatDuration(parseNginxTime(valid.slice(6))), 'valid='))
-    void st
   }
 }
 
