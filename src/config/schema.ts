@@ -342,6 +342,18 @@ export const cacheStoreSchema = z.strictObject({
   max_size: size.default(256 * 1024 * 1024),
 })
 
+/**
+ * Buffering of one route (nginx `proxy_request_buffering`, `proxy_buffering`): on by
+ * default so slow clients hold no upstream connection; turn off for streaming (SSE,
+ * long polls, gRPC-web, uploads that the application reads as they come).
+ */
+export const routeBufferingSchema = z.strictObject({
+  /** Read the whole request body (memory, then a temporary file) before an endpoint is chosen; the body is then sent again on a retry. Default true. */
+  request: z.boolean().default(true),
+  /** Read the response body at the upstream's pace, holding what the client has not taken yet (memory, then a temporary file), so the upstream connection is freed early. Always off for `text/event-stream` responses. Default true. */
+  response: z.boolean().default(true),
+})
+
 /** A route: a request match and the upstream it goes to. */
 export const routeSchema = z.strictObject({
   /** Name used in logs and metrics. Default: `route<index>`. */
@@ -377,6 +389,8 @@ export const routeSchema = z.strictObject({
   forwarded_headers: z.enum(['strip', 'pass']).default('strip'),
   /** Pass the upstream's `Server` response header to clients (nginx `proxy_pass_header Server`). Default false: it is removed, masking the backend. */
   pass_server_header: z.boolean().default(false),
+  /** Request and response buffering of this route; both on by default. */
+  buffering: routeBufferingSchema.default(() => routeBufferingSchema.parse({})),
 }).refine((r) => !(r.strip_prefix && r.prefix_rewrite !== undefined), { message: 'set either strip_prefix or prefix_rewrite, not both', path: ['prefix_rewrite'] })
 
 /** Downstream (client-side) timeouts. */
@@ -519,6 +533,35 @@ export function isLoopbackAddress(hostPort: string): boolean {
   if (host === 'localhost' || host === '::1') return true
   return net.isIPv4(host) && host.startsWith('127.')
 }
+/**
+ * Limits on what one client may hold at once, across listeners (nginx `limit_conn`;
+ * HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS` as a per-connection bound).
+ */
+export const clientLimitsSchema = z.strictObject({
+  /** Requests of one HTTP/2 connection handled at once; its other streams wait, in order. HTTP/1.1 connections always handle their pipelined requests one at a time. Default 128 (nginx `http2_max_concurrent_streams`). */
+  max_requests_per_connection: z.number().int().min(1).default(128),
+  /** Requests of one HTTP/1.1 connection parsed and waiting their turn beyond which Portico stops reading the connection until they drain. Default 16. */
+  max_queued_per_connection: z.number().int().min(1).default(16),
+  /** Requests one client address may have in progress at once; one more gets 429 `http_request_denied`. Default: no cap (behind a load balancer every client shares its address). */
+  max_requests_per_client_ip: z.number().int().min(1).optional(),
+})
+
+/**
+ * Sizes and caps of request and response buffering (routes turn buffering on or off).
+ * Past the caps a request body or a response streams instead of being buffered.
+ */
+export const bufferingSchema = z.strictObject({
+  /** Bytes of one request body or one response held in memory before the rest goes to a temporary file (nginx `client_body_buffer_size`, `proxy_buffers`). Default `"64KiB"`. */
+  memory: size.default(64 * 1024),
+  /** Largest temporary file of one request body or one response (nginx `proxy_max_temp_file_size`). Default `"1GiB"`. */
+  max_temp_file: size.default(1024 ** 3),
+  /** Memory held by all buffers of the process together; beyond it buffers go to temporary files at once. Default `"256MiB"`. */
+  max_memory: size.default(256 * 1024 ** 2),
+  /** Bytes in temporary files of the process together; beyond it request bodies and responses stream unbuffered. Default `"4GiB"`. */
+  max_temp_total: size.default(4 * 1024 ** 3),
+  /** Directory of the temporary files (created when missing). Each file is unlinked as soon as it is created, so none outlives the process. Default: `portico` in the system temporary directory. */
+  temp_dir: z.string().min(1).optional(),
+})
 
 /** Graceful shutdown on SIGTERM/SIGINT (drain). */
 export const shutdownSchema = z.strictObject({
@@ -537,6 +580,10 @@ export const configSchema = z.strictObject({
   shutdown: shutdownSchema.default(() => shutdownSchema.parse({})),
   /** The response store of the routes that cache. */
   cache: cacheStoreSchema.default(() => cacheStoreSchema.parse({})),
+  /** What one client connection and one client address may hold at once. */
+  limits: clientLimitsSchema.default(() => clientLimitsSchema.parse({})),
+  /** Sizes and caps of request and response buffering. */
+  buffering: bufferingSchema.default(() => bufferingSchema.parse({})),
   /** Put internal addresses and raw error text in error responses (`Proxy-Status` details and next-hop, error page). Default false: the backend is masked. */
   expose_error_details: z.boolean().default(false),
   /** Name this proxy uses in `Proxy-Status` and `Via`. Default `"portico"`. */
@@ -563,6 +610,10 @@ export type UpstreamConfig = z.output<typeof upstreamSchema>
 export type RouteConfig = z.output<typeof routeSchema>
 export type ListenerConfig = z.output<typeof listenerSchema>
 export type ShutdownConfig = z.output<typeof shutdownSchema>
+/** The `limits` settings with defaults applied. */
+export type ClientLimitsConfig = z.output<typeof clientLimitsSchema>
+/** The `buffering` settings with defaults applied: sizes in bytes. */
+export type BufferingConfig = z.output<typeof bufferingSchema>
 /** A route's cache settings (`routes[].cache`) with defaults applied: sizes in bytes, durations in ms. */
 export type RouteCacheConfig = z.output<typeof routeCacheSchema>
 /** The store settings (`cache`) with defaults applied. */

@@ -62,10 +62,10 @@ export type RequestErrorVariant =
 
 /**
  * Why Portico refused a client request by its rules (RFC 9209 `http_request_denied`):
- * a denied method (405), a body over the listener's limit (413), an access rule (403) or
- * a rate limit (429) of the route.
+ * a denied method (405), a body over the listener's limit (413), an access rule (403), a
+ * rate limit (429) of the route, or the client address's cap of requests in progress (429).
  */
-export type RequestDeniedVariant = 'method_not_allowed' | 'body_too_large' | 'access_rule' | 'rate_limited'
+export type RequestDeniedVariant = 'method_not_allowed' | 'body_too_large' | 'access_rule' | 'rate_limited' | 'client_request_limit'
 
 /** The RFC 9209 types whose rows are variants (`type.variant`); each of the others is one row. */
 export type VariedCauseType = 'http_request_error' | 'http_request_denied'
@@ -443,6 +443,15 @@ const rows: readonly Cause[] = [
     fix: {
       nginx: 'Check the limit, `limit_req zone=ZONE burst=20 nodelay;` in the `location` block, against the rate of `limit_req_zone $binary_remote_addr zone=ZONE:10m rate=10r/s;` in the `http` block; nginx answers 503 unless `limit_req_status 429;` in the `http` block.',
       portico: 'Check the rate limits of the route.',
+    },
+  },
+  {
+    id: 'http_request_denied.client_request_limit', type: 'http_request_denied', status: 429, phase: 'accept', source: 'downstream', retry: 'never', retryAfterS: 1,
+    title: 'The client address has too many requests in progress',
+    hint: 'Send fewer requests at once from this address, or raise limits.max_requests_per_client_ip (behind a load balancer every client shares its address: leave the cap off there).',
+    fix: {
+      nginx: 'Check the cap, `limit_conn ZONE 10;` in the `location` block, with `limit_conn_zone $binary_remote_addr zone=ZONE:10m;` in the `http` block; nginx answers 503 unless `limit_conn_status 429;` in the `http` block.',
+      portico: 'Raise `limits.max_requests_per_client_ip`, or leave it out when clients share an address (a load balancer, a NAT).',
     },
   },
   {

@@ -17,12 +17,19 @@ export interface ConnectionLimits {
 
 /** What a gate keeps on each connection (the socket, or the HTTP/2 session). */
 class ConnectionState {
+  readonly gate: ConnectionGate
+  readonly h2: boolean
   active = 0
   /** Waiting requests, as pairs: request, response, request, response... */
   readonly queue: Array<IncomingMessage | ServerResponse> = []
   head = 0
   /** The HTTP/1.1 socket this gate paused, or null. */
   paused: { pause(): unknown; resume(): unknown } | null = null
+
+  constructor(gate: ConnectionGate, h2: boolean) {
+    this.gate = gate
+    this.h2 = h2
+  }
 
   get waiting(): number {
     return (this.queue.length - this.head) / 2
@@ -33,7 +40,7 @@ const STATE = Symbol('portico.connection-gate')
 /** The state a handled response releases on close. */
 const HELD = Symbol('portico.connection-gate.held')
 
-type Held = ServerResponse & { [HELD]?: { gate: ConnectionGate; state: ConnectionState } }
+type Held = ServerResponse & { [HELD]?: ConnectionState }
 type Carrier = object & { [STATE]?: ConnectionState }
 
 /**
@@ -67,17 +74,18 @@ export class ConnectionGate {
 
   /** The request listener to give the server. */
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const h2 = req.httpVersionMajor >= 2
-    // HTTP/2 compatibility requests share their session; HTTP/1.1 ones their socket.
-    const carrier = (h2 ? (req as unknown as { stream: { session: object } }).stream.session : req.socket) as Carrier
+    // HTTP/2 compatibility requests share their session; HTTP/1.1 ones their socket (an "HTTP/2.0" request line on HTTP/1.1 is HTTP/1.1 here).
+    const stream = (req as unknown as { stream?: { session: object } }).stream
+    const h2 = stream !== undefined
+    const carrier = (h2 ? stream.session : req.socket) as Carrier
     let state = carrier[STATE]
     if (state === undefined) {
-      state = new ConnectionState()
+      state = new ConnectionState(this, h2)
       carrier[STATE] = state
     }
     const limit = h2 ? this.#limits.maxRequestsPerConnection : 1
     if (state.active < limit && state.waiting === 0) {
-      this.#start(state, req, res)
+      this.#start(state, req, res, h2)
       return
     }
     state.queue.push(req, res)
@@ -90,9 +98,9 @@ export class ConnectionGate {
     }
   }
 
-  #start(state: ConnectionState, req: IncomingMessage, res: ServerResponse): void {
+  #start(state: ConnectionState, req: IncomingMessage, res: ServerResponse, h2: boolean): void {
     state.active++
-    ;(res as Held)[HELD] = { gate: this, state }
+    ;(res as Held)[HELD] = state
     res.on('close', onHeldClose)
     this.#handler(req, res)
   }
@@ -109,7 +117,7 @@ export class ConnectionGate {
       this.waiting--
       // A request whose connection (or HTTP/2 stream) went away while it waited is dropped unanswered, as nginx drops unread pipelined requests.
       if (isGone(req, res, h2)) continue
-      this.#start(state, req, res)
+      this.#start(state, req, res, h2)
     }
     if (state.head > 64 && state.head * 2 > state.queue.length) {
       state.queue.splice(0, state.head)
@@ -133,8 +141,8 @@ function isGone(req: IncomingMessage, res: ServerResponse, h2: boolean): boolean
 
 /** Registered on each handled response (one function for all: no closure per request). */
 function onHeldClose(this: Held): void {
-  const held = this[HELD]
-  if (held === undefined) return
+  const state = this[HELD]
+  if (state === undefined) return
   this[HELD] = undefined
-  held.gate.release(held.state, this.req.httpVersionMajor >= 2)
+  state.gate.release(state, state.h2)
 }

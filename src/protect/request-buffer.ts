@@ -130,13 +130,8 @@ export function bufferRequestBody(req: IncomingMessage, opts: RequestBufferOptio
         req.unshift(chunk)
         return
       }
-      let more: boolean
-      try {
-        more = store.append(chunk, onWritable)
-      } catch (err) {
-        return finish(new RequestBodyError('storage', `request body could not be buffered: ${(err as Error).message}`))
-      }
-      if (!more) req.pause()
+      if (store.error !== null) return finish(new RequestBodyError('storage', `request body could not be buffered: ${store.error.message}`))
+      if (!store.append(chunk, onWritable)) req.pause()
     }
     const onWritable = (): void => {
       if (!done) req.resume()
@@ -153,7 +148,7 @@ export function bufferRequestBody(req: IncomingMessage, opts: RequestBufferOptio
         timer = setTimeout(onTimer, Math.ceil(left))
         return
       }
-      finish(new RequestBodyError('idle', `request body idle for more than ${opts.idleTimeoutMs}ms`))
+      finish(new RequestBodyError('idle', `client sent no request body bytes for ${opts.idleTimeoutMs}ms (body_idle)`))
     }
     if (req.readableEnded) return finish(null)
     if (opts.idleTimeoutMs > 0) timer = setTimeout(onTimer, opts.idleTimeoutMs)

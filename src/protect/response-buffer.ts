@@ -67,22 +67,18 @@ export class ResponseBuffer {
       }
     }
     const store = this.#ensureStore()
+    if (store.error !== null) {
+      // The temporary file failed: the client cannot get a whole body.
+      this.#res.destroy(store.error)
+      return true
+    }
     if (!store.fits(chunk.length)) {
       // Caps reached: hand the chunk on (the response holds it) and push back on the upstream.
       this.#onResume = onResume
       this.#pushBack(chunk)
       return false
     }
-    let more: boolean
-    try {
-      more = store.append(chunk, onResume)
-    } catch {
-      // No temporary file: stream with backpressure instead.
-      this.#onResume = onResume
-      this.#pushBack(chunk)
-      return false
-    }
-    return more
+    return store.append(chunk, onResume)
   }
 
   /** Ends the body; the response ends once the client took every byte, with `trailers` when given. */
@@ -156,17 +152,19 @@ export class ResponseBuffer {
       return
     }
     if (bytes.length === 0) {
-      // File writes still in progress: wait for them.
+      // File writes still in progress: wait for them (a failure then shows on the next read).
       this.#draining = true
-      ;(this.#store as SpillStore).flushed(() => {
-        this.#draining = false
-        this.#drain()
-      })
+      ;(this.#store as SpillStore).flushed(this.#onFlushed)
       return
     }
     this.#drained += bytes.length
     if (this.#res.write(bytes)) this.#drain()
     else this.#block()
+  }
+
+  #onFlushed = (): void => {
+    this.#draining = false
+    this.#drain()
   }
 
   #finish(): void {

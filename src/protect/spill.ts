@@ -46,27 +46,42 @@ export class BufferBudget {
   }
 
   /**
-   * Opens a new temporary file in `tempDir` and unlinks it at once (see the module doc).
-   * @returns its descriptor
+   * Creates `tempDir` when missing and checks that a temporary file can be made there
+   * (at start and on reload, so that a bad directory is found before a request needs it).
    * @throws {Error} when the directory cannot be created or written
    */
-  openTempFile(): number {
+  checkTempDir(): void {
+    const dir = this.limits.tempDir
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+    const file = path.join(dir, `portico-${process.pid}-check`)
+    fs.closeSync(fs.openSync(file, 'w', 0o600))
+    fs.unlinkSync(file)
+    this.#dirReady = dir
+  }
+
+  /**
+   * Opens a new temporary file in `tempDir` and unlinks it at once (see the module doc),
+   * off the event loop.
+   */
+  openTempFile(cb: (err: Error | null, fd: number) => void): void {
     const dir = this.limits.tempDir
     if (this.#dirReady !== dir) {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
-      this.#dirReady = dir
+      try {
+        this.checkTempDir()
+      } catch (err) {
+        return cb(err as Error, -1)
+      }
     }
     const file = path.join(dir, `portico-${process.pid}-${randomBytes(6).toString('hex')}`)
-    const fd = fs.openSync(file, 'wx+', 0o600)
-    try {
-      fs.unlinkSync(file)
-    } catch (err) {
-      fs.closeSync(fd)
-      throw err
-    }
-    this.files++
-    this.spills++
-    return fd
+    fs.open(file, 'wx+', 0o600, (err, fd) => {
+      if (err) return cb(err, -1)
+      fs.unlink(file, (unlinkErr) => {
+        if (unlinkErr) return fs.close(fd, () => cb(unlinkErr, -1))
+        this.files++
+        this.spills++
+        cb(null, fd)
+      })
+    })
   }
 }
 
@@ -93,6 +108,8 @@ export class SpillStore {
   #held = 0
   #fd = -1
   #spilled = false
+  /** The temporary file is being opened. */
+  #opening = false
   /** Where the file part starts in the store (bytes before it are in memory). */
   #fileStart = 0
   /** Bytes appended to the file part (counted in the budget). */
@@ -133,7 +150,7 @@ export class SpillStore {
    */
   fits(n: number): boolean {
     const l = this.#budget.limits
-    if (this.#fd < 0 && this.#held + n <= l.memory && this.#budget.memory + n <= l.maxMemoryTotal) return true
+    if (!this.#spilled && this.#held + n <= l.memory && this.#budget.memory + n <= l.maxMemoryTotal) return true
     return this.#tempBytes + n <= l.maxTempFile && this.#budget.temp + n <= l.maxTempTotal
   }
 
@@ -142,26 +159,28 @@ export class SpillStore {
    * every later byte goes to the file, so bytes stay in order.
    *
    * @param onWritable called once the file writes caught up, when this returns false
-   * @returns false when the caller should pause until `onWritable` (file writes lag behind)
-   * @throws {Error} when the temporary file cannot be created
+   * @returns false when the caller should pause until `onWritable` (file writes lag behind);
+   *   a failure of the temporary file shows in {@link error} (`onWritable` is called then too)
    */
   append(chunk: Buffer, onWritable?: () => void): boolean {
-    if (this.#closed) return true
+    if (this.#closed || this.error !== null) return true
     const l = this.#budget.limits
     const n = chunk.length
-    this.size += n
-    if (this.#fd < 0 && this.#held + n <= l.memory && this.#budget.memory + n <= l.maxMemoryTotal) {
+    if (!this.#spilled && this.#held + n <= l.memory && this.#budget.memory + n <= l.maxMemoryTotal) {
+      this.size += n
       this.#chunks.push(chunk)
       this.#memEnd += n
       this.#held += n
       this.#budget.memory += n
       return true
     }
-    if (this.#fd < 0) {
-      this.#fd = this.#budget.openTempFile()
+    if (!this.#spilled) {
       this.#spilled = true
       this.#fileStart = this.#memEnd
+      this.#opening = true
+      this.#budget.openTempFile(this.#onOpen)
     }
+    this.size += n
     this.#budget.temp += n
     this.#tempBytes += n
     this.#pending.push(chunk)
@@ -172,8 +191,36 @@ export class SpillStore {
     return false
   }
 
+  #onOpen = (err: Error | null, fd: number): void => {
+    this.#opening = false
+    if (this.#closed) {
+      if (fd >= 0) {
+        this.#budget.files--
+        fs.close(fd, () => {})
+      }
+      return
+    }
+    if (err !== null) {
+      this.error = err
+      this.#wake()
+      return
+    }
+    this.#fd = fd
+    this.#flush()
+  }
+
+  /** Tells the waiting writer and the flush waiter (after a failure, so they see {@link error}). */
+  #wake(): void {
+    const w = this.#onWritable
+    const f = this.#onFlushed
+    this.#onWritable = null
+    this.#onFlushed = null
+    w?.()
+    f?.()
+  }
+
   #flush(): void {
-    if (this.#writing || this.#pending.length === 0 || this.#closed) return
+    if (this.#writing || this.#fd < 0 || this.#pending.length === 0 || this.#closed || this.error !== null) return
     this.#writing = true
     const bufs = this.#pending
     const n = this.#pendingBytes
@@ -184,9 +231,9 @@ export class SpillStore {
       if (this.#closed) return this.#release()
       if (err) {
         this.error = err
-      } else {
-        this.#fileWritten += n
+        return this.#wake()
       }
+      this.#fileWritten += n
       this.#flush()
       if (this.#pendingBytes <= WRITE_HIGH_WATER && this.#onWritable !== null) {
         const cb = this.#onWritable
@@ -203,7 +250,7 @@ export class SpillStore {
 
   /** Calls `cb` once every byte appended is readable (file writes done, or failed: see {@link error}). */
   flushed(cb: () => void): void {
-    if (!this.#writing && this.#pendingBytes === 0) return cb()
+    if (this.error !== null || (!this.#writing && !this.#opening && this.#pendingBytes === 0)) return cb()
     this.#onFlushed = cb
   }
 

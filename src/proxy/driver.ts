@@ -18,10 +18,14 @@ import { fetchFromPool } from './fetch.ts'
 import { IDEMPOTENT_METHODS, isValidRequestId, upstreamRequestHeaders } from './headers.ts'
 import { RetryLease, statusRetryAllowed } from './retries.ts'
 import type { Runtime } from './runtime.ts'
-import { admitRequest } from './refuse.ts'
-import { receivedTarget, type RequestRules } from '../protect/validate.ts'
+import { admitRequest, refusalResponse } from './refuse.ts'
+import { receivedTarget, type Refused, type RequestRules } from '../protect/validate.ts'
 import { ClientClosedError } from './try.ts'
 import { cacheLookup, type CachePlan } from '../cache/phase.ts'
+import type { ClientLimiter } from '../protect/client-limit.ts'
+import { BufferedBody } from '../protect/request-buffer.ts'
+import type { BufferBudget } from '../protect/spill.ts'
+import { admitClient, bufferBody, type Protection, type Refusal } from './protection.ts'
 
 
 /**
@@ -43,6 +47,10 @@ interface Proxied {
   readonly tracker: RequestTracker | undefined
   /** The try in progress, aborted when the client goes away first. */
   current: { abort(err: Error): void } | null
+  /** The per-client cap this request is counted in, or null. */
+  clients: ClientLimiter | null
+  /** The buffered request body, freed when the response closes. */
+  body: BufferedBody | null
 }
 
 /** Where a response keeps its {@link Proxied} (one listener function serves every response). */
@@ -59,6 +67,14 @@ function onResponseClose(this: ServerResponse): void {
   if (p === undefined) return
   p.tracker?.end(p.rt, this)
   const ctx = p.ctx
+  if (p.clients !== null) {
+    p.clients.release(ctx.clientIp)
+    p.clients = null
+  }
+  if (p.body !== null) {
+    p.body.dispose()
+    p.body = null
+  }
   if (ctx.logged) return
   ctx.logged = true
   if (!this.writableFinished && ctx.downstream === 'completed') {
@@ -185,6 +201,13 @@ export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink
     const p = new ProxiedRequest(ctx, rt, log, tracker, req, res, opts)
     ;(res as ServerResponse & { [PROXIED]?: Proxied })[PROXIED] = p
     res.on('close', onResponseClose)
+    // Phase "client limit" (DESIGN §9): counted out when the response closes.
+    const protection = opts.protection
+    if (protection) {
+      const refused = admitClient(protection.clients, ctx.clientIp)
+      if (refused !== null) return sendClientRefusal(ctx, req, res, rt, refused)
+      p.clients = protection.clients
+    }
     // Phase "validate request" (src/protect): refusals, and req.url normalised for routing.
     if (!admitRequest(ctx, req, res, rt, opts.rules)) return
 
@@ -211,6 +234,27 @@ export interface HandlerOptions {
   bodyIdleMs: number
   /** The listener's request rules (method deny list, encoded slashes). */
   rules: RequestRules
+  /** Buffering caps and the per-client cap; without it nothing is buffered and clients are not counted. */
+  protection?: Protection
+}
+
+/** Answers the `client_request_limit` refusal (429, with the `Retry-After` of its row, RFC 6585 §4). */
+function sendClientRefusal(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, rt: Runtime, r: Refused): void {
+  const { status, headers, body } = refusalResponse(ctx, req.headers.accept, rt, r, req.httpVersionMajor < 2, null)
+  if (r.refusal.retryAfterS !== null) headers['retry-after'] = String(r.refusal.retryAfterS)
+  res.writeHead(status, headers)
+  if (req.method === 'HEAD') {
+    ctx.bytesSent = 0
+    res.end()
+  } else {
+    res.end(body)
+  }
+}
+
+/** Answers a protection refusal (a cause with its status), closing the connection when the request body was left unread. */
+function sendRefusal(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, rt: Runtime, r: Refusal): void {
+  if (r.close && req.httpVersionMajor < 2 && !res.headersSent) res.setHeader('connection', 'close')
+  sendError(ctx, req, res, rt, r.id, r.detail)
 }
 
 /**
@@ -223,6 +267,11 @@ class ProxiedRequest implements Proxied, Attempts<HttpExchange>, ExchangeRequest
   readonly log: AccessLogSink
   readonly tracker: RequestTracker | undefined
   current: HttpExchange | null = null
+  clients: ClientLimiter | null = null
+  body: BufferedBody | null = null
+  /** Buffering caps when the route buffers responses, else null. */
+  responseBudget: BufferBudget | null = null
+  readonly protection: Protection | null
   readonly req: IncomingMessage
   readonly res: ServerResponse
   route!: Route
@@ -254,6 +303,7 @@ class ProxiedRequest implements Proxied, Attempts<HttpExchange>, ExchangeRequest
     this.bodyIdleMs = opts.bodyIdleMs
     this.proxyName = rt.config.proxy_name
     this.scheme = opts.scheme
+    this.protection = opts.protection ?? null
   }
 
   /** The upstream request header fields for an endpoint whose authority is `authority`. */
@@ -311,6 +361,22 @@ async function proxy(p: ProxiedRequest, route: Route, pool: UpstreamPool): Promi
       sendError(ctx, req, res, rt, 'http_request_denied.body_too_large', `request body of ${contentLength} bytes is over the limit of ${p.maxBodyBytes}`)
       return
     }
+    // Phase "buffer request body" (nginx proxy_request_buffering): a slow upload holds no upstream connection.
+    const protection = p.protection
+    if (p.hasBody && protection !== null && route.config.buffering.request) {
+      const read = await bufferBody(req, protection, p.maxBodyBytes)
+      if (read === 'client_closed') {
+        ctx.downstream = 'client_closed'
+        ctx.status = 499
+        res.destroy()
+        return
+      }
+      if (!(read instanceof BufferedBody)) return sendRefusal(ctx, req, res, rt, read)
+      // The client left while the last bytes were stored: the response closed already.
+      if (res.destroyed) return read.dispose()
+      p.body = read
+    }
+    if (protection !== null && route.config.buffering.response) p.responseBudget = protection.budget
     p.via = `${h2 ? '2' : req.httpVersion} ${p.proxyName}`
     // Phase "cache lookup" (src/cache/phase.ts): a stored response answers here; else the plan joins every try.
     if (route.config.cache?.enabled) {

@@ -16,6 +16,10 @@ import type { Http1Pool } from '../upstream/http1/pool.ts'
 import { cleanResponseHeaders, forwardEarlyHints } from './headers.ts'
 import type { RetryLease } from './retries.ts'
 import { ClientClosedError, UpstreamTry, type TryResult, type TryTimeouts } from './try.ts'
+import type { BufferedBody } from '../protect/request-buffer.ts'
+import { ResponseBuffer } from '../protect/response-buffer.ts'
+import type { BufferBudget } from '../protect/spill.ts'
+import { buffersResponse } from './protection.ts'
 
 /** What every try of one request shares. */
 export interface ExchangeRequest {
@@ -40,6 +44,10 @@ export interface ExchangeRequest {
   readonly observer: ResponseObserver | null
   /** The request's place in the retry budget, taken when a status of `retries.on` ends a try. */
   readonly lease: RetryLease
+  /** The request body read before the first try (request buffering), or null to stream it from the client. */
+  readonly body: BufferedBody | null
+  /** Buffering caps when the route buffers responses, else null (the response streams with backpressure). */
+  readonly responseBudget: BufferBudget | null
 }
 
 /** Ends a try whose upstream status is listed in `retries.on`; not a failure. */
@@ -139,6 +147,8 @@ export class HttpExchange extends UpstreamTry {
   /** Upstream statuses that end this try to try again (discarding the response), or null. */
   readonly #retryStatuses: ReadonlySet<number> | null
   #body: LazyBody | null = null
+  /** Where the response body goes when it is buffered. */
+  #sink: ResponseBuffer | null = null
   /** Set when the observer answered the client itself: the upstream body is read and dropped. */
   #observerAnswered = false
 
@@ -154,6 +164,8 @@ export class HttpExchange extends UpstreamTry {
   }
 
   override get bodyConsumed(): number {
+    // A buffered body is sent again by each try, unless part of it had to be read live.
+    if (this.#r.body !== null) return this.#r.body.live
     return this.#body?.consumed ?? 0
   }
 
@@ -166,8 +178,9 @@ export class HttpExchange extends UpstreamTry {
    */
   run(dispatcher: Http1Pool, fresh: boolean): Promise<TryResult> {
     const r = this.#r
-    this.#body = r.hasBody ? new LazyBody(r.req, r.maxBodyBytes, r.bodyIdleMs) : null
-    return this.dispatchTo(dispatcher, { path: r.path, method: r.method, headers: this.#headers, body: this.#body, fresh })
+    const buffered = r.body
+    this.#body = r.hasBody && buffered === null ? new LazyBody(r.req, r.maxBodyBytes, r.bodyIdleMs) : null
+    return this.dispatchTo(dispatcher, { path: r.path, method: r.method, headers: this.#headers, body: buffered !== null ? buffered.open() : this.#body, fresh })
   }
 
   protected override uploads(): boolean {
@@ -212,6 +225,8 @@ export class HttpExchange extends UpstreamTry {
     // HTTP/2 has no reason phrase (RFC 9113 §8.3.2); Node warns when one is given.
     if (statusMessage && this.#r.req.httpVersionMajor < 2) res.writeHead(statusCode, statusMessage, out)
     else res.writeHead(statusCode, out)
+    const budget = this.#r.responseBudget
+    if (budget !== null && buffersResponse(this.#r.method, statusCode, headers)) this.#sink = new ResponseBuffer(res, budget)
     this.settle(null)
   }
 
@@ -220,6 +235,11 @@ export class HttpExchange extends UpstreamTry {
     if (this.#observerAnswered) return
     this.#r.observer?.data(chunk)
     this.ctx.bytesSent += chunk.length
+    if (this.#sink !== null) {
+      // Buffered: the upstream is read at its own pace unless the caps are reached.
+      if (!this.#sink.write(chunk, this.#resume)) controller.pause()
+      return
+    }
     if (!this.#r.res.write(chunk)) {
       controller.pause()
       this.#r.res.once('drain', () => controller.resume())
@@ -234,11 +254,19 @@ export class HttpExchange extends UpstreamTry {
     }
     const { res, req } = this.#r
     this.#r.observer?.end()
-    if (trailers && Object.keys(trailers).length > 0 && (res.chunkedEncoding || req.httpVersionMajor >= 2)) {
-      res.addTrailers(trailers as Record<string, string>)
+    const withTrailers = trailers && Object.keys(trailers).length > 0 && (res.chunkedEncoding || req.httpVersionMajor >= 2)
+    if (this.#sink !== null) {
+      // The upstream side is done now; the response ends once the client took the held bytes.
+      this.#sink.end(withTrailers ? trailers as Record<string, string> : null)
+    } else {
+      if (withTrailers) res.addTrailers(trailers as Record<string, string>)
+      res.end()
     }
-    res.end()
     this.finish()
+  }
+
+  #resume = (): void => {
+    this.controller?.resume()
   }
 
   onResponseError(_controller: Http1Controller, err: Error): void {

@@ -5,10 +5,12 @@
 import type { EventEmitter } from 'node:events'
 import http from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
 import type { Duplex } from 'node:stream'
 import { describeReload, upstreamChanges, type ReloadOutcome, type ReloadSummary } from './reload.ts'
 import { ConfigError } from '../config/load.ts'
-import type { Config, ListenerConfig } from '../config/schema.ts'
+import type { BufferingConfig, ClientLimitsConfig, Config, ListenerConfig } from '../config/schema.ts'
 import { createAccessLog, toRecord, type AccessLogSink } from '../observe/access-log.ts'
 import { FailureRing } from '../observe/failures.ts'
 import { LiveStats } from '../observe/live.ts'
@@ -25,6 +27,10 @@ import { CoalescingResponse } from '../lib/coalesce.ts'
 import { SlotSet } from '../lib/slot-set.ts'
 import { CertificateStore, certificateWarnings, createSecureServer, loadCertificates, redirectHandler, reloadCertificates, type LoadedCertificate, type SecureServer } from './tls.ts'
 import type { PoolOptions, UpstreamPool } from '../upstream/pool.ts'
+import { ClientLimiter } from '../protect/client-limit.ts'
+import { ConnectionGate, type ConnectionLimits } from '../protect/connection-gate.ts'
+import { BufferBudget, type BufferLimits } from '../protect/spill.ts'
+import type { Protection } from '../proxy/protection.ts'
 
 /** Options of a gateway beyond the config. */
 export interface GatewayOptions {
@@ -102,12 +108,20 @@ export class Gateway {
   readonly #closingListeners = new Set<Promise<void>>()
   #draining = false
   #reloads: Promise<unknown> = Promise.resolve()
+  /** Memory and temporary files of request and response buffering, for the whole process (config `buffering`). */
+  readonly buffers: BufferBudget
+  /** Requests in progress per client address (config `limits.max_requests_per_client_ip`). */
+  readonly clients: ClientLimiter
+  /** The per-connection gate and the protection settings of each proxying listener. */
+  readonly #admission = new Map<http.Server | SecureServer, { gate: ConnectionGate; protection: Protection }>()
 
   readonly #poolOptions: PoolOptions | undefined
 
   constructor(config: Config, opts: GatewayOptions = {}) {
     this.#poolOptions = opts.pools
     this.#runtime = buildRuntime(config, undefined, undefined, opts.pools)
+    this.buffers = new BufferBudget(bufferLimits(config.buffering))
+    this.clients = new ClientLimiter(config.limits.max_requests_per_client_ip ?? null)
     this.#loadConfig = opts.loadConfig ?? null
     this.#adminFactory = opts.admin ?? null
     this.accessLog = opts.accessLog ?? createAccessLog(config.access_log.format, config.access_log.path)
@@ -156,6 +170,7 @@ export class Gateway {
    */
   async start(): Promise<void> {
     warnInsecureUpstreams(this.#runtime.config)
+    checkBufferDir(this.buffers)
     for (const lc of this.#runtime.config.listeners) this.listeners.push(await this.#listen(lc))
     const admin = this.#runtime.config.admin
     if (admin && this.#adminFactory !== null) {
@@ -229,15 +244,24 @@ export class Gateway {
       ServerResponse: CoalescingResponse,
     }
     const rules = requestRules(lc)
-    const handler = lc.redirect_to_https !== undefined
-      ? redirectHandler(lc.redirect_to_https)
-      : createProxyHandler(() => this.#runtime, this.accessLog, { scheme: lc.tls ? 'https' : 'http', maxBodyBytes: lc.max_request_body_size ?? null, bodyIdleMs: lc.timeouts.body_idle, rules }, this.#tracker)
+    let admission: { gate: ConnectionGate; protection: Protection } | null = null
+    let handler: http.RequestListener
+    if (lc.redirect_to_https !== undefined) {
+      handler = redirectHandler(lc.redirect_to_https)
+    } else {
+      const protection: Protection = { budget: this.buffers, clients: this.clients, bodyIdleMs: lc.timeouts.body_idle }
+      const proxy = createProxyHandler(() => this.#runtime, this.accessLog, { scheme: lc.tls ? 'https' : 'http', maxBodyBytes: lc.max_request_body_size ?? null, bodyIdleMs: lc.timeouts.body_idle, rules, protection }, this.#tracker)
+      // Pipelined HTTP/1.1 requests one at a time, HTTP/2 streams up to the per-connection bound (DESIGN §9).
+      admission = { gate: new ConnectionGate(connectionLimits(this.#runtime.config.limits), proxy), protection }
+      handler = admission.gate.handle
+    }
     const certificates = lc.tls ? new CertificateStore(loadCertificates(lc.tls)) : null
     if (lc.tls) for (const w of certificateWarnings(lc.tls)) logger.warn({ listener: lc.address }, w)
     const server = lc.tls && certificates
       ? createSecureServer(lc.tls, certificates, http1, { maxHeaderListSize: lc.max_header_size, maxConcurrentStreams: lc.http2.max_concurrent_streams }, lc.timeouts.keepalive, handler)
       : http.createServer(http1, handler)
     if (lc.max_connections !== undefined) server.maxConnections = lc.max_connections
+    if (admission !== null) this.#admission.set(server, admission)
     // A redirect listener proxies nothing: an upgrade request gets the 308 like any other.
     if (lc.redirect_to_https === undefined) this.#acceptUpgrades(server, rules)
     // Without a listener Node drops a CONNECT silently; it gets its 405 and log line instead.
@@ -283,6 +307,9 @@ export class Gateway {
     const old = this.#runtime
     const before = new Set(this.listeners.map((l) => l.config.address))
     const after = new Set(config.listeners.map((l) => l.address))
+    // A buffering directory that cannot hold temporary files refuses the reload, as at start.
+    const limits = bufferLimits(config.buffering)
+    if (limits.tempDir !== this.buffers.limits.tempDir) checkBufferDir(new BufferBudget(limits))
     // Certificates of kept TLS listeners are re-read first: an unreadable one refuses the whole reload.
     const certs = new Map<string, LoadedCertificate[]>()
     for (const lc of config.listeners) {
@@ -299,9 +326,13 @@ export class Gateway {
     const next = buildRuntime(config, old.pools, old.cache, this.#poolOptions)
     warnInsecureUpstreams(config, old.config)
     this.#runtime = next
+    this.buffers.limits = limits
+    this.clients.max = config.limits.max_requests_per_client_ip ?? null
+    for (const a of this.#admission.values()) a.gate.limits = connectionLimits(config.limits)
     const warnings: string[] = []
     const removed = this.listeners.filter((l) => !after.has(l.config.address))
     for (const l of removed) {
+      this.#admission.delete(l.server)
       const closing = closeServer(l.server)
       this.#closingListeners.add(closing)
       void closing.then(() => this.#closingListeners.delete(closing))
@@ -312,6 +343,8 @@ export class Gateway {
       const server = l.server as http.Server
       server.keepAliveTimeout = lc.timeouts.keepalive
       server.headersTimeout = lc.timeouts.header_read
+      const admission = this.#admission.get(l.server)
+      if (admission) admission.protection.bodyIdleMs = lc.timeouts.body_idle
       const loaded = certs.get(lc.address)
       if (loaded && l.certificates && lc.tls) reloadCertificates(l.server as SecureServer, l.certificates, loaded, lc.tls)
       // The secure contexts are rebuilt above: certificates, ciphers and min_version apply now.
@@ -408,6 +441,34 @@ export class Gateway {
     await new Promise((resolve) => setImmediate(resolve))
     await this.accessLog.flush()
   }
+}
+
+/** The sizes of `buffering` as the buffers take them; temporary files go to `portico` in the system temporary directory by default. */
+function bufferLimits(b: BufferingConfig): BufferLimits {
+  return {
+    memory: b.memory,
+    maxTempFile: b.max_temp_file,
+    maxMemoryTotal: b.max_memory,
+    maxTempTotal: b.max_temp_total,
+    tempDir: b.temp_dir ?? path.join(os.tmpdir(), 'portico'),
+  }
+}
+
+/**
+ * Checks that buffering can make temporary files in its directory.
+ * @throws {Error} naming `buffering.temp_dir` and the OS error
+ */
+function checkBufferDir(budget: BufferBudget): void {
+  try {
+    budget.checkTempDir()
+  } catch (err) {
+    throw new Error(`buffering.temp_dir ${budget.limits.tempDir} cannot hold temporary files: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+/** The per-connection bounds of `limits`. */
+function connectionLimits(l: ClientLimitsConfig): ConnectionLimits {
+  return { maxRequestsPerConnection: l.max_requests_per_connection, maxQueuedPerConnection: l.max_queued_per_connection }
 }
 
 /**
