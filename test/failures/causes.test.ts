@@ -53,7 +53,8 @@ const DECIDED = new Set<CauseId>([
   'http_request_error.path_ambiguous_dot_segment', 'http_request_error.target_form', 'http_request_error.duplicate_host',
   'http_request_error.http_version_not_supported', 'http_request_error.transfer_coding_not_implemented',
   'http_request_error.malformed_request', 'http_request_error.request_header_too_large', 'http_request_error.request_header_timeout',
-  'http_request_denied.method_not_allowed', 'http_request_denied.body_too_large', 'proxy_configuration_error',
+  'http_request_denied.method_not_allowed', 'http_request_denied.body_too_large', 'http_request_denied.client_request_limit',
+  'proxy_configuration_error',
 ])
 
 /** Rows no code produces yet: access rules and rate limits are not built. */
@@ -239,8 +240,11 @@ test('retry rules: before-send causes always, resets before the header only for 
   assert.equal(causeOf('http_request_denied', 405).id, 'http_request_denied.method_not_allowed')
 })
 
-test('Retry-After: only the overload causes send one, 5 s', () => {
+test('Retry-After: only the overload causes send one, 5 s for the upstream side, 1 s for a client over its own cap', () => {
   const withRetryAfter = CAUSE_IDS.filter((id) => CAUSES[id].retryAfterS !== null)
-  assert.deepEqual(withRetryAfter, ['destination_unavailable', 'connection_limit_reached'])
-  for (const id of withRetryAfter) assert.equal(CAUSES[id].retryAfterS, 5)
+  assert.deepEqual(withRetryAfter, ['destination_unavailable', 'connection_limit_reached', 'http_request_denied.client_request_limit'])
+  assert.equal(CAUSES.destination_unavailable.retryAfterS, 5)
+  assert.equal(CAUSES.connection_limit_reached.retryAfterS, 5)
+  // Requests in progress end in moments: the client may try again soon.
+  assert.equal(CAUSES['http_request_denied.client_request_limit'].retryAfterS, 1)
 })

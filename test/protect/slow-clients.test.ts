@@ -225,7 +225,12 @@ describe('slow and greedy clients', () => {
     env.defer(() => clearInterval(sampler))
     const sockets = slowReaders(gw.port, 270, 4 * MiB)
     await waitFor('half the responses started upstream', () => (up.stats.requests >= 135 ? true : undefined), 15_000)
-    const during = await normalClient(gw)
+    // Measured, not asserted: while 1 GB moves through this one process (gateway, upstream and
+    // clients share its event loop), every request waits its turn for the CPU.
+    const agent = normalAgent()
+    const duringReply = await send(gw.port, { path: '/fast', agent, timeoutMs: 15_000 })
+    agent.destroy()
+    const during = duringReply.status === 200 ? duringReply.headMs : -1
     await waitFor('every upstream exchange to end', () => (up.stats.requests >= 271 && inFlight(gw) === 0 ? true : undefined), 20_000).catch((err) => { throw new Error(`${err.message}: ${JSON.stringify({ ...up.stats, inFlight: inFlight(gw), temp: gw.gateway.buffers.temp, files: gw.gateway.buffers.files, records: gw.records.length })}`) })
     clearInterval(sampler)
     const buffered = performance.now() - t0
@@ -278,7 +283,7 @@ describe('slow and greedy clients', () => {
     for (const r of refused) {
       assert.equal(ownProxyStatus(r).error, 'http_request_denied')
       assert.equal(ownProxyStatus(r).details, 'client_request_limit')
-      assert.equal(r.headers['retry-after'], '5')
+      assert.equal(r.headers['retry-after'], '1')
       assert.ok(r.headMs < 400, `refused after ${r.headMs.toFixed(0)}ms, not queued`)
       const rec = await expectExchange(gw, r, { status: 429, error: 'http_request_denied', endpoint: null })
       assert.match(rec.details ?? '', /max_requests_per_client_ip 5/)
