@@ -140,6 +140,13 @@ function timeoutFix(key: RegExp, aboveMs: number): (f: Finding) => void {
   }
 }
 
+/** A keep-alive fix whose value is below the idle close it states it measured, which is the lab's 300 ms (a loaded machine may add some). */
+function keepaliveBelowClose(f: Finding, key: RegExp, block: RegExp): void {
+  const v = durationIn(f.fix, key)
+  const measured = Number(/measured idle close of (\d+)ms/.exec(f.fix)?.[1])
+  assertThat(measured >= 290 && measured < 1500 && v < measured && v >= 0.5 * measured && block.test(f.fix), f.fix)
+}
+
 function mentions(re: RegExp): (f: Finding) => void {
   return (f) => assertThat(re.test(f.fix), `fix should match ${re}: ${f.fix}`)
 }
@@ -213,8 +220,8 @@ export const SETUPS: Setup[] = [
     name: 'keep-alive race', backend: lab('keepalive-race', { keepAliveTimeoutMs: 300 }), expect: 'connection_terminated',
     nginx: (b) => `upstream app { server ${b.address}; keepalive 4; keepalive_timeout 60s; }\n${server('proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";')}`,
     portico: () => ['keepalive: { idle_timeout: 4s }'],
-    nginxFix: (f) => { const v = durationIn(f.fix, /keepalive_timeout/); assertThat(v < 300 && v >= 100 && /`upstream app` block/.test(f.fix), f.fix) },
-    porticoFix: (f) => { const v = durationIn(f.fix, /upstreams\.lab\.keepalive\.idle_timeout/); assertThat(v < 300 && v >= 100, f.fix) },
+    nginxFix: (f) => keepaliveBelowClose(f, /keepalive_timeout/, /`upstream app` block/),
+    porticoFix: (f) => keepaliveBelowClose(f, /upstreams\.lab\.keepalive\.idle_timeout/, /./),
   },
   {
     name: 'response header too big (20 KB Set-Cookie)', backend: lab('big-header', { headerBytes: 20_000 }), expect: 'http_response_header_section_size', logLine: /upstream sent too big header/,
