@@ -222,9 +222,13 @@ interface Call {
 }
 type Handler = (target: AdminTarget, body: string, call: Call) => Reply | Promise<Reply>
 
-/** An HTML reply of the dashboard, with its own policy, no sniffing and no referrer. */
+/**
+ * An HTML reply of the dashboard, with its own policy, no sniffing, and no referrer to
+ * other sites (`same-origin`: with `no-referrer` the sign-in form would be posted with
+ * `Origin: null`, which the guard refuses).
+ */
 function html(status: number, text: string, headers: Record<string, string> = {}): Reply {
-  const own = { 'content-security-policy': DASHBOARD_CSP, 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer' }
+  const own = { 'content-security-policy': DASHBOARD_CSP, 'x-content-type-options': 'nosniff', 'referrer-policy': 'same-origin' }
   return { status, text, contentType: 'text/html; charset=utf-8', headers: { ...own, ...headers } }
 }
 

@@ -195,6 +195,10 @@ export async function topCommand(opts: TopOptions, out: TopOutput, err: NodeJS.W
     if (/[qQ\x03\x04]/.test(s)) quit()
   }
   input.on('data', onKey)
+  // Without raw mode (input not a terminal) Ctrl-C is a signal: quit the same way, terminal restored.
+  const onSignal = () => quit()
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
   const draw = async () => {
     const width = out.columns ?? 80
     const height = out.rows ?? 24
@@ -217,6 +221,8 @@ export async function topCommand(opts: TopOptions, out: TopOutput, err: NodeJS.W
   running = false
   if (timer !== null) clearTimeout(timer)
   input.removeListener('data', onKey)
+  process.removeListener('SIGINT', onSignal)
+  process.removeListener('SIGTERM', onSignal)
   input.setRawMode?.(false)
   input.pause()
   out.write('\x1b[?25h\x1b[?1049l')

@@ -5,7 +5,7 @@
 // a reload. The screenshot is written to test-results/ (and to docs/ with
 // PORTICO_UPDATE_SCREENSHOTS=1).
 import assert from 'node:assert/strict'
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
@@ -18,6 +18,7 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const RESULTS = join(ROOT, 'test-results')
 
 const env = testEnv()
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent (Debian package chromium; .ci/run installs it)`
 
 test('the dashboard in Chromium: no console error, chart drawn, failures and state change live within 3 s', { skip, timeout: 60_000 }, async () => {
@@ -46,7 +47,7 @@ test('the dashboard in Chromium: no console error, chart drawn, failures and sta
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: ARGS,
     viewport: { width: 1400, height: 1000 },
   })
   env.defer(() => context.close())
@@ -100,5 +101,38 @@ test('the dashboard in Chromium: no console error, chart drawn, failures and sta
   mkdirSync(RESULTS, { recursive: true })
   await page.screenshot({ path: join(RESULTS, 'dashboard.png'), fullPage: true })
   if (process.env.PORTICO_UPDATE_SCREENSHOTS === '1') await page.screenshot({ path: join(ROOT, 'docs', 'dashboard.png'), fullPage: false })
+  assert.deepEqual(problems, [])
+})
+
+test('with admin.token_file, the browser signs in once: the session cookie is HttpOnly and the page refreshes with it', { skip, timeout: 60_000 }, async () => {
+  const { chromium } = await import('playwright-core')
+  const profile = mkdtempSync(join(tmpdir(), 'portico-chromium-'))
+  after(() => rmSync(profile, { recursive: true, force: true }))
+  const tokenFile = join(profile, 'admin.token')
+  writeFileSync(tokenFile, 'YnJvd3Nlci1zaWduLWluLXRva2Vu\n')
+  const ok = await env.lab('ok', { name: 'ok' })
+  const gw = await env.gateway({
+    listeners: [{ address: '127.0.0.1:0' }],
+    routes: [{ name: 'main', upstream: 'ok' }],
+    upstreams: { ok: { endpoints: [ok.url] } },
+    admin: { address: '127.0.0.1:0', token_file: tokenFile },
+  })
+  const admin = `http://127.0.0.1:${gw.gateway.admin!.address!.port}`
+  const context = await chromium.launchPersistentContext(join(profile, 'profile'), { executablePath: CHROMIUM, headless: true, args: ARGS })
+  env.defer(() => context.close())
+  const page = context.pages()[0] ?? await context.newPage()
+  const first = await page.goto(`${admin}/`)
+  assert.equal(first?.status(), 401)
+  await page.locator('input[name="token"]').fill('YnJvd3Nlci1zaWduLWluLXRva2Vu')
+  const problems: string[] = []
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`) })
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`))
+  await Promise.all([page.waitForURL(`${admin}/`), page.locator('button').click()])
+  await page.locator('#chart .uplot canvas').waitFor({ state: 'attached', timeout: 10_000 })
+  assert.equal(await page.evaluate('document.cookie'), '', 'no script can read the session cookie')
+  // Requests through Portico show up without a reload: the refreshes carry the cookie.
+  for (let i = 0; i < 3; i++) await (await fetch(`${gw.origin}/x`)).arrayBuffer()
+  await page.locator('#routes tr:has(td.name:text-is("main")) td.num >> nth=1').filter({ hasText: /^3$/ }).waitFor({ timeout: 3000 })
+  assert.equal(await page.locator('#live').textContent(), 'live')
   assert.deepEqual(problems, [])
 })
