@@ -13,6 +13,20 @@ export interface StoreUsage {
   count: number
 }
 
+/** What request and response buffering and the per-connection gates hold, at scrape time. */
+export interface BufferUsage {
+  /** Bytes of buffered bodies held in memory. */
+  memory: number
+  /** Bytes of buffered bodies in temporary files. */
+  temp: number
+  /** Temporary files open. */
+  files: number
+  /** Temporary files created since start. */
+  spills: number
+  /** Requests waiting for their turn on their client connection (pipelined HTTP/1.1, HTTP/2 beyond the bound). */
+  waiting: number
+}
+
 /** What the metrics count of a finished request: fields of its context, named as in its access log record. */
 export interface FinishedRequest {
   route: string | null
@@ -159,6 +173,9 @@ interface HistogramValue {
  *   `retries()` at scrape time (counts of the pools in force)
  * - `portico_cache_stored_bytes`, `portico_cache_entries`: what the response store holds,
  *   read from `store()` at scrape time
+ * - `portico_buffer_memory_bytes`, `portico_buffer_temp_bytes`, `portico_buffer_temp_files`,
+ *   `portico_buffer_spills_total`, `portico_connection_requests_waiting`: request and
+ *   response buffering and the per-connection gates, read from `buffers()` at scrape time
  *
  * Labels with no value (no route matched, no endpoint tried) are the empty string.
  */
@@ -175,8 +192,9 @@ export class Metrics {
    * @param health the endpoints and their health now; called at each scrape
    * @param store what the response store holds now; called at each scrape
    * @param retries the retry counts of each upstream; called at each scrape
+   * @param buffers what buffering and the per-connection gates hold; called at each scrape
    */
-  constructor(health: () => Iterable<EndpointHealth>, store: () => StoreUsage = () => ({ size: 0, count: 0 }), retries: () => Iterable<UpstreamRetries> = () => []) {
+  constructor(health: () => Iterable<EndpointHealth>, store: () => StoreUsage = () => ({ size: 0, count: 0 }), retries: () => Iterable<UpstreamRetries> = () => [], buffers: () => BufferUsage = () => ({ memory: 0, temp: 0, files: 0, spills: 0, waiting: 0 })) {
     const registers = [this.registry]
     const series = this.#series
     this.#requests = new Counter({
@@ -247,6 +265,41 @@ export class Metrics {
       help: 'Entries held by the response store: one a URL, each with its Vary variants.',
       registers,
       collect() { this.set(store().count) },
+    })
+    new Gauge({
+      name: 'portico_buffer_memory_bytes',
+      help: 'Bytes of buffered request and response bodies held in memory (cap: buffering.max_memory).',
+      registers,
+      collect() { this.set(buffers().memory) },
+    })
+    new Gauge({
+      name: 'portico_buffer_temp_bytes',
+      help: 'Bytes of buffered request and response bodies in temporary files (cap: buffering.max_temp_total).',
+      registers,
+      collect() { this.set(buffers().temp) },
+    })
+    new Gauge({
+      name: 'portico_buffer_temp_files',
+      help: 'Temporary files of buffering open now.',
+      registers,
+      collect() { this.set(buffers().files) },
+    })
+    let spillsPublished = 0
+    new Counter({
+      name: 'portico_buffer_spills_total',
+      help: 'Request and response bodies that outgrew buffering.memory and went to a temporary file.',
+      registers,
+      collect() {
+        const n = buffers().spills
+        if (n > spillsPublished) this.inc(n - spillsPublished)
+        spillsPublished = n
+      },
+    })
+    new Gauge({
+      name: 'portico_connection_requests_waiting',
+      help: 'Requests waiting for their turn on their client connection: pipelined HTTP/1.1 requests, HTTP/2 streams beyond limits.max_requests_per_connection.',
+      registers,
+      collect() { this.set(buffers().waiting) },
     })
   }
 

@@ -15,7 +15,7 @@ import { createAccessLog, toRecord, type AccessLogSink } from '../observe/access
 import { FailureRing } from '../observe/failures.ts'
 import { LiveStats } from '../observe/live.ts'
 import { logger } from '../lib/logger.ts'
-import { Metrics } from '../observe/metrics.ts'
+import { Metrics, type BufferUsage } from '../observe/metrics.ts'
 import { attemptStateOf } from '../proxy/attempt.ts'
 import { createProxyHandler, type RequestTracker } from '../proxy/driver.ts'
 import { buildRuntime, type Runtime } from '../proxy/runtime.ts'
@@ -125,7 +125,7 @@ export class Gateway {
     this.#loadConfig = opts.loadConfig ?? null
     this.#adminFactory = opts.admin ?? null
     this.accessLog = opts.accessLog ?? createAccessLog(config.access_log.format, config.access_log.path)
-    this.metrics = new Metrics(() => this.#endpointHealth(), () => this.#runtime.cache.store, () => this.#retries())
+    this.metrics = new Metrics(() => this.#endpointHealth(), () => this.#runtime.cache.store, () => this.#retries(), () => this.#bufferUsage())
     const previous = this.accessLog.observe
     this.accessLog.observe = (ctx, durationMs) => {
       previous?.(ctx, durationMs)
@@ -144,6 +144,13 @@ export class Gateway {
 
   * #retries() {
     for (const pool of this.#runtime.pools.values()) yield { upstream: pool.name, ...attemptStateOf(pool).retry.counts }
+  }
+
+  #bufferUsage(): BufferUsage {
+    const b = this.buffers
+    let waiting = 0
+    for (const a of this.#admission.values()) waiting += a.gate.waiting
+    return { memory: b.memory, temp: b.temp, files: b.files, spills: b.spills, waiting }
   }
 
   /** The runtime in force. */

@@ -92,6 +92,10 @@ describe('buffering 100 MB', () => {
     assert.ok(growth < RSS_LIMIT, `RSS grew by ${(growth / MiB).toFixed(1)} MiB`)
     await waitFor('temporary files closed', () => (openTempFiles(temp).length === 0 ? true : undefined))
     assert.equal(gw.gateway.buffers.temp, 0)
+    const metrics = await gw.gateway.metrics.registry.metrics()
+    assert.match(metrics, /^portico_buffer_spills_total [1-9]/m)
+    assert.match(metrics, /^portico_buffer_temp_bytes 0$/m)
+    assert.match(metrics, /^portico_buffer_temp_files 0$/m)
   })
 })
 
