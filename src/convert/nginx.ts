@@ -880,9 +880,14 @@ class Converter {
     const differs = live.some((s) => s.maxFails !== first.maxFails || s.failTimeoutMs !== first.failTimeoutMs)
     if (differs) this.note(this.directiveAt(live[1]) ?? up, 'servers of this upstream set different max_fails/fail_timeout: Portico sets outlier detection per upstream; the first server\'s values are used', false)
     const src = /max_fails|fail_timeout/.test(this.directiveAt(first)?.args.join(' ') ?? '') ? this.from(this.directiveAt(first)) : 'nginx default max_fails=1 fail_timeout=10s'
+    // ngx_http_upstream_round_robin: a group of one primary server ("single") ignores max_fails.
+    if (up.servers.filter((s) => !s.backup).length === 1) {
+      set(node, 'outlier_detection', map('nginx never marks the only server of an upstream failed')).entries.push(['consecutive_failures', scalar(0)])
+      return
+    }
     const od = set(node, 'outlier_detection', map(src))
-    set(od, 'consecutive_failures', scalar(first.maxFails))
-    if (first.maxFails > 0) {
+    set(od, 'consecutive_failures', scalar(first.failTimeoutMs > 0 ? first.maxFails : 0, first.failTimeoutMs > 0 ? undefined : 'fail_timeout=0: never marked failed'))
+    if (first.maxFails > 0 && first.failTimeoutMs > 0) {
       set(od, 'base_ejection_time', scalar(formatDuration(first.failTimeoutMs), 'fail_timeout'))
       set(od, 'max_ejection_time', scalar(formatDuration(first.failTimeoutMs), 'nginx does not lengthen repeated ejections'))
       set(od, 'max_ejection_percent', scalar(100, 'nginx may mark every server failed'))

@@ -221,6 +221,34 @@ http {
   assert.ok(r.notes.some((n) => n.routing && n.line === 4 && /redirects to https but shares its port/.test(n.reason)))
 })
 
+test('outlier detection follows nginx: off for a lone server and for fail_timeout=0, max_fails=0 turns it off', async (t) => {
+  const r = await convert(t, {
+    'nginx.conf': `events {}
+http {
+  upstream lone { server 127.0.0.1:8001 max_fails=3; server 127.0.0.1:8009 backup; }
+  upstream never { server 127.0.0.1:8002 fail_timeout=0; server 127.0.0.1:8003 fail_timeout=0; }
+  upstream off { server 127.0.0.1:8004 max_fails=0; server 127.0.0.1:8005 max_fails=0; }
+  upstream pair { server 127.0.0.1:8006 max_fails=2 fail_timeout=3s; server 127.0.0.1:8007 max_fails=2 fail_timeout=3s; }
+  server {
+    listen 8080;
+    location /a/ { proxy_pass http://lone; }
+    location /b/ { proxy_pass http://never; }
+    location /c/ { proxy_pass http://off; }
+    location /d/ { proxy_pass http://pair; }
+  }
+}
+`,
+  })
+  const c = parseConfig(r.yaml, 'x.yaml')
+  assert.equal(c.upstreams.lone.outlier_detection.consecutive_failures, 0)
+  assert.equal(c.upstreams.never.outlier_detection.consecutive_failures, 0)
+  assert.equal(c.upstreams.off.outlier_detection.consecutive_failures, 0)
+  assert.equal(c.upstreams.pair.outlier_detection.consecutive_failures, 2)
+  assert.equal(c.upstreams.pair.outlier_detection.base_ejection_time, 3000)
+  assert.equal(c.upstreams.pair.outlier_detection.max_ejection_percent, 100)
+  assert.equal(c.upstreams.lone.retries.attempts, 2, 'the backup counts as a next server')
+})
+
 test('portico convert writes the file and exits 0 when complete, 1 when incomplete, 2 when nginx would refuse the file', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'portico-convert-cli-'))
   t.after(() => rm(dir, { recursive: true, force: true }))
