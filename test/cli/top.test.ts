@@ -26,6 +26,33 @@ const TOKEN = 'dG9wLXRva2VuLWZvci10ZXN0cw'
 const tokenFile = join(dir, 'admin.token')
 writeFileSync(tokenFile, `${TOKEN}\n`)
 
+const CHROMIUM = '/usr/bin/chromium'
+
+/**
+ * Draws a captured 80×24 terminal screen as a picture (monospace, light on dark) with
+ * Chromium from the Debian package, when it is there; the text capture stays the record.
+ */
+async function terminalPicture(screen: string, path: string, docsPath: string | null): Promise<void> {
+  const { existsSync } = await import('node:fs')
+  if (!existsSync(CHROMIUM)) return
+  const { chromium } = await import('playwright-core')
+  const profile = mkdtempSync(join(tmpdir(), 'portico-top-shot-'))
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM, headless: true, viewport: { width: 820, height: 470 },
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  })
+  try {
+    const page = context.pages()[0] ?? await context.newPage()
+    const escaped = screen.replace(/&/g, '&amp;').replace(/</g, '&lt;')
+    await page.setContent(`<body style="margin:0;background:#1e1e1e"><pre style="margin:0;padding:10px;color:#e6e6e6;font:14px/18px monospace">${escaped}</pre></body>`)
+    await page.screenshot({ path })
+    if (docsPath !== null) await page.screenshot({ path: docsPath })
+  } finally {
+    await context.close()
+    rmSync(profile, { recursive: true, force: true })
+  }
+}
+
 /** A gateway whose upstream `app` has a refusing and a hanging endpoint, after one failure of each. */
 async function faulty(): Promise<{ gw: TestGateway; admin: string }> {
   const refuse = await env.lab('refuse')
@@ -112,6 +139,7 @@ test('portico top in a terminal (tmux, 80×24): redraws with the causes and quit
   mkdirSync(RESULTS, { recursive: true })
   writeFileSync(join(RESULTS, 'top.txt'), shot)
   if (process.env.PORTICO_UPDATE_SCREENSHOTS === '1') writeFileSync(join(ROOT, 'docs', 'top.txt'), shot)
+  await terminalPicture(shot, join(RESULTS, 'top.png'), process.env.PORTICO_UPDATE_SCREENSHOTS === '1' ? join(ROOT, 'docs', 'top.png') : null)
   await t('send-keys', '-t', 'top', 'q')
   const quit = Date.now() + 5000
   let code: string | null = null
