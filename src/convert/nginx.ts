@@ -64,8 +64,8 @@ const IGNORED = new Set([
   'variables_hash_bucket_size', 'proxy_headers_hash_max_size', 'proxy_headers_hash_bucket_size', 'map_hash_bucket_size',
   'map_hash_max_size', 'charset', 'source_charset', 'reset_timedout_connection', 'aio', 'directio', 'output_buffers',
   'postpone_output', 'client_body_buffer_size', 'client_header_buffer_size', 'client_body_temp_path', 'proxy_temp_path',
-  'fastcgi_temp_path', 'uwsgi_temp_path', 'scgi_temp_path', 'proxy_buffering', 'proxy_buffers', 'proxy_busy_buffers_size',
-  'proxy_request_buffering', 'proxy_max_temp_file_size', 'proxy_temp_file_write_size', 'proxy_http_version',
+  'fastcgi_temp_path', 'uwsgi_temp_path', 'scgi_temp_path', 'proxy_buffers', 'proxy_busy_buffers_size',
+  'proxy_max_temp_file_size', 'proxy_temp_file_write_size', 'proxy_http_version',
   'keepalive_requests', 'keepalive_time', 'send_timeout', 'lingering_close', 'lingering_time', 'lingering_timeout',
   'ssl_session_cache', 'ssl_session_timeout', 'ssl_session_tickets', 'ssl_prefer_server_ciphers',
   'ssl_ecdh_curve', 'ssl_dhparam', 'ssl_stapling_verify', 'ssl_buffer_size', 'ssl_early_data',
@@ -84,7 +84,7 @@ const HANDLED = new Set([
   'keepalive_timeout', 'resolver', 'proxy_set_header', 'proxy_ssl_verify', 'proxy_ssl_trusted_certificate', 'proxy_ssl_name',
   'proxy_ssl_server_name', 'proxy_ssl_certificate', 'proxy_ssl_certificate_key', 'proxy_cache', 'proxy_cache_path',
   'proxy_cache_use_stale', 'proxy_cache_lock', 'proxy_cache_lock_timeout', 'proxy_cache_revalidate', 'large_client_header_buffers',
-  'return', 'map', 'ssl_ciphers', 'ssl_stapling', 'ssl_stapling_file', 'http2_max_concurrent_streams',
+  'return', 'map', 'proxy_buffering', 'proxy_request_buffering', 'ssl_ciphers', 'ssl_stapling', 'ssl_stapling_file', 'http2_max_concurrent_streams',
 ])
 
 /** {@link HANDLED} where `root` and `index` cannot be reached (or are judged per server). */
@@ -223,6 +223,8 @@ class Converter {
   readonly cacheZones = new Map<string, NginxDirective>()
   /** `add_header Strict-Transport-Security` directives that became a listener's tls.hsts. */
   readonly hstsOk = new Set<NginxDirective>()
+  /** Directives of UNSUPPORTED names converted in some forms (limit_conn by client address). */
+  readonly converted = new Set<NginxDirective>()
   #noted = new Set<string>()
 
   constructor(tree: NginxConfigTree, model: NginxModel) {
@@ -270,6 +272,7 @@ class Converter {
       // Converted to the listener's tls.hsts and the route's pass_server_header.
       if (d.name === 'add_header' && (d.args[0] ?? '').toLowerCase() === 'strict-transport-security' && this.hstsOk.has(d)) continue
       if (d.name === 'proxy_pass_header' && (d.args[0] ?? '').toLowerCase() === 'server') continue
+      if (this.converted.has(d)) continue
       const known = UNSUPPORTED[d.name]
       if (known) this.note(d, known.reason, known.routing)
       else if (/_by_lua/.test(d.name) || d.name.startsWith('lua_') || d.name.startsWith('js_') || d.name.startsWith('perl')) {
@@ -296,20 +299,24 @@ class Converter {
       } else if (d.name === 'proxy_cache_path') this.cacheZones.set((d.args.find((a) => a.startsWith('keys_zone=')) ?? '').slice(10).split(':')[0], d)
       else if (d.name === 'map') this.convertMap(d)
     }
+    const root = map()
+    this.clientLimit(root, httpBody)
     const servers: ServerInfo[] = []
     let index = 0
     for (const d of httpBody) if (d.name === 'server' && d.block) servers.push(this.readServer(d, index++, httpChain))
     this.sweep(httpBody, FILES_HANDLED)
     if (servers.length === 0) this.note(http[0] ?? { file: this.tree.file, line: 1 }, 'no server block: nothing to convert', true, true)
 
-    const root = map()
     const listeners = this.listeners(servers)
     const upstreams = map()
     const routes = this.routes(servers)
     for (const u of this.upstreams) set(upstreams, u.name, u.node)
+    // listeners, routes and upstreams first, whatever was set while reading.
+    const early = root.entries.splice(0)
     set(root, 'listeners', listeners)
     set(root, 'routes', routes)
     set(root, 'upstreams', upstreams)
+    root.entries.push(...early)
     this.cacheStore(root)
     set(root, 'access_log', map()).entries.push(['format', scalar('json', 'one JSON line a request, with the RFC 9209 cause of each failure')])
 
@@ -670,6 +677,7 @@ class Converter {
           this.upgradesAndServer(route, r)
           this.rewrite(route, r)
           this.routeCache(route, r)
+          this.buffering(route, r)
           out.items.push(route)
         }
       }
@@ -745,6 +753,43 @@ class Converter {
     if (r.chain[0].every((c) => c.name !== 'proxy_redirect')) {
       // nginx rewrites Location headers of such a location (proxy_redirect default); Portico relays them.
       this.note(p, 'nginx rewrites Location headers of a proxy_pass with a URI (proxy_redirect default); Portico relays them unchanged', false)
+    }
+  }
+
+  /** `proxy_buffering off` / `proxy_request_buffering off` (streaming locations) → the route's buffering. */
+  buffering(route: YMap, r: RouteDraft): void {
+    const response = nearest(r.chain, 'proxy_buffering')
+    const request = nearest(r.chain, 'proxy_request_buffering')
+    if (response?.args[0] !== 'off' && request?.args[0] !== 'off') return
+    const b = set(route, 'buffering', map())
+    if (request?.args[0] === 'off') set(b, 'request', scalar(false, this.from(request)))
+    if (response?.args[0] === 'off') set(b, 'response', scalar(false, this.from(response)))
+  }
+
+  /**
+   * `limit_conn zone N` on a zone keyed by the client address → `limits.max_requests_per_client_ip`
+   * (the smallest N). Other keys stay noted.
+   */
+  clientLimit(root: YMap, httpBody: NginxDirective[]): void {
+    const zones = new Map<string, NginxDirective>()
+    for (const d of httpBody) {
+      if (d.name !== 'limit_conn_zone') continue
+      const zone = (d.args.find((a) => a.startsWith('zone=')) ?? '').slice(5).split(':')[0]
+      if (d.args[0] === '$binary_remote_addr' || d.args[0] === '$remote_addr') zones.set(zone, d)
+    }
+    if (zones.size === 0) return
+    const uses: NginxDirective[] = []
+    const walk = (ds: NginxDirective[]) => { for (const d of ds) { if (d.name === 'limit_conn' && zones.has(d.args[0] ?? '')) uses.push(d); if (d.block) walk(d.block) } }
+    walk(httpBody)
+    if (uses.length === 0) return
+    const least = uses.reduce((a, b) => (Number(b.args[1]) < Number(a.args[1]) ? b : a))
+    const n = Number(least.args[1])
+    if (!(n >= 1)) return
+    for (const d of [...zones.values(), ...uses]) this.converted.add(d)
+    const limits = set(root, 'limits', map())
+    set(limits, 'max_requests_per_client_ip', scalar(n, `${this.from(least)}; answered with 429 (nginx limit_conn_status is 503 by default)`))
+    if (uses.some((d) => d !== least && d.args[1] !== least.args[1]) || !httpBody.includes(least)) {
+      this.note(least, 'Portico caps the requests of a client address across all listeners and routes: the smallest limit_conn applies everywhere', false)
     }
   }
 

@@ -249,6 +249,40 @@ http {
   assert.equal(c.upstreams.lone.retries.attempts, 2, 'the backup counts as a next server')
 })
 
+test('limit_conn by client address and streaming locations (proxy_buffering off)', async (t) => {
+  const r = await convert(t, {
+    'nginx.conf': `events {}
+http {
+  limit_conn_zone $binary_remote_addr zone=per_ip:10m;
+  limit_conn_zone $server_name zone=per_server:10m;
+  limit_conn per_ip 20;
+  server {
+    listen 8080;
+    limit_conn per_server 1000;
+    location / { proxy_pass http://127.0.0.1:3000; }
+    location /events/ {
+      proxy_pass http://127.0.0.1:3000;
+      proxy_buffering off;
+      proxy_request_buffering off;
+      limit_conn per_ip 5;
+    }
+  }
+}
+`,
+  })
+  const c = parseConfig(r.yaml, 'x.yaml')
+  assert.equal(c.limits.max_requests_per_client_ip, 5, 'the smallest limit on the client address')
+  assert.match(r.yaml, /max_requests_per_client_ip: 5 {2}# nginx\.conf:14 limit_conn per_ip 5; answered with 429/)
+  const events = c.routes.find((x) => x.match.path_prefix === '/events/')
+  assert.deepEqual(events?.buffering, { request: false, response: false })
+  assert.deepEqual(c.routes.find((x) => x.match.path_prefix === '/')?.buffering, { request: true, response: true })
+  const noted = r.notes.map((n) => `${n.line}: ${n.directive}`)
+  assert.ok(noted.includes('4: limit_conn_zone $server_name zone=per_server:10m'), noted.join('\n'))
+  assert.ok(noted.includes('8: limit_conn per_server 1000'))
+  assert.ok(noted.includes('14: limit_conn per_ip 5'), 'applied everywhere: said')
+  assert.ok(!noted.some((n) => n.startsWith('3:') || n.startsWith('5:')), 'the per-address zone and its http-level use are converted')
+})
+
 test('portico convert writes the file and exits 0 when complete, 1 when incomplete, 2 when nginx would refuse the file', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'portico-convert-cli-'))
   t.after(() => rm(dir, { recursive: true, force: true }))
