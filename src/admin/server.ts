@@ -8,9 +8,10 @@
  * | `GET /upstreams`   | every upstream and endpoint: health, ejection, connections, counters, last error; the resolution of host names |
  * | `GET /failures`    | the last gateway failures (ring of 200), oldest first |
  * | `GET /config`      | the config in force, secrets redacted |
- * | `POST /reload`     | re-reads the config file; 200 with a summary, or 400 with the problems |
+ * | `POST /reload`     | re-reads the config file; 200 with a summary, or 400 with the problems (with workers: 200 once every worker applied it, else 500 naming those that did not) |
  * | `GET /metrics`     | Prometheus text |
  * | `GET /healthz`     | 200 `{"status":"ok"}` |
+ * | `GET /workers`     | the worker processes (pid, restarts, last exit) when Portico runs workers; this process alone otherwise |
  * | `GET /stats`       | the live view: upstreams and endpoints with state, rates, latency; errors of the last hour by cause; the failure feed (src/admin/stats.ts) |
  * | `GET /stats/ring`  | the live statistics ring as plain counts, for summing the rings of several processes (src/observe/live.ts) |
  * | `GET /`            | the dashboard (HTML); `GET /dashboard/sections` its live part; `/assets/*` its files (src/admin/dashboard.ts) |
@@ -38,7 +39,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import http from 'node:http'
 import net, { type AddressInfo, type Socket } from 'node:net'
-import { isLoopbackAddress } from '../config/schema.ts'
+import { isLoopbackAddress, type Config } from '../config/schema.ts'
 import { logger } from '../lib/logger.ts'
 import type { FailureRing } from '../observe/failures.ts'
 import type { Metrics } from '../observe/metrics.ts'
@@ -52,9 +53,9 @@ import type { ReloadOutcome } from '../server/reload.ts'
 import { purge, readAdminBody } from '../cache/admin.ts'
 import type { LiveExport } from '../observe/live.ts'
 import { DASHBOARD_CSP, dashboardAsset, renderLogin, renderPage, renderSections, sessionCookie, sessionOf, sessionValue } from './dashboard.ts'
-import { sampleStates, StateSince, statsView } from './stats.ts'
+import { sampleStates, StateSince, statsView, type StatsSource } from './stats.ts'
 
-/** What the admin API reads and drives; the Gateway implements it. */
+/** What the admin API reads and drives in one process; the Gateway implements it. */
 export interface AdminTarget {
   /** The runtime in force (config, routes, pools). */
   readonly runtime: Runtime
@@ -68,6 +69,52 @@ export interface AdminTarget {
   retiringPools?(): UpstreamPool[]
   /** Re-reads the config the gateway was started from and applies it. Never throws for a bad config. */
   reloadFromSource(): Promise<ReloadOutcome>
+}
+
+/**
+ * What the admin API shows and drives, route by route: one process's gateway
+ * ({@link localView} of an {@link AdminTarget}), or the whole host as a cluster primary
+ * sees it (src/admin/host.ts: every worker's state merged).
+ */
+export interface AdminView {
+  /** The config in force. */
+  readonly config: Config
+  /** `GET /upstreams` body. */
+  upstreams(): unknown
+  /** `GET /failures` body. */
+  failures(): unknown
+  /** `GET /metrics`: Prometheus text and its content type. */
+  metrics(): Promise<{ text: string; contentType: string }>
+  /** `POST /reload`: re-reads the config file and applies it; never throws for a bad config. */
+  reload(): Promise<Reply>
+  /** `POST /cache/purge`. */
+  purge(body: string): Promise<Reply>
+  /** What `GET /stats` and the dashboard read, gathered for one view (a primary asks its workers). */
+  stats(): StatsSource | Promise<StatsSource>
+  /** `GET /stats/ring`: the live statistics ring as counts, or null. */
+  liveExport(): unknown
+  /** What the dashboard's state sampler reads every few seconds, synchronously: endpoint states only. */
+  readonly states: StatsSource
+  /** `GET /workers`: the worker processes, when there are some. */
+  workers?(): unknown
+}
+
+/** The admin view of one process's gateway. */
+export function localView(t: AdminTarget): AdminView {
+  return {
+    get config() { return t.runtime.config },
+    upstreams: () => upstreamsView(t.runtime),
+    failures: () => ({ total: t.failures.total, capacity: t.failures.capacity, failures: t.failures.list() }),
+    metrics: async () => ({ text: await t.metrics.render(), contentType: t.metrics.contentType }),
+    reload: async () => {
+      const r = await t.reloadFromSource()
+      return r.ok ? { status: 200, body: { ok: true, ...r.summary } } : { status: 400, body: r }
+    },
+    purge: (body) => purge(t.runtime.cache, body),
+    stats: () => t,
+    liveExport: () => t.live?.export() ?? null,
+    states: t,
+  }
 }
 
 /** One endpoint in `GET /upstreams`. Times are ISO 8601; counts since the pool was created. */
@@ -198,7 +245,7 @@ export function retryView(pool: UpstreamPool): RetryView {
 }
 
 /** `GET /upstreams` body: every upstream with its endpoints and the resolution state of its host names (`names`, empty for IP literals). */
-export function upstreamsView(rt: Runtime): { upstreams: Array<{ name: string; load_balancing: string; retries: RetryView; endpoints: EndpointView[]; names: NameView[] }> } {
+export function upstreamsView(rt: Pick<Runtime, 'pools'>): { upstreams: Array<{ name: string; load_balancing: string; retries: RetryView; endpoints: EndpointView[]; names: NameView[] }> } {
   const now = Date.now()
   return {
     upstreams: [...rt.pools.values()].map((p) => ({
@@ -211,7 +258,8 @@ export function upstreamsView(rt: Runtime): { upstreams: Array<{ name: string; l
   }
 }
 
-type Reply = ({ status: number; body: unknown } | { status: number; text: string | Buffer; contentType: string }) & { headers?: Record<string, string> }
+/** An admin answer: a status and a JSON body, or text with its content type. */
+export type Reply = ({ status: number; body: unknown } | { status: number; text: string | Buffer; contentType: string }) & { headers?: Record<string, string> }
 /** What a handler gets beyond the target and the body. */
 interface Call {
   req: http.IncomingMessage
@@ -220,7 +268,7 @@ interface Call {
   /** The token in force, or null. */
   token: string | null
 }
-type Handler = (target: AdminTarget, body: string, call: Call) => Reply | Promise<Reply>
+type Handler = (view: AdminView, body: string, call: Call) => Reply | Promise<Reply>
 
 /**
  * An HTML reply of the dashboard, with its own policy, no sniffing, and no referrer to
@@ -252,27 +300,27 @@ function asset(path: string): Handler {
 }
 
 const ROUTES: Record<string, Record<string, Handler>> = {
-  '/upstreams': { GET: (t) => ({ status: 200, body: upstreamsView(t.runtime) }) },
-  '/failures': { GET: (t) => ({ status: 200, body: { total: t.failures.total, capacity: t.failures.capacity, failures: t.failures.list() } }) },
-  '/config': { GET: (t) => ({ status: 200, body: redact(t.runtime.config) }) },
-  '/reload': {
-    POST: async (t) => {
-      const r = await t.reloadFromSource()
-      return r.ok ? { status: 200, body: { ok: true, ...r.summary } } : { status: 400, body: r }
-    },
-  },
-  '/metrics': { GET: async (t) => ({ status: 200, text: await t.metrics.render(), contentType: t.metrics.contentType }) },
+  '/upstreams': { GET: async (v) => ({ status: 200, body: await v.upstreams() }) },
+  '/failures': { GET: async (v) => ({ status: 200, body: await v.failures() }) },
+  '/config': { GET: (v) => ({ status: 200, body: redact(v.config) }) },
+  '/reload': { POST: (v) => v.reload() },
+  '/metrics': { GET: async (v) => ({ status: 200, ...await v.metrics() }) },
   '/healthz': { GET: () => ({ status: 200, body: { status: 'ok' } }) },
-  '/stats': { GET: (t, _b, c) => ({ status: 200, body: statsView(t, c.since) }) },
-  '/stats/ring': { GET: (t) => ({ status: 200, body: t.live?.export() ?? null }) },
-  '/': { GET: (t, _b, c) => html(200, renderPage(statsView(t, c.since))) },
-  '/dashboard/sections': { GET: (t, _b, c) => html(200, renderSections(statsView(t, c.since))) },
+  '/workers': {
+    GET: async (v) => v.workers !== undefined
+      ? { status: 200, body: await v.workers() }
+      : { status: 200, body: { workers: [{ pid: process.pid, primary: false }] } },
+  },
+  '/stats': { GET: async (v, _b, c) => ({ status: 200, body: statsView(await v.stats(), c.since) }) },
+  '/stats/ring': { GET: async (v) => ({ status: 200, body: await v.liveExport() }) },
+  '/': { GET: async (v, _b, c) => html(200, renderPage(statsView(await v.stats(), c.since))) },
+  '/dashboard/sections': { GET: async (v, _b, c) => html(200, renderSections(statsView(await v.stats(), c.since))) },
   '/login': { GET: (_t, b, c) => login(b, c), POST: (_t, b, c) => login(b, c) },
   '/assets/dashboard.js': { GET: asset('/assets/dashboard.js') },
   '/assets/dashboard.css': { GET: asset('/assets/dashboard.css') },
   '/assets/uPlot.iife.min.js': { GET: asset('/assets/uPlot.iife.min.js') },
   '/assets/uPlot.min.css': { GET: asset('/assets/uPlot.min.css') },
-  '/cache/purge': { POST: (t, body) => purge(t.runtime.cache, body) },
+  '/cache/purge': { POST: (v, body) => v.purge(body) },
 }
 
 /** Paths open without the token: liveness probes carry no secret; the sign-in checks the token itself. */
@@ -379,7 +427,7 @@ export interface AdminServerOptions {
 export class AdminServer {
   readonly server: http.Server
   readonly #sockets = new Set<Socket>()
-  readonly #target: AdminTarget
+  readonly #view: AdminView
   #token: Buffer | null = null
   #tokenText: string | null = null
   #session: string | null = null
@@ -388,12 +436,12 @@ export class AdminServer {
   readonly #since = new StateSince()
   #sampler: NodeJS.Timeout | null = null
 
-  /** @param target the gateway whose state the API shows */
-  constructor(target: AdminTarget, opts: AdminServerOptions = {}) {
-    this.#target = target
+  /** @param target the gateway whose state the API shows, or the view of a whole host (a cluster primary) */
+  constructor(target: AdminTarget | AdminView, opts: AdminServerOptions = {}) {
+    const view = this.#view = 'runtime' in target ? localView(target) : target
     this.#tokenGiven = opts.token
     this.server = http.createServer((req, res) => {
-      void this.#handle(target, req, res).then((reply) => send(res, reply), (err: Error) => {
+      void this.#handle(view, req, res).then((reply) => send(res, reply), (err: Error) => {
         send(res, { status: 500, body: { error: 'proxy_internal_error', message: err.message } })
       })
     })
@@ -403,7 +451,7 @@ export class AdminServer {
     })
   }
 
-  async #handle(target: AdminTarget, req: http.IncomingMessage, res: http.ServerResponse): Promise<Reply> {
+  async #handle(view: AdminView, req: http.IncomingMessage, res: http.ServerResponse): Promise<Reply> {
     const path = new URL(req.url ?? '/', 'http://admin').pathname.replace(/\/+$/, '') || '/'
     const refusal = guardAdminRequest(req, path, this.#token, this.#port, this.#session)
     if (refusal !== null) {
@@ -425,7 +473,7 @@ export class AdminServer {
     const handler = methods[method]
     if (handler === undefined) return { status: 405, body: { error: 'method_not_allowed', message: `${req.method} not allowed on ${path}`, allow: Object.keys(methods) } }
     const url = new URL(req.url ?? '/', 'http://admin')
-    const reply = await handler(target, body, { req, url, since: this.#since, token: this.#tokenText })
+    const reply = await handler(view, body, { req, url, since: this.#since, token: this.#tokenText })
     if (method === 'POST') {
       logger.info({ admin: { method, path, status: reply.status, client_ip: req.socket.remoteAddress, body: 'body' in reply ? reply.body : undefined } }, `admin API: ${method} ${path} answered ${reply.status}`)
     } else {
@@ -444,7 +492,7 @@ export class AdminServer {
    *   address cannot be bound (EADDRINUSE, EACCES)
    */
   async listen(host: string, port: number): Promise<AddressInfo> {
-    const file = this.#target.runtime.config.admin?.token_file
+    const file = this.#view.config.admin?.token_file
     const token = this.#tokenGiven !== undefined ? this.#tokenGiven : file !== undefined ? readAdminToken(file) : null
     const shown = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
     if (token === null && !isLoopbackAddress(shown)) {
@@ -462,7 +510,7 @@ export class AdminServer {
     })
     const address = this.server.address() as AddressInfo
     this.#port = address.port
-    this.#sampler = setInterval(() => sampleStates(this.#target, this.#since), STATE_SAMPLE_MS)
+    this.#sampler = setInterval(() => sampleStates(this.#view.states, this.#since), STATE_SAMPLE_MS)
     this.#sampler.unref()
     return address
   }

@@ -32,7 +32,7 @@ export type Severity = 'bad' | 'warn' | 'ok'
 
 /** What `GET /stats` reads; the gateway (or a primary summing its workers) provides it. */
 export interface StatsSource {
-  readonly runtime: Runtime
+  readonly runtime: Pick<Runtime, 'config' | 'pools'>
   /** The live statistics ring; a primary gives the sum of its workers' exports. */
   readonly live?: { export(now?: number): LiveExport }
   readonly failures: { readonly total: number; list(): FailureRecord[] }
@@ -352,7 +352,7 @@ export function statsView(src: StatsSource, since: StateSince, now = Date.now())
 }
 
 /** A failure of the feed with the words of its cause and the doctor command for its endpoint (else its upstream). */
-export function failureView(f: FailureRecord, rt: Runtime, logPath: string | null): FailureView {
+export function failureView(f: FailureRecord, rt: Pick<Runtime, 'pools'>, logPath: string | null): FailureView {
   const cause = (CAUSES as Record<string, { title: string; hint: string } | undefined>)[f.error]
   const pool = f.upstream === null ? undefined : rt.pools.get(f.upstream)
   let doctor: string | null = null

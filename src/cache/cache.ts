@@ -6,7 +6,7 @@
 import CachePolicy from 'http-cache-semantics'
 import type { IncomingHttpHeaders } from 'node:http'
 import { policyRequestHeaders, policyResponse } from './fields.ts'
-import { MemoryStore, type CacheStore, type StoredHeaders, type StoredResponse } from './store.ts'
+import { MemoryStore, type CacheStore, type StoreEntry, type StoredHeaders, type StoredResponse } from './store.ts'
 
 /** Options every policy is made with: a shared cache (RFC 9111 §1: `private`, `s-maxage`, `Authorization` rules apply). */
 const POLICY_OPTIONS: CachePolicy.Options = { shared: true }
@@ -193,6 +193,25 @@ export function updatedHeaders(stored: StoredHeaders, received: IncomingHttpHead
 }
 
 /**
+ * Request collapsing across processes: a cluster worker asks its primary for the one
+ * "fetch lease" of a key before going upstream for a miss, so N workers missing the same
+ * URL make one upstream request (see src/cluster/).
+ */
+export interface SharedCollapse {
+  /**
+   * Asks for the fetch lease of a primary key, waiting at most `waitMs` when another
+   * process holds it.
+   *
+   * @returns true when another process fetched the response and it is now in this
+   *   process's store (look it up again); false when this process should go upstream
+   *   itself (it got the lease, the holder stored nothing, or the wait ran out)
+   */
+  acquire(key: string, waitMs: number): Promise<boolean>
+  /** Gives the lease of `key` back, if this process holds it, with what is now stored under it (undefined: nothing). */
+  release(key: string, entry: StoreEntry | undefined): void
+}
+
+/**
  * The shared cache: a store plus the state that lives beside it (misses in flight for
  * collapsing, background refreshes running).
  */
@@ -205,6 +224,9 @@ export class HttpCache {
 
   /** The store's configured size in bytes (`cache.max_size`). */
   readonly maxSize: number
+
+  /** Collapsing across worker processes; null in a single process (collapsing stays in-process). */
+  shared: SharedCollapse | null = null
 
   /**
    * @param store where responses live; default an in-memory store of `maxSize` bytes
@@ -309,6 +331,8 @@ export class HttpCache {
         called = true
         if (this.#inflight.get(key) === p) this.#inflight.delete(key)
         done()
+        const shared = this.shared
+        if (shared !== null) void this.store.get(key).then((e) => shared.release(key, e), () => shared.release(key, undefined))
       },
     }
   }

@@ -75,6 +75,11 @@ export async function cacheLookup(input: CachePhaseInput, proxyName: string): Pr
     const c = cache.collapse(found.key)
     if (c.leader) {
       done = c.done
+      // Across workers: another process may be fetching it already; wait for its response.
+      if (cache.shared !== null && await cache.shared.acquire(found.key, config.collapse_timeout)) {
+        found = await cache.lookup(creq)
+        collapsed = true
+      }
     } else {
       let timer: NodeJS.Timeout | undefined
       await Promise.race([c.wait, new Promise<void>((resolve) => { timer = setTimeout(resolve, config.collapse_timeout) })])
@@ -84,10 +89,13 @@ export async function cacheLookup(input: CachePhaseInput, proxyName: string): Pr
     }
   }
   if (found.kind === 'hit') {
+    // A leader served by another worker's fetch wakes its own followers.
+    done?.()
     serveStored(ctx, req, res, found.variant, found.policy, status(proxyName, `hit; ttl=${ttlSeconds(found.policy)}${collapsed ? '; collapsed' : ''}`))
     return null
   }
   if (found.kind === 'stale-while-revalidate') {
+    done?.()
     serveStored(ctx, req, res, found.variant, found.policy, status(proxyName, `hit; ttl=${ttlSeconds(found.policy)}; detail=stale-while-revalidate`))
     backgroundRefresh(input, creq, found)
     return null

@@ -21,6 +21,7 @@ program.command('serve')
   .option('--to <url...>', 'quick mode: upstream endpoint URL (repeatable)')
   .addOption(new Option('--log-format <format>', 'access log format').choices(['json', 'text']))
   .option('--expose-error-details', 'quick mode: put internal addresses and raw errors in error responses')
+  .option('--workers <n>', 'worker processes: "auto" (one per CPU) or a number; overrides the file\'s workers')
   .action(async (opts) => {
     const { serveCommand } = await import('./serve.ts')
     process.exitCode = await serveCommand(opts)

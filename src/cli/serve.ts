@@ -4,8 +4,6 @@
  */
 import type { Config } from '../config/schema.ts'
 import { logger } from '../lib/logger.ts'
-import { Gateway } from '../server/gateway.ts'
-import { AdminServer } from '../admin/server.ts'
 
 /** Options of `portico serve` as commander parses them. */
 export interface ServeOptions {
@@ -14,6 +12,15 @@ export interface ServeOptions {
   to?: string[]
   logFormat?: 'json' | 'text'
   exposeErrorDetails?: boolean
+  /** Worker processes (`--workers`): `auto` or a number; overrides the file's `workers`. */
+  workers?: string
+}
+
+/** Parses `--workers`: `auto` or a whole number from 1 to 256; null when it is neither. */
+export function parseWorkers(text: string): 'auto' | number | null {
+  if (text === 'auto') return 'auto'
+  const n = Number(text)
+  return /^\d+$/.test(text) && n >= 1 && n <= 256 ? n : null
 }
 
 /**
@@ -31,12 +38,17 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
   const { ConfigError, formatProblems, loadConfigFile } = await import('../config/load.ts')
   const { quickConfig } = await import('../config/quick.ts')
   let config: Config
+  const workers = opts.workers === undefined ? undefined : parseWorkers(opts.workers)
+  if (workers === null) {
+    process.stderr.write(`portico serve: --workers ${opts.workers}: expected "auto" or a number of worker processes from 1 to 256\n`)
+    return 2
+  }
   try {
     if (opts.config) {
       config = await loadConfigFile(opts.config)
       if (opts.logFormat) config = { ...config, access_log: { ...config.access_log, format: opts.logFormat } }
     } else if (opts.to && opts.to.length > 0) {
-      config = quickConfig({ listen: opts.listen, to: opts.to, exposeErrorDetails: opts.exposeErrorDetails, logFormat: opts.logFormat })
+      config = quickConfig({ listen: opts.listen, to: opts.to, exposeErrorDetails: opts.exposeErrorDetails, logFormat: opts.logFormat, workers })
     } else {
       process.stderr.write('portico serve: give -c portico.yaml, or --to http://host:port (quick mode)\n')
       return 2
@@ -58,6 +70,11 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
       throw err
     }
   }
+  const { workerCount } = await import('../cluster/primary.ts')
+  const count = await workerCount(workers ?? config.workers)
+  if (count > 1) return serveCluster(config, count, loadConfig, file)
+  const { Gateway } = await import('../server/gateway.ts')
+  const { AdminServer } = await import('../admin/server.ts')
   const gw = new Gateway(config, { loadConfig, admin: (g) => new AdminServer(g) })
   try {
     await gw.start()
@@ -102,6 +119,63 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
   logger.info('stopped')
   await new Promise<void>((resolve) => logger.flush(() => resolve()))
   // Nothing should keep the process up after a stop; if something does, do not hang the supervisor.
+  setTimeout(() => process.exit(0), 1000).unref()
+  return 0
+}
+
+/**
+ * `portico serve` with several workers: this process becomes the primary (src/cluster/),
+ * which loads no request path; the workers serve. Same signals, same lines on stderr, same
+ * exit codes as one process.
+ */
+async function serveCluster(config: Config, workers: number, loadConfig: (() => Promise<Config>) | undefined, file: string | undefined): Promise<number> {
+  const { Primary } = await import('../cluster/primary.ts')
+  const { AdminServer } = await import('../admin/server.ts')
+  const { hostView } = await import('../admin/host.ts')
+  const primary = new Primary(config, { workers, loadConfig, admin: (p) => new AdminServer(hostView(p)) })
+  try {
+    await primary.start()
+  } catch (err) {
+    process.stderr.write(`portico serve: cannot listen: ${(err as Error).message}\n`)
+    await primary.stop(0)
+    return 1
+  }
+  for (const l of primary.listeners) {
+    const host = l.family === 'IPv6' ? `[${l.address}]` : l.address
+    process.stderr.write(`portico: listening on ${l.tls ? 'https' : 'http'}://${host}:${l.port}\n`)
+  }
+  process.stderr.write(`portico: ${workers} workers (${primary.distribution === 'reuseport' ? 'reusePort: the kernel spreads connections' : 'cluster round-robin: reusePort is not available here'})\n`)
+  if (primary.admin?.address) {
+    const a = primary.admin.address
+    process.stderr.write(`portico: admin API on http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}\n`)
+  }
+  const onHup = (): void => {
+    if (loadConfig === undefined) {
+      logger.warn('SIGHUP ignored: quick mode has no config file to reload')
+      return
+    }
+    void primary.reloadFromSource().then((r) => {
+      if (r.ok) process.stderr.write(`portico: reloaded ${file} in ${r.workers.length} workers\n`)
+      else if (r.refused === 'workers') process.stderr.write(`portico: reload ${r.error}\n`)
+    }, (err: Error) => logger.error({ err }, 'reload failed'))
+  }
+  process.on('SIGHUP', onHup)
+  const signal = await new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'))
+    process.once('SIGTERM', () => resolve('SIGTERM'))
+  })
+  process.removeListener('SIGHUP', onHup)
+  const drainMs = primary.config.shutdown.drain_timeout
+  logger.info({ signal, drain_timeout_ms: drainMs, workers }, `${signal}: draining ${workers} workers, then stopping`)
+  const force = (): void => {
+    logger.warn('second signal: stopping now')
+    process.exit(1)
+  }
+  process.once('SIGINT', force)
+  process.once('SIGTERM', force)
+  await primary.stop(drainMs)
+  logger.info('stopped')
+  await new Promise<void>((resolve) => logger.flush(() => resolve()))
   setTimeout(() => process.exit(0), 1000).unref()
   return 0
 }

@@ -13,6 +13,8 @@ export interface QuickOptions {
   exposeErrorDetails?: boolean
   /** Access log format. Default `json`. */
   logFormat?: 'json' | 'text'
+  /** Worker processes (`--workers`): `auto` or a number. Default `auto`. */
+  workers?: 'auto' | number
 }
 
 const FILE = '<command line>'
@@ -33,6 +35,7 @@ export function quickConfig(opts: QuickOptions): Config {
     upstreams: { default: { endpoints: opts.to } },
     access_log: { format: opts.logFormat ?? 'json' },
     expose_error_details: opts.exposeErrorDetails ?? false,
+    workers: opts.workers ?? 'auto',
   }
   const result = configSchema.safeParse(input, { error: configErrorMap, reportInput: true })
   if (!result.success) {
@@ -43,6 +46,7 @@ export function quickConfig(opts: QuickOptions): Config {
         : top === 'upstreams' && typeof index === 'number' ? `--to ${opts.to[index]}`
         : top === 'upstreams' ? '--to'
         : top === 'access_log' ? `--log-format ${String(opts.logFormat)}`
+        : top === 'workers' ? `--workers ${String(opts.workers)}`
         : String(top ?? 'options')
       return { file: FILE, line: 1, column: 1, message: `${option}: ${issue.message}` }
     })

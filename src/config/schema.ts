@@ -569,8 +569,17 @@ export const shutdownSchema = z.strictObject({
   drain_timeout: duration.default(30_000),
 })
 
+/**
+ * Worker processes (`workers`): `auto` is one per CPU the process may use
+ * (`os.availableParallelism()`), as Envoy's `--concurrency`, Caddy and Traefik default to;
+ * a number is that many (nginx `worker_processes`). With 1 there is no primary process.
+ */
+export const workersSchema = z.union([z.literal('auto'), z.number().int().min(1).max(256)], { error: 'expected "auto" or a number of worker processes from 1 to 256' })
+
 /** The whole portico.yaml. */
 export const configSchema = z.strictObject({
+  /** Worker processes serving requests: `auto` (one per CPU, the default) or a number; 1 runs a single process with no primary. Read at start; a reload does not change it. */
+  workers: workersSchema.default('auto'),
   listeners: z.array(listenerSchema).min(1, 'at least one listener is needed'),
   routes: z.array(routeSchema).min(1, 'at least one route is needed'),
   upstreams: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'upstream names use letters, digits, "_", "." and "-"'), upstreamSchema),

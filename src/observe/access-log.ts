@@ -146,6 +146,17 @@ export const ACCESS_LOG_FLUSH_MS = 100
 /** Size of the line buffer, in bytes: a full one is written at once (nginx `access_log ... buffer=`). */
 const ACCESS_LOG_BUFFER_BYTES = 64 * 1024
 
+/** Options of {@link createAccessLog}. */
+export interface AccessLogOptions {
+  /**
+   * Largest write, in bytes (default 64 KiB). Several processes writing to one pipe (the
+   * workers of a cluster on a shared standard output) use 4096, POSIX `PIPE_BUF`: a write
+   * that large or smaller is never interleaved with another, so lines stay whole. A file is
+   * opened with O_APPEND, where each write lands whole whatever its size.
+   */
+  bufferBytes?: number
+}
+
 /**
  * Creates the access log writer: pino's asynchronous destination (sonic-boom) so the hot
  * path never blocks on the disk, for both formats. Lines are written in batches, as
@@ -160,13 +171,15 @@ const ACCESS_LOG_BUFFER_BYTES = 64 * 1024
  * @param format `json` or `text`
  * @param path a file path to append to, or `-` for standard output
  */
-export function createAccessLog(format: 'json' | 'text', path: string): AccessLogSink {
+export function createAccessLog(format: 'json' | 'text', path: string, opts: AccessLogOptions = {}): AccessLogSink {
+  const size = opts.bufferBytes ?? ACCESS_LOG_BUFFER_BYTES
   // minLength 1: every batch is written at once (as with 0), and flush(cb) waits for the
-  // bytes to be written (with 0, sonic-boom calls cb at once).
-  const dest = pino.destination({ dest: path === '-' ? 1 : path, sync: false, mkdir: true, contentMode: 'buffer', minLength: 1 })
+  // bytes to be written (with 0, sonic-boom calls cb at once). maxWrite: batches are never
+  // joined into a write larger than one buffer.
+  const dest = pino.destination({ dest: path === '-' ? 1 : path, sync: false, mkdir: true, contentMode: 'buffer', minLength: 1, ...(opts.bufferBytes !== undefined ? { maxWrite: size } : {}) })
   // In `buffer` content mode sonic-boom takes Buffers; its types only know strings.
   const out = dest as unknown as { write(chunk: Buffer): boolean }
-  let buf = Buffer.allocUnsafe(ACCESS_LOG_BUFFER_BYTES)
+  let buf = Buffer.allocUnsafe(size)
   let used = 0
   let timer: NodeJS.Timeout | null = null
   const record = emptyRecord()
@@ -178,7 +191,7 @@ export function createAccessLog(format: 'json' | 'text', path: string): AccessLo
     if (used === 0) return
     // The destination keeps the bytes until written: hand them over and start a new buffer.
     out.write(buf.subarray(0, used))
-    buf = Buffer.allocUnsafe(ACCESS_LOG_BUFFER_BYTES)
+    buf = Buffer.allocUnsafe(size)
     used = 0
   }
   const sink: AccessLogSink = {

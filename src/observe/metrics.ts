@@ -228,6 +228,8 @@ export class Metrics {
       help: '1 when the endpoint is available for new requests (healthy, not ejected), else 0.',
       labelNames: ['upstream', 'endpoint'],
       registers,
+      // Across workers (prom-client's AggregatorRegistry) an endpoint is available only if every worker sees it so.
+      aggregator: 'min',
       collect() {
         this.reset()
         for (const h of health()) this.set({ upstream: h.upstream, endpoint: h.endpoint }, h.healthy ? 1 : 0)

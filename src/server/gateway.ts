@@ -49,6 +49,12 @@ export interface GatewayOptions {
    * folder never imports the admin one). Without it no admin API is started.
    */
   admin?: (gateway: Gateway) => AdminService
+  /**
+   * How listeners bind. A worker process of a cluster binds each address itself with
+   * `reusePort` (SO_REUSEPORT: the kernel spreads connections among the workers) and
+   * `exclusive` (not through the cluster primary); default: a plain bind.
+   */
+  bind?: { reusePort?: boolean; exclusive?: boolean }
 }
 
 /** The admin API as the gateway starts and stops it. */
@@ -116,9 +122,11 @@ export class Gateway {
   readonly #admission = new Map<http.Server | SecureServer, { gate: ConnectionGate; protection: Protection }>()
 
   readonly #poolOptions: PoolOptions | undefined
+  readonly #bind: GatewayOptions['bind']
 
   constructor(config: Config, opts: GatewayOptions = {}) {
     this.#poolOptions = opts.pools
+    this.#bind = opts.bind
     this.#runtime = buildRuntime(config, undefined, undefined, opts.pools)
     this.buffers = new BufferBudget(bufferLimits(config.buffering))
     this.clients = new ClientLimiter(config.limits.max_requests_per_client_ip ?? null)
@@ -284,10 +292,12 @@ export class Gateway {
     const { host, port } = splitAddress(lc.address)
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
-      server.listen(port, host, () => {
+      const done = (): void => {
         server.removeListener('error', reject)
         resolve()
-      })
+      }
+      if (this.#bind === undefined) server.listen(port, host, done)
+      else server.listen({ port, host, reusePort: this.#bind.reusePort ?? false, exclusive: this.#bind.exclusive ?? false }, done)
     })
     return { config: lc, server, certificates, address: server.address() as AddressInfo }
   }

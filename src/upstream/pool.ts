@@ -10,7 +10,7 @@ import { RandomBalancer } from './balancers/random.ts'
 import { RoundRobinBalancer } from './balancers/round-robin.ts'
 import { createResolver, isWatchedName, systemLookup, type LookupAll, type NameResolver } from './dns.ts'
 import { Endpoint, upstreamTlsOptions } from './endpoint.ts'
-import { startHealth, type PoolHealth } from './health/index.ts'
+import { startHealth, type HealthHost, type PoolHealth } from './health/index.ts'
 import { NameEndpoints, type NameStatus } from './names.ts'
 
 /** Creates the balancer named by `load_balancing`. */
@@ -35,6 +35,12 @@ export interface PoolOptions {
   resolverFactory?: (servers: readonly string[] | undefined, timeoutMs: number) => NameResolver
   /** getaddrinfo fallback for names the DNS does not know (/etc/hosts); null for none. Default: `dns.lookup` when `dns.resolvers` is not set, none when it is. */
   lookup?: LookupAll | null
+  /**
+   * Starts the health checking of a pool. Default {@link startHealth}: active checks and
+   * outlier detection in this process. A cluster worker gives `fedHealth(...)` instead:
+   * the primary checks and decides for every worker.
+   */
+  health?: (pool: HealthHost) => PoolHealth
 }
 
 /** Why no endpoint can be selected: the cause a request gets instead. */
@@ -115,7 +121,7 @@ export class UpstreamPool {
     this.#rebuild()
     this.balancer = createBalancer(config.load_balancing)
     this.headerTimeoutMs = Math.min(config.retries.per_try_timeout ?? Infinity, config.timeouts.response_header)
-    this.health = startHealth(this)
+    this.health = (options.health ?? startHealth)(this)
     if (pending.length > 0) this.#firstAnswers = Promise.all(pending.map((n) => n.started)).then(() => { this.#firstAnswers = null })
   }
 

@@ -10,6 +10,7 @@ import { OutlierDetector } from './outlier.ts'
 
 export { ActiveHealthChecker, jitterMs, type HealthTransition, type CheckedPool } from './active.ts'
 export { OutlierDetector, type Ejection } from './outlier.ts'
+export { fedHealth, verdictsOf, type EndpointVerdict, type HealthFeed, type PoolVerdicts } from './fed.ts'
 export { startProbe, statusExpected, type ProbeResult, type ProbeTarget, type RunningProbe } from './probe.ts'
 
 /** The health checking of one pool. */

@@ -1,0 +1,356 @@
+/**
+ * The primary process of a cluster (DESIGN §8): supervises N worker processes, which
+ * serve every request on listeners they bind themselves with `reusePort` (the kernel
+ * spreads connections; the primary is never in the data path). The primary owns the
+ * signals, config validation and hand-out, worker restarts, the host-wide state (health
+ * checks, outlier verdicts, DNS, cache fetch leases) and the admin API.
+ */
+import cluster, { type Worker } from 'node:cluster'
+import { fileURLToPath } from 'node:url'
+import type { Config } from '../config/schema.ts'
+import { ConfigError, type ConfigProblem } from '../config/load.ts'
+import { logger } from '../lib/logger.ts'
+import type { AdminService } from '../server/gateway.ts'
+import type { ReloadSummary } from '../server/reload.ts'
+import type { PoolVerdicts } from '../upstream/health/index.ts'
+import { HostResolver } from './dns-cache.ts'
+import { HostPools } from './host-pools.ts'
+import { LeaseTable } from './leases.ts'
+import { Requests, plainError, type BoundListener, type Question, type ToPrimary, type ToWorker } from './link.ts'
+
+/** Platforms whose kernel spreads connections among `SO_REUSEPORT` sockets (Node's `reusePort`). */
+const REUSE_PORT_PLATFORMS = new Set(['linux', 'freebsd', 'dragonfly', 'sunos', 'aix'])
+/** Longest wait for a worker to start listening, in ms. */
+const START_TIMEOUT_MS = 30_000
+/** Longest wait for a worker's answer to an admin question or a reload, in ms. */
+const ANSWER_TIMEOUT_MS = 10_000
+/** A worker that dies sooner than this after its start counts as crashing: its replacement waits (back-off). */
+const CRASH_WINDOW_MS = 5_000
+/** First and longest back-off before replacing a crashing worker, in ms. */
+const BACKOFF_MIN_MS = 100
+const BACKOFF_MAX_MS = 10_000
+
+/** Options of a {@link Primary}. */
+export interface PrimaryOptions {
+  /** How many workers to run (`workers` resolved: `auto` is `os.availableParallelism()`). */
+  workers: number
+  /**
+   * Re-reads the config file for SIGHUP, `portico reload` and `POST /reload`; undefined
+   * in quick mode (nothing to reload).
+   * @throws {ConfigError} when the file is invalid (nothing changes anywhere)
+   */
+  loadConfig?: () => Promise<Config>
+  /** Makes the host's admin API (src/admin builds it from the primary); none without it. */
+  admin?: (primary: Primary) => AdminService
+  /** Binds with `reusePort` (default: where the platform supports it); false forces cluster's round-robin hand-off. */
+  reusePort?: boolean
+}
+
+/** One worker's place: the slot keeps its number across restarts. */
+export interface WorkerSlot {
+  /** 1-based worker number. */
+  readonly slot: number
+  worker: Worker | null
+  pid: number | null
+  /** Epoch ms the current process started. */
+  startedAt: number
+  /** Whether it listens and serves. */
+  ready: boolean
+  /** Times replaced after it died. */
+  restarts: number
+  /** Consecutive quick deaths (for the back-off). */
+  crashes: number
+  /** The last death: exit code or signal, epoch ms. */
+  lastExit: { code: number | null; signal: string | null; at: number } | null
+  readonly requests: Requests | null
+}
+
+/** A worker's answer to a question, or why it gave none. */
+export type WorkerAnswer<T> = { slot: number; pid: number; ok: true; value: T } | { slot: number; pid: number; ok: false; error: string }
+
+/** The outcome of a reload of the whole host. */
+export type HostReloadOutcome =
+  | { ok: true; summary: ReloadSummary; workers: Array<{ slot: number; pid: number; ok: boolean; error?: string }> }
+  | {
+    ok: false
+    /** `config`: the file was refused, nothing changed anywhere; `workers`: some workers did not apply it (listed). */
+    refused: 'config' | 'workers'
+    error: string
+    problems: ConfigProblem[]
+    workers: Array<{ slot: number; pid: number; ok: boolean; error?: string }>
+  }
+
+interface Running {
+  slot: WorkerSlot
+  requests: Requests
+}
+
+/** The primary process: see the module doc. */
+export class Primary {
+  #config: Config
+  readonly #opts: PrimaryOptions
+  readonly slots: WorkerSlot[] = []
+  readonly #running = new Map<Worker, Running>()
+  readonly resolver = new HostResolver()
+  readonly leases = new LeaseTable()
+  readonly pools: HostPools
+  /** Listener addresses as configured → as bound by the first worker (a port 0 becomes the real port, so every worker binds the same). */
+  readonly #bound = new Map<string, string>()
+  /** Listeners as the first worker bound them. */
+  listeners: BoundListener[] = []
+  admin: AdminService | null = null
+  readonly #reusePort: boolean
+  #stopping = false
+  #reloads: Promise<unknown> = Promise.resolve()
+
+  constructor(config: Config, opts: PrimaryOptions) {
+    this.#config = config
+    this.#opts = opts
+    this.#reusePort = opts.reusePort ?? REUSE_PORT_PLATFORMS.has(process.platform)
+    this.pools = new HostPools(config, this.resolver, (upstream, verdicts) => this.#broadcast({ t: 'verdicts', upstream, verdicts }))
+  }
+
+  /** The config in force. */
+  get config(): Config {
+    return this.#config
+  }
+
+  /** How workers bind: `reusePort`, or cluster's round-robin hand-off through the primary. */
+  get distribution(): 'reuseport' | 'round-robin' {
+    return this.#reusePort ? 'reuseport' : 'round-robin'
+  }
+
+  /**
+   * Starts the workers: the first one alone (its bound ports become every worker's when the
+   * config says port 0), then the others together; then the admin API.
+   *
+   * @throws {Error} when the first worker cannot listen (its message), or a worker does not start
+   */
+  async start(): Promise<void> {
+    cluster.setupPrimary({ exec: fileURLToPath(new URL('./worker-main.ts', import.meta.url)), serialization: 'advanced' })
+    // Without reusePort, workers' listen() goes through the primary, which hands connections out in turn.
+    if (!this.#reusePort) cluster.schedulingPolicy = cluster.SCHED_RR
+    cluster.on('exit', (worker, code, signal) => this.#exited(worker, code, signal))
+    for (let i = 1; i <= this.#opts.workers; i++) {
+      this.slots.push({ slot: i, worker: null, pid: null, startedAt: 0, ready: false, restarts: 0, crashes: 0, lastExit: null, requests: null })
+    }
+    logger.info({ workers: this.#opts.workers, distribution: this.distribution }, this.#reusePort
+      ? `starting ${this.#opts.workers} workers; each listens with reusePort, the kernel spreads connections`
+      : `starting ${this.#opts.workers} workers; reusePort is not available on ${process.platform}: the primary hands connections to workers in turn (cluster round-robin)`)
+    this.listeners = await this.#fork(this.slots[0])
+    for (const l of this.listeners) {
+      const { host } = splitAddress(l.configured)
+      this.#bound.set(l.configured, `${host.includes(':') ? `[${host}]` : host}:${l.port}`)
+    }
+    await Promise.all(this.slots.slice(1).map((s) => this.#fork(s)))
+    const admin = this.#config.admin
+    if (admin && this.#opts.admin) {
+      this.admin = this.#opts.admin(this)
+      const { host, port } = splitAddress(admin.address)
+      await this.admin.listen(host, port)
+    }
+  }
+
+  /** `config` with each listener address as bound (port 0 replaced by the real port). */
+  #forWorkers(config: Config): Config {
+    if (this.#bound.size === 0) return config
+    return { ...config, listeners: config.listeners.map((l) => ({ ...l, address: this.#bound.get(l.address) ?? l.address })) }
+  }
+
+  /** Forks the process of `slot` and resolves once it listens. @throws {Error} when it fails to start */
+  #fork(slot: WorkerSlot): Promise<BoundListener[]> {
+    const worker = cluster.fork({ PORTICO_WORKER: String(slot.slot) })
+    const requests = new Requests(worker)
+    slot.worker = worker
+    slot.pid = worker.process.pid ?? null
+    slot.startedAt = Date.now()
+    slot.ready = false
+    ;(slot as { requests: Requests | null }).requests = requests
+    this.#running.set(worker, { slot, requests })
+    return new Promise<BoundListener[]>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`worker ${slot.slot} (pid ${slot.pid}) did not start listening within ${START_TIMEOUT_MS}ms`)), START_TIMEOUT_MS)
+      timer.unref()
+      worker.on('message', (m: ToPrimary) => {
+        switch (m.t) {
+          case 'ready':
+            clearTimeout(timer)
+            slot.ready = true
+            logger.info({ worker: slot.slot, pid: slot.pid }, `worker ${slot.slot} (pid ${slot.pid}) is serving`)
+            resolve(m.listeners)
+            break
+          case 'failed':
+            clearTimeout(timer)
+            reject(new Error(m.message))
+            break
+          default:
+            this.#message(slot, worker, requests, m)
+        }
+      })
+      worker.once('exit', () => {
+        clearTimeout(timer)
+        reject(new Error(`worker ${slot.slot} exited before it was ready`))
+      })
+      const start: ToWorker = { t: 'start', config: this.#forWorkers(this.#config), bind: { reusePort: this.#reusePort, exclusive: this.#reusePort }, slot: slot.slot }
+      worker.send(start)
+      // The verdicts known now, so a new worker starts with the host's view.
+      for (const [upstream, verdicts] of this.pools.verdicts()) worker.send({ t: 'verdicts', upstream, verdicts } satisfies ToWorker)
+    })
+  }
+
+  /** Handles a worker's message other than ready/failed. */
+  #message(slot: WorkerSlot, worker: Worker, requests: Requests, m: ToPrimary): void {
+    switch (m.t) {
+      case 'answer': requests.answer(m); break
+      case 'facts': this.pools.observe(m.facts); break
+      case 'dns': {
+        const reply = (value: unknown, error?: unknown): void => {
+          if (!worker.isConnected()) return
+          worker.send(error === undefined ? { t: 'answer', id: m.id, value } : { t: 'answer', id: m.id, error: plainError(error) })
+        }
+        if (m.kind === 'lookup') reply(null, new Error('lookup is not answered by the primary'))
+        else this.resolver.resolve(m.kind, m.host, m.servers ?? undefined, m.timeoutMs).then((v) => reply(v), (err) => reply(null, err))
+        break
+      }
+      case 'lease':
+        this.leases.request(slot.slot, m.key, m.waitMs, (value) => {
+          if (worker.isConnected()) worker.send({ t: 'answer', id: m.id, value } satisfies ToWorker)
+        })
+        break
+      case 'release': this.leases.release(slot.slot, m.key, m.entry); break
+    }
+  }
+
+  #exited(worker: Worker, code: number | null, signal: string | null): void {
+    const running = this.#running.get(worker)
+    if (running === undefined) return
+    this.#running.delete(worker)
+    const { slot, requests } = running
+    requests.close(`worker ${slot.slot} exited`)
+    this.leases.releaseAll(slot.slot)
+    slot.ready = false
+    slot.worker = null
+    const at = Date.now()
+    slot.lastExit = { code, signal, at }
+    if (this.#stopping) return
+    const cause = signal !== null ? `signal ${signal}` : `exit code ${code}`
+    slot.crashes = at - slot.startedAt < CRASH_WINDOW_MS ? slot.crashes + 1 : 0
+    // The first quick death is replaced at once; each next one in a row waits twice as long.
+    const delay = slot.crashes <= 1 ? 0 : Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (slot.crashes - 2))
+    logger.error({ worker: slot.slot, pid: slot.pid, code, signal, restart_in_ms: delay }, `worker ${slot.slot} (pid ${slot.pid}) died (${cause}); replacing it${delay > 0 ? ` in ${delay}ms (it keeps dying)` : ''}`)
+    const timer = setTimeout(() => {
+      if (this.#stopping) return
+      slot.restarts++
+      this.#fork(slot).catch((err: Error) => logger.error({ worker: slot.slot, err: err.message }, `worker ${slot.slot} could not be started: ${err.message}`))
+    }, delay)
+    timer.unref()
+  }
+
+  #broadcast(m: ToWorker): void {
+    for (const w of this.#running.keys()) if (w.isConnected()) w.send(m)
+  }
+
+  /**
+   * Asks every serving worker the same question, in parallel.
+   *
+   * @returns one answer per serving worker, in slot order; a worker that fails or does not
+   *   answer in time has `ok: false` and why
+   */
+  async ask<T>(question: Question, timeoutMs = ANSWER_TIMEOUT_MS): Promise<Array<WorkerAnswer<T>>> {
+    const running = [...this.#running.values()].filter((r) => r.slot.ready).sort((a, b) => a.slot.slot - b.slot.slot)
+    return Promise.all(running.map(async ({ slot, requests }): Promise<WorkerAnswer<T>> => {
+      const pid = slot.pid ?? 0
+      try {
+        return { slot: slot.slot, pid, ok: true, value: await requests.send<T>({ t: 'ask', question }, timeoutMs) }
+      } catch (err) {
+        return { slot: slot.slot, pid, ok: false, error: (err as Error).message }
+      }
+    }))
+  }
+
+  /**
+   * Applies `config` everywhere: the primary's pools, then every worker (in parallel).
+   * Resolves when every worker has answered: ok when all applied it, else which did not
+   * and why. Reloads run one at a time; a worker started later gets the new config.
+   */
+  reload(config: Config): Promise<HostReloadOutcome> {
+    const run = this.#reloads.then(async (): Promise<HostReloadOutcome> => {
+      this.#config = config
+      this.pools.apply(config)
+      const answers = await this.ask<ReloadSummary>({ q: 'reload', config: this.#forWorkers(config) })
+      const workers = answers.map((a) => (a.ok ? { slot: a.slot, pid: a.pid, ok: true } : { slot: a.slot, pid: a.pid, ok: false, error: a.error }))
+      const failed = answers.filter((a) => !a.ok)
+      const first = answers.find((a) => a.ok)
+      if (failed.length > 0 || first === undefined || !first.ok) {
+        const error = failed.length > 0
+          ? `not applied by ${failed.map((a) => `worker ${a.slot} (pid ${a.pid}): ${a.ok ? '' : a.error}`).join('; ')}`
+          : 'no worker is serving'
+        logger.error({ workers }, `reload: ${error}`)
+        return { ok: false, refused: 'workers', error, problems: [], workers }
+      }
+      return { ok: true, summary: first.value, workers }
+    })
+    this.#reloads = run.catch(() => {})
+    return run
+  }
+
+  /**
+   * Re-reads the config file once, here, and reloads every worker with it. A refused file
+   * changes nothing anywhere; its problems are logged and returned. Never throws for a bad config.
+   */
+  async reloadFromSource(): Promise<HostReloadOutcome> {
+    const workers: Array<{ slot: number; pid: number; ok: boolean }> = []
+    if (this.#opts.loadConfig === undefined) return { ok: false, refused: 'config', error: 'this instance was not started from a config file', problems: [], workers }
+    let config: Config
+    try {
+      config = await this.#opts.loadConfig()
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err
+      logger.error({ problems: err.problems }, `reload refused, the running config keeps serving: ${err.message}`)
+      return { ok: false, refused: 'config', error: 'invalid config; the running config keeps serving', problems: err.problems, workers }
+    }
+    return this.reload(config)
+  }
+
+  /**
+   * Drains every worker in parallel (each stops accepting, finishes its requests for up to
+   * `drainMs`, flushes its access log and exits), then stops the admin API and the pools.
+   * A worker still there `drainMs` + 5 s later is killed.
+   */
+  async stop(drainMs: number): Promise<void> {
+    this.#stopping = true
+    const exits = [...this.#running.keys()].map((w) => new Promise<void>((resolve) => {
+      if (w.isDead()) return resolve()
+      w.once('exit', () => resolve())
+      const kill = setTimeout(() => w.process.kill('SIGKILL'), drainMs + 5000)
+      kill.unref()
+      w.once('exit', () => clearTimeout(kill))
+      try {
+        w.send({ t: 'stop', drainMs } satisfies ToWorker)
+      } catch {
+        w.process.kill('SIGTERM')
+      }
+    }))
+    await Promise.all([...exits, this.admin?.close()])
+    await this.pools.close()
+    this.resolver.close()
+  }
+
+  /** Whether a stop has begun. */
+  get stopping(): boolean {
+    return this.#stopping
+  }
+}
+
+/** Splits `host:port` / `[v6]:port` (the server folder's `splitAddress`, without loading the request path). */
+function splitAddress(address: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(address)
+  if (!m) throw new Error(`invalid address "${address}": expected host:port`)
+  return { host: m[1] ?? m[2], port: Number(m[3]) }
+}
+
+/** The config's `workers` as a number: `auto` is one per CPU this process may use. */
+export async function workerCount(workers: Config['workers']): Promise<number> {
+  if (workers !== 'auto') return workers
+  const os = await import('node:os')
+  return os.availableParallelism()
+}
