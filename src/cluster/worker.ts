@@ -205,7 +205,7 @@ export async function runWorker(): Promise<void> {
   gw = new Gateway(start.config, {
     bind: start.bind,
     // Workers share standard output: writes of at most PIPE_BUF bytes keep lines whole.
-    accessLog: createAccessLog(log.format, log.path, log.path === '-' ? { bufferBytes: 4096 } : {}),
+    accessLog: createAccessLog(log.format, log.path, { worker: start.slot, ...(log.path === '-' ? { bufferBytes: 4096 } : {}) }),
     pools: { resolverFactory: (servers, timeoutMs) => primaryResolver(requests, servers, timeoutMs), health: fedHealth(feed) },
   })
   gw.runtime.cache.shared = leases

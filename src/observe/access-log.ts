@@ -29,6 +29,8 @@ export interface AccessLogRecord {
   cache: string | null
   /** `client_closed` when the client went away (status 499), `aborted` when Portico aborted a failed response mid-body; absent otherwise. */
   downstream?: string
+  /** The worker process that served the request (1 to N), when Portico runs workers; absent in a single process. */
+  worker?: number
 }
 
 /** Rounds to 0.01 ms: enough for loopback timings, short in the log. */
@@ -155,6 +157,8 @@ export interface AccessLogOptions {
    * opened with O_APPEND, where each write lands whole whatever its size.
    */
   bufferBytes?: number
+  /** The worker number JSON lines carry as `worker`; none by default (a single process). */
+  worker?: number
 }
 
 /**
@@ -183,6 +187,7 @@ export function createAccessLog(format: 'json' | 'text', path: string, opts: Acc
   let used = 0
   let timer: NodeJS.Timeout | null = null
   const record = emptyRecord()
+  if (opts.worker !== undefined) record.worker = opts.worker
   const writePending = (): void => {
     if (timer !== null) {
       clearTimeout(timer)

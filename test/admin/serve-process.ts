@@ -37,8 +37,12 @@ afterEach(() => {
   running.clear()
 })
 
-/** Runs `portico ARGS` (killed after the test if still running). */
+/**
+ * Runs `portico ARGS` (killed after the test if still running). `serve` runs one process
+ * (`--workers 1`) unless the arguments say otherwise: tests of workers ask for them.
+ */
 export function portico(args: string[]): PorticoProcess {
+  if (args[0] === 'serve' && !args.includes('--workers')) args = [...args, '--workers', '1']
   const child = spawn(NODE, [MAIN, ...args], { cwd: ROOT, env: { ...process.env, NODE_TEST_CONTEXT: '', PORTICO_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] })
   running.add(child)
   let err = ''
