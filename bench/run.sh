@@ -6,7 +6,8 @@
 #   bash bench/run.sh failover   # three backends, one killed under load: failed requests per proxy
 #   bash bench/run.sh cache      # cache hits: Portico's route cache vs nginx proxy_cache, same object
 #   bash bench/run.sh https      # HTTP/1.1 over TLS 1.3 keep-alive: Portico vs nginx, same certificate
-#   bash bench/run.sh all        # all four
+#   bash bench/run.sh workers    # Portico with 1 and 2 worker processes beside nginx with 1 and 2 workers
+#   bash bench/run.sh all        # all five
 #
 # Settings (environment):
 #   BENCH_DURATION=10            measured seconds per target of baseline, cache and https
@@ -29,8 +30,8 @@ export PATH="$PATH:/usr/sbin:/sbin"
 
 SCENARIO=${1:-baseline}
 case $SCENARIO in
-  baseline|failover|cache|https|all) ;;
-  *) echo "usage: bash bench/run.sh [baseline|failover|cache|https|all]" >&2; exit 2 ;;
+  baseline|failover|cache|https|workers|all) ;;
+  *) echo "usage: bash bench/run.sh [baseline|failover|cache|https|workers|all]" >&2; exit 2 ;;
 esac
 
 export BENCH_DURATION=${BENCH_DURATION:-10}
@@ -509,6 +510,79 @@ https() {
     "HTTPS: $ROUNDS × ${SLICE}s per target, $BENCH_CONNECTIONS keep-alive connections, $BENCH_THREADS wrk threads, HTTP/1.1 over TLS 1.3 (self-signed ECDSA P-256), plain HTTP/1.1 to the backend, ~100-byte responses"
 }
 
+# --- workers: every core ---------------------------------------------------------------
+# Portico with 1 and 2 worker processes beside nginx with 1 and 2 worker processes, same
+# backend, same run, measured in the same interleaved rounds. Nothing is pinned: the
+# point is how each proxy spreads over the cores it is given, so the 2-worker proxies get
+# every CPU of the host. On a 2-core host they share both cores with wrk and the backend,
+# so Portico(2)/Portico(1) there says more about sharing than about scaling; the report
+# says so. The ratios that compare like with like are Portico(2)/nginx(2) against
+# Portico(1)/nginx(1): workers should scale as well as nginx's do.
+
+# start_nginx_workers NAME LISTEN N BACKEND_PORT: nginx with N worker processes, unpinned.
+start_nginx_workers() {
+  local name=$1 listen=$2 n=$3 dir=$TMP/$1
+  mkdir -p "$dir"
+  render nginx-upstream-baseline.conf "$dir/pool.conf" "$dir" "$listen" "$4"
+  render nginx-proxy.conf "$dir/main.conf" "$dir" "$listen"
+  sed -i "s|^worker_processes 1;|worker_processes $n;|" "$dir/main.conf"
+  spawn "$name" nginx -p "$dir" -c "$dir/main.conf" -e "$dir/error.log"
+  wait_ready "$SPAWNED" "$listen" "$name"
+}
+
+# start_portico_workers NAME LISTEN N BACKEND_PORT: Portico in quick mode with N workers, unpinned.
+start_portico_workers() {
+  spawn "$1" "$NODE" "$ROOT/src/cli/main.ts" serve --listen "127.0.0.1:$(port_of "$2")" --to "http://127.0.0.1:$4" --workers "$3"
+  wait_ready "$SPAWNED" "$2" "$1"
+}
+
+# worker_processes NAME: how many processes a target runs (its process group: primary and
+# workers, or nginx's master and workers), for the report.
+worker_processes() {
+  local pid
+  pid=$(cat "$TMP/$1.pid" 2>/dev/null) && pgrep -g "$pid" | wc -l || echo "?"
+}
+
+workers() {
+  RUNS=$TMP/workers.tsv
+  : >"$RUNS"
+  CHECKS=()
+  local backend_port p1 p2 n1 n2 name
+  read -r backend_port p1 p2 n1 n2 <<<"$(free_ports 5)"
+  local pin_load=("${PIN_LOAD[@]}") pin_proxy=("${PIN_PROXY[@]}")
+  # Unpinned, all of it: every proxy may use every CPU.
+  PIN_LOAD=() PIN_PROXY=()
+  export BENCH_PINNING="none: proxies, wrk and the backend share all ${#CPUS[@]} CPUs"
+  log "workers: backend ($BENCH_BACKEND) on 127.0.0.1:$backend_port; $BENCH_PINNING"
+  start_backend backend "$backend_port" || { echo "the backend did not start" >&2; exit 1; }
+
+  local targets=()
+  local -A notes=()
+  if portico_missing; then
+    notes[portico1]="src/cli/main.ts not found"; notes[portico2]="src/cli/main.ts not found"
+  else
+    add_target portico1 "$p1" "did not start (see the lines above)" start_portico_workers portico1 "$p1" 1 "$backend_port"
+    echo "$SPAWNED" >"$TMP/portico1.pid"
+    add_target portico2 "$p2" "did not start (see the lines above)" start_portico_workers portico2 "$p2" 2 "$backend_port"
+    echo "$SPAWNED" >"$TMP/portico2.pid"
+  fi
+  add_target nginx1 "$n1" "did not start" start_nginx_workers nginx1 "$n1" 1 "$backend_port"
+  echo "$SPAWNED" >"$TMP/nginx1.pid"
+  add_target nginx2 "$n2" "did not start" start_nginx_workers nginx2 "$n2" 2 "$backend_port"
+  echo "$SPAWNED" >"$TMP/nginx2.pid"
+  for name in portico1 portico2 nginx1 nginx2; do
+    CHECKS+=("$name: $(worker_processes "$name") processes (Portico: primary + workers when more than 1; nginx: master + workers)")
+  done
+  CHECKS+=("host: ${#CPUS[@]} CPUs; $( ((${#CPUS[@]} < 4)) && echo "the proxies share them with wrk and the backend, so the 2-worker figures show sharing, not scaling" || echo "the proxies share them with wrk and the backend")")
+
+  measure_rounds
+  record_rounds portico1 portico2 nginx1 nginx2
+  stop_services
+  PIN_LOAD=("${pin_load[@]}") PIN_PROXY=("${pin_proxy[@]}")
+  throughput_report workers workers.json \
+    "Workers: $ROUNDS × ${SLICE}s per target, $BENCH_CONNECTIONS keep-alive connections, $BENCH_THREADS wrk threads, ~100-byte responses; Portico and nginx with 1 and 2 worker processes"
+}
+
 # --- failover ----------------------------------------------------------------------
 # portico_failover_config PORT B1 B2 B3: writes $TMP/portico.yaml and sets PORTICO_NOTE;
 # falls back to the config without health_check when `portico check` rejects it.
@@ -608,5 +682,6 @@ case $SCENARIO in
   failover) failover ;;
   cache) cache ;;
   https) https ;;
-  all) baseline; failover; cache; https ;;
+  workers) workers ;;
+  all) baseline; failover; cache; https; workers ;;
 esac

@@ -18,7 +18,7 @@
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 
-const THROUGHPUT = ['baseline', 'cache', 'https'] as const
+const THROUGHPUT = ['baseline', 'cache', 'https', 'workers'] as const
 type Mode = (typeof THROUGHPUT)[number] | 'failover'
 type Wrk = Record<string, any>
 interface Run { target: string; note: string; rounds: Wrk[] }
@@ -26,7 +26,7 @@ interface Run { target: string; note: string; rounds: Wrk[] }
 const [mode, runsPath, outPath] = process.argv.slice(2) as [Mode, string, string]
 const throughputRun = (THROUGHPUT as readonly string[]).includes(mode)
 if ((!throughputRun && mode !== 'failover') || !runsPath || !outPath) {
-  console.error('usage: node bench/summarize.ts baseline|cache|https|failover RUNS_TSV OUT_JSON')
+  console.error('usage: node bench/summarize.ts baseline|cache|https|workers|failover RUNS_TSV OUT_JSON')
   process.exit(2)
 }
 
@@ -113,7 +113,9 @@ function throughput(scenario: Mode): object {
     if (r.requests_per_s === null) console.log(`| ${r.target} | — | — | — | ${r.note || 'not measured'} |`)
     else console.log(`| ${r.target} | ${fmt(r.requests_per_s, 0)} | ${fmt(r.p50_ms!, 2)} | ${fmt(r.p99_ms!, 2)} | ${r.errors}${r.note ? ` (${r.note})` : ''} |`)
   }
-  if (ratios) {
+  if (scenario === 'workers') {
+    // Its own ratios follow (workerRatios).
+  } else if (ratios) {
     const show = (r: { median: number; min: number; max: number }) => `${r.median.toFixed(2)}× (rounds ${r.min.toFixed(2)}–${r.max.toFixed(2)})`
     console.log(`| **Portico / nginx** | ${show(ratios.throughput)} | | ${show(ratios.p99)} | |`)
     console.log('')
@@ -122,7 +124,43 @@ function throughput(scenario: Mode): object {
     console.log('')
     console.log('Portico / nginx: no ratio, one of the two was not measured.')
   }
+  if (scenario === 'workers') return { scenario, ...settings, results: rows, ratios: workerRatios() }
   return { scenario, ...settings, results: rows, portico_over_nginx: ratios }
+}
+
+/**
+ * The workers scenario's ratios, each the median of per-round ratios (the two targets were
+ * measured seconds apart in each round): how each proxy scales from 1 to 2 workers, and
+ * how Portico compares with nginx at each worker count. Printed as a second table.
+ */
+function workerRatios(): Record<string, { throughput: { median: number; min: number; max: number }; p99: { median: number; min: number; max: number } } | null> {
+  const roundsOf = (t: string) => runs.find((r) => r.target === t)?.rounds ?? []
+  const spread = (xs: number[]) => ({ median: round(median(xs)), min: round(Math.min(...xs)), max: round(Math.max(...xs)) })
+  const ratio = (a: string, b: string) => {
+    const x = roundsOf(a)
+    const y = roundsOf(b)
+    const n = Math.min(x.length, y.length)
+    if (n === 0) return null
+    return { throughput: spread(x.slice(0, n).map((w, i) => rps(w) / rps(y[i]))), p99: spread(x.slice(0, n).map((w, i) => w.p99_us / y[i].p99_us)) }
+  }
+  const out = {
+    'portico2/portico1': ratio('portico2', 'portico1'),
+    'nginx2/nginx1': ratio('nginx2', 'nginx1'),
+    'portico1/nginx1': ratio('portico1', 'nginx1'),
+    'portico2/nginx2': ratio('portico2', 'nginx2'),
+  }
+  console.log('')
+  console.log('| ratio | requests/s | p99 |')
+  console.log('|---|---:|---:|')
+  const show = (r: { median: number; min: number; max: number }) => `${r.median.toFixed(2)}× (rounds ${r.min.toFixed(2)}–${r.max.toFixed(2)})`
+  for (const [name, r] of Object.entries(out)) console.log(r === null ? `| ${name} | — | — |` : `| ${name} | ${show(r.throughput)} | ${show(r.p99)} |`)
+  const a = out['portico2/nginx2']
+  const b = out['portico1/nginx1']
+  if (a !== null && b !== null) {
+    console.log('')
+    console.log(`Portico(2)/nginx(2) ${a.throughput.median >= b.throughput.median ? 'is not below' : 'is below'} Portico(1)/nginx(1) in this run (${a.throughput.median.toFixed(2)}× against ${b.throughput.median.toFixed(2)}×).`)
+  }
+  return out
 }
 
 function failover(): object {
