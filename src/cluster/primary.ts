@@ -94,7 +94,7 @@ export class Primary {
   readonly resolver = new HostResolver()
   readonly leases = new LeaseTable()
   readonly pools: HostPools
-  /** Listener addresses as configured → as bound by the first worker (a port 0 becomes the real port, so every worker binds the same). */
+  /** Listener addresses as configured → as bound by the first worker (with reusePort a port 0 becomes the real port, so every worker binds the same). */
   readonly #bound = new Map<string, string>()
   /** Listeners as the first worker bound them. */
   listeners: BoundListener[] = []
@@ -138,7 +138,8 @@ export class Primary {
       ? `starting ${this.#opts.workers} workers; each listens with reusePort, the kernel spreads connections`
       : `starting ${this.#opts.workers} workers; reusePort is not available on ${process.platform}: the primary hands connections to workers in turn (cluster round-robin)`)
     this.listeners = await this.#fork(this.slots[0])
-    for (const l of this.listeners) {
+    // Cluster's round-robin hand-off shares one handle per configured address, port 0 included.
+    if (this.#reusePort) for (const l of this.listeners) {
       const { host } = splitAddress(l.configured)
       this.#bound.set(l.configured, `${host.includes(':') ? `[${host}]` : host}:${l.port}`)
     }

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import { readFile, writeFile } from 'node:fs/promises'
 import { test } from 'node:test'
 import { useTempDir } from '../config/temp-dir.ts'
+import { portico } from '../admin/serve-process.ts'
 import { adminGet, backend, getFresh, logLinesOf, startCluster, until } from './cluster.ts'
 
 const dir = useTempDir('portico-workers-')
@@ -106,4 +107,27 @@ test('SIGTERM drains both workers in parallel: requests in flight finish, their 
   const lines = await logLinesOf(c, answers.map((a) => a.headers['x-request-id'] as string))
   assert.equal(lines.length, 16, 'no line lost at the drain')
   assert.deepEqual([...new Set(lines.map((l) => l.worker))].sort(), [1, 2], 'both workers had requests in flight')
+})
+
+test('quick mode: --workers 2 with port 0 binds one port for both; JSON lines on standard output stay whole', async () => {
+  const up = await backend((_req, res) => res.end('quick'))
+  const p = portico(['serve', '--listen', '127.0.0.1:0', '--to', up.url, '--workers', '2'])
+  await until('the listening line', () => /listening on http:\/\/127\.0\.0\.1:\d+/.test(p.stderr()), 30_000)
+  const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(p.stderr())![1])
+  assert.notEqual(port, 0)
+  assert.match(p.stderr(), /2 workers \(reusePort: the kernel spreads connections\)/)
+  const answers = await many(`http://127.0.0.1:${port}/q`, 40)
+  assert.ok(answers.every((a) => a.status === 200 && a.body === 'quick'))
+  p.child.kill('SIGTERM')
+  assert.equal((await p.exited).code, 0)
+  const lines = p.stdout().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { worker: number; path: string })
+  assert.equal(lines.length, 40, 'one whole line per request')
+  assert.deepEqual([...new Set(lines.map((l) => l.worker))].sort(), [1, 2], 'both workers served on the one port')
+})
+
+test('--workers refuses what is neither auto nor a count', async () => {
+  const p = portico(['serve', '--listen', '127.0.0.1:0', '--to', 'http://127.0.0.1:1', '--workers', 'many'])
+  const { code } = await p.exited
+  assert.equal(code, 2)
+  assert.match(p.stderr(), /--workers many: expected "auto" or a number of worker processes from 1 to 256/)
 })
