@@ -137,18 +137,37 @@ export class Primary {
     logger.info({ workers: this.#opts.workers, distribution: this.distribution }, this.#reusePort
       ? `starting ${this.#opts.workers} workers; each listens with reusePort, the kernel spreads connections`
       : `starting ${this.#opts.workers} workers; reusePort is not available on ${process.platform}: the primary hands connections to workers in turn (cluster round-robin)`)
-    this.listeners = await this.#fork(this.slots[0])
     // Cluster's round-robin hand-off shares one handle per configured address, port 0 included.
-    if (this.#reusePort) for (const l of this.listeners) {
-      const { host } = splitAddress(l.configured)
-      this.#bound.set(l.configured, `${host.includes(':') ? `[${host}]` : host}:${l.port}`)
-    }
+    if (this.#reusePort) await this.#claimAddresses()
+    this.listeners = await this.#fork(this.slots[0])
     await Promise.all(this.slots.slice(1).map((s) => this.#fork(s)))
     const admin = this.#config.admin
     if (admin && this.#opts.admin) {
       this.admin = this.#opts.admin(this)
       const { host, port } = splitAddress(admin.address)
       await this.admin.listen(host, port)
+    }
+  }
+
+  /**
+   * Binds each listener address once without `reusePort`, then lets it go: a port another
+   * program holds (another Portico with `reusePort` included, which the workers' own binds
+   * would silently share) fails here, and a port 0 becomes a real port every worker binds.
+   *
+   * @throws {Error} EADDRINUSE, EACCES: the address cannot be bound
+   */
+  async #claimAddresses(): Promise<void> {
+    const net = await import('node:net')
+    for (const l of this.#config.listeners) {
+      const { host, port } = splitAddress(l.address)
+      const probe = net.createServer()
+      await new Promise<void>((resolve, reject) => {
+        probe.once('error', reject)
+        probe.listen({ host, port, exclusive: true }, () => resolve())
+      })
+      const bound = (probe.address() as { port: number }).port
+      await new Promise<void>((resolve) => probe.close(() => resolve()))
+      this.#bound.set(l.address, `${host.includes(':') ? `[${host}]` : host}:${bound}`)
     }
   }
 
