@@ -128,3 +128,41 @@ test('concurrent misses of one URL over two workers make one upstream request', 
   assert.equal(leases.cache_leases.granted, 1)
   assert.ok(leases.cache_leases.filled >= 1, 'the other worker was filled with the fetched response')
 })
+
+test('upstream names are resolved once per host, not once per worker', async () => {
+  const { startDnsServer } = await import('../doctor/probes/dns-server.ts')
+  const dns = await startDnsServer({ 'app.test': { a: ['127.0.0.1'], ttl: 60 } })
+  const up = await backend((_req, res) => res.end('named'))
+  const c = await startCluster(dir(), `routes: [{ upstream: u }]
+upstreams:
+  u:
+    endpoints: ["http://app.test:${up.port}"]
+    dns: { resolvers: ["127.0.0.1:${dns.port}"] }
+`, 2, 'dns.yaml')
+  try {
+    const answers = await many(`${c.origin}/`, 20)
+    assert.ok(answers.every((x) => x.status === 200 && x.body === 'named'), 'both workers reach the endpoint the name resolves to')
+    const lines = await logLinesOf(c, answers.map((x) => x.headers['x-request-id'] as string))
+    assert.deepEqual([...new Set(lines.map((l) => l.worker))].sort(), [1, 2])
+    // One A and one AAAA query for the host; a no-answer AAAA is kept 1 s, so a worker
+    // starting later may ask it once more. One resolver a process would make 6 or more.
+    assert.ok(dns.queries >= 2 && dns.queries <= 4, `${dns.queries} queries for three processes (primary and two workers)`)
+    const w = await adminGet<{ dns_queries: number }>(c, '/workers')
+    assert.equal(w.dns_queries, dns.queries)
+  } finally {
+    await dns.close()
+  }
+})
+
+test('/failures merges both workers\' rings, each failure with its worker', async () => {
+  const dead = await freePort()
+  const c = await startCluster(dir(), `routes: [{ upstream: u }]\nupstreams: { u: { endpoints: ["http://127.0.0.1:${dead}"], outlier_detection: { consecutive_failures: 0 } } }\n`, 2, 'failures.yaml')
+  const answers = await many(`${c.origin}/f`, 30)
+  assert.ok(answers.every((x) => x.status === 502 && /error=connection_refused/.test(String(x.headers['proxy-status']))))
+  const body = await adminGet<{ total: number; failures: Array<{ request_id: string; error: string; worker: number; ts: string }> }>(c, '/failures')
+  assert.equal(body.total, 30)
+  assert.equal(body.failures.length, 30)
+  assert.deepEqual(new Set(body.failures.map((f) => f.request_id)), new Set(answers.map((x) => x.headers['x-request-id'])))
+  assert.deepEqual([...new Set(body.failures.map((f) => f.worker))].sort(), [1, 2])
+  assert.deepEqual(body.failures.map((f) => f.ts), body.failures.map((f) => f.ts).sort(), 'oldest first')
+})
