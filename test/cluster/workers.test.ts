@@ -49,6 +49,15 @@ test('requests reach both workers; /upstreams and /metrics add both up', async (
   assert.equal(Number(total?.[1]), 60, 'one scrape counts the requests of both workers')
   assert.match(metrics, /portico_request_duration_seconds_count\{route="route0",upstream="a"\} 60|portico_request_duration_seconds_count 60/)
   assert.match(metrics, /portico_upstream_endpoint_healthy\{upstream="a",endpoint="127\.0\.0\.1:\d+"\} 1\n/, 'health is not summed')
+
+  // The dashboard's live view sums both workers too.
+  const stats = await adminGet<{ upstreams: Array<{ endpoints: Array<{ requests_total: number; state: string }> }>; routes: Array<{ requests_hour: number }> }>(c, '/stats')
+  assert.equal(stats.upstreams[0].endpoints[0].requests_total, 60)
+  assert.equal(stats.upstreams[0].endpoints[0].state, 'up')
+  assert.equal(stats.routes[0].requests_hour, 60, 'the live rings of both workers, summed')
+  const page = await fetch(`${c.admin}/`)
+  assert.equal(page.status, 200)
+  assert.match(page.headers.get('content-type') ?? '', /text\/html/)
 })
 
 test('reload: a broken file changes nothing anywhere; a good one reaches both workers before /reload answers', async () => {
