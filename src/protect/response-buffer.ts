@@ -5,7 +5,8 @@
  * holds a file, not an upstream connection: the upstream exchange ends as soon as the
  * upstream has sent the body.
  *
- * While the client keeps up, chunks go straight through (nothing is copied or stored).
+ * While the client keeps up, chunks go straight through (nothing is copied or stored); the
+ * exchange makes the buffer only once the client first falls behind.
  * When the caps are reached the sink pushes back on the upstream instead (plain streaming).
  */
 import type { ServerResponse } from 'node:http'
@@ -34,11 +35,15 @@ export class ResponseBuffer {
   /** Called once the caps let the upstream be read again, after {@link write} returned false. */
   #onResume: (() => void) | null = null
 
-  /** @param res the downstream response, its head already written */
-  constructor(res: ServerResponse, budget: BufferBudget) {
+  /**
+   * @param res the downstream response, its head already written
+   * @param blocked whether the last write to `res` asked to wait for 'drain' (the buffer is made at the first backpressure)
+   */
+  constructor(res: ServerResponse, budget: BufferBudget, blocked = false) {
     this.#res = res
     this.#budget = budget
     res.once('close', this.#onClose)
+    if (blocked) this.#block()
   }
 
   /** Bytes held for the client now (memory and temporary file). */

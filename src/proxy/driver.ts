@@ -204,9 +204,9 @@ export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink
     // Phase "client limit" (DESIGN §9): counted out when the response closes.
     const protection = opts.protection
     if (protection) {
-      const refused = admitClient(protection.clients, ctx.clientIp)
-      if (refused !== null) return sendClientRefusal(ctx, req, res, rt, refused)
-      p.clients = protection.clients
+      const admitted = admitClient(protection.clients, ctx.clientIp)
+      if (admitted === false) p.clients = protection.clients
+      else if (admitted !== true) return sendClientRefusal(ctx, req, res, rt, admitted)
     }
     // Phase "validate request" (src/protect): refusals, and req.url normalised for routing.
     if (!admitRequest(ctx, req, res, rt, opts.rules)) return

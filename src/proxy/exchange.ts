@@ -149,6 +149,8 @@ export class HttpExchange extends UpstreamTry {
   #body: LazyBody | null = null
   /** Where the response body goes when it is buffered. */
   #sink: ResponseBuffer | null = null
+  /** Whether the response may be buffered; the buffer is made at the first backpressure, so a client that keeps up costs nothing. */
+  #bufferable = false
   /** Set when the observer answered the client itself: the upstream body is read and dropped. */
   #observerAnswered = false
 
@@ -225,8 +227,7 @@ export class HttpExchange extends UpstreamTry {
     // HTTP/2 has no reason phrase (RFC 9113 §8.3.2); Node warns when one is given.
     if (statusMessage && this.#r.req.httpVersionMajor < 2) res.writeHead(statusCode, statusMessage, out)
     else res.writeHead(statusCode, out)
-    const budget = this.#r.responseBudget
-    if (budget !== null && buffersResponse(this.#r.method, statusCode, headers)) this.#sink = new ResponseBuffer(res, budget)
+    this.#bufferable = this.#r.responseBudget !== null && buffersResponse(this.#r.method, statusCode, headers)
     this.settle(null)
   }
 
@@ -241,6 +242,11 @@ export class HttpExchange extends UpstreamTry {
       return
     }
     if (!this.#r.res.write(chunk)) {
+      if (this.#bufferable) {
+        // The client fell behind: from now on the response is buffered (response-buffer.ts).
+        this.#sink = new ResponseBuffer(this.#r.res, this.#r.responseBudget as BufferBudget, true)
+        return
+      }
       controller.pause()
       this.#r.res.once('drain', () => controller.resume())
     }

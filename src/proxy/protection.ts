@@ -30,11 +30,14 @@ export interface Refusal {
 }
 
 /**
- * Phase "client limit": counts the request against its client address.
- * @returns null when the request may go on (count it out with `clients.release` when it ends), else the `client_request_limit` refusal (429)
+ * Phase "client limit": counts the request against its client address, when a cap is set.
+ * @returns true when the request may go on uncounted (no cap), false when it was counted
+ *   (count it out with `clients.release` when it ends), else the `client_request_limit` refusal (429)
  */
-export function admitClient(clients: ClientLimiter, clientIp: string): Refused | null {
-  if (clients.acquire(clientIp)) return null
+export function admitClient(clients: ClientLimiter, clientIp: string): Refused | boolean {
+  // No cap (the default): no count either, so the request path pays nothing for it.
+  if (clients.max === null) return true
+  if (clients.acquire(clientIp)) return false
   return {
     refusal: REFUSALS.client_request_limit,
     detail: `client ${clientIp} has ${clients.count(clientIp)} requests in progress (limits.max_requests_per_client_ip ${clients.max})`,

@@ -168,6 +168,20 @@ describe('buffering rules', () => {
     assert.ok(reply.body.equals(body))
   })
 
+  test('a reload applies new limits and buffering sizes to the requests that follow', async () => {
+    const lab = await env.lab('ok')
+    const input = oneUpstream([lab.url], {}, { buffering: { temp_dir: join(dir, 'reload') } })
+    const gw = await env.gateway(input)
+    assert.equal(gw.gateway.clients.max, null)
+    await gw.gateway.reload(configSchema.parse({ ...input, limits: { max_requests_per_client_ip: 1 }, buffering: { temp_dir: join(dir, 'reload'), memory: '1KiB' } }))
+    assert.equal(gw.gateway.buffers.limits.memory, 1024)
+    const [a, b] = await Promise.all([send(gw.port, { path: '/delay/300' }), send(gw.port, { path: '/delay/300' })])
+    assert.deepEqual([a.status, b.status].sort(), [200, 429])
+    const echoed = await send(gw.port, { method: 'POST', path: '/echo', body: Buffer.alloc(8192, 'e') })
+    assert.equal(echoed.status, 200)
+    assert.equal(gw.gateway.buffers.spills, 1, 'an 8 KiB body spills past the reloaded 1 KiB memory share')
+  })
+
   test('a buffering.temp_dir that cannot hold files stops the gateway from starting, naming the key', async () => {
     const file = join(dir, 'not-a-directory')
     writeFileSync(file, 'x')
