@@ -671,7 +671,7 @@ class Converter {
           set(route, 'name', scalar(name, why))
           const match = set(route, 'match', map())
           if (host !== undefined) set(match, 'host', scalar(host, this.from(s.directive.block?.find((c) => c.name === 'server_name') ?? null)))
-          set(match, r.exact ? 'path' : 'path_prefix', scalar(r.path, this.from(r.location)))
+          set(match, r.exact ? 'path' : 'path_prefix', scalar(r.path, `${this.from(r.location)}${r.exact || r.path === '/' || s.routes.some((o) => o.path === r.path.replace(/\/+$/, '')) ? '' : prefixDifference(r.path)}`))
           set(route, 'upstream', scalar(upstream, this.fromRef(r.proxyPass)))
           this.hostHeader(route, r)
           this.upgradesAndServer(route, r)
@@ -1015,6 +1015,14 @@ const STALE_ON: Record<string, string[]> = {
   error: ['connection_refused', 'connection_terminated', 'dns_error', 'destination_ip_unroutable', 'tls_protocol_error', 'tls_certificate_error', 'destination_unavailable'],
   timeout: ['connection_timeout', 'http_response_timeout'],
   invalid_header: ['http_protocol_error', 'http_response_header_section_size'],
+}
+
+/** How nginx's string prefix differs from Portico's segment prefix, for the route's comment. */
+function prefixDifference(path: string): string {
+  const bare = path.replace(/\/+$/, '')
+  return path.endsWith('/')
+    ? ` (nginx answers ${bare} with a 301 to ${path}; Portico routes ${bare} here)`
+    : ` (nginx also matches ${path}x...; Portico ${path} and ${path}/... only)`
 }
 
 /** Bytes as a Portico size (`1MiB`, `64KiB`, or bytes). */
