@@ -9,7 +9,8 @@ program
   .description('A reverse proxy whose 502s and 504s explain themselves')
   .version('0.1.0')
   .showHelpAfterError()
-  // One line a command in the list (summary), and an example of each below it.
+  // One line a command in the list (summary), and an example of each below it: a new
+  // command adds both (test/cli/first-minutes.test.ts checks every listed command).
   .addHelpText('after', `\nExamples:\n  portico serve --listen 127.0.0.1:8080 --to http://127.0.0.1:3000\n  portico check -c portico.yaml\n  portico reload -c portico.yaml\n  portico doctor --upstream http://127.0.0.1:3000/\n  portico convert --nginx /etc/nginx/nginx.conf -o portico.yaml\n  portico lab --list\n  portico top -c portico.yaml\n  portico demo\n\nEach command's own help: portico help <command>`)
 
 program.command('serve')

@@ -47,10 +47,11 @@ test('portico --help lists every command on one line, with an example of each', 
   const listed = lines.slice(start + 1, end)
   for (const l of listed) assert.match(l, /^ {2}\S+.* {2,}\S/, `one line a command, with its summary: "${l}"`)
   const names = listed.map((l) => l.trim().split(' ')[0]).filter((n) => n !== 'help')
-  assert.deepEqual(names, COMMANDS)
+  for (const c of COMMANDS) assert.ok(names.includes(c), `${c} is listed`)
+  // Every command listed, including ones added later, comes with an example.
   const examples = lines.slice(lines.indexOf('Examples:') + 1)
-  for (const c of COMMANDS) assert.ok(examples.some((l) => l.startsWith(`  portico ${c}`)), `an example of ${c}`)
-  for (const c of COMMANDS) {
+  for (const c of names) assert.ok(examples.some((l) => l.startsWith(`  portico ${c}`)), `an example of ${c}`)
+  for (const c of names) {
     const own = await run(process.execPath, [BIN, c, '--help'], { env: userEnv() })
     assert.match(own.stdout, new RegExp(`Example:\\n {2}portico ${c}`), `portico ${c} --help ends with an example`)
   }
