@@ -189,6 +189,8 @@ interface ServerInfo extends SourceRef {
   primaryName: string
   /** The HTTPS port this server redirects every request to, when it only redirects. */
   redirect: { port: number | true; src: NginxDirective } | null
+  /** The `return 4xx` (or 444) of a server that only refuses requests, else null. */
+  reject: NginxDirective | null
   ssl: { cert: NginxDirective | null; key: NginxDirective | null; protocols: NginxDirective | null }
   routes: RouteDraft[]
 }
@@ -363,7 +365,7 @@ class Converter {
     }
     const server: ServerInfo = {
       index, directive: d, chain, listens, hosts: [...new Set(hosts)], primaryName,
-      redirect: this.redirectOf(body), routes: [], file: d.file, line: d.line,
+      redirect: this.redirectOf(body), reject: null, routes: [], file: d.file, line: d.line,
       ssl: { cert: nearest(chain, 'ssl_certificate'), key: nearest(chain, 'ssl_certificate_key'), protocols: nearest(chain, 'ssl_protocols') },
     }
     // Strict-Transport-Security of a TLS server (or of http, for it) becomes the listener's tls.hsts.
@@ -378,14 +380,16 @@ class Converter {
       }
       return server
     }
-    for (const c of body) {
-      if (c.name === 'return') this.note(c, 'Portico does not answer requests itself (only redirect_to_https of a whole plain listener)', true)
-    }
+    const ret = body.find((c) => c.name === 'return')
+    // `return 444` / `return 404` of a server that proxies nothing (a catch-all refusing
+    // unknown names): Portico's 404 for a request no route matches does the same.
+    if (ret && /^4\d\d$/.test(ret.args[0] ?? '') && !body.some((c) => c.name === 'location')) server.reject = ret
+    else if (ret) this.note(ret, 'Portico does not answer requests itself (only redirect_to_https of a whole plain listener)', true)
     // `root` and `index` only serve requests no location proxies: with a `location /` that
     // proxies there are none (a location that serves files is noted on its own).
     const rootProxies = body.some((c) => c.name === 'location' && c.args.length === 1 && c.args[0] === '/' && (c.block ?? []).some((x) => x.name === 'proxy_pass'))
     this.sweep(body, rootProxies ? FILES_HANDLED : HANDLED)
-    if (!rootProxies) {
+    if (!rootProxies && !server.reject) {
       for (const lvl of parent) for (const c of lvl) if (c.name === 'root' || c.name === 'index') this.note(c, UNSUPPORTED[c.name].reason, true)
     }
     for (const c of body) if (c.name === 'location' && c.block) this.readLocation(server, c, chain)
@@ -645,24 +649,36 @@ class Converter {
     const names = new Set<string>()
     const proxying = servers.filter((s) => s.routes.length > 0)
     // nginx sends a request whose Host no server_name matches to the default server of the
-    // port: its routes are written once more without a host, which Portico tries last.
-    const anyHost = proxying.find((s) => s.hosts.length === 0)
-      ?? proxying.find((s) => s.listens.some((l) => l.defaultServer))
-      ?? proxying[0]
+    // port (`default_server`, else the first server listening there). When that server
+    // proxies, its routes are written once more without a host, which Portico tries last.
+    const defaults = new Set<ServerInfo>()
+    for (const port of new Set(servers.flatMap((s) => s.listens.map((l) => l.port)))) {
+      const on = servers.filter((s) => !s.redirect && s.listens.some((l) => l.port === port))
+      const def = on.find((s) => s.listens.some((l) => l.port === port && l.defaultServer)) ?? on[0]
+      if (def) defaults.add(def)
+    }
+    const anyHost = proxying.find((s) => s.hosts.length === 0) ?? proxying.find((s) => defaults.has(s)) ?? null
+    for (const s of servers) {
+      if (s.reject && defaults.has(s)) {
+        this.note(s.reject, `requests whose Host no server_name matches get 404 destination_not_found from Portico${s.reject.args[0] === '444' ? ' (nginx closes the connection without an answer)' : ''}`, false)
+      } else if (s.reject) {
+        this.note(s.reject, `Portico answers requests for these names with 404 destination_not_found (no route has them)`, false)
+      }
+    }
     const ports = new Set(proxying.map((s) => s.listens.map((l) => l.port).sort().join(',')))
     if (ports.size > 1 && proxying.length > 1) {
       this.note(proxying[1].directive, 'servers that proxy listen on different ports: Portico routes are shared by all listeners, so each server\'s routes answer on every port', false)
     }
+    // A lone proxying server that is the default gets every request in nginx, whatever its server_name.
+    const lone = proxying.length === 1 && anyHost === proxying[0]
     for (const s of proxying) {
-      // A lone proxying server gets every request in nginx, whatever its server_name.
-      const hosts: Array<string | undefined> = s.hosts.length > 0 && proxying.length > 1 ? [...s.hosts] : [undefined]
-      if (s === anyHost && s.hosts.length > 0 && proxying.length > 1) hosts.push(undefined)
+      const hosts: Array<string | undefined> = s.hosts.length > 0 && !lone ? [...s.hosts] : [undefined]
+      if (s === anyHost && s.hosts.length > 0 && !lone) hosts.push(undefined)
       for (const r of s.routes) {
         const upstream = this.upstreamFor(r)
         if (upstream === null) continue
         for (const host of hosts) {
           const route = map()
-          const lone = proxying.length === 1
           let name = `${host ?? (s.hosts.length > 0 && !lone ? `default:${s.hosts[0]}` : s.hosts[0] ?? 'any')}${r.exact ? '=' : ''}${r.path}`
           for (let i = 2; names.has(name); i++) name = `${name.replace(/#\d+$/, '')}#${i}`
           names.add(name)

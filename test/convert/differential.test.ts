@@ -214,6 +214,30 @@ const CASES: Case[] = [
     ],
   },
   {
+    name: 'a catch-all server that refuses unknown names',
+    backends: 1, listeners: ['web'], complete: true,
+    files: (e) => ({
+      'nginx.conf': `http {
+  server {
+    listen 127.0.0.1:${e.port('web')} default_server;
+    server_name _;
+    return 404;
+  }
+  server {
+    listen 127.0.0.1:${e.port('web')};
+    server_name known.example.test;
+    location / { proxy_pass http://${e.b(0)}; proxy_set_header Host $host; }
+  }
+}
+`,
+    }),
+    requests: [
+      { to: 'web', host: 'known.example.test', path: '/x' },
+      { to: 'web', host: 'scanner.example.test', path: '/wp-login.php', expect: 400 },
+      { to: 'web', host: '127.0.0.1', path: '/', expect: 400 },
+    ],
+  },
+  {
     name: 'weights, backups and a down server',
     backends: 4, listeners: ['web'], complete: true,
     files: (e) => ({

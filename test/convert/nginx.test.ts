@@ -283,6 +283,21 @@ http {
   assert.ok(!noted.some((n) => n.startsWith('3:') || n.startsWith('5:')), 'the per-address zone and its http-level use are converted')
 })
 
+test('a catch-all server that refuses unknown names: no route without a host, and no routing note', async (t) => {
+  const r = await convert(t, {
+    'nginx.conf': `events {}
+http {
+  server { listen 8080 default_server; server_name _; return 444; }
+  server { listen 8080; server_name app.example.com; location / { proxy_pass http://127.0.0.1:3000; } }
+}
+`,
+  })
+  assert.equal(r.complete, true, r.notes.map((n) => n.reason).join('\n'))
+  const c = parseConfig(r.yaml, 'x.yaml')
+  assert.deepEqual(c.routes.map((x) => x.match.host), ['app.example.com'], 'unknown names get 404 from Portico, as nginx refuses them')
+  assert.ok(r.notes.some((n) => n.line === 3 && /404 destination_not_found.*closes the connection/.test(n.reason)))
+})
+
 test('portico convert writes the file and exits 0 when complete, 1 when incomplete, 2 when nginx would refuse the file', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'portico-convert-cli-'))
   t.after(() => rm(dir, { recursive: true, force: true }))
