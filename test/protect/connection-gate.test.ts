@@ -13,6 +13,15 @@ import { ConnectionGate } from '../../src/protect/connection-gate.ts'
 import { ClientLimiter } from '../../src/protect/client-limit.ts'
 
 const cleanups: Array<() => void> = []
+
+/** Polls `check` every 5 ms until it holds (fails after 3 s). */
+async function until(what: string, check: () => boolean): Promise<void> {
+  const deadline = performance.now() + 3000
+  while (!check()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
 after(() => { for (const c of cleanups) c() })
 
 /** A handler that answers each request after `delayMs`, recording the order and the peak concurrency. */
@@ -90,16 +99,17 @@ test('a connection whose waiting requests reach the bound is not read until they
 })
 
 test('two connections do not wait for each other', async () => {
-  const slow = new Set(['/slow'])
+  let slowStarted = false
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-    setTimeout(() => res.end('x'), slow.has(req.url ?? '') ? 1000 : 0)
+    if (req.url === '/slow') slowStarted = true
+    setTimeout(() => res.end('x'), req.url === '/slow' ? 1000 : 0)
   }
   const gate = new ConnectionGate({ maxRequestsPerConnection: 8, maxQueuedPerConnection: 64 }, handler)
   const port = await listen(http.createServer(gate.handle))
   const a = net.connect(port, '127.0.0.1')
   a.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n')
   cleanups.push(() => a.destroy())
-  await new Promise((r) => setTimeout(r, 20))
+  await until('the slow request to be handled', () => slowStarted)
   const t0 = performance.now()
   const status = await new Promise<number>((resolve) => {
     http.get({ host: '127.0.0.1', port, path: '/fast', agent: false }, (res) => { res.resume(); resolve(res.statusCode ?? 0) })
@@ -139,7 +149,7 @@ test('HTTP/2: a waiting stream the client resets is dropped, the others go on', 
   const last = client.request({ ':path': '/last' })
   for (const s of [first, last]) s.resume()
   dropped.on('error', () => {})
-  await new Promise((res) => setTimeout(res, 30))
+  await until('the first stream to be handled', () => r.seen.length === 1 && gate.waiting === 2)
   dropped.close(http2.constants.NGHTTP2_CANCEL)
   await Promise.all([once(first, 'end'), once(last, 'end')])
   assert.deepEqual(r.seen, ['/first', '/last'])

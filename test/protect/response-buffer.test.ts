@@ -15,6 +15,15 @@ import type { BufferBudget } from '../../src/protect/spill.ts'
 import { openTempFiles, testBudget } from './buffers.ts'
 
 const cleanups: Array<() => void> = []
+
+/** Polls `check` every 5 ms until it holds (fails after 3 s). */
+async function until(what: string, check: () => boolean): Promise<void> {
+  const deadline = performance.now() + 3000
+  while (!check()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
 after(() => { for (const c of cleanups) c() })
 
 const SIZE = 8 * 1024 * 1024
@@ -56,6 +65,9 @@ async function producer(budget: BufferBudget, dir: string) {
   return { port: (server.address() as net.AddressInfo).port, runs }
 }
 
+/** Set when a {@link slowGet} client starts reading. */
+let clientReading = false
+
 /** Sends a GET, reads nothing for `stallMs`, then reads everything. */
 async function slowGet(port: number, stallMs: number, path = '/'): Promise<Buffer> {
   const socket = net.connect(port, '127.0.0.1')
@@ -63,6 +75,7 @@ async function slowGet(port: number, stallMs: number, path = '/'): Promise<Buffe
   socket.write('GET ' + path + ' HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
   await new Promise((r) => setTimeout(r, stallMs))
   const chunks: Buffer[] = []
+  clientReading = true
   socket.on('data', (c: Buffer) => chunks.push(c))
   socket.resume()
   await once(socket, 'end')
@@ -74,18 +87,18 @@ test('8 MB to a client that reads nothing for 1 s: the producer finishes at once
   const { budget, dir, cleanup } = testBudget({ memory: 64 * 1024 })
   cleanups.push(cleanup)
   const srv = await producer(budget, dir)
-  const got = slowGet(srv.port, 1000)
-  while (srv.runs.length === 0) await new Promise((r) => setTimeout(r, 5))
+  clientReading = false
+  const got = slowGet(srv.port, 2000)
+  await until('the response to start', () => srv.runs.length > 0)
   const ms = await srv.runs[0].done
-  assert.ok(ms < 900, `producer took ${ms.toFixed(0)}ms while the client read nothing`)
+  assert.equal(clientReading, false, `the producer took ${ms.toFixed(0)}ms: the client started reading first`)
   assert.ok(srv.runs[0].spilled(), 'spilled to a temporary file')
   assert.equal(srv.runs[0].openDuring.length, 1)
   assert.match(srv.runs[0].openDuring[0], /\(deleted\)$/)
   const body = await got
   assert.equal(body.length, SIZE)
   assert.ok(body.equals(DATA), 'bytes in order')
-  await new Promise((r) => setTimeout(r, 20))
-  assert.deepEqual(openTempFiles(dir), [], 'temporary file closed once the client took the body')
+  await until('the temporary file to close once the client took the body', () => openTempFiles(dir).length === 0)
   assert.equal(budget.temp, 0)
   assert.equal(budget.memory, 0)
 })
@@ -108,7 +121,7 @@ test('a client that goes away frees the temporary file', async () => {
   const socket = net.connect(srv.port, '127.0.0.1')
   socket.pause()
   socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
-  while (srv.runs.length === 0) await new Promise((r) => setTimeout(r, 5))
+  await until('the response to start', () => srv.runs.length > 0)
   await srv.runs[0].done
   assert.equal(openTempFiles(dir).length, 1)
   socket.destroy()

@@ -176,8 +176,8 @@ describe('slow and greedy clients', () => {
       s.write(`POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nX-Request-Id: drip-${i}\r\n\r\na`)
       sockets.push(s)
     }
-    await waitFor('300 bodies being read', () => (gw.gateway.clients.clients >= 0 && sockets.every((s) => s.bytesWritten > 0) ? true : undefined))
-    await new Promise((r) => setTimeout(r, 300))
+    // Each body's first byte held by the gateway: 300 bodies being buffered.
+    await waitFor('300 bodies being buffered', () => (gw.gateway.buffers.memory >= 300 ? true : undefined), 8000)
     for (const s of sockets) s.write('b')
     const latency = await normalLatency(gw)
     const upstreamDuring = { requests: up.stats.requests, connections: up.stats.peakConnections }
