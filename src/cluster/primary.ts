@@ -138,7 +138,7 @@ export class Primary {
       ? `starting ${this.#opts.workers} workers; each listens with reusePort, the kernel spreads connections`
       : `starting ${this.#opts.workers} workers; reusePort is not available on ${process.platform}: the primary hands connections to workers in turn (cluster round-robin)`)
     // Cluster's round-robin hand-off shares one handle per configured address, port 0 included.
-    if (this.#reusePort) await this.#claimAddresses()
+    if (this.#reusePort) await this.#claimAddresses(this.#config)
     this.listeners = await this.#fork(this.slots[0])
     await Promise.all(this.slots.slice(1).map((s) => this.#fork(s)))
     const admin = this.#config.admin
@@ -150,15 +150,17 @@ export class Primary {
   }
 
   /**
-   * Binds each listener address once without `reusePort`, then lets it go: a port another
+   * Binds each listener address not bound yet once without `reusePort`, then lets it go: a port another
    * program holds (another Portico with `reusePort` included, which the workers' own binds
    * would silently share) fails here, and a port 0 becomes a real port every worker binds.
    *
    * @throws {Error} EADDRINUSE, EACCES: the address cannot be bound
    */
-  async #claimAddresses(): Promise<void> {
+  async #claimAddresses(config: Config): Promise<void> {
     const net = await import('node:net')
-    for (const l of this.#config.listeners) {
+    for (const l of config.listeners) {
+      // Addresses the workers hold already are theirs.
+      if (this.#bound.has(l.address)) continue
       const { host, port } = splitAddress(l.address)
       const probe = net.createServer()
       await new Promise<void>((resolve, reject) => {
@@ -180,6 +182,7 @@ export class Primary {
   /** Forks the process of `slot` and resolves once it listens. @throws {Error} when it fails to start */
   #fork(slot: WorkerSlot): Promise<BoundListener[]> {
     const worker = cluster.fork({ PORTICO_WORKER: String(slot.slot) })
+    const sent = this.#config
     const requests = new Requests(worker)
     slot.worker = worker
     slot.pid = worker.process.pid ?? null
@@ -196,6 +199,11 @@ export class Primary {
             clearTimeout(timer)
             slot.ready = true
             logger.info({ worker: slot.slot, pid: slot.pid }, `worker ${slot.slot} (pid ${slot.pid}) is serving`)
+            // A reload while it started did not ask it: it gets the config in force now.
+            if (sent !== this.#config) {
+              requests.send({ t: 'ask', question: { q: 'reload', config: this.#forWorkers(this.#config) } satisfies Question }, ANSWER_TIMEOUT_MS)
+                .catch((err: Error) => logger.error({ worker: slot.slot, err: err.message }, `worker ${slot.slot} did not take the config reloaded while it started: ${err.message}`))
+            }
             resolve(m.listeners)
             break
           case 'failed':
@@ -210,7 +218,7 @@ export class Primary {
         clearTimeout(timer)
         reject(new Error(`worker ${slot.slot} exited before it was ready`))
       })
-      const start: ToWorker = { t: 'start', config: this.#forWorkers(this.#config), bind: { reusePort: this.#reusePort, exclusive: this.#reusePort }, slot: slot.slot }
+      const start: ToWorker = { t: 'start', config: this.#forWorkers(sent), bind: { reusePort: this.#reusePort, exclusive: this.#reusePort }, slot: slot.slot }
       worker.send(start)
       // The verdicts known now, so a new worker starts with the host's view.
       for (const [upstream, verdicts] of this.pools.verdicts()) worker.send({ t: 'verdicts', upstream, verdicts } satisfies ToWorker)
@@ -294,6 +302,17 @@ export class Primary {
    */
   reload(config: Config): Promise<HostReloadOutcome> {
     const run = this.#reloads.then(async (): Promise<HostReloadOutcome> => {
+      // A new listener address another program holds refuses the reload before anything changes.
+      if (this.#reusePort) {
+        try {
+          await this.#claimAddresses(config)
+        } catch (err) {
+          const error = `cannot listen: ${(err as Error).message}; the running config keeps serving`
+          logger.error(`reload refused: ${error}`)
+          return { ok: false, refused: 'config', error, problems: [], workers: [] }
+        }
+      }
+      const previous = this.#config
       this.#config = config
       this.pools.apply(config)
       const answers = await this.ask<ReloadSummary>({ q: 'reload', config: this.#forWorkers(config) })
@@ -307,7 +326,13 @@ export class Primary {
         logger.error({ workers }, `reload: ${error}`)
         return { ok: false, refused: 'workers', error, problems: [], workers }
       }
-      return { ok: true, summary: first.value, workers }
+      const summary = first.value
+      if (JSON.stringify(config.workers) !== JSON.stringify(previous.workers)) {
+        const w = 'workers: changes take effect after a restart'
+        logger.warn(w)
+        summary.warnings = [...summary.warnings, w]
+      }
+      return { ok: true, summary, workers }
     })
     this.#reloads = run.catch(() => {})
     return run

@@ -140,3 +140,19 @@ test('--workers refuses what is neither auto nor a count', async () => {
   assert.equal(code, 2)
   assert.match(p.stderr(), /--workers many: expected "auto" or a number of worker processes from 1 to 256/)
 })
+
+test('reload: a new listener address held by another program refuses the reload before any worker changes', async () => {
+  const up = await backend((_req, res) => res.end('up'))
+  const held = await backend((_req, res) => res.end('someone else'))
+  const c = await startCluster(dir(), `routes: [{ upstream: a }]\nupstreams: { a: { endpoints: ["${up.url}"] } }\n`, 2, 'listen.yaml')
+  const text = await readFile(c.file, 'utf8')
+  await writeFile(c.file, text.replace(/listeners: \[\{ address: "([^"]+)" \}\]/, `listeners: [{ address: "$1" }, { address: "127.0.0.1:${held.port}" }]`))
+  const res = await fetch(`${c.admin}/reload`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
+  assert.equal(res.status, 400)
+  const body = await res.json() as { error: string; workers: unknown[] }
+  assert.match(body.error, /cannot listen: .*EADDRINUSE/)
+  assert.deepEqual(body.workers, [], 'no worker was asked')
+  assert.equal((await getFresh(`${held.url}/`)).body, 'someone else', 'the other program keeps its port')
+  const still = await many(`${c.origin}/`, 10)
+  assert.ok(still.every((x) => x.status === 200 && x.body === 'up'))
+})
