@@ -62,7 +62,6 @@ export interface WorkerSlot {
   crashes: number
   /** The last death: exit code or signal, epoch ms. */
   lastExit: { code: number | null; signal: string | null; at: number } | null
-  readonly requests: Requests | null
 }
 
 /** A worker's answer to a question, or why it gave none. */
@@ -132,7 +131,7 @@ export class Primary {
     if (!this.#reusePort) cluster.schedulingPolicy = cluster.SCHED_RR
     cluster.on('exit', (worker, code, signal) => this.#exited(worker, code, signal))
     for (let i = 1; i <= this.#opts.workers; i++) {
-      this.slots.push({ slot: i, worker: null, pid: null, startedAt: 0, ready: false, restarts: 0, crashes: 0, lastExit: null, requests: null })
+      this.slots.push({ slot: i, worker: null, pid: null, startedAt: 0, ready: false, restarts: 0, crashes: 0, lastExit: null })
     }
     logger.info({ workers: this.#opts.workers, distribution: this.distribution }, this.#reusePort
       ? `starting ${this.#opts.workers} workers; each listens with reusePort, the kernel spreads connections`
@@ -188,7 +187,6 @@ export class Primary {
     slot.pid = worker.process.pid ?? null
     slot.startedAt = Date.now()
     slot.ready = false
-    ;(slot as { requests: Requests | null }).requests = requests
     this.#running.set(worker, { slot, requests })
     return new Promise<BoundListener[]>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`worker ${slot.slot} (pid ${slot.pid}) did not start listening within ${START_TIMEOUT_MS}ms`)), START_TIMEOUT_MS)
