@@ -70,14 +70,14 @@ function applyVerdict(e: Endpoint, v: EndpointVerdict): void {
 export function fedHealth(feed: HealthFeed): (pool: HealthHost) => PoolHealth {
   return (pool) => {
     /** Endpoints whose last report was a failure or a 5xx: their next other outcome is reported too. */
-    const failing = new WeakSet<Endpoint>()
+    const failing = new Set<Endpoint>()
     let latest: PoolVerdicts = {}
     pool.outcomeListener = (endpoint, failure, status) => {
       if (failure !== null || (status !== null && status >= 500)) {
         failing.add(endpoint)
         feed.report(pool.name, endpoint.label, failure, status)
-      } else if (failing.has(endpoint)) {
-        failing.delete(endpoint)
+      } else if (failing.size > 0 && failing.delete(endpoint)) {
+        // The common case, a response with nothing failing before, costs one comparison.
         feed.report(pool.name, endpoint.label, null, status)
       }
     }
@@ -95,7 +95,9 @@ export function fedHealth(feed: HealthFeed): (pool: HealthHost) => PoolHealth {
         const v = latest[endpoint.label]
         if (v !== undefined) applyVerdict(endpoint, v)
       },
-      async remove() {},
+      async remove(endpoint) {
+        failing.delete(endpoint)
+      },
       async stop() {
         unsubscribe()
         pool.outcomeListener = null
