@@ -72,13 +72,18 @@ export async function reloadCommand(opts: ReloadOptions, out: NodeJS.WritableStr
     err.write(`portico reload: cannot reach the admin API at ${url}: ${cause}; is portico serve running with this config?\n`)
     return 1
   }
-  const body = await res.json().catch(() => null) as { ok?: boolean; error?: string; message?: string; problems?: ConfigProblem[] } & Partial<ReloadSummary> | null
+  const body = await res.json().catch(() => null) as { ok?: boolean; error?: string; message?: string; problems?: ConfigProblem[]; refused?: string; workers?: Array<{ ok: boolean }> } & Partial<ReloadSummary> | null
   if (res.ok && body?.ok === true) {
-    out.write(`${describeReload(body as ReloadSummary)}\n`)
+    out.write(`${describeReload(body as ReloadSummary)}${body.workers ? ` (in ${body.workers.length} worker${body.workers.length === 1 ? '' : 's'})` : ''}\n`)
     for (const w of body.warnings ?? []) out.write(`warning: ${w}\n`)
     return 0
   }
   if (body?.problems && body.problems.length > 0) err.write(`${formatProblems(body.problems)}\n`)
+  if (body?.refused === 'workers') {
+    // The file was valid: some workers run it, the others do not.
+    err.write(`portico reload: applied by ${body.workers?.filter((w) => w.ok).length ?? 0} of ${body.workers?.length ?? 0} workers: ${body.error}\n`)
+    return 1
+  }
   err.write(`portico reload: refused (${res.status}): ${body?.message ?? body?.error ?? 'unexpected answer'}; the running config keeps serving\n`)
   return 1
 }

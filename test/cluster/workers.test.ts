@@ -156,3 +156,12 @@ test('reload: a new listener address held by another program refuses the reload 
   const still = await many(`${c.origin}/`, 10)
   assert.ok(still.every((x) => x.status === 200 && x.body === 'up'))
 })
+
+test('portico reload -c FILE against a primary: validated, applied by both workers, said so', async () => {
+  const a = await backend((_req, res) => res.end('a'))
+  const c = await startCluster(dir(), `routes: [{ upstream: a }]\nupstreams: { a: { endpoints: ["${a.url}"] } }\n`, 2, 'cli-reload.yaml')
+  const r = portico(['reload', '-c', c.file])
+  const { code } = await r.exited
+  assert.equal(code, 0, r.stderr())
+  assert.match(r.stdout(), /^reloaded: 1 route; upstreams kept a \(in 2 workers\)\n/)
+})
