@@ -188,6 +188,8 @@ export class Primary {
     slot.startedAt = Date.now()
     slot.ready = false
     this.#running.set(worker, { slot, requests })
+    // A message sent as the channel closes fails here, not as an uncaught error: the exit handler replaces the worker.
+    worker.on('error', (err: Error) => logger.warn({ worker: slot.slot, err: err.message }, `worker ${slot.slot}: ${err.message}`))
     return new Promise<BoundListener[]>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`worker ${slot.slot} (pid ${slot.pid}) did not start listening within ${START_TIMEOUT_MS}ms`)), START_TIMEOUT_MS)
       timer.unref()

@@ -36,9 +36,12 @@ export interface WorkerStats {
   upstreams: Array<{ name: string; retries: { another_endpoint: number; fresh_connection: number; budget_exhausted: number; active: number; retrying: number }; endpoints: EndpointStats[] }>
 }
 
+/** Ignores the error of a message sent as the channel closes. */
+const ignore = (): void => {}
+
 function send(m: ToPrimary): void {
   try {
-    process.send?.(m)
+    process.send?.(m, undefined, undefined, ignore)
   } catch {
     // The channel closed: the primary is gone and the 'disconnect' handler stops this worker.
   }
