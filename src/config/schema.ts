@@ -6,6 +6,7 @@
 import net from 'node:net'
 import tls from 'node:tls'
 import { z } from 'zod'
+import { cidrProblem } from '../lib/cidr.ts'
 import { parseDuration, parseSize } from './units.ts'
 
 /** A duration string (`"250ms"`, `"5s"`, `"2m"`, `"1h"`) parsed to milliseconds. */
@@ -285,7 +286,59 @@ export const upstreamSchema = z.strictObject({
   dns: upstreamDnsSchema.default(() => upstreamDnsSchema.parse({})),
 })
 
-/** Route match: all given conditions must hold. */
+/** An address range: a CIDR (`"10.0.0.0/8"`, `"2001:db8::/32"`), one address, or `"all"`. Host bits must be zero. */
+export const cidr = z.string({ error: 'expected an address range, e.g. "10.0.0.0/8", "2001:db8::/32", "192.0.2.1" or "all"' }).superRefine((text, ctx) => {
+  const problem = cidrProblem(text)
+  if (problem !== null) ctx.addIssue({ code: 'custom', message: problem })
+})
+
+/** One or more address ranges: a single range or a list. Output: a list. */
+const cidrList = z.union([cidr, z.array(cidr).min(1, 'list at least one address range')]).transform((v) => (Array.isArray(v) ? v : [v]))
+
+/** A regular expression (ECMAScript syntax, as JavaScript's `RegExp` reads it), checked when the config is loaded. */
+export const regex = z.string().superRefine((text, ctx) => {
+  try {
+    new RegExp(text)
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: `invalid regular expression ${JSON.stringify(text)}: ${(e as Error).message.replace(/^Invalid regular expression: \/.*\/\w*: /, '')}` })
+  }
+})
+
+/** A field name token (RFC 9110 §5.1). */
+const fieldName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'expected a header field name, e.g. "X-Api-Key"')
+
+/** An HTTP method name in upper case. */
+const methodName = z.string().regex(/^[A-Z]+$/, 'expected a method name in upper case, e.g. "GET"')
+
+/**
+ * A condition on a request header field or query parameter (Envoy `HeaderMatcher`, Traefik
+ * `Header`/`HeaderRegexp`/`Query`): `exact` value, `regex` (searched in the value, anchor it
+ * with `^…$` for a whole match), or `present` (true: it is there with any value; false: it is
+ * absent). With none of the three, `present: true`. Several fields of one name are one value
+ * joined with `", "` (RFC 9110 §5.3); a query parameter's value is percent-decoded, the first of its name.
+ */
+const valueMatchFields = {
+  /** Header field name (case-insensitive) or query parameter name (case-sensitive). */
+  name: z.string().min(1),
+  /** The value must equal this (case-sensitive). */
+  exact: z.string().optional(),
+  /** The value must match this regular expression. */
+  regex: regex.optional(),
+  /** true: present with any value; false: absent. */
+  present: z.boolean().optional(),
+}
+const oneValueCondition = (m: { exact?: string; regex?: string; present?: boolean }) => [m.exact, m.regex, m.present].filter((v) => v !== undefined).length <= 1
+export const valueMatchSchema = z.strictObject(valueMatchFields).refine(oneValueCondition, { message: 'set one of exact, regex and present', path: ['exact'] })
+/** A condition on a request header field: {@link valueMatchSchema} with a field name token. */
+const headerMatchSchema = z.strictObject({ ...valueMatchFields, name: fieldName }).refine(oneValueCondition, { message: 'set one of exact, regex and present', path: ['exact'] })
+
+/**
+ * Route match: all given conditions must hold (AND). Among the routes that match, the most
+ * specific wins: exact host over wildcard host over any host; then an exact `path`, then a
+ * `path_regex`, then the longest `path_prefix`; ties go to the route first in the file (first
+ * match, as Envoy and Traefik read their routes), so a route with more conditions belongs
+ * above a route of the same path without them.
+ */
 export const matchSchema = z.strictObject({
   /** Host to match (port ignored, case-insensitive): exact `api.example.com` or suffix `*.example.com` (matches sub-domains only). Default: any host. */
   host: z.string().regex(/^(\*\.)?[A-Za-z0-9.-]+$/, 'expected a host name, optionally starting with "*."').optional(),
@@ -293,7 +346,99 @@ export const matchSchema = z.strictObject({
   path_prefix: z.string().startsWith('/', 'a path prefix starts with "/"').default('/'),
   /** Exact path (query ignored) instead of a prefix; it wins over every prefix of the same host class (nginx `location = /path`, Envoy `path`). Default: none. */
   path: z.string().startsWith('/', 'a path starts with "/"').optional(),
+  /** Regular expression the normalised path (query excluded) must match, instead of a prefix (nginx `location ~`, Envoy `safe_regex`); anchor it with `^`. It wins over every prefix of the same host class. Default: none. */
+  path_regex: regex.optional(),
+  /** Request methods matched (upper case, e.g. `[GET, HEAD]`). Default: any method. */
+  methods: z.array(methodName).min(1, 'list at least one method').optional(),
+  /** Conditions on request header fields, all of which must hold. Default: none. */
+  headers: z.array(headerMatchSchema).optional(),
+  /** Conditions on query parameters, all of which must hold. Default: none. */
+  query: z.array(valueMatchSchema).optional(),
+  /** Client addresses matched (CIDRs or addresses): the real client address, after `trusted_proxies`. Default: any client. */
+  client_ip: cidrList.optional(),
 }).refine((m) => m.path === undefined || m.path_prefix === '/', { message: 'set either path (exact) or path_prefix, not both', path: ['path'] })
+  .refine((m) => m.path_regex === undefined || (m.path === undefined && m.path_prefix === '/'), { message: 'set one of path, path_prefix and path_regex', path: ['path_regex'] })
+
+/**
+ * One access rule (nginx `allow`/`deny`): `allow` or `deny` an address range list, when the
+ * request also matches the rule's optional `methods`, `path_prefix` and `path_regex`. Rules
+ * are read in order and the first that matches decides; a request no rule matches is allowed
+ * (nginx's order semantics). A denied request gets 403 (`access_rule`).
+ *
+ * @example
+ *   - { deny: all, methods: [DELETE] }
+ *   - { allow: [10.0.0.0/8, 192.168.0.0/16] }
+ *   - { deny: all }
+ */
+export const accessRuleSchema = z.strictObject({
+  /** Client address ranges this rule allows (`all` for any client). */
+  allow: cidrList.optional(),
+  /** Client address ranges this rule denies (`all` for any client). */
+  deny: cidrList.optional(),
+  /** The rule applies to these methods only. Default: any method. */
+  methods: z.array(methodName).min(1, 'list at least one method').optional(),
+  /** The rule applies under this path prefix only (segment boundaries, normalised path). Default: any path. */
+  path_prefix: z.string().startsWith('/', 'a path prefix starts with "/"').optional(),
+  /** The rule applies to paths (query excluded) matching this regular expression only. Default: any path. */
+  path_regex: regex.optional(),
+}).refine((r) => (r.allow === undefined) !== (r.deny === undefined), { message: 'an access rule has exactly one of allow and deny', path: ['allow'] })
+
+/** What a rate limit counts requests by. */
+const rateLimitKey = z.union([
+  z.enum(['client_ip', 'route']),
+  z.strictObject({
+    /** Requests are counted by the value of this request header field (an API key, a tenant); requests without it are not limited by this rule (nginx: an empty key is not counted). */
+    header: fieldName,
+  }),
+], { error: 'expected client_ip, route, or { header: NAME }' })
+
+/** An nginx rate: `"10r/s"` or `"600r/m"`. */
+const rate = z.string().superRefine((text, ctx) => {
+  if (!/^\s*\d+(?:\.\d+)?\s*r\/(s|m)\s*$/.test(text) || !(parseFloat(text) > 0)) {
+    ctx.addIssue({ code: 'custom', message: `invalid rate "${text}": expected requests per second or per minute, e.g. "10r/s" or "600r/m" (nginx limit_req_zone rate=)` })
+  }
+})
+
+/**
+ * A rate limit of a route: GCRA, the same limit as nginx `limit_req rate=R burst=B nodelay`.
+ * A key that has been quiet may send `burst + 1` requests at once, then one every `1/rate`;
+ * a request over the limit is answered at once with 429 (`rate_limited`), `Retry-After` and
+ * the `RateLimit-Policy`/`RateLimit` fields (IETF httpapi ratelimit-headers draft), never delayed.
+ */
+export const rateLimitSchema = z.strictObject({
+  /** Name in `RateLimit-Policy`, logs and Redis keys. Default: `limit<index>`. */
+  name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'expected letters, digits, "_", "." and "-"').optional(),
+  /** What requests are counted by: `client_ip` (the real client address), `route` (the route as a whole), or `{ header: NAME }`. Default `client_ip`. */
+  key: rateLimitKey.default('client_ip'),
+  /** Sustained rate, `"10r/s"` or `"600r/m"` (nginx `rate=`). */
+  rate,
+  /** Requests over the rate admitted at once after a quiet spell (nginx `burst=`, served as with `nodelay`). Default 0. */
+  burst: z.number().int().min(0).default(0),
+  /** Where the counts live: `local` (this host's memory) or `redis` (the top-level `redis`, one limit for every host that shares it). Default `local`. */
+  scope: z.enum(['local', 'redis']).default('local'),
+  /** When Redis fails or does not answer within `redis.timeout`: `allow` the request (fail open, logged and counted) or `deny` it with 429. Default `allow`. */
+  on_store_error: z.enum(['allow', 'deny']).default('allow'),
+  /** Send `RateLimit-Policy` and `RateLimit` on admitted responses too, not only on 429s. Default false. */
+  send_headers: z.boolean().default(false),
+})
+
+/** A cap on the requests in progress at once of a route, per key (nginx `limit_conn`, counting requests, so HTTP/1.1 and HTTP/2 count alike). */
+export const limitConnSchema = z.strictObject({
+  /** What requests are counted by: `client_ip`, `route`, or `{ header: NAME }`. Default `client_ip`. */
+  key: rateLimitKey.default('client_ip'),
+  /** Most requests in progress at once per key; one more gets 429 (`rate_limited`) at once (nginx `limit_conn zone N`, with `limit_conn_status 429`). */
+  max: z.number().int().min(1),
+})
+
+/** Header field rules of one direction (nginx `proxy_set_header`/`add_header`/`proxy_hide_header`, Traefik `headers`). Applied in the order remove, set, add. */
+export const headerRulesSchema = z.strictObject({
+  /** Field names removed (case-insensitive), e.g. `[X-Powered-By]`. Default: none. */
+  remove: z.array(fieldName).default([]),
+  /** Fields set, replacing any of the same name: `{ name: value }`. Default: none. */
+  set: z.record(fieldName, z.string()).default({}),
+  /** Fields added, beside any of the same name: `{ name: value }`. Default: none. */
+  add: z.record(fieldName, z.string()).default({}),
+})
 
 /**
  * A condition under which a stored response is served stale instead of an error
@@ -391,6 +536,21 @@ export const routeSchema = z.strictObject({
   pass_server_header: z.boolean().default(false),
   /** Request and response buffering of this route; both on by default. */
   buffering: routeBufferingSchema.default(() => routeBufferingSchema.parse({})),
+  /**
+   * Add an RFC 7239 `Forwarded` element (`for`, `host`, `proto`) upstream: appended to the
+   * received field when the peer is a trusted proxy, replacing it otherwise. Default false.
+   */
+  forwarded: z.boolean().default(false),
+  /** Access rules of this route, after the listener's (nginx `allow`/`deny` in a `location`): first match decides, 403 when it denies. Default: none. */
+  access: z.array(accessRuleSchema).default([]),
+  /** Rate limits of this route; a request must pass every one. Default: none. */
+  rate_limits: z.array(rateLimitSchema).default([]),
+  /** Cap on the requests in progress at once of this route per key (nginx `limit_conn`). Default: none. */
+  limit_conn: limitConnSchema.optional(),
+  /** Rules for the request header fields sent upstream, applied after Portico's own (Host, X-Forwarded-*, Via). Default: none. */
+  request_headers: headerRulesSchema.optional(),
+  /** Rules for the response header fields sent to the client from upstream responses (not Portico's own error responses); `remove: [X-Powered-By]` hides what the backend runs. Default: none. */
+  response_headers: headerRulesSchema.optional(),
 }).refine((r) => !(r.strip_prefix && r.prefix_rewrite !== undefined), { message: 'set either strip_prefix or prefix_rewrite, not both', path: ['prefix_rewrite'] })
 
 /** Downstream (client-side) timeouts. */
@@ -491,6 +651,8 @@ export const listenerSchema = z.strictObject({
    * and forwards it still encoded, never as a separator. Default `reject`.
    */
   encoded_slashes: z.enum(['reject', 'keep']).default('reject'),
+  /** Access rules of this listener, before routing (nginx `allow`/`deny` in a `server`): first match decides, 403 when it denies. Default: none. */
+  access: z.array(accessRuleSchema).default([]),
   /** Terminate TLS on this listener (HTTPS, with HTTP/2 by ALPN). Default: none, plain HTTP. */
   tls: listenerTlsSchema.optional(),
   /** HTTP/2 settings, for a `tls` listener that offers `h2`. */
@@ -563,6 +725,16 @@ export const bufferingSchema = z.strictObject({
   temp_dir: z.string().min(1).optional(),
 })
 
+/** A Redis server shared by the Portico hosts of a fleet (node-redis). */
+export const redisSchema = z.strictObject({
+  /** `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. */
+  url: z.string().regex(/^rediss?:\/\/\S+$/, 'expected a Redis URL, e.g. "redis://127.0.0.1:6379"'),
+  /** Longest wait for one Redis command (and for a connect), in ms; beyond it the request goes on as `on_store_error` says. Default `"50ms"`. */
+  timeout: duration.default(50),
+  /** Prefix of every key Portico writes. Default `"portico:"`. */
+  key_prefix: z.string().default('portico:'),
+})
+
 /** Graceful shutdown on SIGTERM/SIGINT (drain). */
 export const shutdownSchema = z.strictObject({
   /** Longest wait for in-flight requests after Portico stops accepting; connections still open then are closed. Default `"30s"` (Envoy --drain-time-s is 600s, Kubernetes terminationGracePeriodSeconds 30s). */
@@ -595,6 +767,17 @@ export const configSchema = z.strictObject({
   buffering: bufferingSchema.default(() => bufferingSchema.parse({})),
   /** Put internal addresses and raw error text in error responses (`Proxy-Status` details and next-hop, error page). Default false: the backend is masked. */
   expose_error_details: z.boolean().default(false),
+  /**
+   * Peers whose `X-Forwarded-For` (or `Forwarded`) is believed (nginx `set_real_ip_from` with
+   * `real_ip_recursive on`): the client address used by rules, limits and logs is found by
+   * walking that field from the right past every trusted address. Default: none (the
+   * socket's address is the client's).
+   */
+  trusted_proxies: z.array(cidr).default([]),
+  /** Field a trusted proxy names the client in: `x-forwarded-for` or `forwarded` (RFC 7239) (nginx `real_ip_header`). Default `x-forwarded-for`. */
+  real_ip_header: z.enum(['x-forwarded-for', 'forwarded']).default('x-forwarded-for'),
+  /** The Redis of `scope: redis` rate limits. Default: none. */
+  redis: redisSchema.optional(),
   /** Name this proxy uses in `Proxy-Status` and `Via`. Default `"portico"`. */
   proxy_name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'expected a token of letters, digits, "_", "." and "-" (RFC 9209 proxy name)').default('portico'),
 }).superRefine((cfg, ctx) => {
@@ -602,6 +785,11 @@ export const configSchema = z.strictObject({
   if (!Array.isArray(cfg.routes)) return
   const upstreams: object = cfg.upstreams !== null && typeof cfg.upstreams === 'object' ? cfg.upstreams : {}
   cfg.routes.forEach((r, i) => {
+    if (Array.isArray(r?.rate_limits) && cfg.redis === undefined) {
+      r.rate_limits.forEach((l, j) => {
+        if (l?.scope === 'redis') ctx.addIssue({ code: 'custom', path: ['routes', i, 'rate_limits', j, 'scope'], message: 'scope redis needs the top-level redis (url of the Redis server)' })
+      })
+    }
     // Object.hasOwn, not `in`: a route to "toString" or "constructor" must not pass.
     if (typeof r?.upstream === 'string' && !Object.hasOwn(upstreams, r.upstream)) {
       ctx.addIssue({
@@ -623,6 +811,14 @@ export type ShutdownConfig = z.output<typeof shutdownSchema>
 export type ClientLimitsConfig = z.output<typeof clientLimitsSchema>
 /** The `buffering` settings with defaults applied: sizes in bytes. */
 export type BufferingConfig = z.output<typeof bufferingSchema>
+/** An access rule (`listeners[].access[]`, `routes[].access[]`) with defaults applied. */
+export type AccessRuleConfig = z.output<typeof accessRuleSchema>
+/** A rate limit (`routes[].rate_limits[]`) with defaults applied. */
+export type RateLimitConfig = z.output<typeof rateLimitSchema>
+export type LimitConnConfig = z.output<typeof limitConnSchema>
+export type HeaderRulesConfig = z.output<typeof headerRulesSchema>
+export type ValueMatchConfig = z.output<typeof valueMatchSchema>
+export type RedisConfig = z.output<typeof redisSchema>
 /** A route's cache settings (`routes[].cache`) with defaults applied: sizes in bytes, durations in ms. */
 export type RouteCacheConfig = z.output<typeof routeCacheSchema>
 /** The store settings (`cache`) with defaults applied. */

@@ -430,19 +430,19 @@ const rows: readonly Cause[] = [
   {
     id: 'http_request_denied.access_rule', type: 'http_request_denied', status: 403, phase: 'route', source: 'downstream', retry: 'never', retryAfterS: null,
     title: 'An access rule denied the request',
-    hint: 'Check the access rules of the route.',
+    hint: 'The client address, method or path is denied by an access rule of the listener or the route (listeners[].access, routes[].access).',
     fix: {
       nginx: 'Check the access rules, e.g. `allow 10.0.0.0/8; deny all;` in the `location` block.',
-      portico: 'Check the access rules of the route.',
+      portico: 'Check the first rule that matches in `routes[].access` and `listeners[].access` (the log\'s details name it), and `trusted_proxies` when clients come through a proxy.',
     },
   },
   {
     id: 'http_request_denied.rate_limited', type: 'http_request_denied', status: 429, phase: 'route', source: 'downstream', retry: 'never', retryAfterS: null,
     title: 'A rate limit refused the request',
-    hint: 'Send fewer requests, or check the rate limits of the route.',
+    hint: 'Send fewer requests: wait as Retry-After says. The limits are the route\'s rate_limits and limit_conn.',
     fix: {
       nginx: 'Check the limit, `limit_req zone=ZONE burst=20 nodelay;` in the `location` block, against the rate of `limit_req_zone $binary_remote_addr zone=ZONE:10m rate=10r/s;` in the `http` block; nginx answers 503 unless `limit_req_status 429;` in the `http` block.',
-      portico: 'Check the rate limits of the route.',
+      portico: 'Check `routes[].rate_limits` (rate, burst, key) and `routes[].limit_conn.max` against the traffic the log\'s details name.',
     },
   },
   {

@@ -26,7 +26,12 @@ export class RequestContext {
   /** Wall clock at start, for the `ts` field. */
   readonly startedAt: number
   requestId: string
+  /** The real client address: the socket's, or the one a trusted proxy named (`trusted_proxies`). */
   clientIp: string
+  /** The socket's peer address (the hop appended to X-Forwarded-For). */
+  peer: string
+  /** Whether the peer is a trusted proxy (its X-Forwarded-Proto/Host are passed on). */
+  trustedPeer = false
   method: string
   host: string
   path: string
@@ -57,6 +62,7 @@ export class RequestContext {
     this.startedAt = Date.now()
     this.requestId = requestId
     this.clientIp = clientIp
+    this.peer = clientIp
     this.method = method
     this.host = host
     this.path = path

@@ -2,6 +2,7 @@
  * Prometheus metrics (prom-client, private registry): requests, gateway errors by RFC 9209
  * type, request durations, endpoint health and the cache, served by the admin API's `GET /metrics`.
  */
+import { REFUSALS } from '../failures/refusals.ts'
 import { Counter, Gauge, Registry, type Metric } from 'prom-client'
 import { cacheResult } from './cache-status.ts'
 
@@ -38,7 +39,19 @@ export interface FinishedRequest {
   endpoint: string | null
   /** RFC 9211 Cache-Status value, or null. */
   cache: string | null
+  /** Short detail of the failure; a refusal's starts with its name and a colon (`rate_limited: …`). */
+  details?: string | null
 }
+
+/** A rate limit's store failures, as the `portico_rate_limit_store_errors` gauge reports them. */
+export interface RateLimitStoreErrors {
+  route: string
+  limit: string
+  errors: number
+}
+
+/** The RFC 9209 types whose failures are refusals of a client request, named first in `details`. */
+const REFUSAL_TYPES = new Set(['http_request_denied', 'http_request_error'])
 
 /** One endpoint's health, as the `portico_upstream_endpoint_healthy` gauge reports it. */
 export interface EndpointHealth {
@@ -176,6 +189,10 @@ interface HistogramValue {
  * - `portico_buffer_memory_bytes`, `portico_buffer_temp_bytes`, `portico_buffer_temp_files`,
  *   `portico_buffer_spills_total`, `portico_connection_requests_waiting`: request and
  *   response buffering and the per-connection gates, read from `buffers()` at scrape time
+ * - `portico_requests_refused_total{route,refusal}`: requests Portico refused, by refusal
+ *   name (`access_rule`, `rate_limited`, `method_not_allowed`, …; docs/causes.md)
+ * - `portico_rate_limit_store_errors{route,limit}`: store failures (Redis down or slow) of
+ *   each rate limit in force, read from `limits()` at scrape time
  *
  * Labels with no value (no route matched, no endpoint tried) are the empty string.
  */
@@ -187,14 +204,16 @@ export class Metrics {
   /** Counts by route, then upstream: plain numbers on the request path, read at each scrape. */
   readonly #series = new Map<string, Map<string, Series>>()
   readonly #cache: Counter<'route' | 'result'>
+  readonly #refused: Counter<'route' | 'refusal'>
 
   /**
    * @param health the endpoints and their health now; called at each scrape
    * @param store what the response store holds now; called at each scrape
    * @param retries the retry counts of each upstream; called at each scrape
    * @param buffers what buffering and the per-connection gates hold; called at each scrape
+   * @param limits the store failures of each rate limit in force; called at each scrape
    */
-  constructor(health: () => Iterable<EndpointHealth>, store: () => StoreUsage = () => ({ size: 0, count: 0 }), retries: () => Iterable<UpstreamRetries> = () => [], buffers: () => BufferUsage = () => ({ memory: 0, temp: 0, files: 0, spills: 0, waiting: 0 })) {
+  constructor(health: () => Iterable<EndpointHealth>, store: () => StoreUsage = () => ({ size: 0, count: 0 }), retries: () => Iterable<UpstreamRetries> = () => [], buffers: () => BufferUsage = () => ({ memory: 0, temp: 0, files: 0, spills: 0, waiting: 0 }), limits: () => Iterable<RateLimitStoreErrors> = () => []) {
     const registers = [this.registry]
     const series = this.#series
     this.#requests = new Counter({
@@ -255,6 +274,23 @@ export class Metrics {
       help: 'Requests of caching routes by how the cache answered: hit, stale, revalidated, miss or bypass.',
       labelNames: ['route', 'result'],
       registers,
+    })
+    this.#refused = new Counter({
+      name: 'portico_requests_refused_total',
+      help: 'Requests Portico refused itself, by route and refusal name (access_rule, rate_limited, method_not_allowed, ...).',
+      labelNames: ['route', 'refusal'],
+      registers,
+    })
+    new Gauge({
+      // Counts of the limits in force, since each was built: a gauge, not a counter.
+      name: 'portico_rate_limit_store_errors',
+      help: 'Store failures (Redis errors and timeouts) of each rate limit in force; requests went on as on_store_error says.',
+      labelNames: ['route', 'limit'],
+      registers,
+      collect() {
+        this.reset()
+        for (const l of limits()) this.set({ route: l.route, limit: l.limit }, l.errors)
+      },
     })
     new Gauge({
       name: 'portico_cache_stored_bytes',
@@ -320,7 +356,14 @@ export class Metrics {
     if (series === undefined) byUpstream.set(upstream, series = new Series(route, upstream))
     series.requests[Math.min(9, Math.max(0, Math.floor(r.status / 100)))]++
     series.observe(durationMs / 1000)
-    if (r.error !== null) this.#errors.inc({ cause: r.error, upstream, endpoint: r.endpoint ?? '' })
+    if (r.error !== null) {
+      this.#errors.inc({ cause: r.error, upstream, endpoint: r.endpoint ?? '' })
+      if (REFUSAL_TYPES.has(r.error) && r.details) {
+        const colon = r.details.indexOf(':')
+        const name = colon > 0 ? r.details.slice(0, colon) : ''
+        if (Object.hasOwn(REFUSALS, name)) this.#refused.inc({ route, refusal: name })
+      }
+    }
     if (r.cache !== null) this.#cache.inc({ route, result: cacheResult(r.cache) })
   }
 

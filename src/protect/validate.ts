@@ -10,6 +10,7 @@ import type { ListenerConfig } from '../config/schema.ts'
 import { REFUSALS, type Refusal } from '../failures/refusals.ts'
 import { normalizeTarget, type EncodedSlashes } from '../routing/normalize.ts'
 import type { Router } from '../routing/router.ts'
+import { clientAddress, type TrustedProxies } from './client-ip.ts'
 
 /** A listener's request rules, compiled once. */
 export interface RequestRules {
@@ -125,11 +126,13 @@ export function upgradeAllowed(upgrade: string | undefined, allowed: readonly st
  * Upgrade, RFC 9110 §7.8); a request refused by {@link validateRequest} gets its refusal there.
  *
  * @param router the routes in force
+ * @param trusted the `trusted_proxies` in force, for routes that match the client address
  */
-export function acceptsUpgrade(req: IncomingMessage, rules: RequestRules, router: Router): boolean {
+export function acceptsUpgrade(req: IncomingMessage, rules: RequestRules, router: Router, trusted: TrustedProxies | null = null): boolean {
   if (req.method !== 'GET') return false
   if (validateRequest(req, rules) !== null) return false
-  const route = router.match(req.headers.host, req.url ?? '/')
+  const clientIp = clientAddress(req.socket.remoteAddress ?? '', req.headers, trusted).ip
+  const route = router.match(req.headers.host, req.url ?? '/', { method: 'GET', headers: req.headers, clientIp })
   return route !== null && upgradeAllowed(req.headers.upgrade, route.config.upgrades)
 }
 

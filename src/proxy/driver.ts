@@ -18,8 +18,11 @@ import { fetchFromPool } from './fetch.ts'
 import { IDEMPOTENT_METHODS, isValidRequestId, upstreamRequestHeaders } from './headers.ts'
 import { RetryLease, statusRetryAllowed } from './retries.ts'
 import type { Runtime } from './runtime.ts'
-import { admitRequest, refusalResponse } from './refuse.ts'
+import { admitRequest, answerRefusal, refusalResponse } from './refuse.ts'
 import { receivedTarget, type Refused, type RequestRules } from '../protect/validate.ts'
+import { clientAddress, type TrustedProxies } from '../protect/client-ip.ts'
+import { checkListenerAccess, filterRequest, isRefused, type Admitted, type ConnSlot, type FilterRefused } from '../protect/filter.ts'
+import type { HeaderRules } from './header-rules.ts'
 import { ClientClosedError } from './try.ts'
 import { cacheLookup, type CachePlan } from '../cache/phase.ts'
 import type { ClientLimiter } from '../protect/client-limit.ts'
@@ -31,12 +34,22 @@ import { admitClient, bufferBody, type Protection, type Refusal } from './protec
 /**
  * Phase "parse": builds the request context. Runs first for every request.
  *
- * @returns the context; the request ID is the client's `X-Request-Id` when valid, else a new UUID
+ * @param trusted the `trusted_proxies` in force, or null: the client address is then the socket's
+ * @returns the context; the request ID is the client's `X-Request-Id` when valid, else a new
+ *   UUID; the client address is the real one (src/protect/client-ip.ts)
  */
-export function parseRequest(req: IncomingMessage): RequestContext {
+export function parseRequest(req: IncomingMessage, trusted: TrustedProxies | null = null): RequestContext {
   const incoming = req.headers['x-request-id']
   const id = isValidRequestId(incoming as string | undefined) ? incoming as string : randomUUID()
-  return new RequestContext(id, req.socket.remoteAddress ?? '', req.method ?? 'GET', req.headers.host ?? '', receivedTarget(req), `HTTP/${req.httpVersion}`)
+  const remote = req.socket.remoteAddress ?? ''
+  const ctx = new RequestContext(id, remote, req.method ?? 'GET', req.headers.host ?? '', receivedTarget(req), `HTTP/${req.httpVersion}`)
+  if (trusted !== null) {
+    const a = clientAddress(remote, req.headers, trusted)
+    ctx.clientIp = a.ip
+    ctx.peer = a.peer
+    ctx.trustedPeer = a.trusted
+  }
+  return ctx
 }
 
 /** What the close listener of a proxied response needs; one object per request, on the response. */
@@ -51,6 +64,8 @@ interface Proxied {
   clients: ClientLimiter | null
   /** The buffered request body, freed when the response closes. */
   body: BufferedBody | null
+  /** The `limit_conn` slot the request holds, released when the response closes. */
+  slot: ConnSlot | null
 }
 
 /** Where a response keeps its {@link Proxied} (one listener function serves every response). */
@@ -66,6 +81,10 @@ function onResponseClose(this: ServerResponse): void {
   const p = (this as ServerResponse & { [PROXIED]?: Proxied })[PROXIED]
   if (p === undefined) return
   p.tracker?.end(p.rt, this)
+  if (p.slot !== null) {
+    p.slot.limit.release(p.slot.key)
+    p.slot = null
+  }
   const ctx = p.ctx
   if (p.clients !== null) {
     p.clients.release(ctx.clientIp)
@@ -167,7 +186,7 @@ export type RouteOutcome =
 export function routeRequest(ctx: RequestContext, req: IncomingMessage, rt: Runtime): RouteOutcome {
   const target = req.url ?? '/'
   if (target.charCodeAt(0) !== 47 /* / */ && target !== '*') return { kind: 'bad_request', detail: 'request target is not in origin-form' }
-  const route = rt.router.match(req.headers.host, target)
+  const route = rt.router.match(req.headers.host, target, { method: ctx.method, headers: req.headers, clientIp: ctx.clientIp })
   if (route === null) return { kind: 'error', type: 'destination_not_found', detail: `no route for host "${req.headers.host ?? ''}" and path "${target}"` }
   ctx.route = route.name
   ctx.upstream = route.upstream
@@ -197,7 +216,7 @@ export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink
   return function handle(req: IncomingMessage, res: ServerResponse): void {
     const rt = getRuntime()
     tracker?.start(rt, req, res)
-    const ctx = parseRequest(req)
+    const ctx = parseRequest(req, rt.filters.trusted)
     const p = new ProxiedRequest(ctx, rt, log, tracker, req, res, opts)
     ;(res as ServerResponse & { [PROXIED]?: Proxied })[PROXIED] = p
     res.on('close', onResponseClose)
@@ -210,6 +229,12 @@ export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink
     }
     // Phase "validate request" (src/protect): refusals, and req.url normalised for routing.
     if (!admitRequest(ctx, req, res, rt, opts.rules)) return
+    // Phase "access rules" of the listener, before routing: a denied client learns nothing of the routes.
+    const listenerRules = opts.listener !== undefined ? rt.filters.listeners.get(opts.listener) : undefined
+    if (listenerRules !== undefined) {
+      const denied = checkListenerAccess(listenerRules, { method: ctx.method, target: req.url ?? '/', headers: req.headers, clientIp: ctx.clientIp })
+      if (denied !== null) return answerRefusal(ctx, req, res, rt, denied)
+    }
 
     const routed = routeRequest(ctx, req, rt)
     if (routed.kind === 'bad_request') {
@@ -220,8 +245,37 @@ export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink
       sendError(ctx, req, res, rt, routed.type, routed.detail)
       return
     }
-    void proxy(p, routed.route, routed.pool)
+    // Phases "access rules → rate limits" of the route (src/protect/filter.ts).
+    const rf = rt.filters.routes.get(routed.route.name)
+    if (rf === undefined) {
+      void proxy(p, routed.route, routed.pool)
+      return
+    }
+    const outcome = filterRequest(rf, { method: ctx.method, target: req.url ?? '/', headers: req.headers, clientIp: ctx.clientIp })
+    if (outcome instanceof Promise) {
+      outcome.then((o) => filtered(p, routed.route, routed.pool, o), (err: Error) => sendError(ctx, req, res, rt, 'proxy_internal_error', err.message))
+    } else {
+      filtered(p, routed.route, routed.pool, outcome)
+    }
   }
+}
+
+/** Goes on after the filtering phase: answers its refusal, or proxies with its slot and fields. */
+function filtered(p: ProxiedRequest, route: Route, pool: UpstreamPool, o: Admitted | FilterRefused): void {
+  if (isRefused(o)) {
+    answerRefusal(p.ctx, p.req, p.res, p.rt, o)
+    return
+  }
+  if (o.slot !== null) {
+    // The client left while Redis was asked: the close listener has run already.
+    if (p.res.destroyed || p.ctx.logged) {
+      o.slot.limit.release(o.slot.key)
+      return
+    }
+    p.slot = o.slot
+  }
+  p.rateLimitHeaders = o.headers
+  void proxy(p, route, pool)
 }
 
 /** Listener-level limits the driver enforces. */
@@ -236,6 +290,8 @@ export interface HandlerOptions {
   rules: RequestRules
   /** Buffering caps and the per-client cap; without it nothing is buffered and clients are not counted. */
   protection?: Protection
+  /** The listener's address, which names its access rules in the runtime. */
+  listener?: string
 }
 
 /** Answers the `client_request_limit` refusal (429, with the `Retry-After` of its row, RFC 6585 §4). */
@@ -272,6 +328,9 @@ class ProxiedRequest implements Proxied, Attempts<HttpExchange>, ExchangeRequest
   /** Buffering caps when the route buffers responses, else null. */
   responseBudget: BufferBudget | null = null
   readonly protection: Protection | null
+  slot: ConnSlot | null = null
+  /** `RateLimit-Policy`/`RateLimit` fields added to the response, or null. */
+  rateLimitHeaders: Record<string, string> | null = null
   readonly req: IncomingMessage
   readonly res: ServerResponse
   route!: Route
@@ -310,15 +369,25 @@ class ProxiedRequest implements Proxied, Attempts<HttpExchange>, ExchangeRequest
   headersFor(authority: string): string[] {
     const req = this.req
     const host = req.headers.host ?? ''
-    return upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
+    const list = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
       host: this.route.hostRewrite ?? (this.route.preserveHost && host ? host : authority),
       forwardedHost: host,
       proto: this.scheme,
       clientIp: this.ctx.clientIp,
+      peerIp: this.ctx.peer,
+      trustedPeer: this.ctx.trustedPeer,
+      forwarded: this.route.config.forwarded,
       requestId: this.ctx.requestId,
       via: this.via,
       clientHeaders: this.route.config.forwarded_headers,
     })
+    const rules = this.rt.headerRules.get(this.route.name)?.request
+    return rules ? rules.applyToList(list) : list
+  }
+
+  /** The route's response header rules, or null. */
+  get responseRules(): HeaderRules | null {
+    return this.rt.headerRules.get(this.route.name)?.response ?? null
   }
 
   /** Keep the upstream's `Server` field (the route's `pass_server_header`). */

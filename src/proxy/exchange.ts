@@ -14,6 +14,7 @@ import type { Endpoint } from '../upstream/endpoint.ts'
 import type { Http1Controller } from '../upstream/http1/connection.ts'
 import type { Http1Pool } from '../upstream/http1/pool.ts'
 import { cleanResponseHeaders, forwardEarlyHints } from './headers.ts'
+import type { HeaderRules } from './header-rules.ts'
 import type { RetryLease } from './retries.ts'
 import { ClientClosedError, UpstreamTry, type TryResult, type TryTimeouts } from './try.ts'
 import type { BufferedBody } from '../protect/request-buffer.ts'
@@ -40,6 +41,10 @@ export interface ExchangeRequest {
   readonly via: string
   /** Keep the upstream's `Server` field (the route's `pass_server_header`); else it is removed. */
   readonly passServerHeader: boolean
+  /** The route's response header rules (remove, set, add), or null. */
+  readonly responseRules: HeaderRules | null
+  /** Fields added to this response only (never stored): the rate limits' `RateLimit-Policy`/`RateLimit`, or null. */
+  readonly rateLimitHeaders: Record<string, string> | null
   /** The cache's view of the response, when the route caches; else null. */
   readonly observer: ResponseObserver | null
   /** The request's place in the retry budget, taken when a status of `retries.on` ends a try. */
@@ -211,6 +216,7 @@ export class HttpExchange extends UpstreamTry {
     this.pastHeader = true
     this.armBodyIdle()
     const out = cleanResponseHeaders(headers, this.#r.passServerHeader) as OutgoingHttpHeaders
+    if (this.#r.responseRules !== null) this.#r.responseRules.applyToObject(out)
     out['proxy-status'] = proxyStatusReceived(this.#r.proxyName, statusCode, headers['proxy-status'])
     out['x-request-id'] = ctx.requestId
     out.via = headers.via ? `${headers.via}, ${this.#r.via}` : this.#r.via
@@ -224,6 +230,7 @@ export class HttpExchange extends UpstreamTry {
       this.settle(null)
       return
     }
+    if (this.#r.rateLimitHeaders !== null) Object.assign(out, this.#r.rateLimitHeaders)
     // HTTP/2 has no reason phrase (RFC 9113 §8.3.2); Node warns when one is given.
     if (statusMessage && this.#r.req.httpVersionMajor < 2) res.writeHead(statusCode, statusMessage, out)
     else res.writeHead(statusCode, out)

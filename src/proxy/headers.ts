@@ -42,7 +42,17 @@ export interface ForwardInfo {
   forwardedHost: string
   /** `http` or `https`, the scheme the client used. */
   proto: string
+  /** The real client address (X-Real-IP). */
   clientIp: string
+  /** The socket's peer address, appended to X-Forwarded-For (default `clientIp`). */
+  peerIp?: string
+  /**
+   * Whether the peer is a trusted proxy (`trusted_proxies`): its X-Forwarded-Proto,
+   * X-Forwarded-Host, X-Real-IP, True-Client-IP and Forwarded are passed on, not replaced.
+   */
+  trustedPeer?: boolean
+  /** Add an RFC 7239 `Forwarded` element (the route's `forwarded`). */
+  forwarded?: boolean
   requestId: string
   /** Via member, e.g. `1.1 portico`. */
   via: string
@@ -58,8 +68,10 @@ export interface ForwardInfo {
  * Builds the upstream request's header list (flat `[name, value, ...]`, undici's raw form)
  * from the client's raw headers: hop-by-hop fields, those named in Connection and HTTP/2
  * pseudo-headers dropped;
- * X-Forwarded-For appended to; Via appended to; X-Forwarded-Proto/Host, X-Request-Id
- * and Host set; X-Real-IP, True-Client-IP and Forwarded as `f.clientHeaders` says.
+ * X-Forwarded-For appended to with the peer's address; Via appended to; X-Request-Id and
+ * Host set; X-Forwarded-Proto/Host set unless a trusted peer sent them; X-Real-IP,
+ * True-Client-IP and Forwarded kept only when `f.clientHeaders` is `pass` or the peer is
+ * trusted; this hop's `Forwarded` element added when `f.forwarded`.
  *
  * @param raw the client's `req.rawHeaders`
  * @param connection the client's Connection header value
@@ -69,7 +81,11 @@ export function upstreamRequestHeaders(raw: readonly string[], connection: strin
   const out: string[] = []
   let xff: string | null = null
   let via: string | null = null
-  const pass = f.clientHeaders === 'pass'
+  let xfProto: string | null = null
+  let xfHost: string | null = null
+  let fwd: string | null = null
+  const trusted = f.trustedPeer === true
+  const pass = f.clientHeaders === 'pass' || trusted
   let realIp = false
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]
@@ -80,24 +96,43 @@ export function upstreamRequestHeaders(raw: readonly string[], connection: strin
     if (REPLACED_UPSTREAM.has(lower)) {
       if (lower === 'x-forwarded-for') xff = xff === null ? raw[i + 1] : `${xff}, ${raw[i + 1]}`
       else if (lower === 'via') via = via === null ? raw[i + 1] : `${via}, ${raw[i + 1]}`
+      else if (trusted && lower === 'x-forwarded-proto') xfProto ??= raw[i + 1]
+      else if (trusted && lower === 'x-forwarded-host') xfHost ??= raw[i + 1]
       continue
     }
     if (CLIENT_ADDRESS_FIELDS.has(lower)) {
       if (!pass) continue
       if (lower === 'x-real-ip') realIp = true
+      else if (lower === 'forwarded' && f.forwarded) {
+        // Replaced below by the received elements (from a trusted peer) and this hop's.
+        if (trusted) fwd = fwd === null ? raw[i + 1] : `${fwd}, ${raw[i + 1]}`
+        continue
+      }
     }
     out.push(name, raw[i + 1])
   }
   if (!realIp) out.push('x-real-ip', f.clientIp)
+  const peer = f.peerIp ?? f.clientIp
+  if (f.forwarded) {
+    const element = forwardedElement(peer, f.forwardedHost, f.proto)
+    out.push('forwarded', fwd === null ? element : `${fwd}, ${element}`)
+  }
   out.push(
     'host', f.host,
-    'x-forwarded-for', xff === null ? f.clientIp : `${xff}, ${f.clientIp}`,
-    'x-forwarded-proto', f.proto,
-    'x-forwarded-host', f.forwardedHost,
+    'x-forwarded-for', xff === null ? peer : `${xff}, ${peer}`,
+    'x-forwarded-proto', xfProto ?? f.proto,
+    'x-forwarded-host', xfHost ?? f.forwardedHost,
     'x-request-id', f.requestId,
     'via', via === null ? f.via : `${via}, ${f.via}`,
   )
   return out
+}
+
+/** This hop's RFC 7239 `Forwarded` element: `for` (IPv6 in brackets, quoted), `host` and `proto` (§4, §6). */
+export function forwardedElement(peer: string, host: string, proto: string): string {
+  const node = peer.includes(':') ? `"[${peer}]"` : peer
+  const h = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(host) ? host : JSON.stringify(host)
+  return host ? `for=${node};host=${h};proto=${proto}` : `for=${node};proto=${proto}`
 }
 
 /**

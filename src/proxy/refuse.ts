@@ -10,6 +10,7 @@ import { proxyStatusError } from '../failures/proxy-status.ts'
 import type { RequestContext } from '../observe/context.ts'
 import { declinedUpgrade, validateRequest, type Refused, type RequestRules } from '../protect/validate.ts'
 import type { Runtime } from './runtime.ts'
+import type { FilterRefused } from '../protect/filter.ts'
 
 /** A refusal's response before it is written: status, lower-case header fields, body. */
 export interface RefusalResponse {
@@ -68,4 +69,21 @@ export function admitRequest(ctx: RequestContext, req: IncomingMessage, res: Ser
     res.end(body)
   }
   return false
+}
+
+/**
+ * Answers a refusal of the filtering phase (src/protect/filter.ts: access rules, rate
+ * limits, `limit_conn`) with its extra fields (`Retry-After`, `RateLimit-Policy`, `RateLimit`).
+ */
+export function answerRefusal(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, rt: Runtime, r: FilterRefused): void {
+  if (res.headersSent || res.destroyed) return
+  const { status, headers, body } = refusalResponse(ctx, req.headers.accept, rt, r, req.httpVersionMajor < 2, null)
+  if (r.headers !== null) Object.assign(headers, r.headers)
+  res.writeHead(status, headers)
+  if (req.method === 'HEAD') {
+    ctx.bytesSent = 0
+    res.end()
+  } else {
+    res.end(body)
+  }
 }

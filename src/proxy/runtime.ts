@@ -5,7 +5,9 @@
 import { HttpCache } from '../cache/cache.ts'
 import { MemoryStore } from '../cache/store.ts'
 import type { Config } from '../config/schema.ts'
+import { Filters } from '../protect/filter.ts'
 import { Router } from '../routing/router.ts'
+import { HeaderRules } from './header-rules.ts'
 import { UpstreamPool, type PoolOptions } from '../upstream/pool.ts'
 
 /** The routes and pools of one config generation. */
@@ -15,6 +17,16 @@ export interface Runtime {
   readonly pools: ReadonlyMap<string, UpstreamPool>
   /** The RFC 9111 shared cache of the routes with `cache.enabled`; kept across reloads while `cache.max_size` is unchanged. */
   readonly cache: HttpCache
+  /** Access rules, rate limits, `limit_conn` and trusted proxies of this generation. */
+  readonly filters: Filters
+  /** Header rules by route name; routes without any are absent. */
+  readonly headerRules: ReadonlyMap<string, RouteHeaderRules>
+}
+
+/** The header rules of one route, each direction or null. */
+export interface RouteHeaderRules {
+  readonly request: HeaderRules | null
+  readonly response: HeaderRules | null
 }
 
 /**
@@ -24,20 +36,40 @@ export interface Runtime {
  *   its pool (connections, counters)
  * @param cache the previous runtime's cache, kept when the store size is unchanged
  * @param poolOptions given to every new pool (the DNS resolver of names, for tests)
+ * @param filters the previous runtime's filters: unchanged rate limits keep their local counts, an unchanged `redis` its connection
  * @throws {Error} naming the file when an upstream's `tls` PEM file cannot be read
  */
-export function buildRuntime(config: Config, reuse?: ReadonlyMap<string, UpstreamPool>, cache?: HttpCache, poolOptions?: PoolOptions): Runtime {
+export function buildRuntime(config: Config, reuse?: ReadonlyMap<string, UpstreamPool>, cache?: HttpCache, poolOptions?: PoolOptions, filters?: Filters): Runtime {
   const pools = new Map<string, UpstreamPool>()
   for (const [name, up] of Object.entries(config.upstreams)) {
     const old = reuse?.get(name)
     pools.set(name, old && JSON.stringify(old.config) === JSON.stringify(up) ? old : new UpstreamPool(name, up, poolOptions))
   }
   const keepCache = cache !== undefined && cache.maxSize === config.cache.max_size
-  return { config, router: new Router(config.routes), pools, cache: keepCache ? cache : new HttpCache(new MemoryStore(config.cache.max_size), config.cache.max_size) }
+  const router = new Router(config.routes)
+  const headerRules = new Map<string, RouteHeaderRules>()
+  for (const r of router.routes) {
+    const c = r.config
+    if (c.request_headers || c.response_headers) {
+      headerRules.set(r.name, {
+        request: c.request_headers ? new HeaderRules(c.request_headers) : null,
+        response: c.response_headers ? new HeaderRules(c.response_headers) : null,
+      })
+    }
+  }
+  return {
+    config,
+    router,
+    pools,
+    cache: keepCache ? cache : new HttpCache(new MemoryStore(config.cache.max_size), config.cache.max_size),
+    filters: new Filters(config, router.routes.map((r) => r.name), filters),
+    headerRules,
+  }
 }
 
 /** Closes the pools of `old` that `next` no longer uses. */
 export async function retireRuntime(old: Runtime, next: Runtime | null): Promise<void> {
   const keep = new Set(next ? next.pools.values() : [])
   await Promise.all([...old.pools.values()].filter((p) => !keep.has(p)).map((p) => p.close()))
+  await old.filters.retire(next ? next.filters : null)
 }

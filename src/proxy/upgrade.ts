@@ -20,6 +20,9 @@ import { errorResponse, parseRequest, routeRequest, upstreamPath } from './drive
 import { IDEMPOTENT_METHODS, upstreamRequestHeaders } from './headers.ts'
 import { RetryLease } from './retries.ts'
 import type { Runtime } from './runtime.ts'
+import { refusalResponse } from './refuse.ts'
+import type { HeaderRules } from './header-rules.ts'
+import { checkListenerAccess, filterRequest, isRefused, type Admitted, type FilterRefused } from '../protect/filter.ts'
 import { ClientClosedError, UpstreamTry, type TryResult, type TryTimeouts } from './try.ts'
 
 /** One upgrade in progress or one open tunnel, as the gateway tracks it for drain and stop. */
@@ -111,6 +114,7 @@ class UpgradeRequest implements Attempts<UpgradeTry> {
   readonly #route: Route
   readonly #path: string
   readonly #protocol: string
+  readonly #requestRules: HeaderRules | null
   readonly via: string
   current: UpgradeTry | null = null
 
@@ -124,6 +128,7 @@ class UpgradeRequest implements Attempts<UpgradeTry> {
     this.#path = upstreamPath(route, req.url ?? '/')
     this.#protocol = String(req.headers.upgrade ?? 'websocket')
     this.via = `${req.httpVersion} ${rt.config.proxy_name}`
+    this.#requestRules = rt.headerRules.get(route.name)?.request ?? null
   }
 
   newTry(ep: Endpoint, queueTimeoutMs: number | null, state: PoolAttemptState): UpgradeTry {
@@ -136,11 +141,15 @@ class UpgradeRequest implements Attempts<UpgradeTry> {
       forwardedHost: host,
       proto: (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http',
       clientIp: this.ctx.clientIp,
+      peerIp: this.ctx.peer,
+      trustedPeer: this.ctx.trustedPeer,
+      forwarded: this.#route.config.forwarded,
       requestId: this.ctx.requestId,
       via: this.via,
       clientHeaders: this.#route.config.forwarded_headers,
     })
-    const t = new UpgradeTry(this.ctx, ep, state.timeouts, queueTimeoutMs, this.#path, headers, this.#protocol)
+    const rules = this.#requestRules
+    const t = new UpgradeTry(this.ctx, ep, state.timeouts, queueTimeoutMs, this.#path, rules ? rules.applyToList(headers) : headers, this.#protocol)
     this.current = t
     return t
   }
@@ -198,10 +207,10 @@ function switchingHead(headers: IncomingHttpHeaders, ctx: RequestContext, rt: Ru
  *   and bytes sent downstream, or the error)
  * @returns the handler; X-Forwarded-Proto is `https` when the client connection is TLS
  */
-export function createUpgradeHandler(getRuntime: () => Runtime, log: AccessLogSink): UpgradeHandler {
+export function createUpgradeHandler(getRuntime: () => Runtime, log: AccessLogSink, listener?: string): UpgradeHandler {
   return function handleUpgrade(req, socket, head) {
     const rt = getRuntime()
-    const ctx = parseRequest(req)
+    const ctx = parseRequest(req, rt.filters.trusted)
     let request: UpgradeRequest | null = null
     let upstream: Duplex | null = null
     let resolveClosed: () => void = () => {}
@@ -220,8 +229,15 @@ export function createUpgradeHandler(getRuntime: () => Runtime, log: AccessLogSi
       ctx.bytesSent = r.body.length
       writeRaw(socket, r.status, r.headers, r.body, true)
     }
+    const refuse = (r: FilterRefused) => {
+      const out = refusalResponse(ctx, req.headers.accept, rt, r, true, null)
+      if (r.headers !== null) Object.assign(out.headers, r.headers)
+      writeRaw(socket, out.status, out.headers, out.body, req.method !== 'HEAD')
+    }
+    let admitted: Admitted | null = null
     socket.on('error', () => {})
     socket.once('close', () => {
+      if (admitted?.slot) admitted.slot.limit.release(admitted.slot.key)
       if (upstream !== null && ctx.details === null) ctx.details = 'tunnel closed by the client'
       if (upstream === null && ctx.status === 0) {
         ctx.status = 499
@@ -232,13 +248,33 @@ export function createUpgradeHandler(getRuntime: () => Runtime, log: AccessLogSi
       finish()
     })
 
-    const routed = routeRequest(ctx, req, rt)
-    if (routed.kind === 'bad_request') {
+    const facts = { method: ctx.method, target: req.url ?? '/', headers: req.headers, clientIp: ctx.clientIp }
+    const listenerRules = listener !== undefined ? rt.filters.listeners.get(listener) : undefined
+    const denied = listenerRules !== undefined ? checkListenerAccess(listenerRules, facts) : null
+    const routed = denied === null ? routeRequest(ctx, req, rt) : null
+    if (denied !== null) {
+      refuse(denied)
+    } else if (routed === null) {
+      // Unreachable: routed is set whenever nothing was denied.
+    } else if (routed.kind === 'bad_request') {
       fail('http_request_error.target_form', routed.detail)
     } else if (routed.kind === 'error') {
       fail(routed.type, routed.detail)
     } else {
-      const u = request = new UpgradeRequest(ctx, req, rt, routed.route, routed.pool)
+      const rf = rt.filters.routes.get(routed.route.name)
+      const outcome = rf === undefined ? null : filterRequest(rf, facts)
+      // Phases "access rules → rate limits" of the route; Redis limits answer later.
+      Promise.resolve(outcome).then((o) => {
+        if (o !== null && isRefused(o)) return refuse(o)
+        if (o !== null && o.slot !== null) {
+          if (socket.destroyed) return o.slot.limit.release(o.slot.key)
+          admitted = o
+        }
+        return open(routed.route, routed.pool)
+      }, (err: Error) => fail('proxy_internal_error', err.message))
+    }
+    function open(route: Route, pool: UpstreamPool): void {
+      const u = request = new UpgradeRequest(ctx, req, rt, route, pool)
       runAttempts(u).then((end) => {
         if (end.kind === 'abandoned') return
         if (end.kind === 'failed') {
@@ -254,7 +290,7 @@ export function createUpgradeHandler(getRuntime: () => Runtime, log: AccessLogSi
         }
         upstream = up.socket
         ctx.status = 101
-        tunnel(ctx, socket, head, up.socket, up.headers, rt, routed.pool.config.timeouts.idle, u.via, routed.route.config.pass_server_header)
+        tunnel(ctx, socket, head, up.socket, up.headers, rt, pool.config.timeouts.idle, u.via, route.config.pass_server_header)
       }, (err: Error) => fail('proxy_internal_error', err.message))
     }
     return {

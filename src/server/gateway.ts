@@ -133,7 +133,7 @@ export class Gateway {
     this.#loadConfig = opts.loadConfig ?? null
     this.#adminFactory = opts.admin ?? null
     this.accessLog = opts.accessLog ?? createAccessLog(config.access_log.format, config.access_log.path)
-    this.metrics = new Metrics(() => this.#endpointHealth(), () => this.#runtime.cache.store, () => this.#retries(), () => this.#bufferUsage())
+    this.metrics = new Metrics(() => this.#endpointHealth(), () => this.#runtime.cache.store, () => this.#retries(), () => this.#bufferUsage(), () => this.#limitErrors())
     const previous = this.accessLog.observe
     this.accessLog.observe = (ctx, durationMs) => {
       previous?.(ctx, durationMs)
@@ -148,6 +148,10 @@ export class Gateway {
     for (const pool of this.#runtime.pools.values()) {
       for (const e of pool.endpoints) yield { upstream: pool.name, endpoint: e.label, healthy: e.isAvailable(now) }
     }
+  }
+
+  * #limitErrors() {
+    for (const l of this.#runtime.filters.limits.values()) if (l.redis) yield { route: l.route, limit: l.name, errors: l.storeErrors }
   }
 
   * #retries() {
@@ -223,10 +227,10 @@ export class Gateway {
    * `allowHTTP1`) whose HTTP/1.1 clients may upgrade too. Each upgrade counts against the
    * runtime it started on until its tunnel closes, and `stop` closes the tunnels left.
    */
-  #acceptUpgrades(server: EventEmitter, rules: RequestRules): void {
+  #acceptUpgrades(server: EventEmitter, rules: RequestRules, listener: string): void {
     // Only upgrades a route allows are tunnelled; Node hands the others to the request handler as plain requests.
-    ;(server as { shouldUpgradeCallback?: (req: http.IncomingMessage) => boolean }).shouldUpgradeCallback = (req) => acceptsUpgrade(req, rules, this.#runtime.router)
-    const handle = createUpgradeHandler(() => this.#runtime, this.accessLog)
+    ;(server as { shouldUpgradeCallback?: (req: http.IncomingMessage) => boolean }).shouldUpgradeCallback = (req) => acceptsUpgrade(req, rules, this.#runtime.router, this.#runtime.filters.trusted)
+    const handle = createUpgradeHandler(() => this.#runtime, this.accessLog, listener)
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
       const rt = this.#runtime
       this.#inFlight.set(rt, (this.#inFlight.get(rt) ?? 0) + 1)
@@ -265,7 +269,7 @@ export class Gateway {
       handler = redirectHandler(lc.redirect_to_https)
     } else {
       const protection: Protection = { budget: this.buffers, clients: this.clients, bodyIdleMs: lc.timeouts.body_idle }
-      const proxy = createProxyHandler(() => this.#runtime, this.accessLog, { scheme: lc.tls ? 'https' : 'http', maxBodyBytes: lc.max_request_body_size ?? null, bodyIdleMs: lc.timeouts.body_idle, rules, protection }, this.#tracker)
+      const proxy = createProxyHandler(() => this.#runtime, this.accessLog, { scheme: lc.tls ? 'https' : 'http', listener: lc.address, maxBodyBytes: lc.max_request_body_size ?? null, bodyIdleMs: lc.timeouts.body_idle, rules, protection }, this.#tracker)
       // Pipelined HTTP/1.1 requests one at a time, HTTP/2 streams up to the per-connection bound (DESIGN §9).
       admission = { gate: new ConnectionGate(connectionLimits(this.#runtime.config.limits), proxy), protection }
       handler = admission.gate.handle
@@ -278,7 +282,7 @@ export class Gateway {
     if (lc.max_connections !== undefined) server.maxConnections = lc.max_connections
     if (admission !== null) this.#admission.set(server, admission)
     // A redirect listener proxies nothing: an upgrade request gets the 308 like any other.
-    if (lc.redirect_to_https === undefined) this.#acceptUpgrades(server, rules)
+    if (lc.redirect_to_https === undefined) this.#acceptUpgrades(server, rules, lc.address)
     // Without a listener Node drops a CONNECT silently; it gets its 405 and log line instead.
     server.on('connect', createConnectRefusal(() => this.#runtime, this.accessLog, rules))
     // Requests Node's parser refuses get a classified answer and a log line, not Node's bare 400.
@@ -340,7 +344,7 @@ export class Gateway {
       await Promise.all(bound.map((l) => closeServer(l.server)))
       throw err
     }
-    const next = buildRuntime(config, old.pools, old.cache, this.#poolOptions)
+    const next = buildRuntime(config, old.pools, old.cache, this.#poolOptions, old.filters)
     warnInsecureUpstreams(config, old.config)
     this.#runtime = next
     this.buffers.limits = limits
@@ -365,8 +369,8 @@ export class Gateway {
       const loaded = certs.get(lc.address)
       if (loaded && l.certificates && lc.tls) reloadCertificates(l.server as SecureServer, l.certificates, loaded, lc.tls)
       // The secure contexts are rebuilt above: certificates, ciphers and min_version apply now.
-      const same = (a: ListenerConfig) => JSON.stringify({ ...a, timeouts: lc.timeouts, tls: a.tls && { ...a.tls, certificates: lc.tls?.certificates, ciphers: lc.tls?.ciphers, min_version: lc.tls?.min_version } })
-      if (same(lc) !== same(l.config)) warnings.push(`listeners: changes to ${lc.address} other than timeouts, certificates, ciphers and min_version take effect after a restart`)
+      const same = (a: ListenerConfig) => JSON.stringify({ ...a, timeouts: lc.timeouts, access: lc.access, tls: a.tls && { ...a.tls, certificates: lc.tls?.certificates, ciphers: lc.tls?.ciphers, min_version: lc.tls?.min_version } })
+      if (same(lc) !== same(l.config)) warnings.push(`listeners: changes to ${lc.address} other than timeouts, access rules, certificates, ciphers and min_version take effect after a restart`)
       kept[i] = { ...l, config: lc }
     }
     this.listeners.splice(0, this.listeners.length, ...kept, ...bound)
@@ -415,6 +419,7 @@ export class Gateway {
     const live = new Set<UpstreamPool>()
     for (const r of [this.#runtime, ...this.#retiring]) for (const p of r.pools.values()) live.add(p)
     void this.#closePools([...rt.pools.values()].filter((p) => !live.has(p)))
+    if (rt.filters.redis !== null && ![this.#runtime, ...this.#retiring].some((r) => r.filters.redis === rt.filters.redis)) void rt.filters.redis.close()
   }
 
   async #closePools(pools: UpstreamPool[]): Promise<void> {
@@ -452,8 +457,10 @@ export class Gateway {
     await adminClosed
     const pools = new Set<UpstreamPool>()
     for (const r of [this.#runtime, ...this.#retiring]) for (const p of r.pools.values()) pools.add(p)
+    const redis = new Set([this.#runtime, ...this.#retiring].map((r) => r.filters.redis))
     this.#retiring.clear()
     await this.#closePools([...pools])
+    for (const r of redis) await r?.close()
     // Access log lines are written on each response's close event: let those run first.
     await new Promise((resolve) => setImmediate(resolve))
     await this.accessLog.flush()

@@ -32,7 +32,7 @@ test('the schema describes the input: durations are strings, unknown keys are re
 test('keysAt and configKeyPaths follow lists, named maps and the endpoint union', () => {
   assert.deepEqual(keysAt(['upstreams', 'api', 'timeouts']), ['connect', 'response_header', 'idle', 'total'])
   assert.deepEqual(keysAt(['upstreams', 'api', 'endpoints', 3]), ['url', 'weight', 'backup'])
-  assert.deepEqual(keysAt(['routes', 0, 'match']), ['host', 'path_prefix', 'path'])
+  assert.deepEqual(keysAt(['routes', 0, 'match']), ['host', 'path_prefix', 'path', 'path_regex', 'methods', 'headers', 'query', 'client_ip'])
   assert.deepEqual(keysAt(['no', 'such', 'place']), [])
   const paths = configKeyPaths()
   for (const p of ['listeners[].timeouts.header_read', 'upstreams.<name>', 'upstreams.<name>.endpoints[].weight', 'admin.address']) {

@@ -47,7 +47,7 @@ describe('parseConfig: problems at file:line:column', () => {
   test('unknown key with no near miss lists the allowed keys', () => {
     const p = onlyProblem(VALID.replace('  - address: 127.0.0.1:8080', '  - address: 127.0.0.1:8080\n    colour: blue'))
     assert.deepEqual([p.line, p.column], [3, 5])
-    assert.match(p.message, /^listeners\[0\]\.colour: unknown key "colour"; allowed: address, timeouts, max_header_size, max_request_body_size, max_connections, deny_methods, encoded_slashes, tls, http2, redirect_to_https$/)
+    assert.match(p.message, /^listeners\[0\]\.colour: unknown key "colour"; allowed: address, timeouts, max_header_size, max_request_body_size, max_connections, deny_methods, encoded_slashes, access, tls, http2, redirect_to_https$/)
   })
 
   test('wrong type, pointing at the value', () => {
