@@ -1,0 +1,57 @@
+// GCRA as nginx limit_req rate= burst= nodelay: what a quiet key may send at once, the spacing after, and the fields' numbers.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { gcra, LocalStore, parseRate, type LimitDecision } from '../../src/protect/rate-limit.ts'
+
+const fresh = (): LimitDecision => ({ allowed: false, remaining: -1, resetMs: -1, retryAfterMs: -1 })
+
+test('a quiet key sends burst + 1 at once, then one each interval', () => {
+  const p = { intervalMs: 100, burst: 2 }
+  const d = fresh()
+  let tat = NaN
+  const admitted: boolean[] = []
+  for (let i = 0; i < 4; i++) {
+    const next = gcra(tat, 1000, p, d)
+    admitted.push(d.allowed)
+    if (d.allowed) tat = next
+  }
+  assert.deepEqual(admitted, [true, true, true, false])
+  assert.equal(d.retryAfterMs, 100, 'one interval until the next')
+  assert.equal(gcra(tat, 1099, p, d), NaN)
+  assert.equal(d.allowed, false)
+  const next = gcra(tat, 1100, p, d)
+  assert.equal(d.allowed, true)
+  assert.equal(next, 1400)
+  assert.equal(d.remaining, 0)
+})
+
+test('remaining and reset count down and refill', () => {
+  const p = { intervalMs: 50, burst: 3 }
+  const d = fresh()
+  let tat = gcra(NaN, 0, p, d)
+  assert.deepEqual({ ...d }, { allowed: true, remaining: 3, resetMs: 50, retryAfterMs: 0 })
+  tat = gcra(tat, 0, p, d)
+  assert.equal(d.remaining, 2)
+  assert.equal(d.resetMs, 100)
+  gcra(tat, 1000, p, d)
+  assert.equal(d.remaining, 3, 'a long pause refills the whole allowance, never more')
+})
+
+test('LocalStore keys are independent, and a sweep forgets keys whose time has passed', async () => {
+  const s = new LocalStore()
+  const p = { intervalMs: 1, burst: 0 }
+  assert.equal(s.take('a', p).allowed, true)
+  assert.equal(s.take('a', p).allowed, false)
+  assert.equal(s.take('b', p).allowed, true)
+  await new Promise((r) => setTimeout(r, 5))
+  for (let i = 0; i < 2000; i++) s.take(`k${i}`, { intervalMs: 10_000, burst: 0 })
+  assert.ok(s.size < 2002, `a and b were swept (size ${s.size})`)
+})
+
+test('rates as nginx writes them', () => {
+  assert.deepEqual(parseRate('10r/s'), { perSecond: 10, intervalMs: 100, window: 1, quota: 10 })
+  assert.deepEqual(parseRate('600r/m'), { perSecond: 10, intervalMs: 100, window: 60, quota: 600 })
+  assert.equal(parseRate('0.5r/s').intervalMs, 2000)
+  assert.throws(() => parseRate('10/s'), /expected requests per second or per minute/)
+  assert.throws(() => parseRate('0r/s'), /invalid rate/)
+})

@@ -1,0 +1,170 @@
+/**
+ * Rate limits (GCRA, nginx limit_req ... nodelay) and limit_conn over loopback sockets:
+ * the admitted rate under 3 s of load within ±10 % of the configured one; each 429 with
+ * Retry-After, RateLimit-Policy, RateLimit, Proxy-Status details rate_limited, its log line
+ * and the refusal counter; keys by client address, header and route; the cap on requests
+ * in progress released when responses close.
+ */
+import assert from 'node:assert/strict'
+import http from 'node:http'
+import { test } from 'node:test'
+import { parseProxyStatus } from '../../src/failures/proxy-status.ts'
+import { testEnv, type TestGateway } from '../helpers/gateway.ts'
+import { metricValue, sendFrom, type FromReply } from '../helpers/from.ts'
+
+const env = testEnv()
+
+/** Result of {@link load}. */
+export interface LoadResult {
+  ok: number
+  limited: number
+  other: number
+  /** From the first request sent to the last one sent, in s. */
+  seconds: number
+  /** One 429, to look at. */
+  sample: FromReply | null
+}
+
+/**
+ * Sends requests from `clients` keep-alive connections, each one request every `everyMs`,
+ * for `seconds`: about `clients × 1000 / everyMs` requests a second, a bounded load.
+ */
+export async function load(port: number, seconds: number, clients: number, everyMs: number, headers: (i: number) => http.OutgoingHttpHeaders = () => ({})): Promise<LoadResult> {
+  const out: LoadResult = { ok: 0, limited: 0, other: 0, seconds: 0, sample: null }
+  const t0 = performance.now()
+  const end = t0 + seconds * 1000
+  const agents: http.Agent[] = []
+  let last = t0
+  const one = async (i: number): Promise<void> => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+    agents.push(agent)
+    // Staggered, so the clients' requests interleave instead of arriving in bursts.
+    let next = t0 + (i * everyMs) / clients
+    await new Promise((resolve) => setTimeout(resolve, next - performance.now()))
+    while (next < end) {
+      last = Math.max(last, performance.now())
+      const r = await sendFrom(port, { agent, headers: headers(i) })
+      if (r.status === 200) out.ok++
+      else if (r.status === 429) {
+        out.limited++
+        out.sample ??= r
+      } else out.other++
+      next += everyMs
+      const wait = next - performance.now()
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
+    }
+  }
+  await Promise.all(Array.from({ length: clients }, (_, i) => one(i)))
+  out.seconds = (last - t0) / 1000
+  for (const a of agents) a.destroy()
+  return out
+}
+
+/** Checks one 429 of the rate limit `name` and its log line. */
+export async function expectLimited(gw: TestGateway, r: FromReply, name: string, policy: string): Promise<void> {
+  assert.equal(r.status, 429)
+  const own = parseProxyStatus(String(r.headers['proxy-status'])).at(-1)
+  assert.equal(own?.params.error, 'http_request_denied')
+  assert.equal(own?.params.details, 'rate_limited')
+  const retryAfter = Number(r.headers['retry-after'])
+  assert.ok(Number.isInteger(retryAfter) && retryAfter >= 1, `Retry-After ${r.headers['retry-after']}`)
+  assert.equal(r.headers['ratelimit-policy'], policy)
+  assert.match(String(r.headers.ratelimit), new RegExp(`^"${name}";r=0;t=\\d+$`))
+  assert.ok(r.body.includes('A rate limit refused the request'))
+  const rec = await gw.record(String(r.headers['x-request-id']))
+  assert.equal(rec.status, 429)
+  assert.equal(rec.error, 'http_request_denied')
+  assert.equal(rec.upstream_status, null)
+  assert.match(rec.details ?? '', new RegExp(`^rate_limited: rate limit ${name} `))
+}
+
+/** Asserts the admitted count is within ±10 % of what the limit allows over the load's duration, and returns the ratio. */
+export function assertAccuracy(admitted: number, perSecond: number, burst: number, seconds: number, what: string): number {
+  const expected = perSecond * seconds + burst + 1
+  const ratio = admitted / expected
+  assert.ok(Math.abs(ratio - 1) <= 0.1, `${what}: ${admitted} admitted in ${seconds.toFixed(2)} s, expected ${expected.toFixed(1)} ± 10 % (ratio ${ratio.toFixed(3)})`)
+  return ratio
+}
+
+test('local limit: 3 s of load at about 4x the rate is admitted at the configured rate, within ±10 %', async () => {
+  let reached = 0
+  const up = await env.upstream((_req, res) => { reached++; res.end('ok') })
+  const gw = await env.gateway({
+    listeners: [{ address: '127.0.0.1:0' }],
+    routes: [{ name: 'api', upstream: 'app', rate_limits: [{ name: 'per-client', rate: '40r/s', burst: 10 }] }],
+    upstreams: { app: { endpoints: [up] } },
+  })
+  const r = await load(gw.port, 3, 4, 25)
+  assert.equal(r.other, 0)
+  const ratio = assertAccuracy(r.ok, 40, 10, r.seconds, 'local 40r/s burst 10')
+  console.log(`# local limit 40r/s burst 10: ${r.ok} admitted, ${r.limited} refused in ${r.seconds.toFixed(2)} s: ${(ratio * 100).toFixed(1)} % of rate × time + burst + 1; sustained ${((r.ok - 11) / r.seconds).toFixed(1)} r/s`)
+  assert.ok(r.limited > r.ok, 'the load was well over the rate')
+  assert.equal(reached, r.ok, 'refused requests never reach the upstream')
+  assert.ok(r.sample)
+  await expectLimited(gw, r.sample, 'per-client', '"per-client";q=11;w=1')
+  const metrics = await gw.gateway.metrics.render()
+  assert.equal(metricValue(metrics, 'portico_requests_refused_total', { route: 'api', refusal: 'rate_limited' }), r.limited)
+})
+
+test('keys: by header (independent per value, not counted without it), by route (all clients together)', async () => {
+  const up = await env.upstream((_req, res) => res.end('ok'))
+  const gw = await env.gateway({
+    listeners: [{ address: '127.0.0.1:0' }],
+    routes: [
+      { name: 'keyed', match: { path_prefix: '/keyed' }, upstream: 'app', rate_limits: [{ key: { header: 'X-Api-Key' }, rate: '1r/m', burst: 1 }] },
+      { name: 'whole', match: { path_prefix: '/whole' }, upstream: 'app', rate_limits: [{ key: 'route', rate: '1r/m', burst: 2, send_headers: true }] },
+    ],
+    upstreams: { app: { endpoints: [up] } },
+  })
+  const keyed = (key?: string) => sendFrom(gw.port, { path: '/keyed', headers: key ? { 'x-api-key': key } : {} })
+  assert.deepEqual([(await keyed('a')).status, (await keyed('a')).status, (await keyed('a')).status], [200, 200, 429])
+  assert.equal((await keyed('b')).status, 200, 'another key has its own allowance')
+  for (let i = 0; i < 4; i++) assert.equal((await keyed()).status, 200, 'no key: not limited by this rule')
+  const limited = await keyed('a')
+  await expectLimited(gw, limited, 'limit0', '"limit0";q=2;w=120')
+  assert.ok(Number(limited.headers['retry-after']) > 1, 'a minute-rate limit says to wait longer')
+
+  const statuses: number[] = []
+  const first = await sendFrom(gw.port, { path: '/whole', from: '127.0.0.2' })
+  assert.equal(first.headers['ratelimit-policy'], '"limit0";q=3;w=180', 'send_headers: on admitted responses too')
+  assert.equal(first.headers.ratelimit, '"limit0";r=2;t=60')
+  statuses.push(first.status)
+  for (const from of ['127.0.0.3', '127.0.0.4', '127.0.0.5']) statuses.push((await sendFrom(gw.port, { path: '/whole', from })).status)
+  assert.deepEqual(statuses, [200, 200, 200, 429], 'the route as a whole: burst + 1 whoever sends')
+})
+
+test('limit_conn: the cap on requests in progress per client, released when the response closes', async () => {
+  const held: http.ServerResponse[] = []
+  let waiting: (() => void) | null = null
+  const up = await env.upstream((_req, res) => {
+    held.push(res)
+    waiting?.()
+  })
+  const gw = await env.gateway({
+    listeners: [{ address: '127.0.0.1:0' }],
+    routes: [{ name: 'slow', upstream: 'app', limit_conn: { max: 2 } }],
+    upstreams: { app: { endpoints: [up] } },
+  })
+  const arrived = (n: number) => new Promise<void>((resolve) => {
+    const check = () => { if (held.length >= n) resolve() }
+    waiting = check
+    check()
+  })
+  const a = sendFrom(gw.port, { from: '127.0.0.2' })
+  const b = sendFrom(gw.port, { from: '127.0.0.2' })
+  await arrived(2)
+  const c = await sendFrom(gw.port, { from: '127.0.0.2' })
+  assert.equal(c.status, 429)
+  assert.equal(parseProxyStatus(String(c.headers['proxy-status'])).at(-1)?.params.details, 'rate_limited')
+  const rec = await gw.record(String(c.headers['x-request-id']))
+  assert.match(rec.details ?? '', /^rate_limited: limit_conn: 2 requests in progress \(client 127\.0\.0\.2\), max 2$/)
+  const other = sendFrom(gw.port, { from: '127.0.0.3' })
+  await arrived(3)
+  for (const res of held) res.end('ok')
+  assert.deepEqual([(await a).status, (await b).status, (await other).status], [200, 200, 200])
+  await gw.waitForRecords(4)
+  const d = sendFrom(gw.port, { from: '127.0.0.2' })
+  await arrived(4)
+  held[3].end('ok')
+  assert.equal((await d).status, 200, 'the slots were released')
+})
