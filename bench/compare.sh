@@ -11,6 +11,12 @@
 # system, from /proc/PID/stat) the process spent per request. Prints the medians of each
 # side, then every slice. Only 127.0.0.1 is used; the whole run lasts about 12 + 4 x
 # ROUNDS seconds. DIR_B may be the same tree as DIR_A (an A/A run shows the noise).
+#
+# COMPARE_CONFIG_A / COMPARE_CONFIG_B: run that side from a config file instead of quick
+# mode, a template of bench/conf/ whose @PORT@ and @BACKEND@ are filled in. The cost of
+# the filtering phase (one access rule list and one rate limit) is:
+#   COMPARE_CONFIG_A=bench/conf/portico-plain.yaml COMPARE_CONFIG_B=bench/conf/portico-filter.yaml \
+#     bash bench/compare.sh . .
 set -euo pipefail
 
 [[ $# -ge 2 ]] || { echo "usage: bash bench/compare.sh DIR_A DIR_B [ROUNDS]" >&2; exit 2; }
@@ -51,15 +57,24 @@ setsid taskset -c "$LOAD_CPU" nginx -p "$TMP/backend" -c "$TMP/backend/nginx.con
 PIDS+=($!)
 wait_port "$BACKEND"
 
-start() { # start DIR PORT NAME
-  (cd "$1" && exec setsid taskset -c "$PROXY_CPU" "$NODE" src/cli/main.ts serve --listen "127.0.0.1:$2" --to "http://127.0.0.1:$BACKEND" > "$TMP/$3.log" 2>&1) &
+for c in "${COMPARE_CONFIG_A:-}" "${COMPARE_CONFIG_B:-}"; do [[ -z $c || -f $c ]] || { echo "no config template $c" >&2; exit 2; }; done
+CONF_A=${COMPARE_CONFIG_A:+$(realpath "$COMPARE_CONFIG_A")}
+CONF_B=${COMPARE_CONFIG_B:+$(realpath "$COMPARE_CONFIG_B")}
+start() { # start DIR PORT NAME [CONFIG_TEMPLATE]
+  if [[ -n ${4:-} ]]; then
+    sed -e "s|@PORT@|$2|g" -e "s|@BACKEND@|$BACKEND|g" "$4" > "$TMP/$3.yaml"
+    (cd "$1" && exec setsid taskset -c "$PROXY_CPU" "$NODE" src/cli/main.ts serve -c "$TMP/$3.yaml" > "$TMP/$3.log" 2>&1) &
+  else
+    (cd "$1" && exec setsid taskset -c "$PROXY_CPU" "$NODE" src/cli/main.ts serve --listen "127.0.0.1:$2" --to "http://127.0.0.1:$BACKEND" > "$TMP/$3.log" 2>&1) &
+  fi
   PIDS+=($!)
   wait_port "$2"
 }
-PORT_A=$(free_port); start "$A" "$PORT_A" a
-PORT_B=$(free_port); start "$B" "$PORT_B" b
-PID_A=$(pgrep -f "serve --listen 127.0.0.1:$PORT_A")
-PID_B=$(pgrep -f "serve --listen 127.0.0.1:$PORT_B")
+PORT_A=$(free_port); start "$A" "$PORT_A" a "$CONF_A"
+PORT_B=$(free_port); start "$B" "$PORT_B" b "$CONF_B"
+proxy_pid() { pgrep -f "serve --listen 127.0.0.1:$1" || pgrep -f "serve -c $TMP/$2.yaml"; }
+PID_A=$(proxy_pid "$PORT_A" a)
+PID_B=$(proxy_pid "$PORT_B" b)
 
 load() { taskset -c "$LOAD_CPU" wrk -t2 -c64 -d"$2"s "http://127.0.0.1:$1/"; }
 for p in "$PORT_A" "$PORT_B" "$PORT_A" "$PORT_B"; do load "$p" 3 >/dev/null; done
