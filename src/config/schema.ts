@@ -529,7 +529,8 @@ export const routeSchema = z.strictObject({
    * Client-sent `X-Real-IP`, `True-Client-IP` and `Forwarded`: `strip` drops them and sets
    * `X-Real-IP` to the client's address (nginx `proxy_set_header X-Real-IP $remote_addr`);
    * `pass` forwards them unchanged (set `X-Real-IP` only when absent), for a Portico behind
-   * a proxy that sets them. `X-Forwarded-For` is appended to either way. Default `strip`.
+   * a proxy that sets them. A peer in `trusted_proxies` is treated as `pass`.
+   * `X-Forwarded-For` is appended to either way. Default `strip`.
    */
   forwarded_headers: z.enum(['strip', 'pass']).default('strip'),
   /** Pass the upstream's `Server` response header to clients (nginx `proxy_pass_header Server`). Default false: it is removed, masking the backend. */

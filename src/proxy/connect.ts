@@ -26,7 +26,7 @@ import type { Runtime } from './runtime.ts'
 export function createConnectRefusal(getRuntime: () => Runtime, log: AccessLogSink, rules: RequestRules) {
   return function refuseConnect(req: IncomingMessage, out: Duplex | ServerResponse): void {
     const rt = getRuntime()
-    const ctx = parseRequest(req)
+    const ctx = parseRequest(req, getRuntime().filters.trusted)
     // HTTP/2 hands a CONNECT stream over as (request, response) rather than (request, socket, head).
     const h2 = 'writeHead' in out
     const r = refusalResponse(ctx, req.headers.accept, rt, { refusal: REFUSALS.method_not_allowed, detail: 'CONNECT is never proxied' }, !h2, rules)

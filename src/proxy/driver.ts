@@ -449,7 +449,7 @@ async function proxy(p: ProxiedRequest, route: Route, pool: UpstreamPool): Promi
     p.via = `${h2 ? '2' : req.httpVersion} ${p.proxyName}`
     // Phase "cache lookup" (src/cache/phase.ts): a stored response answers here; else the plan joins every try.
     if (route.config.cache?.enabled) {
-      const refresh = (extra: Record<string, string>) => fetchFromPool(ctx, pool, p.path, p.headersFor(pool.name), extra, p.passServerHeader)
+      const refresh = (extra: Record<string, string>) => fetchFromPool(ctx, pool, p.path, p.headersFor(pool.name), extra, p.passServerHeader, p.responseRules)
       p.plan = await cacheLookup({ ctx, req, res, cache: rt.cache, config: route.config.cache, scheme: p.scheme, refresh }, rt.config.proxy_name)
       if (p.plan === null) return
       p.observer = p.plan.tee

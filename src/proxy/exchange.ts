@@ -230,7 +230,9 @@ export class HttpExchange extends UpstreamTry {
       this.settle(null)
       return
     }
-    if (this.#r.rateLimitHeaders !== null) Object.assign(out, this.#r.rateLimitHeaders)
+    // Set on the response, not in `out`: the cache may store `out`, and these fields are this request's.
+    const limits = this.#r.rateLimitHeaders
+    if (limits !== null) for (const name in limits) res.setHeader(name, limits[name])
     // HTTP/2 has no reason phrase (RFC 9113 §8.3.2); Node warns when one is given.
     if (statusMessage && this.#r.req.httpVersionMajor < 2) res.writeHead(statusCode, statusMessage, out)
     else res.writeHead(statusCode, out)

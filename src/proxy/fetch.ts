@@ -3,6 +3,7 @@
  * attempt loop like any request (selection, first DNS answers, limits, outlier reports,
  * retries and their budget), outside any client exchange, with the body read whole.
  */
+import type { HeaderRules } from './header-rules.ts'
 import type { IncomingHttpHeaders } from 'node:http'
 import { RequestContext } from '../observe/context.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
@@ -99,10 +100,11 @@ class Fetch implements Attempts<FetchTry> {
  * @param headers upstream request header fields, flat `[name, value, ...]`; the client's conditional fields are dropped
  * @param extra fields added (the cache's validators)
  * @param passServer keep the upstream's `Server` field (the route's `pass_server_header`); else it is dropped before the cache stores the response
+ * @param rules the route's response header rules, applied before the cache stores the response
  * @returns the whole response
  * @throws {Error} with the cause and detail when every try failed
  */
-export async function fetchFromPool(origin: RequestContext, pool: UpstreamPool, path: string, headers: string[], extra: Record<string, string>, passServer = false): Promise<FetchedResponse> {
+export async function fetchFromPool(origin: RequestContext, pool: UpstreamPool, path: string, headers: string[], extra: Record<string, string>, passServer = false, rules: HeaderRules | null = null): Promise<FetchedResponse> {
   const flat: string[] = []
   for (let i = 0; i < headers.length; i += 2) {
     if (!/^if-/i.test(headers[i])) flat.push(headers[i], headers[i + 1])
@@ -113,6 +115,7 @@ export async function fetchFromPool(origin: RequestContext, pool: UpstreamPool, 
   const end = await runAttempts(fetch)
   if (end.kind === 'done' && end.try.response !== null) {
     if (!passServer) delete end.try.response.headers.server
+    rules?.applyToObject(end.try.response.headers)
     return end.try.response
   }
   throw new Error(end.kind === 'failed' ? `${end.type}: ${end.detail}` : 'background fetch abandoned')

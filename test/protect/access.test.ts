@@ -9,6 +9,8 @@ import { test } from 'node:test'
 import { parseProxyStatus } from '../../src/failures/proxy-status.ts'
 import { testEnv, type TestGateway } from '../helpers/gateway.ts'
 import { metricValue, sendFrom, type FromReply } from '../helpers/from.ts'
+import { rawRequest } from '../helpers/raw.ts'
+import { configSchema } from '../../src/config/schema.ts'
 
 const env = testEnv()
 
@@ -97,9 +99,26 @@ test('a reload applies new listener and route rules at once', async () => {
   }
   const gw = await env.gateway(input)
   assert.equal((await sendFrom(gw.port, { from: '127.0.0.6' })).status, 200)
-  const { configSchema } = await import('../../src/config/schema.ts')
   const summary = await gw.gateway.reload(configSchema.parse({ ...input, listeners: [{ address: gw.config.listeners[0].address, access: [{ deny: '127.0.0.6' }] }] }))
   assert.deepEqual(summary.warnings, [], 'access rules need no restart')
   assert.equal((await sendFrom(gw.port, { from: '127.0.0.6' })).status, 403)
   assert.equal((await sendFrom(gw.port, { from: '127.0.0.5' })).status, 200)
+})
+
+test('a WebSocket upgrade goes through the same rules: denied before it reaches the upstream', async () => {
+  let upgrades = 0
+  const server = await env.server((_req, res) => res.end('plain'))
+  server.on('upgrade', (_req, socket) => { upgrades++; socket.destroy() })
+  const gw = await env.gateway({
+    listeners: [{ address: '127.0.0.1:0' }],
+    routes: [{ name: 'ws', upstream: 'app', access: [{ deny: '127.0.0.1' }] }],
+    upstreams: { app: { endpoints: [`http://127.0.0.1:${(server.address() as { port: number }).port}`] } },
+  })
+  const r = await rawRequest(gw.port, 'GET /chat HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
+  assert.equal(r.status, 403)
+  assert.equal(parseProxyStatus(r.get('proxy-status') ?? '').at(-1)?.params.details, 'access_rule')
+  const rec = await gw.record(r.get('x-request-id') ?? '')
+  assert.equal(rec.status, 403)
+  assert.match(rec.details ?? '', /^access_rule: client 127\.0\.0\.1 denied by route ws\.access\[0\]/)
+  assert.equal(upgrades, 0)
 })
