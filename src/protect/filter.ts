@@ -14,6 +14,7 @@ import { CidrList } from '../lib/cidr.ts'
 import { logger } from '../lib/logger.ts'
 import { REFUSALS, type Refusal } from '../failures/refusals.ts'
 import { AccessRules } from './access.ts'
+import { ClientLimiter } from './client-limit.ts'
 import type { TrustedProxies } from './client-ip.ts'
 import { LocalStore, parseRate, type GcraPolicy, type LimitDecision, type RateLimitStore } from './rate-limit.ts'
 import { RedisStore } from './redis-store.ts'
@@ -123,35 +124,34 @@ export class RateLimit {
   }
 }
 
-/** The cap on requests in progress of a route (nginx `limit_conn`). */
+/**
+ * The cap on requests in progress of a route per key (nginx `limit_conn`): the counter of
+ * the per-client cap (src/protect/client-limit.ts), keyed by what the route's `limit_conn.key` names.
+ */
 export class ConnLimit {
   readonly max: number
   readonly key: KeyKind
-  readonly #counts = new Map<string, number>()
+  readonly #counts: ClientLimiter
 
   constructor(c: LimitConnConfig) {
     this.max = c.max
     this.key = keyKind(c.key)
+    this.#counts = new ClientLimiter(c.max)
   }
 
   /** Counts a request in under `key` unless the key is at the cap. @returns whether it may go on (then call {@link release}) */
   acquire(key: string): boolean {
-    const n = this.#counts.get(key) ?? 0
-    if (n >= this.max) return false
-    this.#counts.set(key, n + 1)
-    return true
+    return this.#counts.acquire(key)
   }
 
   /** Counts a request of `key` out. */
   release(key: string): void {
-    const n = (this.#counts.get(key) ?? 1) - 1
-    if (n > 0) this.#counts.set(key, n)
-    else this.#counts.delete(key)
+    this.#counts.release(key)
   }
 
   /** Requests in progress under `key`. */
   count(key: string): number {
-    return this.#counts.get(key) ?? 0
+    return this.#counts.count(key)
   }
 }
 

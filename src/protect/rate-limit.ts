@@ -56,7 +56,8 @@ export function gcra(tat: number, now: number, p: GcraPolicy, out: LimitDecision
     return NaN
   }
   out.allowed = true
-  out.remaining = Math.floor((now - allowAt) / p.intervalMs)
+  // The epsilon keeps float rounding of large clock values from losing a whole request.
+  out.remaining = Math.floor((now - allowAt) / p.intervalMs + 1e-9)
   out.retryAfterMs = 0
   out.resetMs = next - now
   return next

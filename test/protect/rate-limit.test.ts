@@ -55,3 +55,11 @@ test('rates as nginx writes them', () => {
   assert.throws(() => parseRate('10/s'), /expected requests per second or per minute/)
   assert.throws(() => parseRate('0r/s'), /invalid rate/)
 })
+
+test('a large clock value does not lose a request to float rounding', () => {
+  const d = fresh()
+  for (const now of [123456789.123, 987654.321, 5e9 + 0.7]) {
+    gcra(NaN, now, { intervalMs: 60_000, burst: 2 }, d)
+    assert.equal(d.remaining, 2, `at ${now}`)
+  }
+})
