@@ -6,7 +6,7 @@ import http from 'node:http'
 import type { Socket } from 'node:net'
 import { test } from 'node:test'
 import { useTempDir } from '../config/temp-dir.ts'
-import { adminGet, backend, readLog, startCluster } from './cluster.ts'
+import { adminGet, backend, readLog, startCluster, until } from './cluster.ts'
 
 const dir = useTempDir('portico-supervision-')
 
@@ -101,7 +101,7 @@ test('kill -9 of one worker under 200 req/s: no failure on the other worker\'s c
   assert.ok(late.length > 0 && late.every((r) => r.error === undefined), 'requests sent once the kill is over all succeed')
 })
 
-test('two workers writing one access log: 50,000 requests, 50,000 whole lines', async () => {
+test('two workers writing one access log: 50,000 requests with a reload among them, 50,000 whole lines', async () => {
   const up = await backend((_req, res) => res.end('ok'))
   const c = await startCluster(dir(), `routes: [{ upstream: u }]\nupstreams: { u: { endpoints: ["${up.url}"] } }\n`, 2, 'log.yaml')
   const total = 50_000
@@ -112,7 +112,10 @@ test('two workers writing one access log: 50,000 requests, 50,000 whole lines', 
   await Promise.all(Array.from({ length: 32 }, async () => {
     while (next < total && Date.now() - started < 90_000) {
       // A long path, so lines are long and batches cross many write boundaries.
-      const path = `/line-${next++}-${'x'.repeat(200)}`
+      const n = next++
+      // A reload halfway through: no line may be lost to it either.
+      if (n === total / 2) c.process.child.kill('SIGHUP')
+      const path = `/line-${n}-${'x'.repeat(200)}`
       await new Promise<void>((resolve, reject) => {
         http.get(`${c.origin}${path}`, { agent }, (res) => {
           res.resume()
@@ -126,10 +129,11 @@ test('two workers writing one access log: 50,000 requests, 50,000 whole lines', 
   }))
   agent.destroy()
   assert.equal(ok, total, 'every request answered')
+  await until('the reload', () => c.process.stderr().includes('reloaded'))
   c.process.child.kill('SIGTERM')
   assert.equal((await c.process.exited).code, 0)
   const lines = await readLog(c)
-  assert.equal(lines.length, total, 'one whole JSON line per request, nothing lost at the drain')
+  assert.equal(lines.length, total, 'one whole JSON line per request, nothing lost at the reload or the drain')
   const workers = new Map<number | undefined, number>()
   for (const l of lines) workers.set(l.worker, (workers.get(l.worker) ?? 0) + 1)
   assert.deepEqual([...workers.keys()].sort(), [1, 2], `both workers wrote lines (${JSON.stringify([...workers])})`)
