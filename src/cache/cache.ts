@@ -6,7 +6,7 @@
 import CachePolicy from 'http-cache-semantics'
 import type { IncomingHttpHeaders } from 'node:http'
 import { policyRequestHeaders, policyResponse } from './fields.ts'
-import { MemoryStore, type CacheStore, type StoreEntry, type StoredHeaders, type StoredResponse } from './store.ts'
+import { MemoryStore, type CacheStore, type StoredHeaders, type StoredResponse } from './store.ts'
 
 /** Options every policy is made with: a shared cache (RFC 9111 §1: `private`, `s-maxage`, `Authorization` rules apply). */
 const POLICY_OPTIONS: CachePolicy.Options = { shared: true }
@@ -207,8 +207,8 @@ export interface SharedCollapse {
    *   itself (it got the lease, the holder stored nothing, or the wait ran out)
    */
   acquire(key: string, waitMs: number): Promise<boolean>
-  /** Gives the lease of `key` back, if this process holds it, with what is now stored under it (undefined: nothing). */
-  release(key: string, entry: StoreEntry | undefined): void
+  /** Gives the lease of `key` back, if this process holds it, saying whether a response is now stored under it (the others may ask for it). */
+  release(key: string, stored: boolean): void
 }
 
 /**
@@ -332,7 +332,7 @@ export class HttpCache {
         if (this.#inflight.get(key) === p) this.#inflight.delete(key)
         done()
         const shared = this.shared
-        if (shared !== null) void this.store.get(key).then((e) => shared.release(key, e), () => shared.release(key, undefined))
+        if (shared !== null) void this.store.get(key).then((e) => shared.release(key, e !== undefined), () => shared.release(key, false))
       },
     }
   }

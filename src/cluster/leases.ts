@@ -2,7 +2,8 @@
  * Request collapsing across workers: the primary grants the "fetch lease" of a cache key
  * to the first worker that misses it; workers missing the same key meanwhile wait, and get
  * the response the holder stored (or go upstream themselves when it stored nothing, when
- * their wait runs out, or when the holder dies).
+ * their wait runs out, or when the holder dies). The response crosses to the primary only
+ * when some worker waits for it.
  */
 import type { StoreEntry } from '../cache/store.ts'
 
@@ -35,20 +36,30 @@ export class LeaseTable {
       return
     }
     if (lease !== undefined) clearTimeout(lease.timer)
-    const timer = setTimeout(() => this.release(worker, key, undefined), Math.max(1, waitMs))
+    const timer = setTimeout(() => this.fill(this.release(worker, key), undefined), Math.max(1, waitMs))
     timer.unref()
     this.#leases.set(key, { holder: worker, waiters: lease?.waiters ?? [], timer })
     this.granted++
     answer({ granted: true })
   }
 
-  /** The holder is done with `key`: each waiter gets `entry` (undefined: go upstream). */
-  release(worker: number, key: string, entry: StoreEntry | undefined): void {
+  /**
+   * The holder is done with `key`: the lease ends.
+   *
+   * @returns the waiters, to {@link fill} with the stored response; empty when nobody
+   *   waits or `worker` does not hold the lease
+   */
+  release(worker: number, key: string): LeaseAnswer[] {
     const lease = this.#leases.get(key)
-    if (lease === undefined || lease.holder !== worker) return
+    if (lease === undefined || lease.holder !== worker) return []
     this.#leases.delete(key)
     clearTimeout(lease.timer)
-    for (const w of lease.waiters) {
+    return lease.waiters
+  }
+
+  /** Answers waiters with the response the holder stored (undefined: go upstream). */
+  fill(waiters: readonly LeaseAnswer[], entry: StoreEntry | undefined): void {
+    for (const w of waiters) {
       if (entry !== undefined) this.filled++
       w(entry === undefined ? { granted: false } : { granted: false, entry })
     }
@@ -56,7 +67,7 @@ export class LeaseTable {
 
   /** A worker died: its leases end with nothing stored. */
   releaseAll(worker: number): void {
-    for (const [key, lease] of [...this.#leases]) if (lease.holder === worker) this.release(worker, key, undefined)
+    for (const [key, lease] of [...this.#leases]) if (lease.holder === worker) this.fill(this.release(worker, key), undefined)
   }
 
   /** Leases held now. */

@@ -5,7 +5,6 @@
  */
 import type { Config } from '../config/schema.ts'
 import type { CauseType } from '../failures/causes.ts'
-import type { StoreEntry } from '../cache/store.ts'
 import type { PoolVerdicts } from '../upstream/health/index.ts'
 
 /** A listener as a worker bound it: the configured address and the real port. */
@@ -28,6 +27,7 @@ export type Question =
   | { q: 'failures' }
   | { q: 'metrics' }
   | { q: 'live' }
+  | { q: 'entry'; key: string }
   | { q: 'purge'; body: string }
 
 /** Messages from the primary to a worker. */
@@ -45,7 +45,7 @@ export type ToPrimary =
   | { t: 'facts'; facts: Fact[] }
   | { t: 'dns'; id: number; kind: 'A' | 'AAAA' | 'lookup'; host: string; servers: string[] | null; timeoutMs: number }
   | { t: 'lease'; id: number; key: string; waitMs: number }
-  | { t: 'release'; key: string; entry: StoreEntry | undefined }
+  | { t: 'release'; key: string; stored: boolean }
   | { t: 'answer'; id: number; value?: unknown; error?: { message: string; code?: string } }
 
 /** Something messages go through: a worker's `process`, or the primary's handle of a worker. */

@@ -12,6 +12,7 @@ import { ConfigError, type ConfigProblem } from '../config/load.ts'
 import { logger } from '../lib/logger.ts'
 import type { AdminService } from '../server/gateway.ts'
 import type { ReloadSummary } from '../server/reload.ts'
+import type { StoreEntry } from '../cache/store.ts'
 import type { PoolVerdicts } from '../upstream/health/index.ts'
 import { HostResolver } from './dns-cache.ts'
 import { HostPools } from './host-pools.ts'
@@ -244,7 +245,18 @@ export class Primary {
           if (worker.isConnected()) worker.send({ t: 'answer', id: m.id, value } satisfies ToWorker)
         })
         break
-      case 'release': this.leases.release(slot.slot, m.key, m.entry); break
+      case 'release': {
+        const waiters = this.leases.release(slot.slot, m.key)
+        if (waiters.length === 0) break
+        if (!m.stored) {
+          this.leases.fill(waiters, undefined)
+          break
+        }
+        // Somebody waits: fetch the stored response from the holder, once for all of them.
+        requests.send<StoreEntry | undefined>({ t: 'ask', question: { q: 'entry', key: m.key } satisfies Question }, ANSWER_TIMEOUT_MS)
+          .then((entry) => this.leases.fill(waiters, entry), () => this.leases.fill(waiters, undefined))
+        break
+      }
     }
   }
 

@@ -115,9 +115,9 @@ class LeaseClient implements SharedCollapse {
     return true
   }
 
-  release(key: string, entry: StoreEntry | undefined): void {
+  release(key: string, stored: boolean): void {
     if (!this.#held.delete(key)) return
-    send({ t: 'release', key, entry })
+    send({ t: 'release', key, stored })
   }
 }
 
@@ -238,6 +238,8 @@ async function answerQuestion(gw: Gateway | null, q: Question): Promise<unknown>
     case 'failures': return { pid: process.pid, total: gw.failures.total, failures: gw.failures.list() }
     case 'metrics': return gw.metrics.registry.getMetricsAsJSON()
     case 'live': return gw.live.export()
+    // The response this worker fetched under a lease, for the workers that waited for it.
+    case 'entry': return gw.runtime.cache.store.get(q.key)
     case 'purge': return purge(gw.runtime.cache, q.body)
   }
 }
