@@ -5,7 +5,7 @@
  * also listing them per worker; `/failures` merges the workers' rings by time; `/metrics`
  * aggregates every worker's registry in one scrape (prom-client `AggregatorRegistry`).
  */
-import { AggregatorRegistry } from 'prom-client'
+import { AggregatorRegistry, Gauge } from 'prom-client'
 
 /** One worker's `registry.getMetricsAsJSON()`, as `AggregatorRegistry.aggregate` takes it. */
 type MetricsJson = Parameters<typeof AggregatorRegistry.aggregate>[0][number]
@@ -132,6 +132,12 @@ export function hostView(primary: Primary): AdminView {
     async metrics() {
       const answers = answered<MetricsJson>(await primary.ask<MetricsJson>({ q: 'metrics' }))
       const registry = AggregatorRegistry.aggregate(answers.map((a) => a.value))
+      // The primary's own facts: its workers.
+      const ready = new Gauge({ name: 'portico_workers', help: 'Worker processes by state: ready (serving) or starting (being started or replaced).', labelNames: ['state'], registers: [registry] })
+      ready.set({ state: 'ready' }, primary.slots.filter((s) => s.ready).length)
+      ready.set({ state: 'starting' }, primary.slots.filter((s) => !s.ready).length)
+      const restarts = new Gauge({ name: 'portico_worker_restarts', help: 'Workers replaced after they died, since the primary started.', registers: [registry] })
+      restarts.set(primary.slots.reduce((n, s) => n + s.restarts, 0))
       return { text: await registry.metrics(), contentType: registry.contentType }
     },
     async reload(): Promise<Reply> {

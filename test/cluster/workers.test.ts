@@ -49,6 +49,8 @@ test('requests reach both workers; /upstreams and /metrics add both up', async (
   assert.equal(Number(total?.[1]), 60, 'one scrape counts the requests of both workers')
   assert.match(metrics, /portico_request_duration_seconds_count\{route="route0",upstream="a"\} 60|portico_request_duration_seconds_count 60/)
   assert.match(metrics, /portico_upstream_endpoint_healthy\{upstream="a",endpoint="127\.0\.0\.1:\d+"\} 1\n/, 'health is not summed')
+  assert.match(metrics, /portico_workers\{state="ready"\} 2\n/)
+  assert.match(metrics, /portico_worker_restarts 0\n/)
 
   // The dashboard's live view sums both workers too.
   const stats = await adminGet<{ upstreams: Array<{ endpoints: Array<{ requests_total: number; state: string }> }>; routes: Array<{ requests_hour: number }> }>(c, '/stats')
