@@ -192,7 +192,11 @@ export class Primary {
     // A message sent as the channel closes fails here, not as an uncaught error: the exit handler replaces the worker.
     worker.on('error', (err: Error) => logger.warn({ worker: slot.slot, err: err.message }, `worker ${slot.slot}: ${err.message}`))
     return new Promise<BoundListener[]>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`worker ${slot.slot} (pid ${slot.pid}) did not start listening within ${START_TIMEOUT_MS}ms`)), START_TIMEOUT_MS)
+      const timer = setTimeout(() => {
+        reject(new Error(`worker ${slot.slot} (pid ${slot.pid}) did not start listening within ${START_TIMEOUT_MS}ms`))
+        // A worker stuck in its start is killed; the exit handler replaces it.
+        worker.process.kill('SIGKILL')
+      }, START_TIMEOUT_MS)
       timer.unref()
       worker.on('message', (m: ToPrimary) => {
         switch (m.t) {
