@@ -18,10 +18,11 @@ export const NGINX_DIRECTIVES: Record<string, Ctx[]> = {
   proxy_ssl_verify: HSL, proxy_ssl_trusted_certificate: HSL, proxy_ssl_protocols: HSL,
   fastcgi_keep_conn: HSL, grpc_ssl_verify: HSL, grpc_ssl_trusted_certificate: HSL, grpc_ssl_name: HSL, grpc_ssl_server_name: HSL,
   uwsgi_ssl_verify: HSL, uwsgi_ssl_trusted_certificate: HSL, uwsgi_ssl_name: HSL, uwsgi_ssl_server_name: HSL,
-  // Named by the fixes of the cause table's refusals and routing rows (ngx_http_core_module, _access_, _limit_req_, ngx_core_module).
+  // Named by the fixes of the cause table's refusals and routing rows (ngx_http_core_module, _access_, _limit_req_, _limit_conn_, ngx_core_module).
   server_name: ['server'], error_log: ['main', 'http', 'server', 'location'],
   client_body_timeout: HSL, client_header_timeout: ['http', 'server'], client_max_body_size: HSL, large_client_header_buffers: ['http', 'server'],
   allow: HSL, deny: HSL, limit_except: ['location'], limit_req: HSL, limit_req_status: HSL, limit_req_zone: ['http'],
+  limit_conn: HSL, limit_conn_status: HSL, limit_conn_zone: ['http'],
 }
 // The directives every pass module mirrors (ngx_http_{proxy,fastcgi,uwsgi,scgi,grpc}_module); grpc has no *_buffers.
 for (const m of ['proxy', 'fastcgi', 'uwsgi', 'scgi', 'grpc']) {

@@ -186,6 +186,8 @@ test('nginx itself accepts every directive of the fixes in the block given (ngin
       let code = use.statements.map((s) => `${s};`).join('\n')
       // The `resolve` parameter of an upstream server is from nginx 1.27.3; the installed one may be older.
       if (/\bresolve;/.test(code)) continue
+      // A connection-limit zone is its own kind of zone (`c`), apart from the request-rate one (`z`).
+      code = code.replace(/(limit_conn_zone[^;]*zone=)ZONE/g, '$1c').replace(/limit_conn ZONE/g, 'limit_conn c')
       for (const [re, value] of PLACEHOLDERS) code = code.replace(re, value)
       const put = (block: string) => (use.block === block ? code : '')
       const conf = `pid ${join(dir, 'nginx.pid')};\nerror_log ${join(dir, 'error.log')};\n${put('main')}
@@ -194,6 +196,7 @@ http {
   access_log off;
   ${temp}
   ${code.includes('limit_req_zone') ? '' : 'limit_req_zone $binary_remote_addr zone=z:1m rate=1r/s;'}
+  ${code.includes('limit_conn_zone') ? '' : 'limit_conn_zone $binary_remote_addr zone=c:1m;'}
   ${put('http')}
   upstream u { server 127.0.0.1:9; ${put('upstream')} }
   server { listen 127.0.0.1:9; ${put('server')} location / { ${put('location')} } }
