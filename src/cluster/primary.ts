@@ -121,8 +121,9 @@ export class Primary {
   }
 
   /**
-   * Starts the workers: the first one alone (its bound ports become every worker's when the
-   * config says port 0), then the others together; then the admin API.
+   * Starts the workers: after the primary's check that every listener address can be bound
+   * (see `#claimAddresses`), the first worker alone, so that a failure to listen is reported
+   * once, then the others together; then the admin API.
    *
    * @throws {Error} when the first worker cannot listen (its message), or a worker does not start
    */
