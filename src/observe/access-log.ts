@@ -157,7 +157,7 @@ export interface AccessLogOptions {
    * opened with O_APPEND, where each write lands whole whatever its size.
    */
   bufferBytes?: number
-  /** The worker number JSON lines carry as `worker`; none by default (a single process). */
+  /** The worker number lines carry (`worker` in JSON, `worker=N` at the end of a text line); none by default (a single process). */
   worker?: number
 }
 
@@ -188,6 +188,7 @@ export function createAccessLog(format: 'json' | 'text', path: string, opts: Acc
   let timer: NodeJS.Timeout | null = null
   const record = emptyRecord()
   if (opts.worker !== undefined) record.worker = opts.worker
+  const textSuffix = opts.worker !== undefined ? ` worker=${opts.worker}` : ''
   const writePending = (): void => {
     if (timer !== null) {
       clearTimeout(timer)
@@ -203,7 +204,7 @@ export function createAccessLog(format: 'json' | 'text', path: string, opts: Acc
     write(ctx) {
       const d = durationOf(ctx)
       sink.observe?.(ctx, d)
-      const line = format === 'json' ? JSON.stringify(fillRecord(record, ctx, d)) : formatText(toRecord(ctx, d))
+      const line = format === 'json' ? JSON.stringify(fillRecord(record, ctx, d)) : formatText(toRecord(ctx, d)) + textSuffix
       // UTF-8 takes at most 3 bytes per UTF-16 code unit.
       const most = line.length * 3 + 1
       if (used + most > buf.length) {

@@ -93,3 +93,27 @@ test('the file sink batches lines, observes each request once, and flush writes 
     await rm(dir, { recursive: true, force: true })
   }
 })
+
+test('a worker\'s lines say which worker wrote them, in both formats; a small buffer keeps every line whole', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'portico-log-'))
+  try {
+    const json = join(dir, 'json.log')
+    const text = join(dir, 'text.log')
+    const a = createAccessLog('json', json, { worker: 2, bufferBytes: 4096 })
+    const b = createAccessLog('text', text, { worker: 3 })
+    for (let i = 0; i < 200; i++) {
+      a.write(context())
+      b.write(context())
+    }
+    await a.flush()
+    await b.flush()
+    const lines = (await readFile(json, 'utf8')).trimEnd().split('\n')
+    assert.equal(lines.length, 200)
+    for (const l of lines) assert.equal((JSON.parse(l) as { worker: number }).worker, 2)
+    const textLines = (await readFile(text, 'utf8')).trimEnd().split('\n')
+    assert.equal(textLines.length, 200)
+    assert.ok(textLines.every((l) => l.endsWith(' worker=3')))
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
