@@ -20,6 +20,12 @@ export interface BoundListener {
 /** One try outcome a worker reports for outlier detection: upstream, endpoint label, failure, status. */
 export type Fact = [upstream: string, endpoint: string, failure: CauseType | null, status: number | null]
 
+/** A request a worker admitted under a `local` rate limit: limit id, key, interval (ms), when (ms since the epoch). */
+export type Admission = [id: string, key: string, intervalMs: number, at: number]
+
+/** The host's TAT of a key of a `local` rate limit: limit id, key, TAT (ms since the epoch). */
+export type HostTat = [id: string, key: string, tat: number]
+
 /** What the primary asks a worker, and the worker answers (see worker.ts). */
 export type Question =
   | { q: 'reload'; config: Config }
@@ -35,6 +41,7 @@ export type ToWorker =
   | { t: 'start'; config: Config; bind: { reusePort: boolean; exclusive: boolean }; slot: number }
   | { t: 'ask'; id: number; question: Question }
   | { t: 'verdicts'; upstream: string; verdicts: PoolVerdicts }
+  | { t: 'limits'; tats: HostTat[] }
   | { t: 'answer'; id: number; value?: unknown; error?: { message: string; code?: string } }
   | { t: 'stop'; drainMs: number }
 
@@ -43,6 +50,7 @@ export type ToPrimary =
   | { t: 'ready'; listeners: BoundListener[] }
   | { t: 'failed'; message: string }
   | { t: 'facts'; facts: Fact[] }
+  | { t: 'admitted'; admitted: Admission[] }
   | { t: 'dns'; id: number; kind: 'A' | 'AAAA' | 'lookup'; host: string; servers: string[] | null; timeoutMs: number }
   | { t: 'lease'; id: number; key: string; waitMs: number }
   | { t: 'release'; key: string; stored: boolean }

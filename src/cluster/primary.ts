@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url'
 import type { Config } from '../config/schema.ts'
 import { ConfigError, type ConfigProblem } from '../config/load.ts'
 import { logger } from '../lib/logger.ts'
+import { HostLimitTable } from '../protect/rate-limit.ts'
 import type { AdminService } from '../server/gateway.ts'
 import type { ReloadSummary } from '../server/reload.ts'
 import type { StoreEntry } from '../cache/store.ts'
@@ -93,6 +94,8 @@ export class Primary {
   readonly #running = new Map<Worker, Running>()
   readonly resolver = new HostResolver()
   readonly leases = new LeaseTable()
+  /** The host's TATs of the `local` rate limits, which every worker's copy follows. */
+  readonly limits = new HostLimitTable()
   readonly pools: HostPools
   /** Listener addresses as configured → as bound by the first worker (with reusePort a port 0 becomes the real port, so every worker binds the same). */
   readonly #bound = new Map<string, string>()
@@ -236,6 +239,12 @@ export class Primary {
     switch (m.t) {
       case 'answer': requests.answer(m); break
       case 'facts': this.pools.observe(m.facts); break
+      case 'admitted': {
+        // Every worker, the sender included, takes the keys' new TATs: one limit for the host.
+        const tats = this.limits.admit(m.admitted)
+        if (tats.length > 0) this.#broadcast({ t: 'limits', tats })
+        break
+      }
       case 'dns': {
         const reply = (value: unknown, error?: unknown): void => {
           if (!worker.isConnected()) return

@@ -3,8 +3,9 @@
  * itself with `reusePort`, and takes part in the host's shared state through its primary:
  * try failures go up as facts, health verdicts come down and are applied; names are
  * resolved by the primary (once per host); cache misses ask the primary for the fetch
- * lease of their key. Nothing on the request path waits for the primary except a cache
- * miss waiting for another worker's fetch of the same URL.
+ * lease of their key; local rate limits report admissions and follow the host's counts.
+ * Nothing on the request path waits for the primary except a cache miss waiting for
+ * another worker's fetch of the same URL.
  */
 import type { Config } from '../config/schema.ts'
 import { purge } from '../cache/admin.ts'
@@ -16,7 +17,8 @@ import { attemptStateOf } from '../proxy/attempt.ts'
 import { Gateway } from '../server/gateway.ts'
 import type { NameResolver } from '../upstream/dns.ts'
 import { fedHealth, type HealthFeed, type PoolVerdicts } from '../upstream/health/index.ts'
-import { Requests, plainError, type BoundListener, type Fact, type Question, type ToPrimary, type ToWorker } from './link.ts'
+import type { HostLimitFeed, LocalStore } from '../protect/rate-limit.ts'
+import { Requests, plainError, type Admission, type BoundListener, type Fact, type HostTat, type Question, type ToPrimary, type ToWorker } from './link.ts'
 
 /** Longest wait for the primary's answer to a DNS question, beyond the query's own timeout, in ms. */
 const DNS_SLACK_MS = 1000
@@ -62,6 +64,37 @@ class FactBatch {
       this.#facts = []
       send({ t: 'facts', facts })
     })
+  }
+}
+
+/**
+ * The rate-limit feed of a worker: its admissions to the primary, batched per turn of the
+ * event loop; the host's TATs from the primary to each local limit's store.
+ */
+class LimitFeed implements HostLimitFeed {
+  #admitted: Admission[] = []
+  #scheduled = false
+  readonly #stores = new Map<string, LocalStore>()
+
+  admitted(id: string, key: string, intervalMs: number, at: number): void {
+    this.#admitted.push([id, key, intervalMs, at])
+    if (this.#scheduled) return
+    this.#scheduled = true
+    setImmediate(() => {
+      this.#scheduled = false
+      const admitted = this.#admitted
+      this.#admitted = []
+      send({ t: 'admitted', admitted })
+    })
+  }
+
+  subscribe(id: string, store: LocalStore): void {
+    this.#stores.set(id, store)
+  }
+
+  /** Applies the host's TATs the primary sent. */
+  apply(tats: HostTat[]): void {
+    for (const [id, key, tat] of tats) this.#stores.get(id)?.apply(key, tat)
   }
 }
 
@@ -152,6 +185,7 @@ function statsOf(gw: Gateway): WorkerStats {
  */
 export async function runWorker(): Promise<void> {
   const batch = new FactBatch()
+  const limits = new LimitFeed()
   const subscribers = new Map<string, Set<(v: PoolVerdicts) => void>>()
   const latest = new Map<string, PoolVerdicts>()
   const requests = new Requests({ send: (m, cb) => process.send!(m, undefined, undefined, cb) })
@@ -184,6 +218,7 @@ export async function runWorker(): Promise<void> {
         for (const apply of subscribers.get(m.upstream) ?? []) apply(m.verdicts)
         break
       }
+      case 'limits': limits.apply(m.tats); break
       case 'ask': void answer(m.id, m.question); break
       case 'stop': void stop(m.drainMs); break
     }
@@ -210,6 +245,7 @@ export async function runWorker(): Promise<void> {
     // Workers share standard output: writes of at most PIPE_BUF bytes keep lines whole.
     accessLog: createAccessLog(log.format, log.path, { worker: start.slot, ...(log.path === '-' ? { bufferBytes: 4096 } : {}) }),
     pools: { resolverFactory: (servers, timeoutMs) => primaryResolver(requests, servers, timeoutMs), health: fedHealth(feed) },
+    limits,
   })
   gw.runtime.cache.shared = leases
   try {

@@ -16,7 +16,7 @@ import { REFUSALS, type Refusal } from '../failures/refusals.ts'
 import { AccessRules } from './access.ts'
 import { ClientLimiter } from './client-limit.ts'
 import type { TrustedProxies } from './client-ip.ts'
-import { LocalStore, parseRate, type GcraPolicy, type LimitDecision, type RateLimitStore } from './rate-limit.ts'
+import { LocalStore, parseRate, type GcraPolicy, type HostLimitFeed, type LimitDecision, type RateLimitStore } from './rate-limit.ts'
 import { RedisStore } from './redis-store.ts'
 
 /** A request refused by the filtering phase. */
@@ -72,7 +72,12 @@ export class RateLimit {
   /** Identity of the settings, to keep the local counters across a reload. */
   readonly identity: string
 
-  constructor(route: string, index: number, c: RateLimitConfig, redis: RedisStore | null, previous: ReadonlyMap<string, RateLimit> | undefined) {
+  /**
+   * @param redis the runtime's Redis store, for `scope: redis`
+   * @param previous the limits of the config in force, by identity: an unchanged local limit keeps its store
+   * @param host the host's feed in a worker process: local counts are kept in step with the other workers
+   */
+  constructor(route: string, index: number, c: RateLimitConfig, redis: RedisStore | null, previous: ReadonlyMap<string, RateLimit> | undefined, host: HostLimitFeed | null = null) {
     this.name = c.name ?? `limit${index}`
     this.route = route
     const r = parseRate(c.rate)
@@ -83,7 +88,9 @@ export class RateLimit {
     this.sendHeaders = c.send_headers
     this.identity = `${route}\n${JSON.stringify(c)}`
     const old = previous?.get(this.identity)
-    this.store = this.redis ? redis as RedisStore : old !== undefined && !old.redis ? old.store : new LocalStore()
+    // The id names the limit to the other workers: the same settings on the same route are the same limit.
+    const id = createHash('sha256').update(this.identity).digest('base64url').slice(0, 16)
+    this.store = this.redis ? redis as RedisStore : old !== undefined && !old.redis ? old.store : new LocalStore(100_000, host === null ? null : { id, feed: host })
     const window = Math.max(1, Math.ceil(((c.burst + 1) * r.intervalMs) / 1000))
     this.policyField = `"${this.name}";q=${c.burst + 1};w=${window}`
   }
@@ -206,8 +213,9 @@ export class Filters {
    * @param config the validated config
    * @param previous the filters of the config in force, whose local counters and Redis connection are kept when unchanged
    * @param routeNames the name of each route, in config order (`route<index>` when unnamed)
+   * @param host the host's feed of local limits, in a worker process
    */
-  constructor(config: Config, routeNames: readonly string[], previous?: Filters) {
+  constructor(config: Config, routeNames: readonly string[], previous?: Filters, host: HostLimitFeed | null = null) {
     const listeners = new Map<string, AccessRules>()
     for (const l of config.listeners) if (l.access.length > 0) listeners.set(l.address, new AccessRules(l.access, `listener ${l.address}`))
     this.listeners = listeners
@@ -221,7 +229,7 @@ export class Filters {
     config.routes.forEach((rc, i) => {
       const name = routeNames[i]
       const access = rc.access.length > 0 ? new AccessRules(rc.access, `route ${name}`) : null
-      const rls = rc.rate_limits.map((c, j) => new RateLimit(name, j, c, this.redis, previous?.limits))
+      const rls = rc.rate_limits.map((c, j) => new RateLimit(name, j, c, this.redis, previous?.limits, host))
       for (const l of rls) limits.set(l.identity, l)
       const conn = rc.limit_conn ? new ConnLimit(rc.limit_conn) : null
       if (access !== null || rls.length > 0 || conn !== null) routes.set(name, new RouteFilter(access, rls, conn))

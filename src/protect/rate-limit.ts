@@ -7,9 +7,10 @@
  * long-run rate never exceeds `rate`. A request over the limit is refused at once, never
  * delayed (nginx without `nodelay` would queue it).
  *
- * Where the TATs live is a {@link RateLimitStore}: this process's memory (`local`), or
- * Redis (`redis`, src/protect/redis-store.ts) for one limit across a fleet. A store behind
- * this interface is what a primary process would own for all workers of a host.
+ * Where the TATs live is a {@link RateLimitStore}: this process's memory (`local`; with
+ * worker processes, one copy per worker kept in step through the primary, see
+ * {@link HostLimitFeed}), or Redis (`redis`, src/protect/redis-store.ts) for one limit
+ * across a fleet.
  */
 
 /** A rate limit's numbers, as the stores need them. */
@@ -64,31 +65,61 @@ export function gcra(tat: number, now: number, p: GcraPolicy, out: LimitDecision
 }
 
 /**
+ * How the `local` limits of the worker processes of one host make one limit (DESIGN §8): each
+ * worker decides at once from its own copy of the host's TATs and reports what it admitted;
+ * the primary keeps the host's TATs and sends every worker the new TAT of each key that
+ * moved. No request waits for the primary; two workers may admit the same last request of a
+ * key within one IPC hop of each other, so the host may overshoot by that much.
+ */
+export interface HostLimitFeed {
+  /** A request of `key` was admitted under the limit `id` at `at` (ms since the epoch); `intervalMs` is the limit's 1/rate. */
+  admitted(id: string, key: string, intervalMs: number, at: number): void
+  /** `store` takes the host's TATs of limit `id` from now on (replacing an earlier store of that id). */
+  subscribe(id: string, store: LocalStore): void
+}
+
+/**
  * TATs in this process's memory, one store per rate limit (nginx's shared-memory zone).
  * Keys whose TAT has passed are forgotten (they are as good as new) by a sweep that runs
  * when the map has doubled since the last one; past `maxKeys` the oldest keys are dropped
- * (nginx drops the least recently used states of a full zone too).
+ * (nginx drops the least recently used states of a full zone too). In a worker process, the
+ * store is one copy of the host's ({@link HostLimitFeed}): times are then ms since the epoch,
+ * which every process of the host reads alike.
  */
 export class LocalStore implements RateLimitStore {
   readonly #tat = new Map<string, number>()
   readonly #out: LimitDecision = { allowed: true, remaining: 0, resetMs: 0, retryAfterMs: 0 }
   readonly #maxKeys: number
+  readonly #host: { id: string; feed: HostLimitFeed } | null
   #sweepAt = 1024
 
-  /** @param maxKeys most keys remembered at once */
-  constructor(maxKeys = 100_000) {
+  /**
+   * @param maxKeys most keys remembered at once
+   * @param host the limit's id and the host's feed, in a worker process; else null
+   */
+  constructor(maxKeys = 100_000, host: { id: string; feed: HostLimitFeed } | null = null) {
     this.#maxKeys = maxKeys
+    this.#host = host
+    host?.feed.subscribe(host.id, this)
   }
 
   take(key: string, policy: GcraPolicy): LimitDecision {
-    const now = performance.now()
+    const host = this.#host
+    const now = host === null ? performance.now() : performance.timeOrigin + performance.now()
     const stored = this.#tat.get(key)
     const next = gcra(stored ?? NaN, now, policy, this.#out)
     if (next === next) { // not NaN: admitted
       this.#tat.set(key, next)
+      host?.feed.admitted(host.id, key, policy.intervalMs, now)
       if (stored === undefined && this.#tat.size > this.#sweepAt) this.#sweep(now)
     }
     return this.#out
+  }
+
+  /** The host's TAT of `key` (ms since the epoch), from the primary: kept when later than this copy's. */
+  apply(key: string, tat: number): void {
+    const mine = this.#tat.get(key)
+    if (mine === undefined || tat > mine) this.#tat.set(key, tat)
   }
 
   /** Keys remembered now. */
@@ -106,6 +137,43 @@ export class LocalStore implements RateLimitStore {
       }
     }
     this.#sweepAt = Math.max(1024, this.#tat.size * 2)
+  }
+}
+
+/**
+ * The host's TATs of the `local` limits, kept by the primary process of a host with workers:
+ * each admission a worker reports pushes its key's TAT one interval further, as if the host
+ * had admitted it itself.
+ */
+export class HostLimitTable {
+  readonly #tat = new Map<string, number>()
+  #sweepAt = 1024
+
+  /**
+   * Records the admissions of one report.
+   *
+   * @param admitted `[limit id, key, interval ms, at]` each, `at` in ms since the epoch
+   * @returns the new TAT of each key that moved, `[limit id, key, tat]`, one per key
+   */
+  admit(admitted: ReadonlyArray<readonly [string, string, number, number]>): Array<[string, string, number]> {
+    const moved = new Map<string, [string, string, number]>()
+    for (const [id, key, intervalMs, at] of admitted) {
+      const k = `${id}\n${key}`
+      const tat = Math.max(this.#tat.get(k) ?? 0, at) + intervalMs
+      this.#tat.set(k, tat)
+      moved.set(k, [id, key, tat])
+    }
+    if (this.#tat.size > this.#sweepAt) {
+      const now = Date.now()
+      for (const [k, tat] of this.#tat) if (tat <= now) this.#tat.delete(k)
+      this.#sweepAt = Math.max(1024, this.#tat.size * 2)
+    }
+    return [...moved.values()]
+  }
+
+  /** Keys remembered now. */
+  get size(): number {
+    return this.#tat.size
   }
 }
 

@@ -6,6 +6,7 @@ import { HttpCache } from '../cache/cache.ts'
 import { MemoryStore } from '../cache/store.ts'
 import type { Config } from '../config/schema.ts'
 import { Filters } from '../protect/filter.ts'
+import type { HostLimitFeed } from '../protect/rate-limit.ts'
 import { Router } from '../routing/router.ts'
 import { HeaderRules } from './header-rules.ts'
 import { UpstreamPool, type PoolOptions } from '../upstream/pool.ts'
@@ -37,9 +38,10 @@ export interface RouteHeaderRules {
  * @param cache the previous runtime's cache, kept when the store size is unchanged
  * @param poolOptions given to every new pool (the DNS resolver of names, for tests)
  * @param filters the previous runtime's filters: unchanged rate limits keep their local counts, an unchanged `redis` its connection
+ * @param hostLimits in a worker process, how local rate limits are kept in step with the other workers
  * @throws {Error} naming the file when an upstream's `tls` PEM file cannot be read
  */
-export function buildRuntime(config: Config, reuse?: ReadonlyMap<string, UpstreamPool>, cache?: HttpCache, poolOptions?: PoolOptions, filters?: Filters): Runtime {
+export function buildRuntime(config: Config, reuse?: ReadonlyMap<string, UpstreamPool>, cache?: HttpCache, poolOptions?: PoolOptions, filters?: Filters, hostLimits?: HostLimitFeed): Runtime {
   const pools = new Map<string, UpstreamPool>()
   for (const [name, up] of Object.entries(config.upstreams)) {
     const old = reuse?.get(name)
@@ -62,7 +64,7 @@ export function buildRuntime(config: Config, reuse?: ReadonlyMap<string, Upstrea
     router,
     pools,
     cache: keepCache ? cache : new HttpCache(new MemoryStore(config.cache.max_size), config.cache.max_size),
-    filters: new Filters(config, router.routes.map((r) => r.name), filters),
+    filters: new Filters(config, router.routes.map((r) => r.name), filters, hostLimits ?? null),
     headerRules,
   }
 }

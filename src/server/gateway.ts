@@ -31,6 +31,7 @@ import { ClientLimiter } from '../protect/client-limit.ts'
 import { ConnectionGate, type ConnectionLimits } from '../protect/connection-gate.ts'
 import { BufferBudget, type BufferLimits } from '../protect/spill.ts'
 import type { Protection } from '../proxy/protection.ts'
+import type { HostLimitFeed } from '../protect/rate-limit.ts'
 
 /** Options of a gateway beyond the config. */
 export interface GatewayOptions {
@@ -55,6 +56,8 @@ export interface GatewayOptions {
    * `exclusive` (not through the cluster primary); default: a plain bind.
    */
   bind?: { reusePort?: boolean; exclusive?: boolean }
+  /** In a worker process: how `local` rate limits are kept in step with the host's other workers (src/protect/rate-limit.ts). */
+  limits?: HostLimitFeed
 }
 
 /** The admin API as the gateway starts and stops it. */
@@ -122,12 +125,14 @@ export class Gateway {
   readonly #admission = new Map<http.Server | SecureServer, { gate: ConnectionGate; protection: Protection }>()
 
   readonly #poolOptions: PoolOptions | undefined
+  readonly #hostLimits: HostLimitFeed | undefined
   readonly #bind: GatewayOptions['bind']
 
   constructor(config: Config, opts: GatewayOptions = {}) {
     this.#poolOptions = opts.pools
     this.#bind = opts.bind
-    this.#runtime = buildRuntime(config, undefined, undefined, opts.pools)
+    this.#hostLimits = opts.limits
+    this.#runtime = buildRuntime(config, undefined, undefined, opts.pools, undefined, opts.limits)
     this.buffers = new BufferBudget(bufferLimits(config.buffering))
     this.clients = new ClientLimiter(config.limits.max_requests_per_client_ip ?? null)
     this.#loadConfig = opts.loadConfig ?? null
@@ -344,7 +349,7 @@ export class Gateway {
       await Promise.all(bound.map((l) => closeServer(l.server)))
       throw err
     }
-    const next = buildRuntime(config, old.pools, old.cache, this.#poolOptions, old.filters)
+    const next = buildRuntime(config, old.pools, old.cache, this.#poolOptions, old.filters, this.#hostLimits)
     warnInsecureUpstreams(config, old.config)
     this.#runtime = next
     this.buffers.limits = limits

@@ -1,7 +1,7 @@
 // GCRA as nginx limit_req rate= burst= nodelay: what a quiet key may send at once, the spacing after, and the fields' numbers.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { gcra, LocalStore, parseRate, type LimitDecision } from '../../src/protect/rate-limit.ts'
+import { gcra, HostLimitTable, LocalStore, parseRate, type LimitDecision } from '../../src/protect/rate-limit.ts'
 
 const fresh = (): LimitDecision => ({ allowed: false, remaining: -1, resetMs: -1, retryAfterMs: -1 })
 
@@ -62,4 +62,23 @@ test('a large clock value does not lose a request to float rounding', () => {
     gcra(NaN, now, { intervalMs: 60_000, burst: 2 }, d)
     assert.equal(d.remaining, 2, `at ${now}`)
   }
+})
+
+test('the host table: each admission a worker reports pushes its key one interval; a copy keeps the later TAT', () => {
+  const t = new HostLimitTable()
+  assert.deepEqual(t.admit([['L', 'k', 100, 1000], ['L', 'k', 100, 1000], ['L', 'j', 50, 1000]]), [['L', 'k', 1200], ['L', 'j', 1050]])
+  assert.deepEqual(t.admit([['L', 'k', 100, 5000]]), [['L', 'k', 5100]], 'a TAT in the past starts from the admission')
+  const reports: Array<[string, string, number, number]> = []
+  const stores = new Map<string, LocalStore>()
+  const feed = { admitted: (id: string, key: string, i: number, at: number) => { reports.push([id, key, i, at]) }, subscribe: (id: string, s: LocalStore) => { stores.set(id, s) } }
+  const s = new LocalStore(100, { id: 'L', feed })
+  assert.equal(stores.get('L'), s)
+  const p = { intervalMs: 60_000, burst: 1 }
+  assert.equal(s.take('k', p).allowed, true)
+  assert.equal(reports.length, 1)
+  assert.ok(Math.abs(reports[0][3] - Date.now()) < 1000, 'times are ms since the epoch, alike in every process')
+  s.apply('k', reports[0][3] + 10 * 60_000)
+  assert.equal(s.take('k', p).allowed, false, 'the host\'s later TAT holds')
+  s.apply('k', 0)
+  assert.equal(s.take('k', p).allowed, false, 'an earlier TAT never lowers the copy')
 })
