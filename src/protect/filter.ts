@@ -95,11 +95,15 @@ export class RateLimit {
     this.policyField = `"${this.name}";q=${c.burst + 1};w=${window}`
   }
 
-  /** The key sent to the store: the request's key as it is locally; namespaced and hashed (a header may be a secret) in Redis. */
+  /**
+   * The key sent to the store: the request's key as it is, namespaced in Redis. A header
+   * value is hashed in Redis (it may be a secret) and, when longer than 64 characters, in
+   * memory too, so that 100,000 remembered keys stay small whatever clients send.
+   */
   storeKey(key: string): string {
-    if (!this.redis) return key
-    const k = this.key.kind === 'header' ? createHash('sha256').update(key).digest('base64url').slice(0, 22) : key
-    return `rl:${this.route}:${this.name}:${k}`
+    const hash = this.key.kind === 'header' && (this.redis || key.length > 64)
+    const k = hash ? createHash('sha256').update(key).digest('base64url').slice(0, 22) : key
+    return this.redis ? `rl:${this.route}:${this.name}:${k}` : k
   }
 
   /** The `RateLimit` field of a decision: remaining requests and whole seconds until the allowance is whole. */

@@ -47,8 +47,8 @@ export interface RateLimitStore {
 /** Computes a GCRA decision from the key's stored TAT (`tat`, or NaN for none) at `now`; returns the TAT to store, or NaN when refused. */
 export function gcra(tat: number, now: number, p: GcraPolicy, out: LimitDecision): number {
   const start = tat > now ? tat : now
-  const next = start + p.intervalMs
-  const allowAt = next - (p.burst + 1) * p.intervalMs
+  // Written as start − burst × interval (not next − (burst + 1) × interval) so that a fresh key's allowAt is `now` exactly, never a rounding above it.
+  const allowAt = start - p.burst * p.intervalMs
   if (now < allowAt) {
     out.allowed = false
     out.remaining = 0
@@ -56,6 +56,7 @@ export function gcra(tat: number, now: number, p: GcraPolicy, out: LimitDecision
     out.resetMs = start - now
     return NaN
   }
+  const next = start + p.intervalMs
   out.allowed = true
   // The epsilon keeps float rounding of large clock values from losing a whole request.
   out.remaining = Math.floor((now - allowAt) / p.intervalMs + 1e-9)

@@ -82,3 +82,17 @@ test('the host table: each admission a worker reports pushes its key one interva
   s.apply('k', 0)
   assert.equal(s.take('k', p).allowed, false, 'an earlier TAT never lowers the copy')
 })
+
+test('burst 0: a fresh key is admitted at any clock value (allowAt is now, exactly)', () => {
+  const d = fresh()
+  // Clock values at which now + interval − interval > now in floating point.
+  for (const [now, intervalMs] of [[33303.87384150057, 60_000], [32744.796353993188, 100 / 3], [43.66509242481609, 25]]) {
+    gcra(NaN, now, { intervalMs, burst: 0 }, d)
+    assert.equal(d.allowed, true, `at ${now}`)
+  }
+  for (let i = 0; i < 10_000; i++) {
+    const now = Math.random() * 1e6
+    gcra(NaN, now, { intervalMs: 60_000, burst: 0 }, d)
+    assert.equal(d.allowed, true, `at ${now}`)
+  }
+})

@@ -97,3 +97,20 @@ test('limit_conn: the cap on requests in progress per client, released when the 
   held[3].end('ok')
   assert.equal((await d).status, 200, 'the slots were released')
 })
+
+test('a long header key is remembered hashed, and still limits that value alone', async () => {
+  const up = await env.upstream((_req, res) => res.end('ok'))
+  const gw = await env.gateway({
+    listeners: [{ address: '127.0.0.1:0' }],
+    routes: [{ name: 'keyed', upstream: 'app', rate_limits: [{ key: { header: 'X-Api-Key' }, rate: '1r/m' }] }],
+    upstreams: { app: { endpoints: [up] } },
+  })
+  const long = 'k'.repeat(4000)
+  const send = (key: string) => sendFrom(gw.port, { headers: { 'x-api-key': key } })
+  const first = await send(long)
+  assert.equal(first.status, 200, first.body.slice(0, 300) + JSON.stringify(gw.records.at(-1)))
+  assert.deepEqual([(await send(long)).status, (await send(`${long}2`)).status], [429, 200])
+  const limit = [...gw.gateway.runtime.filters.limits.values()][0]
+  assert.equal(limit.storeKey(long).length, 22)
+  assert.equal(limit.storeKey('short-key'), 'short-key')
+})
