@@ -273,49 +273,55 @@ export function filterRequest(rf: RouteFilter, f: FilterFacts): Admitted | Filte
   return runLimits(rf, f, 0, null)
 }
 
+/** The RateLimit fields gathered from the limits that send them: every policy, and the limit with the fewest requests left. */
+interface Fields {
+  policy: string
+  field: string
+  remaining: number
+}
+
 /** Runs the rate limits from `from` on; goes async at the first Redis limit. */
-function runLimits(rf: RouteFilter, f: FilterFacts, from: number, headers: Record<string, string> | null): Admitted | FilterRefused | Promise<Admitted | FilterRefused> {
+function runLimits(rf: RouteFilter, f: FilterFacts, from: number, fields: Fields | null): Admitted | FilterRefused | Promise<Admitted | FilterRefused> {
   const limits = rf.limits
   for (let i = from; i < limits.length; i++) {
     const l = limits[i]
     const key = keyOf(l.key, f)
     if (key === null) continue
     const d = l.store.take(l.storeKey(key), l.policy)
-    if (d instanceof Promise) return d.then((dec) => afterDecision(rf, f, i, headers, l, key, dec), (err: Error) => afterStoreError(rf, f, i, headers, l, err))
+    if (d instanceof Promise) return d.then((dec) => afterDecision(rf, f, i, fields, l, key, dec), (err: Error) => afterStoreError(rf, f, i, fields, l, err))
     if (!d.allowed) return l.refused(d, key)
-    if (l.sendHeaders) headers = addFields(headers, l, d)
+    if (l.sendHeaders) fields = addFields(fields, l, d)
   }
-  return admit(rf, f, headers)
+  return admit(rf, f, fields === null ? null : { 'ratelimit-policy': fields.policy, ratelimit: fields.field })
 }
 
-function afterDecision(rf: RouteFilter, f: FilterFacts, i: number, headers: Record<string, string> | null, l: RateLimit, key: string, d: LimitDecision): Admitted | FilterRefused | Promise<Admitted | FilterRefused> {
+function afterDecision(rf: RouteFilter, f: FilterFacts, i: number, fields: Fields | null, l: RateLimit, key: string, d: LimitDecision): Admitted | FilterRefused | Promise<Admitted | FilterRefused> {
   if (!d.allowed) return l.refused(d, key)
-  if (l.sendHeaders) headers = addFields(headers, l, d)
-  return runLimits(rf, f, i + 1, headers)
+  if (l.sendHeaders) fields = addFields(fields, l, d)
+  return runLimits(rf, f, i + 1, fields)
 }
 
-function afterStoreError(rf: RouteFilter, f: FilterFacts, i: number, headers: Record<string, string> | null, l: RateLimit, err: Error): Admitted | FilterRefused | Promise<Admitted | FilterRefused> {
+function afterStoreError(rf: RouteFilter, f: FilterFacts, i: number, fields: Fields | null, l: RateLimit, err: Error): Admitted | FilterRefused | Promise<Admitted | FilterRefused> {
   l.storeFailed(err)
   if (!l.failOpen) {
     return { refusal: REFUSALS.rate_limited, detail: `rate limit ${l.name}: the store failed (${err.message}); on_store_error is deny`, headers: { 'retry-after': '1', 'ratelimit-policy': l.policyField } }
   }
-  return runLimits(rf, f, i + 1, headers)
+  return runLimits(rf, f, i + 1, fields)
 }
 
-/** The last limit's fields win: each limit's policy is listed, and `RateLimit` names the one with the fewest requests left. */
-function addFields(headers: Record<string, string> | null, l: RateLimit, d: LimitDecision): Record<string, string> {
-  if (headers === null) return { 'ratelimit-policy': l.policyField, ratelimit: l.field(d), remaining: String(d.remaining) }
-  headers['ratelimit-policy'] += `, ${l.policyField}`
-  if (d.remaining < Number(headers.remaining)) {
-    headers.ratelimit = l.field(d)
-    headers.remaining = String(d.remaining)
+/** Adds a limit's decision: its policy is listed, and `RateLimit` names the limit with the fewest requests left. */
+function addFields(fields: Fields | null, l: RateLimit, d: LimitDecision): Fields {
+  if (fields === null) return { policy: l.policyField, field: l.field(d), remaining: d.remaining }
+  fields.policy += `, ${l.policyField}`
+  if (d.remaining < fields.remaining) {
+    fields.field = l.field(d)
+    fields.remaining = d.remaining
   }
-  return headers
+  return fields
 }
 
 /** The cap on requests in progress, last: a request refused by a limit never holds a slot. */
 function admit(rf: RouteFilter, f: FilterFacts, headers: Record<string, string> | null): Admitted | FilterRefused {
-  if (headers !== null) delete headers.remaining
   const conn = rf.conn
   if (conn === null) return headers === null ? ADMITTED : { headers, slot: null }
   const key = keyOf(conn.key, f)

@@ -6,7 +6,7 @@
  * in progress released when responses close.
  */
 import assert from 'node:assert/strict'
-import type http from 'node:http'
+import http from 'node:http'
 import { test } from 'node:test'
 import { parseProxyStatus } from '../../src/failures/proxy-status.ts'
 import { testEnv } from '../helpers/gateway.ts'
@@ -113,4 +113,39 @@ test('a long header key is remembered hashed, and still limits that value alone'
   const limit = [...gw.gateway.runtime.filters.limits.values()][0]
   assert.equal(limit.storeKey(long).length, 22)
   assert.equal(limit.storeKey('short-key'), 'short-key')
+})
+
+test('two limits on a route: both policies listed, RateLimit names the one with fewer requests left; a refused POST leaves its keep-alive connection usable', async () => {
+  const up = await env.upstream((req, res) => { req.resume(); req.on('end', () => res.end('ok')) })
+  const gw = await env.gateway({
+    listeners: [{ address: '127.0.0.1:0' }],
+    routes: [{
+      name: 'two', upstream: 'app',
+      rate_limits: [
+        { name: 'wide', key: 'route', rate: '100r/m', burst: 50, send_headers: true },
+        { name: 'narrow', key: 'client_ip', rate: '1r/m', burst: 1, send_headers: true },
+      ],
+    }],
+    upstreams: { app: { endpoints: [up] } },
+  })
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  try {
+    const a = await sendFrom(gw.port, { agent })
+    assert.equal(a.status, 200)
+    assert.equal(a.headers['ratelimit-policy'], '"wide";q=51;w=31, "narrow";q=2;w=120')
+    assert.equal(a.headers.ratelimit, '"narrow";r=1;t=60')
+    assert.equal((await sendFrom(gw.port, { agent })).status, 200)
+    const refused = await new Promise<number>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: gw.port, method: 'POST', path: '/', agent, headers: { 'content-length': '5000' } }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)) })
+      req.on('error', reject)
+      req.end('x'.repeat(5000))
+    })
+    assert.equal(refused, 429)
+    const after = await sendFrom(gw.port, { agent })
+    assert.equal(after.status, 429, 'the next request on the connection is read as a request, not as the refused body')
+    const rec = await gw.record(String(after.headers['x-request-id']))
+    assert.match(rec.details ?? '', /^rate_limited: rate limit narrow \(client_ip 127\.0\.0\.1\) exceeded$/)
+  } finally {
+    agent.destroy()
+  }
 })
