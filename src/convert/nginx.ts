@@ -105,19 +105,19 @@ const UNSUPPORTED: Record<string, { reason: string; routing: boolean }> = {
   scgi_pass: { reason: 'Portico proxies HTTP only (no SCGI)', routing: true },
   grpc_pass: { reason: 'Portico proxies HTTP/1.1 upstreams only (no gRPC pass)', routing: true },
   memcached_pass: { reason: 'Portico proxies HTTP only', routing: true },
-  allow: { reason: 'access rules are not in Portico yet: every client would be let in', routing: true },
-  deny: { reason: 'access rules are not in Portico yet: every client would be let in', routing: true },
+  allow: { reason: 'not converted: write the rules as routes[].access or listeners[].access (same first-match order); until then every client would be let in', routing: true },
+  deny: { reason: 'not converted: write the rules as routes[].access or listeners[].access (same first-match order); until then every client would be let in', routing: true },
   auth_basic: { reason: 'Portico has no authentication: every client would be let in', routing: true },
   auth_request: { reason: 'Portico has no authentication subrequests: every client would be let in', routing: true },
-  limit_except: { reason: 'Portico has no per-method access rules', routing: true },
-  limit_req: { reason: 'rate limits are not in Portico yet', routing: false },
-  limit_req_zone: { reason: 'rate limits are not in Portico yet', routing: false },
-  limit_conn: { reason: 'connection limits per key are not in Portico yet', routing: false },
-  limit_conn_zone: { reason: 'connection limits per key are not in Portico yet', routing: false },
+  limit_except: { reason: 'not converted: write routes[].access rules with methods (e.g. { deny: all, methods: [DELETE] })', routing: true },
+  limit_req: { reason: 'not converted: write routes[].rate_limits (rate, burst; Portico serves the burst as nodelay does)', routing: false },
+  limit_req_zone: { reason: 'not converted: write routes[].rate_limits (key client_ip, a header or route)', routing: false },
+  limit_conn: { reason: 'not converted in this form: write routes[].limit_conn (key client_ip, a header or route)', routing: false },
+  limit_conn_zone: { reason: 'not converted in this form: write routes[].limit_conn (key client_ip, a header or route)', routing: false },
   limit_rate: { reason: 'Portico does not throttle responses', routing: false },
-  add_header: { reason: 'response header rules are not in Portico yet', routing: false },
-  proxy_hide_header: { reason: 'response header rules are not in Portico yet', routing: false },
-  proxy_pass_header: { reason: 'response header rules are not in Portico yet', routing: false },
+  add_header: { reason: 'not converted: write routes[].response_headers (add or set)', routing: false },
+  proxy_hide_header: { reason: 'not converted: write routes[].response_headers.remove', routing: false },
+  proxy_pass_header: { reason: 'not converted: Portico passes every upstream field but Server (routes[].pass_server_header) and hop-by-hop ones', routing: false },
   proxy_ignore_headers: { reason: 'Portico follows the upstream\'s caching headers (RFC 9111)', routing: false },
   proxy_intercept_errors: { reason: 'Portico relays upstream error responses unchanged', routing: false },
   proxy_cookie_domain: { reason: 'Portico does not rewrite cookies', routing: false },
@@ -139,8 +139,8 @@ const UNSUPPORTED: Record<string, { reason: string; routing: boolean }> = {
   sub_filter: { reason: 'Portico does not rewrite bodies', routing: false },
   ssl_client_certificate: { reason: 'Portico listeners do not verify client certificates yet', routing: true },
   ssl_verify_client: { reason: 'Portico listeners do not verify client certificates yet', routing: true },
-  real_ip_header: { reason: 'trusted proxies are not in Portico yet: the socket address is the client', routing: false },
-  set_real_ip_from: { reason: 'trusted proxies are not in Portico yet: the socket address is the client', routing: false },
+  real_ip_header: { reason: 'not converted: write real_ip_header (x-forwarded-for or forwarded) with trusted_proxies', routing: false },
+  set_real_ip_from: { reason: 'not converted: write trusted_proxies (real_ip_recursive on is how Portico walks X-Forwarded-For)', routing: false },
   split_clients: { reason: 'Portico has no traffic splitting by key', routing: true },
   geo: { reason: 'Portico has no geo variables', routing: true },
   mirror: { reason: 'Portico does not mirror requests', routing: false },
@@ -457,7 +457,7 @@ class Converter {
     const nested = body.filter((c) => c.name === 'location' && c.block)
     const pp = this.locations.get(`${d.file}:${d.line}:${d.args.join(' ')}`)
     if (modifier === '~' || modifier === '~*') {
-      this.note(d, 'regular-expression locations are not converted: Portico routes by exact path and path prefix', true)
+      this.note(d, 'regular-expression locations are not converted yet: write a route with match.path_regex (checked after exact paths and before prefixes, as nginx checks them without ^~)', true)
     } else if (uri.startsWith('@')) {
       this.note(d, 'named locations are reached only through error_page/try_files, which Portico does not have', true)
     } else if (modifier !== '' && modifier !== '=' && modifier !== '^~') {
@@ -733,7 +733,7 @@ class Converter {
       if (name === 'host') continue
       if (ACCEPTED_HEADERS[name]?.(v)) continue
       const d = headerOf(name)
-      if (d) this.note(d, 'request header rules are not in Portico yet (it sets X-Forwarded-For/-Proto/-Host, Via and X-Request-Id itself)', false)
+      if (d) this.note(d, 'not converted: write routes[].request_headers (Portico sets X-Forwarded-For/-Proto/-Host, X-Real-IP, Via and X-Request-Id itself)', false)
     }
   }
 

@@ -178,11 +178,11 @@ server {
   at(2, /ip_hash/, true)
   at(11, /regular-expression locations/, true)
   at(12, /rewrite/, true)
-  at(13, /^allow .*access rules/, true)
+  at(13, /^allow .*routes\[\]\.access/, true)
   at(14, /FastCGI/, true)
   at(15, /Lua/, true)
   at(17, /serve files/, true)
-  at(18, /add_header .*response header rules/, false)
+  at(18, /add_header .*routes\[\]\.response_headers/, false)
   at(19, /variable address/, true)
   at(20, /conditional/, true)
   // The notes head the file too, and the rest still converts.

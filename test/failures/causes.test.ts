@@ -54,13 +54,12 @@ const DECIDED = new Set<CauseId>([
   'http_request_error.http_version_not_supported', 'http_request_error.transfer_coding_not_implemented',
   'http_request_error.malformed_request', 'http_request_error.request_header_too_large', 'http_request_error.request_header_timeout',
   'http_request_denied.method_not_allowed', 'http_request_denied.body_too_large', 'http_request_denied.client_request_limit',
+  'http_request_denied.access_rule', 'http_request_denied.rate_limited',
   'proxy_configuration_error',
 ])
 
-/** Rows no code produces yet: access rules and rate limits are not built. */
-const RESERVED = new Set<CauseId>([
-  'http_request_denied.access_rule', 'http_request_denied.rate_limited',
-])
+/** Rows no code produces yet. */
+const RESERVED = new Set<CauseId>([])
 
 /**
  * The folders and files of src/ whose code can put a cause on a request (the request path,
