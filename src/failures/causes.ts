@@ -54,6 +54,7 @@ export type RequestErrorVariant =
   | 'path_ambiguous_dot_segment'
   | 'target_form'
   | 'duplicate_host'
+  | 'invalid_host'
   | 'http_version_not_supported'
   | 'transfer_coding_not_implemented'
   | 'malformed_request'
@@ -362,6 +363,15 @@ const rows: readonly Cause[] = [
     fix: {
       nginx: 'nginx answers two Host fields with 400 itself ("client sent duplicate host header"): check what the client sends.',
       portico: 'Check what the client (or a proxy in front of Portico) sends: two Host fields.',
+    },
+  },
+  {
+    id: 'http_request_error.invalid_host', type: 'http_request_error', status: 400, phase: 'validate_request', source: 'downstream', retry: 'never', retryAfterS: null,
+    title: 'The request has no valid Host',
+    hint: 'Send one Host field holding host[:port] (RFC 9112 §3.2); over HTTP/2 a host field must name the :authority (RFC 9113 §8.3.1).',
+    fix: {
+      nginx: 'nginx answers a missing or invalid Host with 400 itself ("client sent invalid host header"): check what the client sends.',
+      portico: 'Check what the client (or a proxy in front of Portico) sends as Host, or as host and :authority over HTTP/2.',
     },
   },
   {

@@ -1,8 +1,9 @@
 /**
  * Phase "validate request" (DESIGN §9: parse → [normalise path, validate headers] → route):
  * what must be refused before a request is routed — an HTTP version the listener does not
- * speak, two Host fields, a transfer coding other than chunked, a denied method, a path
- * that cannot be normalised — and the normalised target that routing and forwarding use.
+ * speak, a missing, repeated or malformed Host (or one that disagrees with HTTP/2's
+ * `:authority`), a transfer coding other than chunked, a denied method, a path that cannot
+ * be normalised — and the normalised target that routing and forwarding use.
  * Also decides which upgrade requests are tunnelled (the rest go as plain requests).
  */
 import type { IncomingMessage } from 'node:http'
@@ -32,6 +33,13 @@ export interface Refused {
 /** Methods an `Allow` field of a 405 lists, less the denied ones. */
 const COMMON_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']
 
+/**
+ * A valid Host value (RFC 9110 §7.2: `uri-host [ ":" port ]`, RFC 3986 §3.2.2): an IP
+ * literal in brackets, or a reg-name (unreserved, sub-delims, pct-encoded; possibly
+ * empty), then an optional port. No userinfo (`@`), no path, no white space.
+ */
+const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::\d{0,5})?$/
+
 /** Where the target as received is kept once `req.url` holds the normalised one. */
 const RECEIVED_TARGET = Symbol('portico.receivedTarget')
 
@@ -60,9 +68,14 @@ function refused(name: keyof typeof REFUSALS, detail: string): Refused {
  *
  * Refuses, in this order: an HTTP version other than 1.0/1.1 on an HTTP/1 connection
  * (505; HTTP/2 arrives over TLS by ALPN, never as a request line); more than one Host field
- * (400, RFC 9112 §3.2); `Transfer-Encoding` other than `chunked` alone (501, RFC 9112 §6.1;
- * nginx does the same); a denied method (405); a target that is neither a path nor `*`
- * (400); a path that cannot be normalised (400).
+ * (400, RFC 9112 §3.2); an HTTP/1.1 request without Host, a Host value that is not
+ * `host[:port]`, or on HTTP/2 a `host` field naming another authority than `:authority`
+ * (400 `invalid_host`, RFC 9112 §3.2, RFC 9113 §8.3.1: routing and the upstream would
+ * otherwise read different hosts); `Transfer-Encoding` on an HTTP/1.0 request (400, RFC
+ * 9112 §6.1: its framing cannot be trusted); `Transfer-Encoding` other than `chunked` alone
+ * (501, RFC 9112 §6.1; nginx does the same); a denied method (405); a target that is
+ * neither a path nor, for OPTIONS, `*` (400, RFC 9112 §3.2.4); a path that cannot be
+ * normalised (400).
  *
  * @returns null when the request may go on, else the refusal
  */
@@ -77,14 +90,28 @@ export function validateRequest(req: IncomingMessage, rules: RequestRules): Refu
     const name = raw[i]
     if (name.length === 4 && name.toLowerCase() === 'host' && ++hosts > 1) return refused('duplicate_host', 'more than one Host field')
   }
+  const host = req.headers.host
+  if (host === undefined) {
+    if (!h2 && req.httpVersionMinor === 1) return refused('invalid_host', 'an HTTP/1.1 request without a Host field')
+  } else if (!HOST_VALUE.test(host)) {
+    return refused('invalid_host', `Host ${JSON.stringify(host.slice(0, 64))} is not host[:port]`)
+  } else if (h2) {
+    const authority = req.headers[':authority']
+    if (typeof authority === 'string' && authority !== host && authority.toLowerCase() !== host.toLowerCase()) {
+      return refused('invalid_host', `host ${JSON.stringify(host.slice(0, 64))} is not the :authority ${JSON.stringify(authority.slice(0, 64))}`)
+    }
+  }
   const te = req.headers['transfer-encoding']
-  if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
-    return refused('transfer_coding_not_implemented', `Transfer-Encoding: ${te.slice(0, 64)}`)
+  if (te !== undefined) {
+    if (!h2 && req.httpVersionMinor === 0) return refused('malformed_request', 'Transfer-Encoding in an HTTP/1.0 request (RFC 9112 §6.1)')
+    if (te.trim().toLowerCase() !== 'chunked') return refused('transfer_coding_not_implemented', `Transfer-Encoding: ${te.slice(0, 64)}`)
   }
   const method = req.method ?? 'GET'
   if (rules.denyMethods.has(method)) return refused('method_not_allowed', `method ${method} is denied`)
   const target = req.url ?? '/'
-  if (target.charCodeAt(0) !== 47 /* / */ && target !== '*') return refused('target_form', 'the request target is not origin-form')
+  if (target.charCodeAt(0) !== 47 /* / */ && (target !== '*' || method !== 'OPTIONS')) {
+    return refused('target_form', target === '*' ? `"*" is a target for OPTIONS only, not ${method} (RFC 9112 §3.2.4)` : 'the request target is not origin-form')
+  }
   const normalized = normalizeTarget(target, rules.encodedSlashes)
   if (typeof normalized !== 'string') return refused(normalized.problem, normalized.detail)
   if (normalized !== target) {
@@ -121,7 +148,8 @@ export function upgradeAllowed(upgrade: string | undefined, allowed: readonly st
 
 /**
  * Decides whether an HTTP/1.1 upgrade request is tunnelled (Node's `shouldUpgradeCallback`):
- * a valid GET (RFC 6455 §4.1) whose route allows every protocol it names. Any other is
+ * a valid HTTP/1.1 GET (RFC 6455 §4.1; RFC 9110 §7.8: Upgrade in an HTTP/1.0 request is
+ * ignored) whose route allows every protocol it names. Any other is
  * handled as a plain request, its Upgrade field dropped as hop-by-hop (a server may ignore
  * Upgrade, RFC 9110 §7.8); a request refused by {@link validateRequest} gets its refusal there.
  *
@@ -129,7 +157,7 @@ export function upgradeAllowed(upgrade: string | undefined, allowed: readonly st
  * @param trusted the `trusted_proxies` in force, for routes that match the client address
  */
 export function acceptsUpgrade(req: IncomingMessage, rules: RequestRules, router: Router, trusted: TrustedProxies | null = null): boolean {
-  if (req.method !== 'GET') return false
+  if (req.method !== 'GET' || req.httpVersionMinor < 1) return false
   if (validateRequest(req, rules) !== null) return false
   const clientIp = clientAddress(req.socket.remoteAddress ?? '', req.headers, trusted).ip
   const route = router.match(req.headers.host, req.url ?? '/', { method: 'GET', headers: req.headers, clientIp })

@@ -53,7 +53,10 @@ function ambiguousDotSegment(segment: string): boolean {
  *   §5.2.4 would silently drop it, because no honest client sends one;
  * - a segment that is a dot-segment once split at `;`, `%2F` or a backslash is refused;
  * - `%00` and malformed escapes are refused;
- * - the query is left as it is.
+ * - the query is left as it is;
+ * - a fragment (`#` and what follows) is dropped: it is not part of a request target
+ *   (RFC 9112 §3.2.1) and user agents never send it, so routing and the upstream both see
+ *   the target without it (nginx's `$uri` drops it too).
  * Targets that are not origin-form (`*`, absolute-form) are returned unchanged.
  * A target needing none of this is returned as the same string (no allocation).
  *
@@ -63,6 +66,8 @@ function ambiguousDotSegment(segment: string): boolean {
  */
 export function normalizeTarget(target: string, encodedSlashes: EncodedSlashes): string | PathRefusal {
   if (target.charCodeAt(0) !== 47 /* / */) return target
+  const hash = target.indexOf('#')
+  if (hash >= 0) target = target.slice(0, hash)
   const q = target.indexOf('?')
   const path = q < 0 ? target : target.slice(0, q)
   if (path.indexOf('%') < 0 && path.indexOf('/.') < 0 && path.indexOf('\\') < 0) return target

@@ -265,6 +265,8 @@ export class Gateway {
       keepAliveTimeout: lc.timeouts.keepalive,
       connectionsCheckingInterval: 250,
       noDelay: true,
+      // A missing Host is refused by the "validate request" phase (classified and logged), not by Node's bare 400.
+      requireHostHeader: false,
       ServerResponse: CoalescingResponse,
     }
     const rules = requestRules(lc)
@@ -290,6 +292,9 @@ export class Gateway {
     if (lc.redirect_to_https === undefined) this.#acceptUpgrades(server, rules, lc.address)
     // Without a listener Node drops a CONNECT silently; it gets its 405 and log line instead.
     server.on('connect', createConnectRefusal(() => this.#runtime, this.accessLog, rules))
+    // An expectation other than 100-continue is ignored (RFC 9110 §10.1.1 allows it; nginx does) and
+    // Expect is not forwarded, instead of Node's bare 417 that neither classifies nor logs.
+    server.on('checkExpectation', handler)
     // Requests Node's parser refuses get a classified answer and a log line, not Node's bare 400.
     server.on('clientError', createClientErrorHandler(() => this.#runtime, this.accessLog))
     ;(server as http.Server).keepAliveTimeout = lc.timeouts.keepalive

@@ -304,7 +304,7 @@ function peekWhenNeeded(server: SecureServer, store: CertificateStore): void {
 export type SecureServer = http2.Http2SecureServer | https.Server
 
 /** Server options of the plain-HTTP side shared by every listener. */
-export type Http1Options = Pick<http.ServerOptions, 'maxHeaderSize' | 'headersTimeout' | 'requestTimeout' | 'keepAliveTimeout' | 'connectionsCheckingInterval' | 'noDelay' | 'ServerResponse'>
+export type Http1Options = Pick<http.ServerOptions, 'maxHeaderSize' | 'headersTimeout' | 'requestTimeout' | 'keepAliveTimeout' | 'connectionsCheckingInterval' | 'noDelay' | 'requireHostHeader' | 'ServerResponse'>
 
 /** HTTP/2 SETTINGS a listener advertises (RFC 9113 §6.5.2). */
 export interface Http2Settings {
