@@ -6,9 +6,10 @@
  * details="<refusal>"`, `X-Request-Id`, a page) and logged, instead of Node's bare reply.
  */
 import { randomUUID } from 'node:crypto'
-import { STATUS_CODES } from 'node:http'
+import http, { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { REFUSALS, type RefusalName } from '../failures/refusals.ts'
+import { CoalescingResponse } from '../lib/coalesce.ts'
 import type { AccessLogSink } from '../observe/access-log.ts'
 import { RequestContext } from '../observe/context.ts'
 import { refusalResponse } from './refuse.ts'
@@ -20,6 +21,12 @@ export function parserRefusal(code: string | undefined): RefusalName | null {
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'request_header_timeout'
   if (code !== undefined && code.startsWith('HPE_')) return 'malformed_request'
   return null
+}
+
+/** Whether `res` has ended, its end deferred to the end of the turn included (which this runs now). */
+function endsThisTurn(res: http.ServerResponse): boolean {
+  if (res instanceof CoalescingResponse) res.endDeferred()
+  return res.writableEnded
 }
 
 /** Method and target of the request line as far as it was received, for the log (bounded, never trusted). */
@@ -44,7 +51,16 @@ export function createClientErrorHandler(getRuntime: () => Runtime, log: AccessL
   return function onClientError(err: NodeJS.ErrnoException & { rawPacket?: unknown }, socket: Duplex): void {
     const name = parserRefusal(err.code)
     // Node's own test: a response already started on this connection cannot be followed by another.
-    const busy = (socket as { _httpMessage?: { headersSent?: boolean } | null })._httpMessage?.headersSent === true
+    const current = (socket as { _httpMessage?: http.ServerResponse | null })._httpMessage
+    const busy = current?.headersSent === true
+    if (busy && socket.writable && endsThisTurn(current as http.ServerResponse)) {
+      // A response complete but still held by write coalescing (a refusal of the request whose
+      // body the parser then failed on, say) leaves before the close instead of being lost.
+      socket.on('error', () => {})
+      socket.end()
+      socket.once('finish', () => socket.destroy())
+      return
+    }
     if (name === null || busy || !socket.writable) {
       socket.destroy()
       return
