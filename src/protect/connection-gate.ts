@@ -4,6 +4,11 @@
  * (Node's server parses them ahead and emits each at once); HTTP/2 streams beyond
  * `max_requests_per_connection` wait in order for an earlier stream of the connection to
  * end. A connection whose requests pile up stops being read (HTTP/1.1) until they drain.
+ *
+ * HTTP/2 streams start at the end of the event-loop turn that read them, not while the
+ * frames are parsed: a stream the client reset in the same read (HEADERS then RST_STREAM,
+ * the "rapid reset" attack, CVE-2023-44487) is then seen closed and dropped before it takes
+ * an upstream connection.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 
@@ -25,6 +30,8 @@ class ConnectionState {
   head = 0
   /** The HTTP/1.1 socket this gate paused, or null. */
   paused: { pause(): unknown; resume(): unknown } | null = null
+  /** Whether the HTTP/2 streams read in this turn are due to start at its end. */
+  scheduled = false
 
   constructor(gate: ConnectionGate, h2: boolean) {
     this.gate = gate
@@ -83,8 +90,17 @@ export class ConnectionGate {
       state = new ConnectionState(this, h2)
       carrier[STATE] = state
     }
-    const limit = h2 ? this.#limits.maxRequestsPerConnection : 1
-    if (state.active < limit && state.waiting === 0) {
+    if (h2) {
+      // Started at the end of the turn, once the frames read with this HEADERS (an RST_STREAM, say) are parsed too.
+      state.queue.push(req, res)
+      this.waiting++
+      if (!state.scheduled) {
+        state.scheduled = true
+        setImmediate(startScheduled, state)
+      }
+      return
+    }
+    if (state.active < 1 && state.waiting === 0) {
       this.#start(state, req, res, h2)
       return
     }
@@ -108,6 +124,11 @@ export class ConnectionGate {
   /** A handled response closed: start the next live request of the connection. */
   release(state: ConnectionState, h2: boolean): void {
     state.active--
+    this.drain(state, h2)
+  }
+
+  /** Starts the connection's waiting requests that its limit lets in, dropping those whose client went away. */
+  drain(state: ConnectionState, h2: boolean): void {
     const limit = h2 ? this.#limits.maxRequestsPerConnection : 1
     while (state.active < limit && state.waiting > 0) {
       const req = state.queue[state.head] as IncomingMessage
@@ -137,6 +158,12 @@ function isGone(req: IncomingMessage, res: ServerResponse, h2: boolean): boolean
     return stream === undefined || stream.destroyed || stream.closed
   }
   return res.destroyed || res.writableEnded || req.socket === null || req.socket.destroyed
+}
+
+/** The end of a turn that read HTTP/2 streams of a session: start them (setImmediate callback, no closure). */
+function startScheduled(state: ConnectionState): void {
+  state.scheduled = false
+  state.gate.drain(state, true)
 }
 
 /** Registered on each handled response (one function for all: no closure per request). */

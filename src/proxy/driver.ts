@@ -96,7 +96,8 @@ function onResponseClose(this: ServerResponse): void {
   }
   if (ctx.logged) return
   ctx.logged = true
-  if (!this.writableFinished && ctx.downstream === 'completed') {
+  // An HTTP/2 response whose stream was reset says writableFinished without having ended.
+  if (!(this.writableEnded && this.writableFinished) && ctx.downstream === 'completed') {
     ctx.downstream = 'client_closed'
     ctx.status = 499
     p.current?.abort(new ClientClosedError())
