@@ -8,9 +8,11 @@
  * head (or chunk-size line, or trailer section) and joins them with the next read, and a
  * handler stops it by returning false; {@link ResponseParser.resume} goes on from there.
  *
- * Framing follows RFC 9112: §4 status line, §5 field lines (obs-fold and whitespace
- * before the colon rejected), §6 body length (Transfer-Encoding over Content-Length; both
- * present is refused as smuggling), §7.1 chunked coding with trailers, §9.3 persistence
+ * Framing follows RFC 9112: §4 status line (a status outside 100–599 refused, RFC 9110
+ * §15), §5 field lines (obs-fold and whitespace before the colon rejected), §6 body length
+ * (Transfer-Encoding over Content-Length; both present is refused as smuggling, and so is a
+ * transfer coding other than chunked alone, which a proxy removing chunked would alter),
+ * §7.1 chunked coding with trailers, §9.3 persistence
  * (`Connection: close`, HTTP/1.0). Interim responses (RFC 9110 §15.2) are reported and the
  * final one follows; 101 ends the parse with the bytes read past the head. One response
  * per {@link ResponseParser.reset}: no pipelining.
@@ -23,6 +25,7 @@ export type ParseErrorCode =
   | 'HPE_INVALID_STATUS'
   | 'HPE_INVALID_HEADER_TOKEN'
   | 'HPE_INVALID_CONTENT_LENGTH'
+  | 'HPE_INVALID_TRANSFER_ENCODING'
   | 'HPE_UNEXPECTED_CONTENT_LENGTH'
   | 'HPE_HEADER_OVERFLOW'
   | 'HPE_INVALID_CHUNK_SIZE'
@@ -75,7 +78,8 @@ const STATUS_CODE = /^\d{3}$/
 const CHUNK_SIZE = /^[0-9A-Fa-f]{1,12}$/
 const HAS_KEEP_ALIVE = /(^|,)\s*keep-alive\s*(,|$)/i
 const HAS_CLOSE = /(^|,)\s*close\s*(,|$)/i
-const ENDS_CHUNKED = /(^|,)\s*chunked\s*$/i
+/** `Transfer-Encoding: chunked` and no other coding. */
+const ONLY_CHUNKED = /^\s*chunked\s*$/i
 const TIMEOUT_PARAM = /timeout\s*=\s*(\d+)/i
 const CRLF = Buffer.from('\r\n')
 const CRLFCRLF = Buffer.from('\r\n\r\n')
@@ -326,7 +330,8 @@ export class ResponseParser {
     const minor = statusLine.charCodeAt(7) - 48
     const code = statusLine.slice(9, 12)
     const status = Number(code)
-    if ((minor !== 0 && minor !== 1) || !(status >= 100) || !STATUS_CODE.test(code)) {
+    // RFC 9110 §15: status codes are 100 to 599; nginx passes 600–999 on, a client would take them for 5xx.
+    if ((minor !== 0 && minor !== 1) || !(status >= 100 && status <= 599) || !STATUS_CODE.test(code)) {
       throw new UpstreamParseError('HPE_INVALID_STATUS', `invalid status line ${JSON.stringify(statusLine.slice(0, 60))}`)
     }
     const reason = statusLine.length > 13 ? statusLine.slice(13) : ''
@@ -355,12 +360,14 @@ export class ResponseParser {
       this.#state = S_DONE
     } else if (this.#transferEncoding !== null) {
       if (this.#contentLength !== -1) throw new UpstreamParseError('HPE_UNEXPECTED_CONTENT_LENGTH', 'response has both Transfer-Encoding and Content-Length')
-      if (ENDS_CHUNKED.test(this.#transferEncoding)) {
-        this.#state = S_CHUNK_SIZE
-      } else {
-        this.#state = S_CLOSE
-        keepAlive = false
+      // Portico removes the chunked coding and could not pass another on (nginx 1.23+ refuses them too):
+      // a body read to the close, or a gzip coding dropped with the field, would reach the client altered.
+      if (!ONLY_CHUNKED.test(this.#transferEncoding)) {
+        throw new UpstreamParseError('HPE_INVALID_TRANSFER_ENCODING', `response transfer coding ${JSON.stringify(this.#transferEncoding.slice(0, 40))} is not chunked alone`)
       }
+      this.#state = S_CHUNK_SIZE
+      // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message; the connection is closed after it.
+      if (minor === 0) keepAlive = false
     } else if (this.#contentLength !== -1) {
       this.#remaining = this.#contentLength
       this.#state = this.#remaining === 0 ? S_DONE : S_LENGTH
