@@ -22,8 +22,9 @@
  *
  * The guard, checked in this order before a handler runs (§9 of DESIGN.md), so that a web
  * page in an operator's browser can neither drive nor read the API:
- * - `Host` must be an IP literal or `localhost` with the admin port, else 421: a DNS name
- *   pointing at loopback (DNS rebinding) is refused;
+ * - one `Host` field (else 400), naming the address the API listens on (or `localhost`
+ *   when that is loopback) with the admin port, else 421: a DNS name pointing at loopback
+ *   (DNS rebinding), `0.0.0.0` and an absolute-form target naming another host are refused;
  * - a present `Origin` must be the API's own (`http://<Host>`), and `Sec-Fetch-Site`, when
  *   sent, `same-origin` or `none`, else 403;
  * - with `admin.token_file`, every request but `GET /healthz` and `/login` needs
@@ -328,9 +329,9 @@ const OPEN_PATHS = new Set(['/healthz', '/login'])
 
 /** Why the guard refused a request: the JSON `error` code, the status and the words. */
 export interface AdminRefusal {
-  /** `misdirected_request` (421), `forbidden_origin` (403), `unauthorized` (401) or `unsupported_media_type` (415). */
-  error: 'misdirected_request' | 'forbidden_origin' | 'unauthorized' | 'unsupported_media_type'
-  status: 421 | 403 | 401 | 415
+  /** `bad_request` (400), `misdirected_request` (421), `forbidden_origin` (403), `unauthorized` (401) or `unsupported_media_type` (415). */
+  error: 'bad_request' | 'misdirected_request' | 'forbidden_origin' | 'unauthorized' | 'unsupported_media_type'
+  status: 400 | 421 | 403 | 401 | 415
   message: string
 }
 
@@ -361,14 +362,50 @@ function digest(text: string): Buffer {
  * Whether `host` (a `Host` header) names the admin API listening on `port`: an IP literal
  * or `localhost`, with that port (80 when left out, RFC 9110 §7.2). A DNS name is refused
  * even when it resolves to this machine: that is how DNS rebinding reaches loopback.
+ *
+ * With `bound`, the address the API listens on, the name must also be that address:
+ * the same IP (any IP but 0.0.0.0 and :: when it listens on all interfaces), or
+ * `localhost` when it listens on loopback. `0.0.0.0` never names it: browsers have
+ * reached loopback services through it from public pages.
+ *
+ * @param bound the IP address the API is bound to (`server.address().address`)
  */
-export function adminHostAllowed(host: string | undefined, port: number): boolean {
+export function adminHostAllowed(host: string | undefined, port: number, bound?: string): boolean {
   if (host === undefined) return false
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]+))(?::(\d{1,5}))?$/.exec(host)
   if (!m) return false
-  const name = m[1] ?? m[2]
-  if ((m[1] !== undefined ? !net.isIPv6(name) : !(net.isIPv4(name) || name.toLowerCase() === 'localhost'))) return false
-  return Number(m[3] ?? 80) === port
+  const name = (m[1] ?? m[2]).toLowerCase()
+  if ((m[1] !== undefined ? !net.isIPv6(name) : !(net.isIPv4(name) || name === 'localhost'))) return false
+  if (Number(m[3] ?? 80) !== port) return false
+  if (bound === undefined) return true
+  const all = bound === '0.0.0.0' || bound === '::'
+  if (name === 'localhost') return all || isLoopbackAddress(net.isIPv6(bound) ? `[${bound}]:${port}` : `${bound}:${port}`)
+  const ip = canonicalIp(name)
+  if (ip === '0.0.0.0' || ip === '::') return false
+  return all || ip === canonicalIp(bound)
+}
+
+/** An IP address in one spelling (`::0:1` and `::1` alike), by the WHATWG URL parser. */
+function canonicalIp(ip: string): string {
+  return net.isIPv6(ip) ? new URL(`http://[${ip}]/`).hostname.slice(1, -1) : ip
+}
+
+/**
+ * The authority a request names (RFC 9112 §3.2.2): its absolute-form target's, which wins
+ * over Host, else its one Host field; null when it sends more than one Host field.
+ */
+function requestAuthority(req: http.IncomingMessage): string | null | undefined {
+  const raw = req.rawHeaders
+  let hosts = 0
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') hosts++
+  if (hosts > 1) return null
+  const target = req.url ?? '/'
+  if (target.charCodeAt(0) === 47 /* / */) return req.headers.host
+  try {
+    return new URL(target).host
+  } catch {
+    return undefined
+  }
 }
 
 /**
@@ -377,12 +414,14 @@ export function adminHostAllowed(host: string | undefined, port: number): boolea
  * @param token the digest of the bearer token, or null when none is configured
  * @param port the port the admin API listens on
  * @param session the dashboard session cookie value that opens reads (see {@link sessionValue}), or null
+ * @param bound the IP address the API is bound to; Host must name it ({@link adminHostAllowed})
  * @returns why it is refused, or null to go on
  */
-export function guardAdminRequest(req: http.IncomingMessage, path: string, token: Buffer | null, port: number, session: string | null = null): AdminRefusal | null {
-  const host = req.headers.host
-  if (!adminHostAllowed(host, port)) {
-    return { error: 'misdirected_request', status: 421, message: `Host ${JSON.stringify(host ?? '')} is not this admin API: use an IP address or localhost with port ${port}` }
+export function guardAdminRequest(req: http.IncomingMessage, path: string, token: Buffer | null, port: number, session: string | null = null, bound?: string): AdminRefusal | null {
+  const host = requestAuthority(req)
+  if (host === null) return { error: 'bad_request', status: 400, message: 'more than one Host field (RFC 9112 §3.2)' }
+  if (!adminHostAllowed(host, port, bound)) {
+    return { error: 'misdirected_request', status: 421, message: `Host ${JSON.stringify(host ?? '')} is not this admin API: use its address or localhost with port ${port}` }
   }
   const origin = req.headers.origin
   if (origin !== undefined && origin.toLowerCase() !== `http://${host}`.toLowerCase()) {
@@ -433,6 +472,8 @@ export class AdminServer {
   #session: string | null = null
   #tokenGiven: string | null | undefined
   #port = 0
+  /** The IP address listened on, which Host must name. */
+  #bound: string | undefined = undefined
   readonly #since = new StateSince()
   #sampler: NodeJS.Timeout | null = null
 
@@ -453,7 +494,7 @@ export class AdminServer {
 
   async #handle(view: AdminView, req: http.IncomingMessage, res: http.ServerResponse): Promise<Reply> {
     const path = new URL(req.url ?? '/', 'http://admin').pathname.replace(/\/+$/, '') || '/'
-    const refusal = guardAdminRequest(req, path, this.#token, this.#port, this.#session)
+    const refusal = guardAdminRequest(req, path, this.#token, this.#port, this.#session, this.#bound)
     if (refusal !== null) {
       logger.warn({ admin: { method: req.method, path, status: refusal.status, error: refusal.error, client_ip: req.socket.remoteAddress, host: req.headers.host, origin: req.headers.origin } }, `admin API refused ${req.method} ${path}: ${refusal.message}`)
       // The body is dropped unread and the connection closed after the answer.
@@ -510,6 +551,7 @@ export class AdminServer {
     })
     const address = this.server.address() as AddressInfo
     this.#port = address.port
+    this.#bound = address.address
     this.#sampler = setInterval(() => sampleStates(this.#view.states, this.#since), STATE_SAMPLE_MS)
     this.#sampler.unref()
     return address
