@@ -118,6 +118,42 @@ test('Host must be an IP literal or localhost with the admin port: a rebinding n
   assert.equal(adminHostAllowed(undefined, port), false)
 })
 
+/** Sends raw bytes to the admin API and resolves with what came back until it closed. */
+function rawAdmin(port: number, bytes: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write(bytes))
+    let data = ''
+    s.setEncoding('utf8').on('data', (c: string) => { data += c }).on('end', () => resolve(data)).on('error', reject)
+  })
+}
+
+test('Host must name the address the API listens on: another IP, 0.0.0.0, [::1] on an IPv4 bind, two Host fields and an absolute-form target naming another host are refused', async () => {
+  const { port } = await guarded()
+  for (const host of [`0.0.0.0:${port}`, `10.1.2.3:${port}`, `127.0.0.2:${port}`, `[::1]:${port}`, `localhost.:${port}`]) {
+    const raw = await rawAdmin(port, `GET /config HTTP/1.1\r\nHost: ${host}\r\n\r\n`)
+    assert.match(raw, /^HTTP\/1\.1 421 /, host)
+    assert.match(raw, /"error": "misdirected_request"/, host)
+    assert.doesNotMatch(raw, /listeners/, 'no config in the answer')
+    assert.match(lastRefusal().msg, /is not this admin API/)
+  }
+  const twice = await rawAdmin(port, `GET /config HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nHost: attacker.example\r\n\r\n`)
+  assert.match(twice, /^HTTP\/1\.1 400 /)
+  assert.match(twice, /"error": "bad_request"/)
+  assert.equal((lastRefusal().obj.admin as { status: number }).status, 400)
+  // RFC 9112 §3.2.2: the authority of an absolute-form target wins over Host.
+  const absolute = await rawAdmin(port, `GET http://attacker.example:${port}/config HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`)
+  assert.match(absolute, /^HTTP\/1\.1 421 /)
+  assert.match(lastRefusal().msg, /Host "attacker\.example:\d+" is not this admin API/)
+  assert.equal((await send(port, { path: `http://127.0.0.1:${port}/config`, headers: { host: `127.0.0.1:${port}` } })).status, 200)
+  assert.equal(adminHostAllowed(`127.0.0.1:${port}`, port, '127.0.0.1'), true)
+  assert.equal(adminHostAllowed(`localhost:${port}`, port, '127.0.0.1'), true)
+  assert.equal(adminHostAllowed(`[::1]:${port}`, port, '::1'), true)
+  assert.equal(adminHostAllowed(`[0:0::1]:${port}`, port, '::1'), true)
+  assert.equal(adminHostAllowed(`10.1.2.3:${port}`, port, '0.0.0.0'), true, 'any address of the host when listening on all')
+  assert.equal(adminHostAllowed(`0.0.0.0:${port}`, port, '0.0.0.0'), false)
+  assert.equal(adminHostAllowed(`localhost:${port}`, port, '10.1.2.3'), false)
+})
+
 test('with admin.token_file every endpoint but /healthz needs the bearer token', async () => {
   const { port } = await guarded({ address: '127.0.0.1:0', token_file: tokenFile })
   const host = `127.0.0.1:${port}`

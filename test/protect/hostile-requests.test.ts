@@ -1,0 +1,144 @@
+/**
+ * Hostile HTTP/1 requests over raw sockets, beyond the cases of requests.test.ts, each
+ * compared with nginx 1.22 in front of the same backend: a missing or malformed Host, a
+ * Transfer-Encoding on HTTP/1.0, `*` for a method other than OPTIONS, a fragment in the
+ * target, an unknown expectation, an Upgrade on HTTP/1.0, and refusals answered in the turn
+ * the parser then fails on the bytes after them. Each asserts the status, Proxy-Status, the
+ * access log line and what reached the upstream.
+ */
+import assert from 'node:assert/strict'
+import type http from 'node:http'
+import { test } from 'node:test'
+import { parseProxyStatus } from '../../src/failures/proxy-status.ts'
+import { REFUSALS } from '../../src/failures/refusals.ts'
+import { testEnv, type TestGateway } from '../helpers/gateway.ts'
+import { rawRequest, type RawReply } from '../helpers/raw.ts'
+
+const env = testEnv()
+
+interface Seen { method: string; url: string; headers: http.IncomingHttpHeaders; body: string }
+
+async function setup(): Promise<{ gw: TestGateway; seen: Seen[] }> {
+  const seen: Seen[] = []
+  const url = await env.upstream((req, res) => {
+    let body = ''
+    req.setEncoding('latin1')
+    req.on('data', (c: string) => { body += c })
+    req.on('end', () => {
+      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body })
+      res.end('ok')
+    })
+  })
+  const gw = await env.gateway({
+    listeners: [{ address: '127.0.0.1:0' }],
+    routes: [{ name: 'public', match: { path_prefix: '/public' }, upstream: 'app' }, { name: 'other', upstream: 'app' }],
+    upstreams: { app: { endpoints: [url] } },
+  })
+  return { gw, seen }
+}
+
+async function expectRefusal(gw: TestGateway, r: RawReply, name: keyof typeof REFUSALS, detail: RegExp): Promise<void> {
+  const refusal = REFUSALS[name]
+  assert.equal(r.status, refusal.status, r.bytes.toString('latin1').slice(0, 300))
+  const own = parseProxyStatus(r.get('proxy-status') ?? '').at(-1)
+  assert.equal(own?.params.error, refusal.type)
+  assert.equal(own?.params.details, name)
+  const rec = await gw.record(r.get('x-request-id') ?? '')
+  assert.equal(rec.status, refusal.status)
+  assert.equal(rec.error, refusal.type)
+  assert.match(rec.details ?? '', new RegExp(`^${name}: ${detail.source}`))
+  assert.equal(rec.upstream, null, 'refused before routing')
+}
+
+async function expectProxied(gw: TestGateway, r: RawReply): Promise<void> {
+  assert.equal(r.status, 200, r.bytes.toString('latin1').slice(0, 300))
+  assert.equal(parseProxyStatus(r.get('proxy-status') ?? '').at(-1)?.params['received-status'], 200)
+  const rec = await gw.record(r.get('x-request-id') ?? '')
+  assert.equal(rec.status, 200)
+  assert.equal(rec.error, null)
+}
+
+test('HTTP/1.1 without Host: 400 invalid_host with Proxy-Status and a log line (was Node\'s bare 400); HTTP/1.0 without Host is proxied', async () => {
+  const { gw, seen } = await setup()
+  const r = await rawRequest(gw.port, 'GET /public/ HTTP/1.1\r\n\r\n')
+  await expectRefusal(gw, r, 'invalid_host', /an HTTP\/1\.1 request without a Host field/)
+  assert.ok(r.closed, 'a malformed request closes the connection')
+  assert.equal(seen.length, 0)
+  await expectProxied(gw, await rawRequest(gw.port, 'GET /public/ HTTP/1.0\r\n\r\n'))
+  assert.equal(seen.length, 1)
+})
+
+test('a Host that is not host[:port] (white space, a path, userinfo) is refused, never forwarded (nginx: 400)', async () => {
+  const { gw, seen } = await setup()
+  for (const host of ['a b/c', 'a.test/x', 'user@a.test', 'a.test:80:80', 'a.test:8o']) {
+    const r = await rawRequest(gw.port, `GET /public/ HTTP/1.1\r\nHost: ${host}\r\n\r\n`)
+    await expectRefusal(gw, r, 'invalid_host', /Host ".*" is not host\[:port\]/)
+  }
+  assert.equal(seen.length, 0)
+  for (const host of ['a.test', 'A.Test:8080', '[::1]:80', '127.0.0.1']) {
+    await expectProxied(gw, await rawRequest(gw.port, `GET /public/ HTTP/1.1\r\nHost: ${host}\r\n\r\n`))
+  }
+  assert.equal(seen.length, 4)
+})
+
+test('Transfer-Encoding on an HTTP/1.0 request: 400 malformed_request, nothing forwarded (RFC 9112 §6.1; nginx: 400)', async () => {
+  const { gw, seen } = await setup()
+  const r = await rawRequest(gw.port, 'POST /public/ HTTP/1.0\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n')
+  await expectRefusal(gw, r, 'malformed_request', /Transfer-Encoding in an HTTP\/1\.0 request/)
+  assert.ok(r.closed)
+  assert.equal(seen.length, 0)
+})
+
+test('"*" is a target for OPTIONS only: GET * gets 400 target_form (nginx: 400), OPTIONS * is proxied', async () => {
+  const { gw, seen } = await setup()
+  const r = await rawRequest(gw.port, 'GET * HTTP/1.1\r\nHost: a.test\r\n\r\n')
+  await expectRefusal(gw, r, 'target_form', /"\*" is a target for OPTIONS only, not GET/)
+  assert.equal(seen.length, 0)
+  await expectProxied(gw, await rawRequest(gw.port, 'OPTIONS * HTTP/1.1\r\nHost: a.test\r\n\r\n'))
+  assert.deepEqual(seen.map((s) => [s.method, s.url]), [['OPTIONS', '*']])
+})
+
+test('a fragment in the target is dropped: routing and the upstream both see the path before "#", not one normalised through it', async () => {
+  const { gw, seen } = await setup()
+  const r = await rawRequest(gw.port, 'GET /public/x#/../../private HTTP/1.1\r\nHost: a.test\r\n\r\n')
+  await expectProxied(gw, r)
+  const rec = await gw.record(r.get('x-request-id') ?? '')
+  assert.equal(rec.route, 'public')
+  assert.equal(rec.path, '/public/x#/../../private', 'the log keeps the target as received')
+  assert.deepEqual(seen.map((s) => s.url), ['/public/x'])
+})
+
+test('an expectation other than 100-continue is ignored, as nginx does, and Expect is not forwarded (was Node\'s bare 417)', async () => {
+  const { gw, seen } = await setup()
+  const r = await rawRequest(gw.port, 'POST /public/ HTTP/1.1\r\nHost: a.test\r\nExpect: x-foo\r\nContent-Length: 5\r\n\r\nhello')
+  await expectProxied(gw, r)
+  assert.equal(seen.length, 1)
+  assert.equal(seen[0].body, 'hello')
+  assert.equal(seen[0].headers.expect, undefined)
+})
+
+test('Upgrade in an HTTP/1.0 request is ignored (RFC 9110 §7.8): a plain request upstream, no tunnel', async () => {
+  const { gw, seen } = await setup()
+  const r = await rawRequest(gw.port, 'GET /public/ws HTTP/1.0\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n')
+  await expectProxied(gw, r)
+  assert.equal(seen.length, 1)
+  assert.equal(seen[0].headers.upgrade, undefined)
+  assert.equal(seen[0].headers['x-forwarded-for'], '127.0.0.1', 'routed and forwarded like any request')
+})
+
+test('a refusal the parser then fails after reaches the client: Transfer-Encoding: gzip gets its 501 (it got no byte, logged 499)', async () => {
+  const { gw, seen } = await setup()
+  for (const request of [
+    'POST /public/ HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: gzip\r\n\r\nhello',
+    'GET /public/ HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: xchunked\r\n\r\n',
+  ]) {
+    const r = await rawRequest(gw.port, request)
+    await expectRefusal(gw, r, 'transfer_coding_not_implemented', /Transfer-Encoding: /)
+    assert.ok(r.closed)
+  }
+  // The same turn: a refused TRACE and bytes that are not HTTP after it.
+  const r = await rawRequest(gw.port, 'TRACE /public/ HTTP/1.1\r\nHost: a.test\r\n\r\nGARBAGE\r\n\r\n')
+  await expectRefusal(gw, r, 'method_not_allowed', /method TRACE is denied/)
+  assert.equal(seen.length, 0)
+  assert.ok(gw.records.every((rec) => rec.status !== 499), JSON.stringify(gw.records.map((rec) => rec.status)))
+})
