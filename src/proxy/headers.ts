@@ -22,6 +22,20 @@ const REPLACED_UPSTREAM = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-fo
  */
 const CLIENT_ADDRESS_FIELDS = new Set(['x-real-ip', 'true-client-ip', 'forwarded'])
 
+/**
+ * Whether a field name with `_` is one of the fields Portico sets, strips or frames with
+ * once `_` is read as `-`: CGI-style servers (FastCGI, WSGI, Rack) map both to one
+ * variable (`HTTP_X_REAL_IP`), so `X_Real_IP: 6.6.6.6` would pass for the `X-Real-IP`
+ * Portico sets. nginx drops every name with `_` (`underscores_in_headers off`); Portico
+ * drops these and keeps the others.
+ *
+ * @param lower a lower-cased field name containing `_`
+ */
+function spoofsManagedField(lower: string): boolean {
+  const dashed = lower.replaceAll('_', '-')
+  return HOP_BY_HOP.has(dashed) || REPLACED_UPSTREAM.has(dashed) || CLIENT_ADDRESS_FIELDS.has(dashed) || dashed === 'content-length'
+}
+
 /** The field names listed in a Connection header, lower-cased (RFC 9110 §7.6.1). */
 export function connectionTokens(value: string | string[] | undefined): Set<string> | null {
   if (!value) return null
@@ -66,8 +80,8 @@ export interface ForwardInfo {
 
 /**
  * Builds the upstream request's header list (flat `[name, value, ...]`, undici's raw form)
- * from the client's raw headers: hop-by-hop fields, those named in Connection and HTTP/2
- * pseudo-headers dropped;
+ * from the client's raw headers: hop-by-hop fields, those named in Connection, HTTP/2
+ * pseudo-headers and `_` spellings of the fields Portico manages (`X_Real_IP`) dropped;
  * X-Forwarded-For appended to with the peer's address; Via appended to; X-Request-Id and
  * Host set; X-Forwarded-Proto/Host set unless a trusted peer sent them; X-Real-IP,
  * True-Client-IP and Forwarded kept only when `f.clientHeaders` is `pass` or the peer is
@@ -93,6 +107,7 @@ export function upstreamRequestHeaders(raw: readonly string[], connection: strin
     if (name.charCodeAt(0) === 58 /* : */) continue
     const lower = name.toLowerCase()
     if (HOP_BY_HOP.has(lower) || (named !== null && named.has(lower))) continue
+    if (lower.indexOf('_') >= 0 && spoofsManagedField(lower)) continue
     if (REPLACED_UPSTREAM.has(lower)) {
       if (lower === 'x-forwarded-for') xff = xff === null ? raw[i + 1] : `${xff}, ${raw[i + 1]}`
       else if (lower === 'via') via = via === null ? raw[i + 1] : `${via}, ${raw[i + 1]}`

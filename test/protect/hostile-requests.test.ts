@@ -142,3 +142,15 @@ test('a refusal the parser then fails after reaches the client: Transfer-Encodin
   assert.equal(seen.length, 0)
   assert.ok(gw.records.every((rec) => rec.status !== 499), JSON.stringify(gw.records.map((rec) => rec.status)))
 })
+
+test('a field spelling one Portico manages with "_" (X_Real_IP) is dropped: CGI-style servers read it as X-Real-IP (nginx drops every "_" name)', async () => {
+  const { gw, seen } = await setup()
+  const spoof = 'X_Real_IP: 6.6.6.6\r\nx_forwarded_for: 6.6.6.6\r\nX_Forwarded_Proto: https\r\nTrue_Client_IP: 6.6.6.6\r\nX_Request_Id: forged\r\nTransfer_Encoding: chunked\r\nContent_Length: 99\r\n'
+  const r = await rawRequest(gw.port, `GET /public/ HTTP/1.1\r\nHost: a.test\r\n${spoof}X_Custom_Field: kept\r\n\r\n`)
+  await expectProxied(gw, r)
+  const h = seen[0].headers
+  assert.deepEqual(Object.keys(h).filter((k) => k.includes('_')), ['x_custom_field'], 'only the unmanaged "_" field goes on')
+  assert.equal(h['x-real-ip'], '127.0.0.1')
+  assert.equal(h['x-forwarded-for'], '127.0.0.1')
+  assert.equal(h['x-forwarded-proto'], 'http')
+})
