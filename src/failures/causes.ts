@@ -314,7 +314,7 @@ const rows: readonly Cause[] = [
   {
     id: 'http_request_error.path_bad_encoding', type: 'http_request_error', status: 400, phase: 'validate_request', source: 'downstream', retry: 'never', retryAfterS: null,
     title: 'The request path has a malformed or forbidden percent-encoding',
-    hint: 'Encode the path as RFC 3986 §2.1 says: "%" followed by two hex digits, and never %00.',
+    hint: 'Encode the path as RFC 3986 §2.1 says: "%" followed by two hex digits, never %00, and UTF-8 in its shortest form (no %C0%AE).',
     fix: {
       nginx: 'nginx answers such a path with 400 itself: check what the client sends.',
       portico: 'Check what the client sends: the access log details name the refusal and the path.',
@@ -340,8 +340,8 @@ const rows: readonly Cause[] = [
   },
   {
     id: 'http_request_error.path_ambiguous_dot_segment', type: 'http_request_error', status: 400, phase: 'validate_request', source: 'downstream', retry: 'never', retryAfterS: null,
-    title: 'A request path segment is a dot-segment once split at ";", "%2F" or a backslash',
-    hint: 'Send the path without "..;", "..%2F" or "..\\" segments.',
+    title: 'A request path segment is a dot-segment once split at ";", "%2F" or a backslash, or decoded again',
+    hint: 'Send the path without "..;", "..%2F", "..\\" or double-encoded ("%252e") segments.',
     fix: {
       nginx: 'Check what the client sends (often a path-traversal probe): an application behind nginx may resolve such a segment where nginx did not.',
       portico: 'Check what the client sends (often a path-traversal probe); nothing was forwarded.',

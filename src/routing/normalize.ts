@@ -36,12 +36,34 @@ const INNER_SEPARATORS = /;|%2F|%5C|\\/
 
 /**
  * Whether a segment would act as a dot-segment for an upstream that splits it further
- * (`..;x`, `..%2Fsecret`, `..\secret`): such a segment is refused rather than guessed at.
+ * (`..;x`, `..%2Fsecret`, `..\\secret`) or decodes it again (`%252e%252e`, `..%252F`, at
+ * any depth): such a segment is refused rather than guessed at.
  */
 function ambiguousDotSegment(segment: string): boolean {
-  if (!INNER_SEPARATORS.test(segment)) return false
-  for (const part of segment.split(INNER_SEPARATORS)) if (part === '.' || part === '..') return true
-  return false
+  let s = segment
+  for (;;) {
+    if (INNER_SEPARATORS.test(s)) {
+      for (const part of s.split(INNER_SEPARATORS)) if (part === '.' || part === '..') return true
+    }
+    if (s.indexOf('%25') < 0) return false
+    // One more decoding of the escaped "%": what a double-decoding upstream would read.
+    s = s.replaceAll('%25', '%').replace(/%2e/gi, '.').replace(/%2f/gi, '%2F').replace(/%5c/gi, '%5C')
+    if (s === '.' || s === '..') return true
+  }
+}
+
+/**
+ * Whether the escaped byte `b` at `path[i]` starts an overlong UTF-8 sequence (RFC 3629
+ * §3: C0 and C1 leads, E0 before 80–9F, F0 before 80–8F), the old way to spell `.`, `/`
+ * or `\` (`%C0%AE`) past a filter to a lenient decoder. Valid UTF-8 and other bytes
+ * (legacy Latin-1 escapes) are not.
+ */
+function overlongUtf8(path: string, i: number, b: number): boolean {
+  if (b === 0xc0 || b === 0xc1) return true
+  if (b !== 0xe0 && b !== 0xf0) return false
+  if (path.charCodeAt(i + 3) !== 37 /* % */) return false
+  const next = hexValue(path.charCodeAt(i + 4)) * 16 + hexValue(path.charCodeAt(i + 5))
+  return next >= 0x80 && next < (b === 0xe0 ? 0xa0 : 0x90)
 }
 
 /**
@@ -51,8 +73,9 @@ function ambiguousDotSegment(segment: string): boolean {
  * - `%2F` is refused (`reject`) or kept encoded (`keep`), never turned into a separator;
  * - dot-segments are removed (RFC 3986 §5.2.4); a `..` above the root is refused, where
  *   §5.2.4 would silently drop it, because no honest client sends one;
- * - a segment that is a dot-segment once split at `;`, `%2F` or a backslash is refused;
- * - `%00` and malformed escapes are refused;
+ * - a segment that is a dot-segment once split at `;`, `%2F` or a backslash, or once
+ *   decoded again (`%252e%252e`), is refused;
+ * - `%00`, malformed escapes and overlong UTF-8 (`%C0%AE`, a dot to a lenient decoder) are refused;
  * - the query is left as it is;
  * - a fragment (`#` and what follows) is dropped: it is not part of a request target
  *   (RFC 9112 §3.2.1) and user agents never send it, so routing and the upstream both see
@@ -83,6 +106,7 @@ export function normalizeTarget(target: string, encodedSlashes: EncodedSlashes):
     if (hi < 0 || lo < 0) return { problem: 'path_bad_encoding', detail: `malformed percent-encoding at offset ${i} of the path` }
     const b = hi * 16 + lo
     if (b === 0) return { problem: 'path_bad_encoding', detail: 'the path encodes a NUL byte (%00)' }
+    if (b >= 0xc0 && overlongUtf8(path, i, b)) return { problem: 'path_bad_encoding', detail: `overlong UTF-8 at offset ${i} of the path` }
     if (b === 0x2f && encodedSlashes === 'reject') return { problem: 'path_encoded_slash', detail: 'the path contains an encoded slash (%2F); listeners[].encoded_slashes is reject' }
     decoded += isUnreserved(b) ? String.fromCharCode(b) : `%${HEX[hi]}${HEX[lo]}`
     i += 2
@@ -99,7 +123,7 @@ export function normalizeTarget(target: string, encodedSlashes: EncodedSlashes):
       out.pop()
       if (i === last) out.push('')
     } else if (ambiguousDotSegment(s)) {
-      return { problem: 'path_ambiguous_dot_segment', detail: `the path segment "${s.slice(0, 64)}" is a dot-segment once split at ";", "%2F" or "\\"` }
+      return { problem: 'path_ambiguous_dot_segment', detail: `the path segment "${s.slice(0, 64)}" is a dot-segment once split at ";", "%2F" or "\\", or decoded again` }
     } else {
       out.push(s)
     }

@@ -145,3 +145,27 @@ test('encoded_slashes: keep routes and forwards %2F encoded, never as a separato
   await expectRefused(gw, ambiguous, 400, 'http_request_error', 'path_ambiguous_dot_segment', '/public/%2e%2e%2fprivate')
   assert.equal(up.seen.length, 1)
 })
+
+test('normalizeTarget: overlong UTF-8 is refused, double-encoded dot-segments at any depth are refused, other escapes kept', () => {
+  const keep = (t: string) => normalizeTarget(t, 'keep')
+  for (const t of ['/public/%c0%ae%c0%ae/private', '/a/%C0%AF', '/a/%C1%9C', '/a/%e0%80%ae', '/a/%F0%80%80%AE']) {
+    assert.equal((keep(t) as { problem?: string }).problem, 'path_bad_encoding', t)
+  }
+  for (const t of ['/public/%252e%252e/private', '/a/%252E', '/a/..%252fx', '/a/..%255Cx', '/a/%25252e%25252e/x', '/a/b;%252e%252e']) {
+    assert.equal((keep(t) as { problem?: string }).problem, 'path_ambiguous_dot_segment', t)
+  }
+  // Valid UTF-8, legacy Latin-1 escapes and escaped percents that spell no dot-segment go on.
+  for (const [t, want] of [['/a/%c3%a9', '/a/%C3%A9'], ['/a/%E9t%E9', '/a/%E9t%E9'], ['/a/%e0%a4%85', '/a/%E0%A4%85'], ['/a/%f0%90%80%80', '/a/%F0%90%80%80'], ['/a/100%25', '/a/100%25'], ['/a/%252ex', '/a/%252ex'], ['/a/%2525', '/a/%2525']]) {
+    assert.equal(keep(t), want, t)
+  }
+})
+
+test('overlong UTF-8 and double-encoded dot-segments over a raw socket: 400, never forwarded (nginx forwards them as they are)', async () => {
+  const up = await recordingUpstream()
+  const gw = await publicOnly(up.url)
+  for (const [target, name] of [['/public/%c0%ae%c0%ae/private', 'path_bad_encoding'], ['/public/%252e%252e/private', 'path_ambiguous_dot_segment']]) {
+    const r = await rawRequest(gw.port, get(target))
+    await expectRefused(gw, r, 400, 'http_request_error', name, target)
+  }
+  assert.equal(up.seen.length, 0)
+})
