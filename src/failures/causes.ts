@@ -58,6 +58,7 @@ export type RequestErrorVariant =
   | 'http_version_not_supported'
   | 'transfer_coding_not_implemented'
   | 'malformed_request'
+  | 'uri_too_long'
   | 'request_header_too_large'
   | 'request_header_timeout'
 
@@ -399,6 +400,15 @@ const rows: readonly Cause[] = [
     fix: {
       nginx: 'nginx answers such a request with 400 itself: check what the client sends; the reason is logged with `error_log /var/log/nginx/error.log info;` in the `server` block.',
       portico: 'Check what the client sends: the access log details have the parser\'s code and what was received of the request line.',
+    },
+  },
+  {
+    id: 'http_request_error.uri_too_long', type: 'http_request_error', status: 414, phase: 'parse', source: 'downstream', retry: 'never', retryAfterS: null,
+    title: 'The request target is longer than the listener accepts',
+    hint: 'Send a shorter path and query (move data into a POST body), or raise listeners[].max_header_size, which bounds the request line too.',
+    fix: {
+      nginx: 'nginx answers 414 itself when the request line does not fit its buffers: raise them with `large_client_header_buffers 4 32k;` in the `server` block, or shorten the URLs the client builds.',
+      portico: 'Raise `listeners[].max_header_size` (it bounds the request line with the fields), or shorten the URLs the client builds.',
     },
   },
   {

@@ -15,12 +15,29 @@ import { RequestContext } from '../observe/context.ts'
 import { refusalResponse } from './refuse.ts'
 import type { Runtime } from './runtime.ts'
 
-/** The refusal of a parser error, or null for an error that is not the client's request (a reset, a broken pipe). */
-export function parserRefusal(code: string | undefined): RefusalName | null {
-  if (code === 'HPE_HEADER_OVERFLOW') return 'request_header_too_large'
+/**
+ * The refusal of a parser error, or null for an error that is not the client's request (a
+ * reset, a broken pipe). A header overflow hit before the end of a request line that starts
+ * the bytes read is a target too long (414, RFC 9112 §3), else a header section too large.
+ *
+ * @param err the parser error: `code`, and `rawPacket` with `bytesParsed`, where it stopped in them
+ */
+export function parserRefusal(err: { code?: string; rawPacket?: unknown; bytesParsed?: number }): RefusalName | null {
+  const code = err.code
+  if (code === 'HPE_HEADER_OVERFLOW') return requestLineUnended(err.rawPacket, err.bytesParsed) ? 'uri_too_long' : 'request_header_too_large'
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'request_header_timeout'
   if (code !== undefined && code.startsWith('HPE_')) return 'malformed_request'
   return null
+}
+
+/** Whether `raw` starts with a method and a space and has no line end before `stop` (where the parser gave up). */
+function requestLineUnended(raw: unknown, stop: number | undefined): boolean {
+  if (!Buffer.isBuffer(raw)) return false
+  const space = raw.indexOf(32)
+  if (space < 1 || space > 20) return false
+  for (let i = 0; i < space; i++) if (raw[i] < 0x41 || raw[i] > 0x5a) return false
+  const lf = raw.indexOf(10)
+  return lf < 0 || (stop !== undefined && lf >= stop)
 }
 
 /** Whether `res` has ended, its end deferred to the end of the turn included (which this runs now). */
@@ -48,8 +65,8 @@ function requestLine(raw: unknown): { method: string; target: string } {
  * @param log the access log
  */
 export function createClientErrorHandler(getRuntime: () => Runtime, log: AccessLogSink) {
-  return function onClientError(err: NodeJS.ErrnoException & { rawPacket?: unknown }, socket: Duplex): void {
-    const name = parserRefusal(err.code)
+  return function onClientError(err: NodeJS.ErrnoException & { rawPacket?: unknown; bytesParsed?: number }, socket: Duplex): void {
+    const name = parserRefusal(err)
     // Node's own test: a response already started on this connection cannot be followed by another.
     const current = (socket as { _httpMessage?: http.ServerResponse | null })._httpMessage
     const busy = current?.headersSent === true

@@ -154,3 +154,20 @@ test('a field spelling one Portico manages with "_" (X_Real_IP) is dropped: CGI-
   assert.equal(h['x-forwarded-for'], '127.0.0.1')
   assert.equal(h['x-forwarded-proto'], 'http')
 })
+
+test('a request line over max_header_size gets 414 uri_too_long (RFC 9112 §3; nginx: 414); a long header field still gets 431', async () => {
+  const { gw, seen } = await setup()
+  const target = `/public/${'a'.repeat(20_000)}`
+  const r = await rawRequest(gw.port, `GET ${target} HTTP/1.1\r\nHost: a.test\r\n\r\n`)
+  assert.equal(r.status, 414, r.bytes.toString('latin1').slice(0, 200))
+  assert.equal(parseProxyStatus(r.get('proxy-status') ?? '').at(-1)?.params.details, 'uri_too_long')
+  const rec = await gw.record(r.get('x-request-id') ?? '')
+  assert.equal(rec.status, 414)
+  assert.equal(rec.error, 'http_request_error')
+  assert.equal(rec.method, 'GET')
+  assert.match(rec.details ?? '', /^uri_too_long: HPE_HEADER_OVERFLOW/)
+  const h = await rawRequest(gw.port, `GET /public/ HTTP/1.1\r\nHost: a.test\r\nX-Long: ${'a'.repeat(20_000)}\r\n\r\n`)
+  assert.equal(h.status, 431)
+  assert.equal(parseProxyStatus(h.get('proxy-status') ?? '').at(-1)?.params.details, 'request_header_too_large')
+  assert.equal(seen.length, 0)
+})
