@@ -25,7 +25,8 @@ export interface TestRedis {
   thaw(): void
 }
 
-async function freePort(): Promise<number> {
+/** A port free on 127.0.0.1 now (listened on, then closed). */
+export async function freePort(): Promise<number> {
   const s = net.createServer()
   await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
   const port = (s.address() as net.AddressInfo).port
@@ -38,11 +39,12 @@ async function freePort(): Promise<number> {
  * (`--save '' --appendonly no`), resolving once it accepts connections.
  *
  * @param defer registers the stop to run after the test
+ * @param port the port to listen on (a free one found beforehand); default a new free port
  */
-export async function startRedis(defer: (fn: () => Promise<void>) => void): Promise<TestRedis> {
+export async function startRedis(defer: (fn: () => Promise<void>) => void, port?: number): Promise<TestRedis> {
   if (REDIS_SERVER === null) throw new Error('redis-server is not installed')
   const dir = await mkdtemp(join(tmpdir(), 'portico-redis-'))
-  const port = await freePort()
+  port ??= await freePort()
   const child = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] })
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   let output = ''

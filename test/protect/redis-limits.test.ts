@@ -11,7 +11,7 @@ import type { ConfigInput } from '../../src/config/schema.ts'
 import { testEnv } from '../helpers/gateway.ts'
 import { metricValue, sendFrom } from '../helpers/from.ts'
 import { assertAccuracy, expectLimited, load } from '../helpers/limits.ts'
-import { REDIS_SERVER, startRedis } from '../helpers/redis.ts'
+import { freePort, REDIS_SERVER, startRedis } from '../helpers/redis.ts'
 
 const env = testEnv()
 const skip = REDIS_SERVER === null ? 'redis-server is not installed (apt-get install redis-server)' : false
@@ -109,4 +109,18 @@ test('a frozen Redis costs each request at most redis.timeout; on_store_error de
   } finally {
     redis.thaw()
   }
+})
+
+test('Portico starts and serves with Redis down, and limits once Redis comes up', { skip }, async () => {
+  const port = await freePort()
+  const up = await env.upstream((_req, res) => res.end('ok'))
+  const gw = await env.gateway(config(up, `redis://127.0.0.1:${port}`, { rate: '1r/m' }))
+  const before = await Promise.all([sendFrom(gw.port), sendFrom(gw.port), sendFrom(gw.port)])
+  assert.deepEqual(before.map((r) => r.status), [200, 200, 200], 'no Redis: every request is served (fail open)')
+  await startRedis((fn) => env.defer(fn), port)
+  await connected(gw)
+  const after = [(await sendFrom(gw.port)).status, (await sendFrom(gw.port)).status]
+  assert.deepEqual(after, [200, 429], 'once Redis is up the limit holds')
+  const metrics = await gw.gateway.metrics.render()
+  assert.ok(metricValue(metrics, 'portico_rate_limit_store_errors', { route: 'api', limit: 'fleet' }) >= 3)
 })
