@@ -562,6 +562,8 @@ export const listenerTimeoutsSchema = z.strictObject({
   keepalive: duration.default(75_000),
   /** Longest silence while reading a request body from the client (nginx client_body_timeout). Default `"60s"`. */
   body_idle: duration.default(60_000),
+  /** Longest time a client may take no byte of a response Portico has for it (nginx send_timeout): the connection is then closed. HTTP/1.1 connections. Default `"60s"`. */
+  send: duration.default(60_000),
 })
 
 /**

@@ -71,6 +71,66 @@ export function coalesceWrites(stream: Writable): void {
 }
 
 /**
+ * Where a server keeps its send timeout, in ms (nginx `send_timeout`): the longest a
+ * connection may hold response bytes its client does not take. Absent or 0: none.
+ */
+export const SEND_TIMEOUT = Symbol('portico.sendTimeout')
+/** Set on a connection closed because its client took no response byte for the send timeout. */
+export const SEND_TIMED_OUT = Symbol('portico.sendTimedOut')
+const SEND_TIMER = Symbol('portico.sendTimer')
+
+type GuardedSocket = Writable & {
+  server?: { [SEND_TIMEOUT]?: number } | null
+  /** libuv's bytes not yet taken by the kernel (TCP); it shrinks with partial writes, which writableLength does not show. */
+  _handle?: { writeQueueSize?: number } | null
+  [SEND_TIMER]?: NodeJS.Timeout
+  [SEND_TIMED_OUT]?: boolean
+  writableNeedDrain: boolean
+  destroy(): void
+}
+
+/**
+ * Bounds how long `socket` may hold response bytes its client does not take: armed when
+ * the connection's buffer is over its high-water mark, it closes the connection when the
+ * buffer made no progress for the server's {@link SEND_TIMEOUT}; progress re-arms it, and
+ * `'drain'` ends it. A slow reader thus never holds a response (and what it holds: an
+ * upstream connection, a temporary file) forever. Costs nothing while clients keep up.
+ */
+function guardSend(socket: GuardedSocket): void {
+  const ms = socket.server?.[SEND_TIMEOUT]
+  if (!ms || socket[SEND_TIMER] !== undefined || socket.destroyed) return
+  socket[SEND_TIMER] = setTimeout(onSendTimeout, ms, socket, unsent(socket), ms)
+  socket.once('drain', endSendGuard)
+}
+
+/** Bytes the connection holds that the kernel has not taken yet. */
+function unsent(socket: GuardedSocket): number {
+  return socket.writableLength + (socket._handle?.writeQueueSize ?? 0)
+}
+
+function onSendTimeout(socket: GuardedSocket, pending: number, ms: number): void {
+  if (socket.destroyed || socket.writableLength === 0) {
+    socket[SEND_TIMER] = undefined
+    return
+  }
+  const now = unsent(socket)
+  if (now < pending) {
+    // The client took some bytes: it has another send timeout for the rest.
+    socket[SEND_TIMER] = setTimeout(onSendTimeout, ms, socket, now, ms)
+    return
+  }
+  socket[SEND_TIMER] = undefined
+  socket[SEND_TIMED_OUT] = true
+  socket.destroy()
+}
+
+function endSendGuard(this: GuardedSocket): void {
+  const t = this[SEND_TIMER]
+  if (t !== undefined) clearTimeout(t)
+  this[SEND_TIMER] = undefined
+}
+
+/**
  * `http.ServerResponse` whose writes to the connection are coalesced per event-loop turn
  * ({@link coalesceWrites}), and whose `end()` takes effect at the end of the turn: error
  * pages, cache hits and relayed responses alike. Given to HTTP/1.1 servers as their
@@ -93,7 +153,9 @@ export class CoalescingResponse<Request extends http.IncomingMessage = http.Inco
   override write(chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
     const socket = this.socket
     if (socket !== null) coalesceWrites(socket)
-    return (super.write as (...args: unknown[]) => boolean)(chunk, encoding, callback)
+    const ok = (super.write as (...args: unknown[]) => boolean)(chunk, encoding, callback)
+    if (!ok && socket !== null) guardSend(socket as unknown as GuardedSocket)
+    return ok
   }
 
   override end(chunk?: unknown, encoding?: unknown, callback?: unknown): this {
@@ -125,6 +187,9 @@ export class CoalescingResponse<Request extends http.IncomingMessage = http.Inco
     this.#endChunk = this.#endEncoding = this.#endCallback = undefined
     try {
       ;(super.end as (...a: unknown[]) => this)(chunk, encoding, callback)
+      // A large last write the client has not taken yet keeps the connection: bounded too.
+      const socket = this.socket as unknown as GuardedSocket | null
+      if (socket !== null && socket.writableNeedDrain) guardSend(socket)
     } catch (err) {
       logger.error({ err }, 'ending a response failed; its connection is closed')
       this.destroy()

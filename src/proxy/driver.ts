@@ -11,6 +11,7 @@ import type { AccessLogSink } from '../observe/access-log.ts'
 import type { Route } from '../routing/router.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
 import type { UpstreamPool } from '../upstream/pool.ts'
+import { SEND_TIMED_OUT } from '../lib/coalesce.ts'
 import { RequestContext } from '../observe/context.ts'
 import { attemptStateOf, runAttempts, type Attempts, type PoolAttemptState } from './attempt.ts'
 import { HttpExchange, type ExchangeRequest } from './exchange.ts'
@@ -100,6 +101,7 @@ function onResponseClose(this: ServerResponse): void {
   if (!(this.writableEnded && this.writableFinished) && ctx.downstream === 'completed') {
     ctx.downstream = 'client_closed'
     ctx.status = 499
+    if ((this.socket as { [SEND_TIMED_OUT]?: boolean } | null)?.[SEND_TIMED_OUT]) ctx.details = 'the client took no response byte within listeners[].timeouts.send; connection closed'
     p.current?.abort(new ClientClosedError())
   }
   p.log.write(ctx)

@@ -23,7 +23,7 @@ import { createUpgradeHandler, type UpgradeSession } from '../proxy/upgrade.ts'
 import { createConnectRefusal } from '../proxy/connect.ts'
 import { createClientErrorHandler } from '../proxy/client-error.ts'
 import { acceptsUpgrade, requestRules, type RequestRules } from '../protect/validate.ts'
-import { CoalescingResponse } from '../lib/coalesce.ts'
+import { CoalescingResponse, SEND_TIMEOUT } from '../lib/coalesce.ts'
 import { SlotSet } from '../lib/slot-set.ts'
 import { CertificateStore, certificateWarnings, createSecureServer, loadCertificates, redirectHandler, reloadCertificates, type LoadedCertificate, type SecureServer } from './tls.ts'
 import type { PoolOptions, UpstreamPool } from '../upstream/pool.ts'
@@ -287,6 +287,7 @@ export class Gateway {
       ? createSecureServer(lc.tls, certificates, http1, { maxHeaderListSize: lc.max_header_size, maxConcurrentStreams: lc.http2.max_concurrent_streams }, lc.timeouts.keepalive, handler)
       : http.createServer(http1, handler)
     if (lc.max_connections !== undefined) server.maxConnections = lc.max_connections
+    ;(server as { [SEND_TIMEOUT]?: number })[SEND_TIMEOUT] = lc.timeouts.send
     if (admission !== null) this.#admission.set(server, admission)
     // A redirect listener proxies nothing: an upgrade request gets the 308 like any other.
     if (lc.redirect_to_https === undefined) this.#acceptUpgrades(server, rules, lc.address)
@@ -374,6 +375,7 @@ export class Gateway {
       const server = l.server as http.Server
       server.keepAliveTimeout = lc.timeouts.keepalive
       server.headersTimeout = lc.timeouts.header_read
+      ;(server as { [SEND_TIMEOUT]?: number })[SEND_TIMEOUT] = lc.timeouts.send
       const admission = this.#admission.get(l.server)
       if (admission) admission.protection.bodyIdleMs = lc.timeouts.body_idle
       const loaded = certs.get(lc.address)
