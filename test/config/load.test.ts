@@ -188,7 +188,7 @@ describe('parseConfig: valid configs', () => {
     assert.deepEqual(c.routes[0].match, { path_prefix: '/' })
     assert.equal(c.routes[0].preserve_host, true)
     assert.equal(c.routes[0].strip_prefix, false)
-    assert.deepEqual(c.listeners[0].timeouts, { header_read: 10_000, keepalive: 75_000, body_idle: 60_000 })
+    assert.deepEqual(c.listeners[0].timeouts, { header_read: 10_000, keepalive: 75_000, body_idle: 60_000, send: 60_000 })
     assert.deepEqual(c.access_log, { format: 'json', path: '-' })
     assert.equal(c.admin, undefined)
     assert.equal(c.expose_error_details, false)
