@@ -11,6 +11,7 @@ import {
   type ProxyPass, type ProxySettings, type SourceRef,
 } from '../doctor/nginx/index.ts'
 import { formatDuration } from '../config/units.ts'
+import { cidrProblem } from '../lib/cidr.ts'
 import { map, note, renderYaml, scalar, seq, set, toValue, type YMap, type YNode, type YSeq } from './yaml.ts'
 
 /** Something of the nginx configuration the conversion left out or changed, and why. */
@@ -85,6 +86,11 @@ const HANDLED = new Set([
   'proxy_ssl_server_name', 'proxy_ssl_certificate', 'proxy_ssl_certificate_key', 'proxy_cache', 'proxy_cache_path',
   'proxy_cache_use_stale', 'proxy_cache_lock', 'proxy_cache_lock_timeout', 'proxy_cache_revalidate', 'large_client_header_buffers',
   'return', 'map', 'proxy_buffering', 'proxy_request_buffering', 'ssl_ciphers', 'ssl_stapling', 'ssl_stapling_file', 'http2_max_concurrent_streams',
+  // Read per route (access rules, limits, header rules) or for the whole config (real IP): see routeFilters and realIp.
+  'allow', 'deny', 'limit_except', 'limit_req', 'limit_req_zone', 'limit_req_status', 'limit_req_dry_run', 'limit_req_log_level',
+  'limit_conn', 'limit_conn_zone', 'limit_conn_status', 'limit_conn_dry_run', 'limit_conn_log_level',
+  'set_real_ip_from', 'real_ip_header', 'real_ip_recursive', 'add_header', 'proxy_hide_header', 'proxy_pass_header',
+  'more_clear_headers', 'more_set_headers', 'more_clear_input_headers', 'more_set_input_headers',
 ])
 
 /** {@link HANDLED} where `root` and `index` cannot be reached (or are judged per server). */
@@ -105,19 +111,9 @@ const UNSUPPORTED: Record<string, { reason: string; routing: boolean }> = {
   scgi_pass: { reason: 'Portico proxies HTTP only (no SCGI)', routing: true },
   grpc_pass: { reason: 'Portico proxies HTTP/1.1 upstreams only (no gRPC pass)', routing: true },
   memcached_pass: { reason: 'Portico proxies HTTP only', routing: true },
-  allow: { reason: 'not converted: write the rules as routes[].access or listeners[].access (same first-match order); until then every client would be let in', routing: true },
-  deny: { reason: 'not converted: write the rules as routes[].access or listeners[].access (same first-match order); until then every client would be let in', routing: true },
   auth_basic: { reason: 'Portico has no authentication: every client would be let in', routing: true },
   auth_request: { reason: 'Portico has no authentication subrequests: every client would be let in', routing: true },
-  limit_except: { reason: 'not converted: write routes[].access rules with methods (e.g. { deny: all, methods: [DELETE] })', routing: true },
-  limit_req: { reason: 'not converted: write routes[].rate_limits (rate, burst; Portico serves the burst as nodelay does)', routing: false },
-  limit_req_zone: { reason: 'not converted: write routes[].rate_limits (key client_ip, a header or route)', routing: false },
-  limit_conn: { reason: 'not converted in this form: write routes[].limit_conn (key client_ip, a header or route)', routing: false },
-  limit_conn_zone: { reason: 'not converted in this form: write routes[].limit_conn (key client_ip, a header or route)', routing: false },
   limit_rate: { reason: 'Portico does not throttle responses', routing: false },
-  add_header: { reason: 'not converted: write routes[].response_headers (add or set)', routing: false },
-  proxy_hide_header: { reason: 'not converted: write routes[].response_headers.remove', routing: false },
-  proxy_pass_header: { reason: 'not converted: Portico passes every upstream field but Server (routes[].pass_server_header) and hop-by-hop ones', routing: false },
   proxy_ignore_headers: { reason: 'Portico follows the upstream\'s caching headers (RFC 9111)', routing: false },
   proxy_intercept_errors: { reason: 'Portico relays upstream error responses unchanged', routing: false },
   proxy_cookie_domain: { reason: 'Portico does not rewrite cookies', routing: false },
@@ -139,8 +135,6 @@ const UNSUPPORTED: Record<string, { reason: string; routing: boolean }> = {
   sub_filter: { reason: 'Portico does not rewrite bodies', routing: false },
   ssl_client_certificate: { reason: 'Portico listeners do not verify client certificates yet', routing: true },
   ssl_verify_client: { reason: 'Portico listeners do not verify client certificates yet', routing: true },
-  real_ip_header: { reason: 'not converted: write real_ip_header (x-forwarded-for or forwarded) with trusted_proxies', routing: false },
-  set_real_ip_from: { reason: 'not converted: write trusted_proxies (real_ip_recursive on is how Portico walks X-Forwarded-For)', routing: false },
   split_clients: { reason: 'Portico has no traffic splitting by key', routing: true },
   geo: { reason: 'Portico has no geo variables', routing: true },
   mirror: { reason: 'Portico does not mirror requests', routing: false },
@@ -204,6 +198,8 @@ interface RouteDraft {
   proxyPass: ProxyPass
   settings: ProxySettings
   chain: Chain
+  /** `location ~` / `~*`: the JavaScript regular expression (case-insensitive part included), else null. */
+  regex: string | null
 }
 
 /** Upstream as written to YAML, with the key that decides whether two locations can share it. */
@@ -227,6 +223,15 @@ class Converter {
   readonly hstsOk = new Set<NginxDirective>()
   /** Directives of UNSUPPORTED names converted in some forms (limit_conn by client address). */
   readonly converted = new Set<NginxDirective>()
+  /** `limit_req_zone` and `limit_conn_zone` directives by zone name. */
+  readonly reqZones = new Map<string, NginxDirective>()
+  readonly connZones = new Map<string, NginxDirective>()
+  /** Routes written with a limit of each zone: nginx counts a zone across locations, Portico per route. */
+  readonly zoneRoutes = new Map<NginxDirective, number>()
+  /** `limit_conn` on the client address at http level only became `limits.max_requests_per_client_ip`. */
+  globalConn = false
+  /** Some access rule was converted (the real client address then decides who is let in). */
+  accessConverted = false
   #noted = new Set<string>()
 
   constructor(tree: NginxConfigTree, model: NginxModel) {
@@ -300,6 +305,10 @@ class Converter {
         if (m) this.upstreamBlocks.set(m.name, { model: m, directive: d })
       } else if (d.name === 'proxy_cache_path') this.cacheZones.set((d.args.find((a) => a.startsWith('keys_zone=')) ?? '').slice(10).split(':')[0], d)
       else if (d.name === 'map') this.convertMap(d)
+      else if (d.name === 'limit_req_zone' || d.name === 'limit_conn_zone') {
+        const zone = (d.args.find((a) => a.startsWith('zone=')) ?? '').slice(5).split(':')[0]
+        ;(d.name === 'limit_req_zone' ? this.reqZones : this.connZones).set(zone, d)
+      }
     }
     const root = map()
     this.clientLimit(root, httpBody)
@@ -312,6 +321,7 @@ class Converter {
     const listeners = this.listeners(servers)
     const upstreams = map()
     const routes = this.routes(servers)
+    this.sharedZones()
     for (const u of this.upstreams) set(upstreams, u.name, u.node)
     // listeners, routes and upstreams first, whatever was set while reading.
     const early = root.entries.splice(0)
@@ -319,6 +329,7 @@ class Converter {
     set(root, 'routes', routes)
     set(root, 'upstreams', upstreams)
     root.entries.push(...early)
+    this.realIp(root, httpBody)
     this.cacheStore(root)
     set(root, 'access_log', map()).entries.push(['format', scalar('json', 'one JSON line a request, with the RFC 9209 cause of each failure')])
 
@@ -392,7 +403,7 @@ class Converter {
     if (!rootProxies && !server.reject) {
       for (const lvl of parent) for (const c of lvl) if (c.name === 'root' || c.name === 'index') this.note(c, UNSUPPORTED[c.name].reason, true)
     }
-    for (const c of body) if (c.name === 'location' && c.block) this.readLocation(server, c, chain)
+    for (const c of body) if (c.name === 'location' && c.block) this.readLocation(server, c, chain, null)
     return server
   }
 
@@ -444,7 +455,7 @@ class Converter {
     return { port: port === 443 ? true : port, src: ret }
   }
 
-  readLocation(server: ServerInfo, d: NginxDirective, parent: Chain): void {
+  readLocation(server: ServerInfo, d: NginxDirective, parent: Chain, outer: NginxDirective | null): void {
     const body = d.block ?? []
     const chain: Chain = [body, ...parent]
     const [a0, a1] = d.args
@@ -456,11 +467,21 @@ class Converter {
     }
     const nested = body.filter((c) => c.name === 'location' && c.block)
     const pp = this.locations.get(`${d.file}:${d.line}:${d.args.join(' ')}`)
-    if (modifier === '~' || modifier === '~*') {
-      this.note(d, 'regular-expression locations are not converted yet: write a route with match.path_regex (checked after exact paths and before prefixes, as nginx checks them without ^~)', true)
+    const isRegex = modifier === '~' || modifier === '~*'
+    let regex: string | null = null
+    if (isRegex) {
+      const js = pcreToJs(uri, modifier === '~*')
+      // nginx looks for a nested regex location inside the matched prefix location before
+      // the top-level ones: Portico has one level of routes.
+      if (outer !== null) this.note(d, 'a regular-expression location nested in another location is not converted: nginx checks it before the server\'s own regular expressions, which Portico routes cannot say', true)
+      else if (typeof js !== 'string') this.note(d, `regular expression not converted: ${js.problem}`, true)
+      else regex = js
+    }
+    if (isRegex && regex === null) {
+      // noted above
     } else if (uri.startsWith('@')) {
       this.note(d, 'named locations are reached only through error_page/try_files, which Portico does not have', true)
-    } else if (modifier !== '' && modifier !== '=' && modifier !== '^~') {
+    } else if (modifier !== '' && modifier !== '=' && modifier !== '^~' && !isRegex) {
       this.note(d, `unknown location modifier "${modifier}"`, true)
     } else if (pp?.proxyPass) {
       const p = pp.proxyPass
@@ -470,12 +491,12 @@ class Converter {
       } else if (p.runtimeResolved && p.uri !== '' && p.uri !== '$request_uri') {
         this.note(p, 'proxy_pass with variables and a URI part replaces the whole request URI per request: not converted', true)
       } else {
-        server.routes.push({ server, location: d, exact: modifier === '=', path: uri, proxyPass: p, settings: pp.settings, chain })
+        server.routes.push({ server, location: d, exact: modifier === '=', path: uri, proxyPass: p, settings: pp.settings, chain, regex })
       }
     } else if (nested.length === 0 && !body.some((c) => c.name === 'return' || UNSUPPORTED[c.name]?.routing)) {
       this.note(d, 'location without proxy_pass: nginx serves files here; Portico only proxies', true)
     }
-    for (const c of nested) this.readLocation(server, c, chain)
+    for (const c of nested) this.readLocation(server, c, chain, d)
   }
 
   listeners(servers: ServerInfo[]): YSeq {
@@ -524,11 +545,13 @@ class Converter {
 
   /** The directive written at a file:line (the innermost one, so `location / { proxy_pass ...; }` on one line gives proxy_pass). */
   directiveAt(r: SourceRef): NginxDirective | null {
+    // A proxy_pass (or other pass) is found by its name among the directives of its line.
+    const name = 'directive' in r && typeof r.directive === 'string' ? r.directive : null
     const find = (ds: NginxDirective[]): NginxDirective | null => {
       let hit: NginxDirective | null = null
       for (const d of ds) {
         if (d.block) { const f = find(d.block); if (f) return f }
-        if (d.file === r.file && d.line === r.line) hit ??= d
+        if (d.file === r.file && d.line === r.line && (name === null || d.name === name)) hit ??= d
       }
       return hit
     }
@@ -679,7 +702,7 @@ class Converter {
         if (upstream === null) continue
         for (const host of hosts) {
           const route = map()
-          let name = `${host ?? (s.hosts.length > 0 && !lone ? `default:${s.hosts[0]}` : s.hosts[0] ?? 'any')}${r.exact ? '=' : ''}${r.path}`
+          let name = `${host ?? (s.hosts.length > 0 && !lone ? `default:${s.hosts[0]}` : s.hosts[0] ?? 'any')}${r.exact ? '=' : r.regex !== null ? `${r.location.args[0]}` : ''}${r.path}`
           for (let i = 2; names.has(name); i++) name = `${name.replace(/#\d+$/, '')}#${i}`
           names.add(name)
           const why = host !== undefined || s.hosts.length === 0 ? undefined
@@ -687,13 +710,17 @@ class Converter {
           set(route, 'name', scalar(name, why))
           const match = set(route, 'match', map())
           if (host !== undefined) set(match, 'host', scalar(host, this.from(s.directive.block?.find((c) => c.name === 'server_name') ?? null)))
-          set(match, r.exact ? 'path' : 'path_prefix', scalar(r.path, `${this.from(r.location)}${r.exact || r.path === '/' || s.routes.some((o) => o.path === r.path.replace(/\/+$/, '')) ? '' : prefixDifference(r.path)}`))
+          if (r.regex !== null) {
+            const stop = stopPrefixes(s)
+            set(match, 'path_regex', scalar(excludePrefixes(r.regex, stop), `${this.from(r.location)}${stop.length > 0 ? ` (not under the ^~ prefix${stop.length > 1 ? 'es' : ''} ${stop.map((x) => x.path).join(', ')}, whose requests nginx never checks against regular expressions)` : ''}`))
+          } else set(match, r.exact ? 'path' : 'path_prefix', scalar(r.path, `${this.from(r.location)}${r.exact || r.path === '/' || s.routes.some((o) => o.path === r.path.replace(/\/+$/, '')) ? '' : prefixDifference(r.path)}`))
           set(route, 'upstream', scalar(upstream, this.fromRef(r.proxyPass)))
           this.hostHeader(route, r)
           this.upgradesAndServer(route, r)
           this.rewrite(route, r)
           this.routeCache(route, r)
           this.buffering(route, r)
+          this.routeFilters(route, r)
           out.items.push(route)
         }
       }
@@ -728,12 +755,6 @@ class Converter {
     } else {
       set(route, 'preserve_host', scalar(true, from))
       if (hostDirective) this.note(hostDirective, `Host "${value}" is not converted: Portico sends the client's Host or a fixed one`, false)
-    }
-    for (const [name, v] of Object.entries(r.settings.headers)) {
-      if (name === 'host') continue
-      if (ACCEPTED_HEADERS[name]?.(v)) continue
-      const d = headerOf(name)
-      if (d) this.note(d, 'not converted: write routes[].request_headers (Portico sets X-Forwarded-For/-Proto/-Host, X-Real-IP, Via and X-Request-Id itself)', false)
     }
   }
 
@@ -782,31 +803,275 @@ class Converter {
     if (response?.args[0] === 'off') set(b, 'response', scalar(false, this.from(response)))
   }
 
+  /** Access rules, rate limits, limit_conn and header rules of a route. */
+  routeFilters(route: YMap, r: RouteDraft): void {
+    this.accessRules(route, r)
+    this.rateLimits(route, r)
+    this.limitConn(route, r)
+    this.headerRules(route, r)
+  }
+
   /**
-   * `limit_conn zone N` on a zone keyed by the client address → `limits.max_requests_per_client_ip`
-   * (the smallest N). Other keys stay noted.
+   * `allow`/`deny` → `routes[].access`, in order (nginx ngx_http_access_module: first match
+   * decides, the nearest level with any rule replaces the inherited ones, so each route
+   * gets the rules of its location, else its server's, else http's). `limit_except M { … }`:
+   * methods M (GET implies HEAD) keep the location's rules; the others get the block's.
+   */
+  accessRules(route: YMap, r: RouteDraft): void {
+    const level = levelWith(r.chain, ['allow', 'deny'])
+    const lim = r.chain[0].find((c) => c.name === 'limit_except' && c.block) ?? null
+    const rules = seq()
+    if (lim) {
+      const methods = [...new Set(lim.args.map((m) => m.toUpperCase()).flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m])))]
+      const own: NginxDirective[] = []
+      for (const c of lim.block ?? []) {
+        if (c.name === 'allow' || c.name === 'deny') own.push(c)
+        else this.note(c, `inside limit_except: not converted (${UNSUPPORTED[c.name]?.reason ?? 'Portico applies only allow and deny per method'})`, c.name.startsWith('auth') || UNSUPPORTED[c.name]?.routing === true)
+      }
+      for (const d of level) this.pushRule(rules, d, methods)
+      const pass = map(`${this.from(lim)}: the methods it lists get the location's rules only`)
+      set(pass, 'allow', scalar('all'))
+      set(pass, 'methods', seq(methods.map((m) => scalar(m))))
+      rules.items.push(pass)
+      // A limit_except without rules of its own inherits the location's.
+      for (const d of own.length > 0 ? own : level) this.pushRule(rules, d)
+      if (own.length === 0 && level.length === 0) rules.items.length = 0
+    } else for (const d of level) this.pushRule(rules, d)
+    if (rules.items.length === 0) return
+    this.accessConverted = true
+    set(route, 'access', rules)
+  }
+
+  pushRule(rules: YSeq, d: NginxDirective, methods?: string[]): void {
+    const a = d.args[0] ?? ''
+    if (a.startsWith('unix:')) { this.note(d, 'a rule for unix-socket clients: Portico listens on TCP only', false); return }
+    const range = a === 'all' ? 'all' : networkOf(a)
+    if (range === null) { this.note(d, `address "${a}" is not converted`, true); return }
+    const rule = map(`${this.from(d)}${range !== a ? ` (the network of ${a})` : ''}`)
+    set(rule, d.name, scalar(range))
+    if (methods) set(rule, 'methods', seq(methods.map((m) => scalar(m))))
+    rules.items.push(rule)
+  }
+
+  /**
+   * What a `limit_req_zone`/`limit_conn_zone` key becomes: the client address, a request
+   * header (`$http_x_api_key` → `X-Api-Key`), or the route (`$server_name`, counted per
+   * route: {@link sharedZones} notes when that differs). Null when not expressible (noted).
+   */
+  limitKey(zone: NginxDirective): YNode | null {
+    const k = zone.args[0] ?? ''
+    if (k === '$binary_remote_addr' || k === '$remote_addr') return scalar('client_ip', `${this.at(zone)} key ${k}`)
+    if (k === '$server_name') return scalar('route', `${this.at(zone)} key $server_name: one count for the whole route`)
+    const h = /^\$http_([a-z0-9_]+)$/i.exec(k)
+    if (h) {
+      const m = map(`${this.at(zone)} key ${k}; requests without the field are not counted, as nginx does not count an empty key`)
+      set(m, 'header', scalar(h[1].split('_').map((w) => w.charAt(0).toUpperCase() + w.slice(1).toLowerCase()).join('-')))
+      return m
+    }
+    this.note(zone, `key ${k} is not converted: Portico counts by the client address, the route or one request header`, false)
+    return null
+  }
+
+  /** `limit_req zone=z burst=B nodelay` (nearest level with any) → `routes[].rate_limits`. */
+  rateLimits(route: YMap, r: RouteDraft): void {
+    const level = levelWith(r.chain, ['limit_req'])
+    if (level.length === 0) return
+    const dry = nearest(r.chain, 'limit_req_dry_run')
+    if (dry?.args[0] === 'on') { this.note(dry, 'dry run: nginx only counts and logs; the limits of this location are not converted', false); return }
+    const out = seq()
+    for (const d of level) {
+      const arg = (k: string) => d.args.find((a) => a.startsWith(`${k}=`))?.slice(k.length + 1)
+      const zoneName = arg('zone') ?? ''
+      const zone = this.reqZones.get(zoneName)
+      if (!zone) { this.note(d, `no limit_req_zone ${zoneName} at http level`, false); continue }
+      const rate = zone.args.find((a) => a.startsWith('rate='))?.slice(5) ?? ''
+      if (!/^\d+(\.\d+)?r\/(s|m)$/.test(rate)) { this.note(zone, `rate "${rate}" is not converted`, false); continue }
+      const key = this.limitKey(zone)
+      if (key === null) continue
+      const burst = Number(arg('burst') ?? 0)
+      const nodelay = d.args.includes('nodelay')
+      const delay = arg('delay')
+      const l = map(this.from(d))
+      set(l, 'name', scalar(zoneName.replace(/[^A-Za-z0-9_.-]/g, '_') || 'limit'))
+      set(l, 'key', key)
+      set(l, 'rate', scalar(rate, this.from(zone)))
+      if (burst > 0) set(l, 'burst', scalar(burst, nodelay ? 'nodelay: served at once, as Portico does' : 'nginx delays these to the rate; Portico serves them at once'))
+      if (burst > 0 && !nodelay && delay === undefined) this.note(d, `without nodelay nginx delays the ${burst} requests over the rate until their turn; Portico serves them at once (the same requests are admitted, sooner)`, false)
+      if (delay !== undefined) this.note(d, `delay=${delay}: nginx serves ${delay} requests at once and delays the rest of the burst; Portico serves the whole burst at once`, false)
+      out.items.push(l)
+      this.zoneRoutes.set(zone, (this.zoneRoutes.get(zone) ?? 0) + 1)
+    }
+    if (out.items.length === 0) return
+    set(route, 'rate_limits', out)
+    this.refusalStatus(r, 'limit_req_status', level[0])
+  }
+
+  /** Portico refuses over a limit with 429; nginx with limit_req_status/limit_conn_status, 503 by default. */
+  refusalStatus(r: RouteDraft, name: string, use: NginxDirective): void {
+    const st = nearest(r.chain, name)
+    const code = Number(st?.args[0] ?? 503)
+    if (code !== 429) this.note(st ?? use, `Portico refuses requests over the limit with 429 Too Many Requests (and Retry-After); nginx answers ${code}${st ? '' : ` (the default of ${name})`}`, false)
+  }
+
+  /** `limit_conn zone N` (nearest level with any) → `routes[].limit_conn`; Portico has one a route. */
+  limitConn(route: YMap, r: RouteDraft): void {
+    if (this.globalConn) return
+    const level = levelWith(r.chain, ['limit_conn'])
+    let done = false
+    for (const d of level) {
+      const zone = this.connZones.get(d.args[0] ?? '')
+      const max = Number(d.args[1])
+      if (!zone) { this.note(d, `no limit_conn_zone ${d.args[0]} at http level`, false); continue }
+      if (!(max >= 1)) { this.note(d, 'a limit of 0 is not converted', false); continue }
+      if (done) { this.note(d, 'Portico has one limit_conn a route: only the first of this level is converted', false); continue }
+      const key = this.limitKey(zone)
+      if (key === null) continue
+      const m = set(route, 'limit_conn', map(this.from(d)))
+      set(m, 'key', key)
+      set(m, 'max', scalar(max))
+      this.zoneRoutes.set(zone, (this.zoneRoutes.get(zone) ?? 0) + 1)
+      this.refusalStatus(r, 'limit_conn_status', d)
+      done = true
+    }
+  }
+
+  /** A zone used by several Portico routes: nginx counts it once for all of them. */
+  sharedZones(): void {
+    for (const [zone, n] of this.zoneRoutes) {
+      if (n > 1) this.note(zone, `nginx counts one zone across every location that uses it; Portico counts each of the ${n} routes that use it apart`, false)
+    }
+  }
+
+  /**
+   * Header rules of a route: `proxy_set_header` (literal values; `""` removes the field),
+   * `more_set_input_headers`/`more_clear_input_headers` → `request_headers`; `add_header`,
+   * `proxy_hide_header`, `more_set_headers`/`more_clear_headers` → `response_headers`.
+   * Each is an array directive: the nearest level with any replaces the inherited ones.
+   */
+  headerRules(route: YMap, r: RouteDraft): void {
+    const req = { remove: seq(), set: map(), add: map() }
+    for (const d of levelWith(r.chain, ['proxy_set_header'])) {
+      if (d.name !== 'proxy_set_header') continue
+      const name = d.args[0] ?? ''
+      const lower = name.toLowerCase()
+      const value = d.args[1] ?? ''
+      if (lower === 'host' || ACCEPTED_HEADERS[lower]?.(value)) continue
+      if (HOP_BY_HOP.has(lower)) { this.note(d, 'not converted: Portico manages hop-by-hop fields itself', false); continue }
+      if (value === '') req.remove.items.push(scalar(name, `${this.from(d)} (an empty value: not sent)`))
+      else if (!value.includes('$')) set(req.set, name, scalar(value, this.from(d)))
+      else this.note(d, 'not converted: the value has variables, and Portico\'s header rules set literal values (it sets X-Forwarded-For/-Proto/-Host, X-Real-IP, Via and X-Request-Id itself)', false)
+    }
+    this.moreHeaders(r, 'more_set_input_headers', 'more_clear_input_headers', req)
+    const res = { remove: seq(), set: map(), add: map() }
+    for (const d of levelWith(r.chain, ['add_header'])) {
+      const name = d.args[0] ?? ''
+      if (name.toLowerCase() === 'strict-transport-security' && this.hstsOk.has(d)) continue
+      const value = d.args[1] ?? ''
+      const always = d.args[2] === 'always'
+      if (value.includes('$')) { this.note(d, 'not converted: the value has variables, and Portico\'s header rules set literal values', false); continue }
+      if (value === '') continue // nginx adds nothing for an empty value
+      if (res.add.entries.some(([k]) => k.toLowerCase() === name.toLowerCase())) { this.note(d, 'a second add_header of one name: Portico adds one value a name', false); continue }
+      set(res.add, name, scalar(value, `${this.from(d)}${always ? ' (Portico adds it to upstream responses of every status, not to its own error responses)' : ''}`))
+      if (!always) this.note(d, 'without "always" nginx adds the field to responses of status 200, 201, 204, 206, 301, 302, 303, 304, 307 and 308 only; Portico adds it to every upstream response, 4xx and 5xx included', false)
+    }
+    for (const d of levelWith(r.chain, ['proxy_hide_header'])) res.remove.items.push(scalar(d.args[0] ?? '', this.from(d)))
+    this.moreHeaders(r, 'more_set_headers', 'more_clear_headers', res)
+    const write = (key: string, rules: typeof req) => {
+      if (rules.remove.items.length + rules.set.entries.length + rules.add.entries.length === 0) return
+      const m = set(route, key, map())
+      if (rules.remove.items.length > 0) set(m, 'remove', rules.remove)
+      if (rules.set.entries.length > 0) set(m, 'set', rules.set)
+      if (rules.add.entries.length > 0) set(m, 'add', rules.add)
+    }
+    write('request_headers', req)
+    write('response_headers', res)
+  }
+
+  /** headers-more `more_set_*headers 'Name: value'` and `more_clear_*headers Name` in their plain forms (no -s, -t, wildcards). */
+  moreHeaders(r: RouteDraft, setName: string, clearName: string, rules: { remove: YSeq; set: YMap }): void {
+    for (const d of levelWith(r.chain, [setName])) {
+      if (d.args.some((a) => a.startsWith('-'))) { this.note(d, 'status or type conditions (-s, -t, -r) are not converted', false); continue }
+      for (const a of d.args) {
+        const m = /^([A-Za-z0-9!#$%&'*+.^_`|~-]+):\s*(.*)$/.exec(a)
+        if (!m || m[2].includes('$')) { this.note(d, `"${a}" is not converted (literal "Name: value" only)`, false); continue }
+        if (m[2] === '') rules.remove.items.push(scalar(m[1], this.from(d)))
+        else set(rules.set, m[1], scalar(m[2], this.from(d)))
+      }
+    }
+    for (const d of levelWith(r.chain, [clearName])) {
+      if (d.args.some((a) => a.startsWith('-'))) { this.note(d, 'status or type conditions (-s, -t) are not converted', false); continue }
+      for (const a of d.args) {
+        const name = a.replace(/:.*$/, '')
+        if (!/^[A-Za-z0-9!#$%&'+.^_`|~-]+$/.test(name)) { this.note(d, `"${a}" is not converted (wildcards are not)`, false); continue }
+        rules.remove.items.push(scalar(name, this.from(d)))
+      }
+    }
+  }
+
+  /**
+   * `set_real_ip_from` → `trusted_proxies`, `real_ip_header X-Forwarded-For` →
+   * `real_ip_header` (Portico's walk is nginx's `real_ip_recursive on`). Portico reads one
+   * list for every listener; nginx reads them per level.
+   */
+  realIp(root: YMap, httpBody: NginxDirective[]): void {
+    const from: NginxDirective[] = []
+    const headers: NginxDirective[] = []
+    const recursive: NginxDirective[] = []
+    const walk = (ds: NginxDirective[]) => {
+      for (const d of ds) {
+        if (d.name === 'set_real_ip_from') from.push(d)
+        else if (d.name === 'real_ip_header') headers.push(d)
+        else if (d.name === 'real_ip_recursive') recursive.push(d)
+        else if (d.block && d.name !== 'upstream') walk(d.block)
+      }
+    }
+    walk(httpBody)
+    if (from.length === 0) return
+    const header = headers[0] ?? null
+    const h = (header?.args[0] ?? 'X-Real-IP').toLowerCase()
+    if (headers.some((x) => (x.args[0] ?? '').toLowerCase() !== h)) this.note(headers[1], 'levels read the client address from different fields: Portico reads one for the whole config', this.accessConverted)
+    if (h !== 'x-forwarded-for') {
+      this.note(header ?? from[0], `nginx reads the client address from ${h === 'proxy_protocol' ? 'the PROXY protocol header' : header?.args[0] ?? 'X-Real-IP (the default of real_ip_header)'}; Portico reads X-Forwarded-For or Forwarded only: trusted_proxies not written (write it with real_ip_header: x-forwarded-for if those proxies send X-Forwarded-For)`, this.accessConverted)
+      return
+    }
+    const trusted = seq()
+    for (const d of from) {
+      const a = d.args[0] ?? ''
+      if (a.startsWith('unix:')) { this.note(d, 'Portico listens on TCP only', false); continue }
+      const range = networkOf(a)
+      if (range === null) { this.note(d, `address "${a}" is not converted (host names are not)`, this.accessConverted); continue }
+      trusted.items.push(scalar(range, this.from(d)))
+    }
+    if (trusted.items.length === 0) return
+    set(root, 'trusted_proxies', trusted)
+    set(root, 'real_ip_header', scalar('x-forwarded-for', this.from(header)))
+    const outside = from.find((d) => !httpBody.includes(d))
+    if (outside) this.note(outside, 'Portico trusts these proxies for every listener and route, not only for this server or location', false)
+    const rec = recursive.find((d) => d.args[0] === 'on')
+    if (!rec || recursive.some((d) => d.args[0] !== 'on')) {
+      this.note(recursive.find((d) => d.args[0] !== 'on') ?? header ?? from[0], 'real_ip_recursive off (the nginx default) takes the last address of X-Forwarded-For; Portico walks past every trusted address, as real_ip_recursive on does: they differ when that last address is itself trusted', false)
+    }
+  }
+
+  /**
+   * `limit_conn zone N` at http level only, on zones keyed by the client address →
+   * `limits.max_requests_per_client_ip` (the smallest N): one count per client for every
+   * location, as nginx keeps one per zone. Otherwise each route gets its `limit_conn`.
    */
   clientLimit(root: YMap, httpBody: NginxDirective[]): void {
-    const zones = new Map<string, NginxDirective>()
-    for (const d of httpBody) {
-      if (d.name !== 'limit_conn_zone') continue
-      const zone = (d.args.find((a) => a.startsWith('zone=')) ?? '').slice(5).split(':')[0]
-      if (d.args[0] === '$binary_remote_addr' || d.args[0] === '$remote_addr') zones.set(zone, d)
-    }
-    if (zones.size === 0) return
     const uses: NginxDirective[] = []
-    const walk = (ds: NginxDirective[]) => { for (const d of ds) { if (d.name === 'limit_conn' && zones.has(d.args[0] ?? '')) uses.push(d); if (d.block) walk(d.block) } }
+    const walk = (ds: NginxDirective[]) => { for (const d of ds) { if (d.name === 'limit_conn') uses.push(d); if (d.block && d.name !== 'upstream') walk(d.block) } }
     walk(httpBody)
     if (uses.length === 0) return
+    const byClient = (d: NginxDirective) => ['$binary_remote_addr', '$remote_addr'].includes(this.connZones.get(d.args[0] ?? '')?.args[0] ?? '')
+    if (!uses.every((d) => httpBody.includes(d) && byClient(d) && Number(d.args[1]) >= 1)) return
     const least = uses.reduce((a, b) => (Number(b.args[1]) < Number(a.args[1]) ? b : a))
-    const n = Number(least.args[1])
-    if (!(n >= 1)) return
-    for (const d of [...zones.values(), ...uses]) this.converted.add(d)
+    this.globalConn = true
+    const status = httpBody.find((d) => d.name === 'limit_conn_status')
     const limits = set(root, 'limits', map())
-    set(limits, 'max_requests_per_client_ip', scalar(n, `${this.from(least)}; answered with 429 (nginx limit_conn_status is 503 by default)`))
-    if (uses.some((d) => d !== least && d.args[1] !== least.args[1]) || !httpBody.includes(least)) {
-      this.note(least, 'Portico caps the requests of a client address across all listeners and routes: the smallest limit_conn applies everywhere', false)
-    }
+    set(limits, 'max_requests_per_client_ip', scalar(Number(least.args[1]), `${this.from(least)}; answered with 429`))
+    const code = Number(status?.args[0] ?? 503)
+    if (code !== 429) this.note(status ?? least, `Portico refuses requests over the limit with 429 Too Many Requests; nginx answers ${code}${status ? '' : ' (the default of limit_conn_status)'}`, false)
   }
 
   routeCache(route: YMap, r: RouteDraft): void {
@@ -1039,6 +1304,88 @@ function prefixDifference(path: string): string {
   return path.endsWith('/')
     ? ` (nginx answers ${bare} with a 301 to ${path}; Portico routes ${bare} here)`
     : ` (nginx also matches ${path}x...; Portico ${path} and ${path}/... only)`
+}
+
+/** Hop-by-hop fields (RFC 9110 §7.6.1) Portico writes itself upstream. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length'])
+
+/** The directives of the nearest level of `chain` that has any of `names` (nginx array-directive inheritance). */
+function levelWith(chain: Chain, names: string[]): NginxDirective[] {
+  for (const level of chain) {
+    const found = level.filter((d) => names.includes(d.name))
+    if (found.length > 0) return found
+  }
+  return []
+}
+
+/** An nginx address or CIDR as Portico takes it: host bits cleared (nginx ignores them, with a warning). Null when not an address. */
+function networkOf(text: string): string | null {
+  const problem = cidrProblem(text)
+  if (problem === null) return text
+  const m = /the network is (\S+)$/.exec(problem)
+  return m ? m[1] : null
+}
+
+/** PCRE constructs JavaScript reads otherwise or not at all. */
+const PCRE_ONLY: Array<[RegExp, string]> = [
+  [/\(\?[>|(#]|\(\?P[<=>]/, 'atomic, branch-reset, conditional or Python-style groups'],
+  [/\\[AZzGQEhHRKvVXC]/, 'a PCRE escape (\\A, \\Z, \\z, \\G, \\Q, \\h, \\R, \\K, \\v, ...)'],
+  [/\\[pP]\{|\\x\{/, 'Unicode properties or \\x{...}'],
+  [/\[\[?:[a-z]+:\]/, 'POSIX classes ([[:alpha:]])'],
+  [/\(\?[a-zA-Z-]+\)/, 'inline options other than a leading (?i)'],
+]
+
+/**
+ * An nginx (PCRE) location regex as a JavaScript one for `match.path_regex`; `~*` (or a
+ * leading `(?i)`) becomes a case-insensitive group `(?i:…)`.
+ *
+ * @returns the JavaScript source, or why it cannot be converted
+ */
+export function pcreToJs(src: string, caseInsensitive: boolean): string | { problem: string } {
+  let body = src
+  if (body.startsWith('(?i)')) { caseInsensitive = true; body = body.slice(4) }
+  for (const [re, what] of PCRE_ONLY) if (re.test(body)) return { problem: `${what} have no JavaScript equivalent` }
+  const out = caseInsensitive ? `(?i:${body})` : body
+  try {
+    new RegExp(out)
+  } catch (e) {
+    return { problem: `JavaScript does not read it: ${(e as Error).message}` }
+  }
+  return out
+}
+
+/** A `^~` prefix location of a server and the longer plain prefixes that extend it. */
+interface StopPrefix { path: string; longer: string[] }
+
+/** The `^~` prefixes of a server (nested ones included): nginx checks no regex location for a request whose longest prefix is one of them. */
+function stopPrefixes(s: ServerInfo): StopPrefix[] {
+  const all: Array<{ path: string; stop: boolean }> = []
+  const walk = (ds: NginxDirective[]) => {
+    for (const d of ds) {
+      if (d.name !== 'location' || !d.block) continue
+      if (d.args.length === 1 && !d.args[0].startsWith('@')) all.push({ path: d.args[0], stop: false })
+      else if (d.args.length === 2 && d.args[0] === '^~') all.push({ path: d.args[1], stop: true })
+      walk(d.block)
+    }
+  }
+  walk(s.directive.block ?? [])
+  return all.filter((x) => x.stop).map((x) => ({
+    path: x.path,
+    longer: all.filter((y) => !y.stop && y.path.length > x.path.length && y.path.startsWith(x.path)).map((y) => y.path),
+  }))
+}
+
+const escapeRegex = (t: string) => t.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')
+
+/**
+ * A location regex that also refuses the paths whose longest prefix is a `^~` one: a
+ * lookahead at the start, then the regex searched as before (`[\s\S]*?` keeps its
+ * unanchored search; its own `^` still means the start).
+ */
+function excludePrefixes(regex: string, stops: StopPrefix[]): string {
+  if (stops.length === 0) return regex
+  const alts = stops.map((p) => `${escapeRegex(p.path)}${p.longer.length > 0 ? `(?!${p.longer.map((q) => escapeRegex(q.slice(p.path.length))).join('|')})` : ''}`)
+  return `^(?!${alts.join('|')})[\\s\\S]*?(?:${regex})`
 }
 
 /** Bytes as a Portico size (`1MiB`, `64KiB`, or bytes). */

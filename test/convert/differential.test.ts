@@ -33,11 +33,12 @@ async function startBackend(name: string, socketPath?: string): Promise<Backend>
     let bytes = 0
     req.on('data', (c: Buffer) => { bytes += c.length })
     req.on('end', () => {
-      const body = JSON.stringify({ backend: name, url: req.url, host: req.headers.host ?? null, bytes })
+      const body = JSON.stringify({ backend: name, url: req.url, host: req.headers.host ?? null, bytes, headers: req.headers })
       const delay = /\/slow(\/|$)/.test(req.url ?? '') ? 1500 : 0
       const t = setTimeout(() => {
         if (res.destroyed) return
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+        // Fields a proxy may be told to hide from clients.
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-powered-by': 'backend', 'x-runtime': '12' })
         res.end(body)
       }, delay)
       res.once('close', () => clearTimeout(t))
@@ -105,6 +106,16 @@ interface Req {
   compare?: 'each' | 'multiset' | 'set'
   /** Status class nginx must answer with (so that two equal failures cannot pass for agreement). Default 200. */
   expect?: 200 | 300 | 400 | 500
+  /** Loopback address the client connects from (access rules by address). Default 127.0.0.1. */
+  from?: string
+  /** Request header fields to send besides Host. */
+  headers?: Record<string, string>
+  /**
+   * A rate-limited burst: the `repeat` requests, sent one after the other, must be admitted
+   * `admitted` times by both; nginx refuses the rest with `status`, Portico with 429
+   * (equal when `status` is 429).
+   */
+  limited?: { admitted: number; status: number }
 }
 
 interface Case {
@@ -122,6 +133,10 @@ interface Case {
   complete: boolean
   /** A note the conversion must print, when incomplete. */
   noted?: RegExp
+  /** Request fields the backends saw that must be equal (lower case). Default: none compared. */
+  seen?: string[]
+  /** Response fields the client got that must be equal (lower case). Default: none compared. */
+  shown?: string[]
   requests: Req[]
 }
 
@@ -500,6 +515,151 @@ upstream reports { server ${e.b(1)}; }
       { to: 'web', host: 'lb.example.test', path: '/b/y', repeat: 8, compare: 'set' },
     ],
   },
+  {
+    name: 'access rules: allow/deny by server and location, CIDRs, limit_except, the real IP behind a trusted proxy',
+    backends: 2, listeners: ['web'], complete: true,
+    files: (e) => ({
+      'nginx.conf': `http {
+  set_real_ip_from 127.0.0.5;
+  real_ip_header X-Forwarded-For;
+  real_ip_recursive on;
+  server {
+    listen 127.0.0.1:${e.port('web')};
+    proxy_set_header Host $host;
+    allow 127.0.0.2;
+    allow 127.0.0.17/30;
+    deny all;
+    location / { proxy_pass http://${e.b(0)}; }
+    location /open/ { allow all; proxy_pass http://${e.b(0)}; }
+    location /admin/ { allow 127.0.0.3; deny all; proxy_pass http://${e.b(1)}; }
+    location /ro/ {
+      proxy_pass http://${e.b(1)};
+      limit_except GET { allow 127.0.0.4; deny all; }
+    }
+    location /behind/ {
+      allow 203.0.113.0/24;
+      deny all;
+      proxy_pass http://${e.b(1)};
+    }
+  }
+}
+`,
+    }),
+    requests: [
+      { to: 'web', host: 'acl.example.test', path: '/', from: '127.0.0.1', expect: 400 },
+      { to: 'web', host: 'acl.example.test', path: '/', from: '127.0.0.2' },
+      { to: 'web', host: 'acl.example.test', path: '/x', from: '127.0.0.18' },
+      { to: 'web', host: 'acl.example.test', path: '/x', from: '127.0.0.20', expect: 400 },
+      { to: 'web', host: 'acl.example.test', path: '/open/a', from: '127.0.0.3' },
+      { to: 'web', host: 'acl.example.test', path: '/admin/a', from: '127.0.0.2', expect: 400 },
+      { to: 'web', host: 'acl.example.test', path: '/admin/a', from: '127.0.0.3' },
+      { to: 'web', host: 'acl.example.test', path: '/ro/a', from: '127.0.0.2' },
+      { to: 'web', host: 'acl.example.test', path: '/ro/a', method: 'HEAD', from: '127.0.0.2' },
+      { to: 'web', host: 'acl.example.test', path: '/ro/a', from: '127.0.0.4', expect: 400 },
+      { to: 'web', host: 'acl.example.test', path: '/ro/a', method: 'POST', from: '127.0.0.2', expect: 400 },
+      { to: 'web', host: 'acl.example.test', path: '/ro/a', method: 'DELETE', from: '127.0.0.4' },
+      { to: 'web', host: 'acl.example.test', path: '/behind/a', from: '127.0.0.5', headers: { 'x-forwarded-for': '203.0.113.9' } },
+      { to: 'web', host: 'acl.example.test', path: '/behind/a', from: '127.0.0.5', headers: { 'x-forwarded-for': '203.0.113.9, 198.51.100.1' }, expect: 400 },
+      { to: 'web', host: 'acl.example.test', path: '/behind/a', from: '127.0.0.1', headers: { 'x-forwarded-for': '203.0.113.9' }, expect: 400 },
+    ],
+  },
+  {
+    name: 'rate limits: limit_req bursts by client address and by API key, nginx\'s 503 and limit_req_status 429',
+    backends: 1, listeners: ['web'], complete: true,
+    files: (e) => ({
+      'nginx.conf': `http {
+  limit_req_zone $binary_remote_addr zone=perip:1m rate=1r/m;
+  limit_req_zone $http_x_api_key zone=perkey:1m rate=1r/m;
+  server {
+    listen 127.0.0.1:${e.port('web')};
+    proxy_set_header Host $host;
+    location / { proxy_pass http://${e.b(0)}; }
+    location /limited/ {
+      limit_req zone=perip burst=3 nodelay;
+      proxy_pass http://${e.b(0)};
+    }
+    location /keyed/ {
+      limit_req zone=perkey burst=1 nodelay;
+      limit_req_status 429;
+      proxy_pass http://${e.b(0)};
+    }
+  }
+}
+`,
+    }),
+    requests: [
+      { to: 'web', host: 'rl.example.test', path: '/limited/a', repeat: 7, limited: { admitted: 4, status: 503 } },
+      { to: 'web', host: 'rl.example.test', path: '/limited/a', from: '127.0.0.2', repeat: 2 },
+      { to: 'web', host: 'rl.example.test', path: '/keyed/a', headers: { 'x-api-key': 'k1' }, repeat: 4, limited: { admitted: 2, status: 429 } },
+      { to: 'web', host: 'rl.example.test', path: '/keyed/a', headers: { 'x-api-key': 'k2' }, repeat: 2 },
+      { to: 'web', host: 'rl.example.test', path: '/keyed/a', repeat: 3 },
+      { to: 'web', host: 'rl.example.test', path: '/other', repeat: 3 },
+    ],
+  },
+  {
+    name: 'header rules: proxy_set_header fields and removals, add_header (always or not), proxy_hide_header, inheritance',
+    backends: 2, listeners: ['web'], complete: true,
+    seen: ['x-env', 'accept-encoding', 'x-tenant', 'x-debug'],
+    shown: ['x-frame-options', 'cache-control', 'x-powered-by', 'x-runtime', 'x-served-by'],
+    files: (e) => ({
+      'nginx.conf': `http {
+  add_header X-Frame-Options DENY always;
+  add_header X-Served-By edge-1;
+  server {
+    listen 127.0.0.1:${e.port('web')};
+    proxy_set_header Host $host;
+    proxy_set_header X-Env production;
+    proxy_set_header Accept-Encoding "";
+    proxy_hide_header X-Powered-By;
+    location / { proxy_pass http://${e.b(0)}; }
+    location /api/ {
+      proxy_pass http://${e.b(1)};
+      proxy_set_header Host $host;
+      proxy_set_header X-Tenant blue;
+      add_header Cache-Control "no-store" always;
+      proxy_hide_header X-Runtime;
+    }
+  }
+}
+`,
+    }),
+    requests: [
+      { to: 'web', host: 'hdr.example.test', path: '/page', headers: { 'x-env': 'spoofed', 'accept-encoding': 'gzip', 'x-debug': '1' } },
+      { to: 'web', host: 'hdr.example.test', path: '/api/v1', headers: { 'x-env': 'spoofed', 'accept-encoding': 'gzip', 'x-tenant': 'red' } },
+    ],
+  },
+  {
+    name: 'regular-expression locations: ~ and ~* in file order, exact and ^~ prefixes before them, plain prefixes after',
+    backends: 6, listeners: ['web'], complete: true,
+    files: (e) => ({
+      'nginx.conf': `http {
+  server {
+    listen 127.0.0.1:${e.port('web')};
+    proxy_set_header Host $host;
+    location / { proxy_pass http://${e.b(0)}; }
+    location ^~ /static/ { proxy_pass http://${e.b(1)}; }
+    location /static/dyn/ { proxy_pass http://${e.b(1)}; }
+    location = /logo.png { proxy_pass http://${e.b(2)}; }
+    location ~* \\.(png|jpe?g)$ { proxy_pass http://${e.b(3)}; }
+    location ~ ^/user/([0-9]+)$ { proxy_pass http://${e.b(4)}; }
+    location ~ ^/user/ { proxy_pass http://${e.b(5)}; }
+    location /user/1/ { proxy_pass http://${e.b(0)}; }
+  }
+}
+`,
+    }),
+    requests: [
+      { to: 'web', host: 're.example.test', path: '/img/a.PNG' },
+      { to: 'web', host: 're.example.test', path: '/img/b.jpeg?size=2' },
+      { to: 'web', host: 're.example.test', path: '/static/c.png' },
+      { to: 'web', host: 're.example.test', path: '/static/dyn/d.png' },
+      { to: 'web', host: 're.example.test', path: '/logo.png' },
+      { to: 'web', host: 're.example.test', path: '/user/42' },
+      { to: 'web', host: 're.example.test', path: '/user/1/profile' },
+      { to: 'web', host: 're.example.test', path: '/user/abc' },
+      { to: 'web', host: 're.example.test', path: '/users' },
+    ],
+  },
 ]
 
 /** What one request got. */
@@ -514,14 +674,18 @@ interface Outcome {
   cert?: string
   alpn?: string | false | null
   error?: string
+  /** The {@link Case.seen} request fields the backend got. */
+  seen?: Record<string, string | null>
+  /** The {@link Case.shown} response fields the client got. */
+  shown?: Record<string, string | null>
 }
 
-function request(port: number, r: Req): Promise<Outcome> {
+function request(port: number, r: Req, c: Case): Promise<Outcome> {
   return new Promise((resolve) => {
     const body = r.body ? Buffer.alloc(r.body, 'b') : null
     const opts: https.RequestOptions = {
-      host: '127.0.0.1', port, path: r.path, method: r.method ?? 'GET', agent: false, timeout: 5000,
-      headers: { host: r.host, ...(body ? { 'content-length': body.length, 'content-type': 'application/octet-stream' } : {}) },
+      host: '127.0.0.1', port, path: r.path, method: r.method ?? 'GET', agent: false, timeout: 5000, localAddress: r.from ?? '127.0.0.1',
+      headers: { host: r.host, ...r.headers, ...(body ? { 'content-length': body.length, 'content-type': 'application/octet-stream' } : {}) },
       ...(r.sni ? { servername: r.sni, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] } : {}),
     }
     let done = false
@@ -535,9 +699,12 @@ function request(port: number, r: Req): Promise<Outcome> {
         if (res.headers.location) o.location = res.headers.location
         const sts = res.headers['strict-transport-security']
         if (typeof sts === 'string') o.sts = sts.toLowerCase().replace(/\s+/g, '')
-        if ((res.headers['content-type'] ?? '').includes('application/json') && o.status === 200) {
-          const j = JSON.parse(Buffer.concat(chunks).toString()) as { backend: string; url: string; host: string | null }
+        if (c.shown) o.shown = Object.fromEntries(c.shown.map((n) => [n, [res.headers[n] ?? null].flat().join(', ') || null]))
+        // A HEAD response has the backend's fields but no body to read them from.
+        if ((res.headers['content-type'] ?? '').includes('application/json') && o.status === 200 && chunks.length > 0) {
+          const j = JSON.parse(Buffer.concat(chunks).toString()) as { backend: string; url: string; host: string | null; headers: Record<string, string> }
           Object.assign(o, { backend: j.backend, url: j.url, host: j.host })
+          if (c.seen) o.seen = Object.fromEntries(c.seen.map((n) => [n, j.headers[n] ?? null]))
         }
         finish(o)
       })
@@ -654,19 +821,33 @@ for (const c of CASES) {
     for (const [name, p] of nginxPorts) names.set(p, name)
     for (const [name, p] of porticoPorts) names.set(p, name)
     let sent = 0
+    let limitedSeen = 0
     for (const r of c.requests) {
       const n = r.repeat ?? 1
       const got: Record<'nginx' | 'portico', Outcome[]> = { nginx: [], portico: [] }
+      const raws: Record<'nginx' | 'portico', number[]> = { nginx: [], portico: [] }
       for (const [who, ports] of [['nginx', nginxPorts], ['portico', porticoPorts]] as const) {
         const port = ports.get(r.to) as number
         for (let i = 0; i < n; i++) {
-          const o = normalise(await request(port, r), names)
+          const raw = await request(port, r, c)
+          if (r.limited) raws[who].push(raw.status)
+          const o = normalise(raw, names)
           if (r.sni) Object.assign(o, await tlsProbe(port, r.sni))
           got[who].push(o)
           sent++
         }
       }
-      const label = `${r.method ?? 'GET'} ${r.to} ${r.host}${r.path}${r.body ? ` (${r.body} bytes)` : ''}`
+      const label = `${r.method ?? 'GET'} ${r.to} ${r.host}${r.path}${r.body ? ` (${r.body} bytes)` : ''}${r.from ? ` from ${r.from}` : ''}`
+      if (r.limited) {
+        const { admitted, status } = r.limited
+        const seq = (refused: number) => Array.from({ length: n }, (_, i) => (i < admitted ? 200 : refused))
+        assert.deepEqual(raws.nginx, seq(status), `${label}: nginx admits ${admitted} of ${n} and refuses the rest with ${status}`)
+        assert.deepEqual(raws.portico, seq(429), `${label}: Portico admits as many and refuses the rest with 429`)
+        const admittedOf = (os: Outcome[]) => os.slice(0, admitted)
+        assert.deepEqual(admittedOf(got.portico), admittedOf(got.nginx), `${label}: the admitted requests reach the same backend`)
+        limitedSeen += n * 2
+        continue
+      }
       for (const o of got.nginx) assert.equal(o.status, r.expect ?? 200, `${label}: nginx answers as the case intends: ${JSON.stringify(o)}`)
       const compare = r.compare ?? 'each'
       if (compare === 'each') {
@@ -680,6 +861,6 @@ for (const c of CASES) {
         else assert.deepEqual([...new Set(backendsOf(got.portico))], [...new Set(backendsOf(got.nginx))], `${label}: the same backends`)
       }
     }
-    t.diagnostic(`${sent} requests (${sent / 2} to each proxy), all equal`)
+    t.diagnostic(`${sent} requests (${sent / 2} to each proxy), all equal${limitedSeen > 0 ? ` (${limitedSeen} of them rate-limited bursts: the same admitted, refused with nginx's status and Portico's 429)` : ''}`)
   })
 }

@@ -155,7 +155,7 @@ server {
   listen 80;
   server_name app.example.com;
   location / { proxy_pass http://sticky; }
-  location ~ ^/user/(\\d+)$ { proxy_pass http://127.0.0.1:8003; }
+  location ~ ^/user/(?>\\d+)$ { proxy_pass http://127.0.0.1:8003; }
   location /old { rewrite ^/old/(.*)$ /new/$1 permanent; }
   location /admin/ { allow 10.0.0.0/8; deny all; proxy_pass http://127.0.0.1:8004; }
   location /php/ { fastcgi_pass 127.0.0.1:9000; }
@@ -176,13 +176,12 @@ server {
     assert.equal(n.routing, routing, `routing flag of ${n.directive}`)
   }
   at(2, /ip_hash/, true)
-  at(11, /regular-expression locations/, true)
+  at(11, /regular expression not converted: atomic/, true)
   at(12, /rewrite/, true)
-  at(13, /^allow .*routes\[\]\.access/, true)
   at(14, /FastCGI/, true)
   at(15, /Lua/, true)
   at(17, /serve files/, true)
-  at(18, /add_header .*routes\[\]\.response_headers/, false)
+  at(18, /add_header .*without "always"/, false)
   at(19, /variable address/, true)
   at(20, /conditional/, true)
   // The notes head the file too, and the rest still converts.
@@ -194,7 +193,7 @@ server {
     { url: 'unix:/run/app.sock', weight: 1, backup: false },
     { url: 'http://127.0.0.1:8002', weight: 1, backup: true },
   ])
-  assert.ok(c.routes.some((x) => x.match.path_prefix === '/admin/'), 'a location with access rules is converted and the rules are noted')
+  assert.deepEqual(c.routes.find((x) => x.match.path_prefix === '/admin/')?.access, [{ allow: ['10.0.0.0/8'] }, { deny: ['all'] }], 'allow/deny become the route\'s access rules')
 })
 
 test('a port-80 server that only redirects becomes redirect_to_https; a mixed port stays a proxy and is noted', async (t) => {
@@ -249,7 +248,7 @@ http {
   assert.equal(c.upstreams.lone.retries.attempts, 2, 'the backup counts as a next server')
 })
 
-test('limit_conn by client address and streaming locations (proxy_buffering off)', async (t) => {
+test('limit_conn per route as nginx inherits it, streaming locations (proxy_buffering off)', async (t) => {
   const r = await convert(t, {
     'nginx.conf': `events {}
 http {
@@ -265,22 +264,215 @@ http {
       proxy_buffering off;
       proxy_request_buffering off;
       limit_conn per_ip 5;
+      limit_conn_status 429;
     }
   }
 }
 `,
   })
   const c = parseConfig(r.yaml, 'x.yaml')
-  assert.equal(c.limits.max_requests_per_client_ip, 5, 'the smallest limit on the client address')
-  assert.match(r.yaml, /max_requests_per_client_ip: 5 {2}# nginx\.conf:14 limit_conn per_ip 5; answered with 429/)
+  assert.equal(c.limits.max_requests_per_client_ip, undefined, 'a server-level limit_conn replaces the http-level one: no global cap')
   const events = c.routes.find((x) => x.match.path_prefix === '/events/')
+  assert.deepEqual(events?.limit_conn, { key: 'client_ip', max: 5 })
   assert.deepEqual(events?.buffering, { request: false, response: false })
-  assert.deepEqual(c.routes.find((x) => x.match.path_prefix === '/')?.buffering, { request: true, response: true })
-  const noted = r.notes.map((n) => `${n.line}: ${n.directive}`)
-  assert.ok(noted.includes('4: limit_conn_zone $server_name zone=per_server:10m'), noted.join('\n'))
-  assert.ok(noted.includes('8: limit_conn per_server 1000'))
-  assert.ok(noted.includes('14: limit_conn per_ip 5'), 'applied everywhere: said')
-  assert.ok(!noted.some((n) => n.startsWith('3:') || n.startsWith('5:')), 'the per-address zone and its http-level use are converted')
+  const root = c.routes.find((x) => x.match.path_prefix === '/')
+  assert.deepEqual(root?.limit_conn, { key: 'route', max: 1000 }, 'the server-level limit, inherited')
+  assert.deepEqual(root?.buffering, { request: true, response: true })
+  assert.match(r.yaml, /limit_conn: {2}# nginx\.conf:14 limit_conn per_ip 5/)
+  const noted = r.notes.map((n) => `${n.line}: ${n.directive}: ${n.reason}`)
+  assert.ok(noted.some((n) => /^8: limit_conn per_server 1000: .*nginx answers 503 \(the default of limit_conn_status\)/.test(n)), noted.join('\n'))
+  assert.ok(!noted.some((n) => n.startsWith('14:')), 'limit_conn_status 429: Portico answers the same')
+  assert.equal(r.complete, true)
+})
+
+test('limit_conn on the client address at http level only is the global per-client cap', async (t) => {
+  const r = await convert(t, {
+    'nginx.conf': `events {}
+http {
+  limit_conn_zone $binary_remote_addr zone=per_ip:10m;
+  limit_conn per_ip 20;
+  limit_conn_status 429;
+  server { listen 8080; location / { proxy_pass http://127.0.0.1:3000; } location /b/ { proxy_pass http://127.0.0.1:3001; } }
+}
+`,
+  })
+  const c = parseConfig(r.yaml, 'x.yaml')
+  assert.equal(c.limits.max_requests_per_client_ip, 20)
+  assert.ok(c.routes.every((x) => x.limit_conn === undefined))
+  assert.deepEqual(r.notes, [])
+})
+
+test('allow/deny and limit_except become access rules in nginx order; the nearest level with rules wins', async (t) => {
+  const r = await convert(t, {
+    'nginx.conf': `events {}
+http {
+  server {
+    listen 8080;
+    allow 192.168.1.7/24;
+    allow 2001:db8::/32;
+    deny all;
+    location / { proxy_pass http://127.0.0.1:3000; }
+    location /open/ { allow all; proxy_pass http://127.0.0.1:3000; }
+    location /api/ {
+      proxy_pass http://127.0.0.1:3000;
+      limit_except GET { allow 10.0.0.0/8; deny all; }
+    }
+    location /ro/ {
+      proxy_pass http://127.0.0.1:3000;
+      limit_except GET POST { deny all; }
+    }
+  }
+}
+`,
+  })
+  assert.equal(r.complete, true, r.notes.map((n) => n.reason).join('\n'))
+  const c = parseConfig(r.yaml, 'x.yaml')
+  const route = (p: string) => c.routes.find((x) => x.match.path_prefix === p)
+  assert.deepEqual(route('/')?.access, [{ allow: ['192.168.1.0/24'] }, { allow: ['2001:db8::/32'] }, { deny: ['all'] }], 'server rules, host bits cleared as nginx does')
+  assert.deepEqual(route('/open/')?.access, [{ allow: ['all'] }], 'a location with rules of its own does not inherit the server\'s')
+  assert.deepEqual(route('/api/')?.access, [
+    { allow: ['192.168.1.0/24'], methods: ['GET', 'HEAD'] }, { allow: ['2001:db8::/32'], methods: ['GET', 'HEAD'] }, { deny: ['all'], methods: ['GET', 'HEAD'] },
+    { allow: ['all'], methods: ['GET', 'HEAD'] },
+    { allow: ['10.0.0.0/8'] }, { deny: ['all'] },
+  ])
+  assert.deepEqual(route('/ro/')?.access?.slice(-2), [{ allow: ['all'], methods: ['GET', 'HEAD', 'POST'] }, { deny: ['all'] }])
+  assert.match(r.yaml, /- allow: "192\.168\.1\.0\/24" {2}# nginx\.conf:5 allow 192\.168\.1\.7\/24 \(the network of 192\.168\.1\.7\/24\)|# nginx\.conf:5 allow 192\.168\.1\.7\/24 \(the network/)
+})
+
+test('limit_req zones become rate limits: rate, burst, nodelay, keys; delays, statuses and shared zones noted', async (t) => {
+  const r = await convert(t, {
+    'nginx.conf': `events {}
+http {
+  limit_req_zone $binary_remote_addr zone=perip:10m rate=10r/s;
+  limit_req_zone $http_x_api_key zone=perkey:10m rate=600r/m;
+  limit_req_zone $server_name zone=perserver:1m rate=100r/s;
+  limit_req_zone $binary_remote_addr$uri zone=odd:1m rate=1r/s;
+  limit_req_status 429;
+  server {
+    listen 8080;
+    limit_req zone=perserver burst=50;
+    location / { proxy_pass http://127.0.0.1:3000; }
+    location /api/ {
+      proxy_pass http://127.0.0.1:3000;
+      limit_req zone=perip burst=20 nodelay;
+      limit_req zone=perkey burst=5 delay=2;
+      limit_req_status 503;
+    }
+    location /odd/ { proxy_pass http://127.0.0.1:3000; limit_req zone=odd; }
+  }
+}
+`,
+  })
+  const c = parseConfig(r.yaml, 'x.yaml')
+  const route = (p: string) => c.routes.find((x) => x.match.path_prefix === p)
+  assert.deepEqual(route('/api/')?.rate_limits.map((l) => ({ name: l.name, key: l.key, rate: l.rate, burst: l.burst })), [
+    { name: 'perip', key: 'client_ip', rate: '10r/s', burst: 20 },
+    { name: 'perkey', key: { header: 'X-Api-Key' }, rate: '600r/m', burst: 5 },
+  ])
+  assert.deepEqual(route('/')?.rate_limits.map((l) => [l.key, l.rate, l.burst]), [['route', '100r/s', 50]])
+  assert.deepEqual(route('/odd/')?.rate_limits, [])
+  const noted = r.notes.map((n) => `${n.line}: ${n.reason}`)
+  const has = (re: RegExp) => assert.ok(noted.some((n) => re.test(n)), `${re}\n${noted.join('\n')}`)
+  has(/^6: key \$binary_remote_addr\$uri is not converted/)
+  has(/^10: without nodelay nginx delays the 50 requests/)
+  has(/^15: delay=2/)
+  has(/^16: .*nginx answers 503/)
+  assert.ok(!noted.some((n) => /^7: /.test(n)), 'limit_req_status 429 is what Portico answers')
+  assert.equal(r.complete, true)
+})
+
+test('header rules: proxy_set_header fields and "" removals, add_header, proxy_hide_header, headers-more', async (t) => {
+  const r = await convert(t, {
+    'nginx.conf': `events {}
+http {
+  add_header X-Frame-Options DENY always;
+  server {
+    listen 8080;
+    proxy_set_header Host $host;
+    proxy_set_header X-Real-IP $remote_addr;
+    proxy_set_header X-Env production;
+    proxy_set_header Accept-Encoding "";
+    proxy_set_header X-Client $remote_addr;
+    location / { proxy_pass http://127.0.0.1:3000; proxy_hide_header X-Powered-By; more_clear_headers X-Runtime; }
+    location /own/ {
+      proxy_pass http://127.0.0.1:3000;
+      add_header Cache-Control "no-store";
+      add_header X-Trace $request_id;
+      more_set_input_headers 'X-Via-Edge: yes';
+    }
+  }
+}
+`,
+  })
+  const c = parseConfig(r.yaml, 'x.yaml')
+  const route = (p: string) => c.routes.find((x) => x.match.path_prefix === p)
+  assert.deepEqual(route('/')?.request_headers, { remove: ['Accept-Encoding'], set: { 'X-Env': 'production' }, add: {} })
+  assert.deepEqual(route('/')?.response_headers, { remove: ['X-Powered-By', 'X-Runtime'], set: {}, add: { 'X-Frame-Options': 'DENY' } })
+  assert.deepEqual(route('/own/')?.response_headers, { remove: [], set: {}, add: { 'Cache-Control': 'no-store' } }, 'add_header of a location replaces the inherited ones')
+  assert.deepEqual(route('/own/')?.request_headers?.set, { 'X-Env': 'production', 'X-Via-Edge': 'yes' })
+  const noted = r.notes.map((n) => `${n.line}: ${n.reason}`)
+  const has = (re: RegExp) => assert.ok(noted.some((n) => re.test(n)), `${re}\n${noted.join('\n')}`)
+  has(/^10: not converted: the value has variables/)
+  has(/^14: without "always"/)
+  has(/^15: not converted: the value has variables/)
+  assert.ok(!noted.some((n) => /^(3|7|8|9): /.test(n)), noted.join('\n'))
+  assert.match(r.yaml, /X-Frame-Options: DENY {2}# nginx\.conf:3 add_header X-Frame-Options DENY always \(Portico adds it to upstream responses of every status/)
+})
+
+test('real IP: set_real_ip_from and real_ip_header X-Forwarded-For become trusted_proxies; X-Real-IP is noted', async (t) => {
+  let r = await convert(t, {
+    'nginx.conf': `events {}
+http {
+  set_real_ip_from 10.0.0.0/8;
+  set_real_ip_from 192.0.2.1;
+  real_ip_header X-Forwarded-For;
+  real_ip_recursive on;
+  server { listen 8080; location / { proxy_pass http://127.0.0.1:3000; deny 198.51.100.0/24; } }
+}
+`,
+  })
+  let c = parseConfig(r.yaml, 'x.yaml')
+  assert.deepEqual(c.trusted_proxies, ['10.0.0.0/8', '192.0.2.1'])
+  assert.equal(c.real_ip_header, 'x-forwarded-for')
+  assert.deepEqual(r.notes, [])
+  r = await convert(t, {
+    'nginx.conf': `events {}
+http {
+  set_real_ip_from 10.0.0.0/8;
+  server { listen 8080; location / { proxy_pass http://127.0.0.1:3000; deny 198.51.100.0/24; } }
+}
+`,
+  })
+  c = parseConfig(r.yaml, 'x.yaml')
+  assert.deepEqual(c.trusted_proxies, [])
+  assert.ok(r.notes.some((n) => n.line === 3 && n.routing && /X-Real-IP \(the default of real_ip_header\)/.test(n.reason)), 'with access rules, reading another field changes who is let in')
+})
+
+test('regex locations become path_regex routes in file order; ^~ prefixes are excluded as nginx skips regexes for them', async (t) => {
+  const r = await convert(t, {
+    'nginx.conf': `events {}
+http {
+  server {
+    listen 8080;
+    location / { proxy_pass http://127.0.0.1:3000; }
+    location ^~ /static/ { proxy_pass http://127.0.0.1:3001; }
+    location /static/dyn/ { proxy_pass http://127.0.0.1:3002; }
+    location ~* \\.(png|jpg)$ { proxy_pass http://127.0.0.1:3003; }
+    location ~ ^/user/(\\d+)$ { proxy_pass http://127.0.0.1:3004; }
+    location /app/ { proxy_pass http://127.0.0.1:3005; location ~ \\.php$ { proxy_pass http://127.0.0.1:3006; } }
+  }
+}
+`,
+  })
+  const c = parseConfig(r.yaml, 'x.yaml')
+  const regexes = c.routes.filter((x) => x.match.path_regex !== undefined).map((x) => x.match.path_regex as string)
+  assert.equal(regexes.length, 2)
+  const img = new RegExp(regexes[0])
+  assert.ok(img.test('/a/b.PNG') && img.test('/static/dyn/x.png'), 'case-insensitive; a longer plain prefix under ^~ is checked')
+  assert.ok(!img.test('/static/x.png') && !img.test('/a/b.gif'), 'the ^~ prefix is not')
+  assert.ok(new RegExp(regexes[1]).test('/user/42') && !new RegExp(regexes[1]).test('/user/x'))
+  assert.ok(r.notes.some((n) => n.line === 10 && n.routing && /nested in another location/.test(n.reason)))
+  assert.match(r.yaml, /path_regex: .* {2}# nginx\.conf:8 location ~\* \\\.\(png\|jpg\)\$ \(not under the \^~ prefix \/static\//)
 })
 
 test('a catch-all server that refuses unknown names: no route without a host, and no routing note', async (t) => {
@@ -315,11 +507,11 @@ test('portico convert writes the file and exits 0 when complete, 1 when incomple
   assert.match(await readFile(join(dir, 'ok.yaml'), 'utf8'), /address: "0\.0\.0\.0:8080"/)
   assert.match(s.o.err, /everything converted/)
 
-  await writeFile(join(dir, 'part.conf'), 'events {}\nhttp { server { listen 8080; location / { proxy_pass http://127.0.0.1:3000; } location ~ \\.php$ { fastcgi_pass 127.0.0.1:9000; } } }\n')
+  await writeFile(join(dir, 'part.conf'), 'events {}\nhttp { server { listen 8080; location / { proxy_pass http://127.0.0.1:3000; } location ~ \\.(?>php)$ { fastcgi_pass 127.0.0.1:9000; } } }\n')
   s = io()
   assert.equal(await convertCommand({ nginx: join(dir, 'part.conf') }, s.out, s.err), 1)
   assert.match(s.o.out, /^listeners:/m, 'written to standard output')
-  assert.match(s.o.err, new RegExp(`${join(dir, 'part.conf').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:2: location ~ \\\\\\.php\\$: regular-expression locations`))
+  assert.match(s.o.err, new RegExp(`${join(dir, 'part.conf').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:2: location ~ \\\\\\.\\(\\?>php\\)\\$: regular expression not converted: atomic`))
   assert.match(s.o.err, /change routing or access/)
 
   await writeFile(join(dir, 'bad.conf'), 'http { server { listen 8080 }\n')
