@@ -67,7 +67,7 @@ const IGNORED = new Set([
   'postpone_output', 'client_body_buffer_size', 'client_header_buffer_size', 'client_body_temp_path', 'proxy_temp_path',
   'fastcgi_temp_path', 'uwsgi_temp_path', 'scgi_temp_path', 'proxy_buffers', 'proxy_busy_buffers_size',
   'proxy_max_temp_file_size', 'proxy_temp_file_write_size', 'proxy_http_version',
-  'keepalive_requests', 'keepalive_time', 'send_timeout', 'lingering_close', 'lingering_time', 'lingering_timeout',
+  'keepalive_requests', 'keepalive_time', 'lingering_close', 'lingering_time', 'lingering_timeout',
   'ssl_session_cache', 'ssl_session_timeout', 'ssl_session_tickets', 'ssl_prefer_server_ciphers',
   'ssl_ecdh_curve', 'ssl_dhparam', 'ssl_stapling_verify', 'ssl_buffer_size', 'ssl_early_data',
   'resolver_timeout', 'zone', 'set', 'satisfy', 'msie_padding', 'msie_refresh', 'server_name_in_redirect',
@@ -82,7 +82,7 @@ const HANDLED = new Set([
   'listen', 'server_name', 'server', 'upstream', 'location', 'http2', 'ssl', 'ssl_certificate', 'ssl_certificate_key',
   'ssl_protocols', 'proxy_pass', 'proxy_connect_timeout', 'proxy_read_timeout', 'proxy_send_timeout', 'proxy_next_upstream',
   'proxy_next_upstream_tries', 'proxy_buffer_size', 'client_max_body_size', 'client_header_timeout', 'client_body_timeout',
-  'keepalive_timeout', 'resolver', 'proxy_set_header', 'proxy_ssl_verify', 'proxy_ssl_trusted_certificate', 'proxy_ssl_name',
+  'keepalive_timeout', 'send_timeout', 'resolver', 'proxy_set_header', 'proxy_ssl_verify', 'proxy_ssl_trusted_certificate', 'proxy_ssl_name',
   'proxy_ssl_server_name', 'proxy_ssl_certificate', 'proxy_ssl_certificate_key', 'proxy_cache', 'proxy_cache_path',
   'proxy_cache_use_stale', 'proxy_cache_lock', 'proxy_cache_lock_timeout', 'proxy_cache_revalidate', 'large_client_header_buffers',
   'return', 'map', 'proxy_buffering', 'proxy_request_buffering', 'ssl_ciphers', 'ssl_stapling', 'ssl_stapling_file', 'http2_max_concurrent_streams',
@@ -558,7 +558,7 @@ class Converter {
     return find(this.tree.directives)
   }
 
-  /** client_max_body_size, client_header_timeout, client_body_timeout, keepalive_timeout of the servers of one socket. */
+  /** client_max_body_size, client_header_timeout, client_body_timeout, send_timeout, keepalive_timeout of the servers of one socket. */
   listenerLimits(l: YMap, servers: ServerInfo[]): void {
     const pick = (name: string, parse: (t: string) => number): { value: number; d: NginxDirective | null } | null => {
       const found = servers.map((s) => nearest(s.chain, name))
@@ -576,6 +576,7 @@ class Converter {
     }
     t('header_read', 'client_header_timeout')
     t('body_idle', 'client_body_timeout')
+    t('send', 'send_timeout')
     const ka = pick('keepalive_timeout', (x) => parseNginxTime(x))
     if (ka) {
       if (ka.value === 0) this.note(ka.d as NginxDirective, 'keepalive_timeout 0 closes client connections after each request; Portico keeps them open for the default time', false)

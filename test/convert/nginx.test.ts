@@ -49,6 +49,7 @@ http {
     ssl_ciphers ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256;
     ssl_stapling_file /etc/ssl/api.ocsp;
     http2_max_concurrent_streams 64;
+    send_timeout 45s;
     add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;
     location / {
       proxy_pass https://app;
@@ -89,6 +90,7 @@ test('listeners, TLS, upstream keys and cache come from their directives, each c
   assert.equal(l.address, '0.0.0.0:443')
   assert.equal(l.timeouts.keepalive, 30_000)
   assert.equal(l.timeouts.header_read, 15_000)
+  assert.equal(l.timeouts.send, 45_000, 'nginx send_timeout')
   assert.equal(l.max_request_body_size, 20 * 1024 * 1024)
   assert.deepEqual(l.tls?.certificates.map((x) => x.cert), ['/etc/ssl/api.pem', '/etc/ssl/www.pem'])
   assert.equal(l.tls?.min_version, 'TLSv1.3')
