@@ -383,6 +383,26 @@ http {
   assert.equal(r.complete, true)
 })
 
+test('a limit_req zone used by several routes is noted: nginx counts it once for all of them', async (t) => {
+  const r = await convert(t, {
+    'nginx.conf': `events {}
+http {
+  limit_req_zone $binary_remote_addr zone=perip:10m rate=5r/s;
+  limit_req_status 429;
+  server {
+    listen 8080;
+    limit_req zone=perip burst=10 nodelay;
+    location /a/ { proxy_pass http://127.0.0.1:3000; }
+    location /b/ { proxy_pass http://127.0.0.1:3000; }
+  }
+}
+`,
+  })
+  const c = parseConfig(r.yaml, 'x.yaml')
+  assert.deepEqual(c.routes.map((x) => x.rate_limits.map((l) => [l.key, l.rate, l.burst])), [[['client_ip', '5r/s', 10]], [['client_ip', '5r/s', 10]]])
+  assert.deepEqual(r.notes.map((n) => `${n.line}: ${n.reason}`), ['3: nginx counts one zone across every location that uses it; Portico counts each of the 2 routes that use it apart'])
+})
+
 test('header rules: proxy_set_header fields and "" removals, add_header, proxy_hide_header, headers-more', async (t) => {
   const r = await convert(t, {
     'nginx.conf': `events {}
