@@ -36,7 +36,7 @@ export function prefersJson(accept: string | undefined): boolean {
 /** Reason phrases of the statuses in the cause table (RFC 9110 §15, RFC 6585 §4–5). */
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 408: 'Request Timeout',
-  413: 'Content Too Large', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error',
+  413: 'Content Too Large', 414: 'URI Too Long', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large', 500: 'Internal Server Error',
   501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout', 505: 'HTTP Version Not Supported',
 }
 

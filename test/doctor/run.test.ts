@@ -48,7 +48,10 @@ test('fixes for a Portico config speak Portico keys', async (t) => {
   await writeFile(file, `listeners:\n  - address: 127.0.0.1:0\nroutes:\n  - upstream: api\nupstreams:\n  api:\n    endpoints: [ "${lab.url}" ]\n`)
   const report = await runDoctor({ config: file, timeoutMs: 500, samples: 1, keepaliveLimitMs: 1000, diskPaths: [] })
   assert.equal(report.findings[0].id, 'keepalive.race')
-  assert.match(report.findings[0].fix, /upstreams\.api\.keepalive\.idle_timeout: 1\d0ms/)
+  // The value is below the idle close doctor measured (about 200 ms, later on a loaded machine).
+  const m = /upstreams\.api\.keepalive\.idle_timeout: (\d+)ms` \(below the backend's measured idle close of (\d+)ms\)/.exec(report.findings[0].fix)
+  assert.ok(m !== null, report.findings[0].fix)
+  assert.ok(Number(m[1]) < Number(m[2]) && Number(m[2]) >= 150, report.findings[0].fix)
 })
 
 test('usage errors: no target, bad URL, unreadable file', async () => {
