@@ -57,6 +57,7 @@ export type RequestErrorVariant =
   | 'invalid_host'
   | 'http_version_not_supported'
   | 'transfer_coding_not_implemented'
+  | 'invalid_method'
   | 'malformed_request'
   | 'uri_too_long'
   | 'request_header_too_large'
@@ -391,6 +392,15 @@ const rows: readonly Cause[] = [
     fix: {
       nginx: 'nginx answers a transfer coding other than chunked with 501 itself: check what the client sends.',
       portico: 'Check what the client sends: Transfer-Encoding other than chunked alone.',
+    },
+  },
+  {
+    id: 'http_request_error.invalid_method', type: 'http_request_error', status: 400, phase: 'validate_request', source: 'downstream', retry: 'never', retryAfterS: null,
+    title: 'The request method is not an upper-case token',
+    hint: 'Send the method in upper case (GET, not get): methods are case-sensitive (RFC 9110 §9.1).',
+    fix: {
+      nginx: 'nginx answers a method with lower-case letters with 400 itself ("client sent invalid method"): check what the client sends.',
+      portico: 'Check what the client sends: over HTTP/2 a method such as trace or get is refused, so `listeners[].deny_methods` cannot be bypassed by writing a method in lower case.',
     },
   },
   {

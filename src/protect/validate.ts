@@ -40,6 +40,9 @@ const COMMON_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTION
  */
 const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::\d{0,5})?$/
 
+/** A request method as nginx accepts one: upper-case letters, `_` and `-` (methods are case-sensitive, RFC 9110 §9.1). */
+const METHOD = /^[A-Z][A-Z_-]*$/
+
 /** Where the target as received is kept once `req.url` holds the normalised one. */
 const RECEIVED_TARGET = Symbol('portico.receivedTarget')
 
@@ -107,6 +110,8 @@ export function validateRequest(req: IncomingMessage, rules: RequestRules): Refu
     if (te.trim().toLowerCase() !== 'chunked') return refused('transfer_coding_not_implemented', `Transfer-Encoding: ${te.slice(0, 64)}`)
   }
   const method = req.method ?? 'GET'
+  // HTTP/1's parser takes only known upper-case methods; HTTP/2 takes any token, and `trace` would pass a deny list of TRACE.
+  if (!METHOD.test(method)) return refused('invalid_method', `method ${JSON.stringify(method.slice(0, 32))} is not upper case`)
   if (rules.denyMethods.has(method)) return refused('method_not_allowed', `method ${method} is denied`)
   const target = req.url ?? '/'
   if (target.charCodeAt(0) !== 47 /* / */ && (target !== '*' || method !== 'OPTIONS')) {

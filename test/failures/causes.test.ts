@@ -52,7 +52,7 @@ const DECIDED = new Set<CauseId>([
   'http_request_error.path_bad_encoding', 'http_request_error.path_encoded_slash', 'http_request_error.path_above_root',
   'http_request_error.path_ambiguous_dot_segment', 'http_request_error.target_form', 'http_request_error.duplicate_host', 'http_request_error.invalid_host',
   'http_request_error.http_version_not_supported', 'http_request_error.transfer_coding_not_implemented',
-  'http_request_error.malformed_request', 'http_request_error.uri_too_long', 'http_request_error.request_header_too_large', 'http_request_error.request_header_timeout',
+  'http_request_error.invalid_method', 'http_request_error.malformed_request', 'http_request_error.uri_too_long', 'http_request_error.request_header_too_large', 'http_request_error.request_header_timeout',
   'http_request_denied.method_not_allowed', 'http_request_denied.body_too_large', 'http_request_denied.client_request_limit',
   'http_request_denied.access_rule', 'http_request_denied.rate_limited',
   'proxy_configuration_error',

@@ -3,7 +3,8 @@
  * authority than `:authority` (RFC 9113 §8.3.1), the rapid reset attack (CVE-2023-44487:
  * HEADERS then RST_STREAM, many times over, which opened one upstream connection per
  * cancelled stream until the pool was full), and a stream reset while its request is
- * proxied, logged as 499 (it was logged with status 0).
+ * proxied, logged as 499 (it was logged with status 0); a method in lower case, which
+ * HTTP/2 carries as any token and which passed a deny list of TRACE as `trace`.
  */
 import assert from 'node:assert/strict'
 import http2 from 'node:http2'
@@ -137,4 +138,31 @@ test('HTTP/2: a stream reset while its request is proxied is logged 499 client_c
   assert.equal(rec.route, 'a')
   assert.equal(rec.downstream, 'client_closed')
   await waitFor('the upstream exchange to end', () => (gw.gateway.runtime.pools.get('app')?.endpoints.every((e) => e.inFlight === 0) ? true : undefined))
+})
+
+test('HTTP/2: a method that is not upper case (trace, get, connect) gets 400 invalid_method; TRACE keeps its 405 (nginx: 400 "invalid method")', async () => {
+  const up = await countingUpstream(0)
+  const gw = await h2Gateway(up.url)
+  const client = http2.connect(`https://127.0.0.1:${gw.port}`, { rejectUnauthorized: false })
+  env.defer(() => { client.destroy() })
+  const ask = (method: string) => new Promise<{ status: number; headers: http2.IncomingHttpHeaders }>((resolve, reject) => {
+    const req = client.request({ ':method': method, ':authority': 'a.test', ':path': '/' })
+    req.on('response', (h) => { req.resume(); req.on('end', () => resolve({ status: Number(h[':status']), headers: h })) })
+    req.on('error', reject)
+    req.end()
+  })
+  for (const method of ['trace', 'Trace', 'get', 'connect']) {
+    const r = await ask(method)
+    assert.equal(r.status, 400, method)
+    const own = parseProxyStatus(String(r.headers['proxy-status'])).at(-1)
+    assert.equal(own?.params.details, 'invalid_method')
+    const rec = await gw.record(String(r.headers['x-request-id']))
+    assert.equal(rec.status, 400)
+    assert.equal(rec.error, 'http_request_error')
+    assert.equal(rec.method, method)
+    assert.match(rec.details ?? '', /^invalid_method: method ".*" is not upper case$/)
+  }
+  assert.equal((await ask('TRACE')).status, 405)
+  assert.equal(up.requests(), 0, 'none reached the upstream')
+  assert.equal((await ask('GET')).status, 200)
 })
