@@ -12,6 +12,7 @@ import { REFUSALS, type RefusalName } from '../failures/refusals.ts'
 import { CoalescingResponse } from '../lib/coalesce.ts'
 import type { AccessLogSink } from '../observe/access-log.ts'
 import { RequestContext } from '../observe/context.ts'
+import { answerOnConnection } from './driver.ts'
 import { refusalResponse } from './refuse.ts'
 import type { Runtime } from './runtime.ts'
 
@@ -82,15 +83,21 @@ export function createClientErrorHandler(getRuntime: () => Runtime, log: AccessL
       socket.destroy()
       return
     }
-    const { method, target } = requestLine(err.rawPacket)
-    const remote = (socket as { remoteAddress?: string }).remoteAddress ?? ''
-    const ctx = new RequestContext(randomUUID(), remote, method, '', target, 'HTTP/1.1')
+    // The body of the request being proxied broke the framing: its own log line says so (no 499 beside it).
+    const inFlight = current ? answerOnConnection(current) : null
+    let ctx = inFlight
+    if (ctx === null) {
+      const { method, target } = requestLine(err.rawPacket)
+      const remote = (socket as { remoteAddress?: string }).remoteAddress ?? ''
+      ctx = new RequestContext(randomUUID(), remote, method, '', target, 'HTTP/1.1')
+    }
     const r = refusalResponse(ctx, undefined, getRuntime(), { refusal: REFUSALS[name], detail: `${err.code}: ${err.message}`.slice(0, 200) }, true, null)
     let head = `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status]}\r\n`
     for (const [k, v] of Object.entries(r.headers)) head += `${k}: ${v}\r\n`
     socket.on('error', () => {})
     socket.end(Buffer.concat([Buffer.from(head + '\r\n', 'latin1'), r.body]))
     socket.once('finish', () => socket.destroy())
+    if (inFlight !== null) return
     ctx.logged = true
     log.write(ctx)
   }

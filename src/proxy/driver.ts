@@ -67,6 +67,8 @@ interface Proxied {
   body: BufferedBody | null
   /** The `limit_conn` slot the request holds, released when the response closes. */
   slot: ConnSlot | null
+  /** Whether the parser-error handler answered this request on its connection ({@link answerOnConnection}). */
+  answered: boolean
 }
 
 /** Where a response keeps its {@link Proxied} (one listener function serves every response). */
@@ -99,12 +101,33 @@ function onResponseClose(this: ServerResponse): void {
   ctx.logged = true
   // An HTTP/2 response whose stream was reset says writableFinished without having ended.
   if (!(this.writableEnded && this.writableFinished) && ctx.downstream === 'completed') {
-    ctx.downstream = 'client_closed'
-    ctx.status = 499
-    if ((this.socket as { [SEND_TIMED_OUT]?: boolean } | null)?.[SEND_TIMED_OUT]) ctx.details = 'the client took no response byte within listeners[].timeouts.send; connection closed'
+    // A refusal written on the connection by the parser-error handler is the answer, not a client that left.
+    if (!p.answered) {
+      ctx.downstream = 'client_closed'
+      ctx.status = 499
+      if ((this.socket as { [SEND_TIMED_OUT]?: boolean } | null)?.[SEND_TIMED_OUT]) ctx.details = 'the client took no response byte within listeners[].timeouts.send; connection closed'
+    }
     p.current?.abort(new ClientClosedError())
   }
   p.log.write(ctx)
+}
+
+/**
+ * For the parser-error handler (src/proxy/client-error.ts): the context of the proxied
+ * request whose response `res` has not started, when the parser fails on that request's
+ * own body (a bad chunk size, a forbidden trailer). The handler answers the refusal on the
+ * connection and records it in this context; the request's one log line, written when the
+ * connection closes, is that refusal, not a 499 beside it.
+ *
+ * @returns the context, or null when `res` is not a proxied response, has started, or its
+ *   request was read whole (the failure is then in a later, pipelined request)
+ */
+export function answerOnConnection(res: ServerResponse): RequestContext | null {
+  const p = (res as ServerResponse & { [PROXIED]?: Proxied })[PROXIED]
+  // A request read whole: the parser failed on a later, pipelined one.
+  if (p === undefined || res.headersSent || p.ctx.logged || res.req.complete) return null
+  p.answered = true
+  return p.ctx
 }
 
 /**
@@ -332,6 +355,7 @@ class ProxiedRequest implements Proxied, Attempts<HttpExchange>, ExchangeRequest
   responseBudget: BufferBudget | null = null
   readonly protection: Protection | null
   slot: ConnSlot | null = null
+  answered = false
   /** `RateLimit-Policy`/`RateLimit` fields added to the response, or null. */
   rateLimitHeaders: Record<string, string> | null = null
   readonly req: IncomingMessage

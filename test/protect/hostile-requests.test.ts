@@ -171,3 +171,42 @@ test('a request line over max_header_size gets 414 uri_too_long (RFC 9112 §3; n
   assert.equal(parseProxyStatus(h.get('proxy-status') ?? '').at(-1)?.params.details, 'request_header_too_large')
   assert.equal(seen.length, 0)
 })
+
+test('a body that breaks the framing (bad chunk size, Content-Length in the trailer) is that request\'s one log line, 400, whether the body is buffered or streamed', async () => {
+  const seen: string[] = []
+  const url = await env.upstream((req, res) => {
+    req.on('data', () => {})
+    req.on('error', () => {})
+    req.on('end', () => { seen.push(req.url ?? ''); res.end('ok') })
+  })
+  const gw = await env.gateway({
+    listeners: [{ address: '127.0.0.1:0' }],
+    routes: [{ name: 'stream', match: { path_prefix: '/stream' }, upstream: 'app', buffering: { request: false } }, { name: 'buffered', upstream: 'app' }],
+    upstreams: { app: { endpoints: [url] } },
+  })
+  const bodies = ['5\r\nhello\r\nzz\r\nx\r\n0\r\n\r\n', '5\r\nhello\r\n0\r\nContent-Length: 50\r\n\r\n']
+  let n = 0
+  for (const path of ['/stream/up', '/buffered']) {
+    for (const body of bodies) {
+      const r = await rawRequest(gw.port, `POST ${path} HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n${body}`)
+      n++
+      await expectRefusal400(gw, r, path)
+      await gw.waitForRecords(n)
+    }
+  }
+  await gw.settled()
+  assert.equal(gw.records.length, n, JSON.stringify(gw.records.map((rec) => [rec.path, rec.status])))
+  assert.deepEqual(seen.filter((u) => u === '/buffered'), [], 'a buffered body that broke never reached the upstream')
+})
+
+async function expectRefusal400(gw: TestGateway, r: RawReply, path: string): Promise<void> {
+  assert.equal(r.status, 400, r.bytes.toString('latin1').slice(0, 200))
+  assert.equal(parseProxyStatus(r.get('proxy-status') ?? '').at(-1)?.params.details, 'malformed_request')
+  assert.ok(r.closed)
+  const rec = await gw.record(r.get('x-request-id') ?? '')
+  assert.equal(rec.status, 400, `${path}: ${rec.details}`)
+  assert.equal(rec.error, 'http_request_error')
+  assert.equal(rec.method, 'POST')
+  assert.equal(rec.path, path)
+  assert.match(rec.details ?? '', /^malformed_request: HPE_/)
+}
