@@ -79,7 +79,9 @@ export function createClientErrorHandler(getRuntime: () => Runtime, log: AccessL
       socket.once('finish', () => socket.destroy())
       return
     }
-    if (name === null || busy || !socket.writable) {
+    // The client closed its side in the middle of a request body: it left, and that request's line says 499.
+    const left = err.code === 'HPE_INVALID_EOF_STATE' && current?.req.complete === false
+    if (name === null || busy || left || !socket.writable) {
       socket.destroy()
       return
     }

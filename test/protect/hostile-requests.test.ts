@@ -8,10 +8,11 @@
  */
 import assert from 'node:assert/strict'
 import type http from 'node:http'
+import net from 'node:net'
 import { test } from 'node:test'
 import { parseProxyStatus } from '../../src/failures/proxy-status.ts'
 import { REFUSALS } from '../../src/failures/refusals.ts'
-import { testEnv, type TestGateway } from '../helpers/gateway.ts'
+import { testEnv, waitFor, type TestGateway } from '../helpers/gateway.ts'
 import { rawRequest, type RawReply } from '../helpers/raw.ts'
 
 const env = testEnv()
@@ -210,3 +211,24 @@ async function expectRefusal400(gw: TestGateway, r: RawReply, path: string): Pro
   assert.equal(rec.path, path)
   assert.match(rec.details ?? '', /^malformed_request: HPE_/)
 }
+
+test('a client that closes its side in the middle of a body is one 499 line, with no 400 answered or logged beside it', async () => {
+  const { gw, seen } = await setup()
+  const socket = net.connect(gw.port, '127.0.0.1')
+  env.defer(() => { socket.destroy() })
+  socket.on('error', () => {})
+  let answer = ''
+  socket.setEncoding('latin1').on('data', (c: string) => { answer += c })
+  const closed = new Promise((r) => socket.once('close', r))
+  socket.write('POST /public/ HTTP/1.1\r\nHost: a.test\r\nX-Request-Id: half-closed\r\nContent-Length: 100\r\n\r\nhello')
+  await waitFor('the body to be buffered', () => (gw.gateway.buffers.memory > 0 ? true : undefined))
+  socket.end()
+  const rec = await gw.record('half-closed')
+  assert.equal(rec.status, 499)
+  assert.equal(rec.error, null)
+  assert.equal(rec.downstream, 'client_closed')
+  await closed
+  assert.equal(answer, '', 'nothing answered to a client that left')
+  assert.equal(gw.records.length, 1, JSON.stringify(gw.records.map((r) => [r.status, r.details])))
+  assert.equal(seen.length, 0)
+})
