@@ -35,10 +35,11 @@ const COMMON_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTION
 
 /**
  * A valid Host value (RFC 9110 §7.2: `uri-host [ ":" port ]`, RFC 3986 §3.2.2): an IP
- * literal in brackets, or a reg-name (unreserved, sub-delims, pct-encoded; possibly
- * empty), then an optional port. No userinfo (`@`), no path, no white space.
+ * literal in brackets, or a reg-name (unreserved, sub-delims, pct-encoded), then an
+ * optional port. Not empty (an http URI has a host, RFC 9110 §4.2.1), no userinfo (`@`),
+ * no path, no white space.
  */
-const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::\d{0,5})?$/
+const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::\d{0,5})?$/
 
 /** A request method as nginx accepts one: upper-case letters, `_` and `-` (methods are case-sensitive, RFC 9110 §9.1). */
 const METHOD = /^[A-Z][A-Z_-]*$/

@@ -69,9 +69,9 @@ test('HTTP/1.1 without Host: 400 invalid_host with Proxy-Status and a log line (
   assert.equal(seen.length, 1)
 })
 
-test('a Host that is not host[:port] (white space, a path, userinfo) is refused, never forwarded (nginx: 400)', async () => {
+test('a Host that is not host[:port] (empty, white space, a path, userinfo) is refused, never forwarded (nginx: 400)', async () => {
   const { gw, seen } = await setup()
-  for (const host of ['a b/c', 'a.test/x', 'user@a.test', 'a.test:80:80', 'a.test:8o']) {
+  for (const host of ['a b/c', 'a.test/x', 'user@a.test', 'a.test:80:80', 'a.test:8o', '', ':80']) {
     const r = await rawRequest(gw.port, `GET /public/ HTTP/1.1\r\nHost: ${host}\r\n\r\n`)
     await expectRefusal(gw, r, 'invalid_host', /Host ".*" is not host\[:port\]/)
   }
