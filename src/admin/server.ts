@@ -36,11 +36,12 @@
  *
  * Every refusal and every `POST` is written to the process log (reads at debug level).
  */
-import { createHash, timingSafeEqual } from 'node:crypto'
+import { createRequire } from 'node:module'
 import { readFileSync } from 'node:fs'
-import http from 'node:http'
+import { http } from '../lib/node-http.ts'
 import net, { type AddressInfo, type Socket } from 'node:net'
-import { isLoopbackAddress, type Config } from '../config/schema.ts'
+import { isLoopbackAddress } from '../config/address.ts'
+import type { Config } from '../config/schema.ts'
 import { logger } from '../lib/logger.ts'
 import type { FailureRing } from '../observe/failures.ts'
 import type { Metrics } from '../observe/metrics.ts'
@@ -55,6 +56,12 @@ import { purge, readAdminBody } from '../cache/admin.ts'
 import type { LiveExport } from '../observe/live.ts'
 import { DASHBOARD_CSP, dashboardAsset, renderLogin, renderPage, renderSections, sessionCookie, sessionOf, sessionValue } from './dashboard.ts'
 import { sampleStates, StateSince, statsView, type StatsSource } from './stats.ts'
+
+// node:crypto on first use (token check, certificate reading): loading it initialises
+// OpenSSL, about 5 MB of RSS that a process without admin token or TLS does not need.
+const requireBuiltin = createRequire(import.meta.url)
+let cryptoModule: typeof import('node:crypto') | undefined
+const nodeCrypto = (): typeof import('node:crypto') => (cryptoModule ??= requireBuiltin('node:crypto') as typeof import('node:crypto'))
 
 /** What the admin API reads and drives in one process; the Gateway implements it. */
 export interface AdminTarget {
@@ -355,7 +362,7 @@ export function readAdminToken(path: string): string {
 
 /** SHA-256 of a token: compared in constant time, whatever the lengths. */
 function digest(text: string): Buffer {
-  return createHash('sha256').update(text).digest()
+  return nodeCrypto().createHash('sha256').update(text).digest()
 }
 
 /**
@@ -433,7 +440,7 @@ export function guardAdminRequest(req: http.IncomingMessage, path: string, token
   }
   if (token !== null && !OPEN_PATHS.has(path) && !sessionOpens(req, session)) {
     const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '')
-    if (m === null || !timingSafeEqual(digest(m[1]), token)) {
+    if (m === null || !nodeCrypto().timingSafeEqual(digest(m[1]), token)) {
       return { error: 'unauthorized', status: 401, message: m === null ? 'this admin API needs Authorization: Bearer <token of admin.token_file>' : 'the bearer token is not the one of admin.token_file' }
     }
   }

@@ -18,7 +18,7 @@
  * `http.ServerResponse.end()` uncorks its socket fully, so {@link CoalescingResponse}
  * defers the end itself to that moment.
  */
-import http from 'node:http'
+import { http } from './node-http.ts'
 import type { Writable } from 'node:stream'
 import { logger } from './logger.ts'
 import { SlotSet } from './slot-set.ts'

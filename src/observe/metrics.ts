@@ -3,8 +3,18 @@
  * type, request durations, endpoint health and the cache, served by the admin API's `GET /metrics`.
  */
 import { REFUSALS } from '../failures/refusals.ts'
-import { Counter, Gauge, Registry, type Metric } from 'prom-client'
+import { createRequire } from 'node:module'
+import type * as PromClient from 'prom-client'
+import type { Counter as CounterOf, Metric } from 'prom-client'
 import { cacheResult } from './cache-status.ts'
+
+// The three classes from their own files: prom-client's index also loads its Pushgateway
+// (node:https, so OpenSSL's TLS side, and node:zlib), the cluster aggregator and the default
+// process metrics, several MB per process that these metrics never use.
+const require = createRequire(import.meta.url)
+const Counter = require('prom-client/lib/counter') as typeof PromClient.Counter
+const Gauge = require('prom-client/lib/gauge') as typeof PromClient.Gauge
+const Registry = require('prom-client/lib/registry') as typeof PromClient.Registry
 
 /** What the response store holds now, as the cache gauges report it. */
 export interface StoreUsage {
@@ -199,12 +209,12 @@ interface HistogramValue {
 export class Metrics {
   /** The private registry the admin API renders. */
   readonly registry = new Registry()
-  readonly #requests: Counter<'route' | 'upstream' | 'status_class'>
-  readonly #errors: Counter<'cause' | 'upstream' | 'endpoint'>
+  readonly #requests: CounterOf<'route' | 'upstream' | 'status_class'>
+  readonly #errors: CounterOf<'cause' | 'upstream' | 'endpoint'>
   /** Counts by route, then upstream: plain numbers on the request path, read at each scrape. */
   readonly #series = new Map<string, Map<string, Series>>()
-  readonly #cache: Counter<'route' | 'result'>
-  readonly #refused: Counter<'route' | 'refusal'>
+  readonly #cache: CounterOf<'route' | 'result'>
+  readonly #refused: CounterOf<'route' | 'refusal'>
 
   /**
    * @param health the endpoints and their health now; called at each scrape

@@ -5,8 +5,8 @@
  * every refusal (its status, `Proxy-Status: portico; error=http_request_error;
  * details="<refusal>"`, `X-Request-Id`, a page) and logged, instead of Node's bare reply.
  */
-import { randomUUID } from 'node:crypto'
-import http, { STATUS_CODES } from 'node:http'
+import { randomRequestId } from '../lib/request-id.ts'
+import { http, STATUS_CODES } from '../lib/node-http.ts'
 import type { Duplex } from 'node:stream'
 import { REFUSALS, type RefusalName } from '../failures/refusals.ts'
 import { CoalescingResponse } from '../lib/coalesce.ts'
@@ -91,7 +91,7 @@ export function createClientErrorHandler(getRuntime: () => Runtime, log: AccessL
     if (ctx === null) {
       const { method, target } = requestLine(err.rawPacket)
       const remote = (socket as { remoteAddress?: string }).remoteAddress ?? ''
-      ctx = new RequestContext(randomUUID(), remote, method, '', target, 'HTTP/1.1')
+      ctx = new RequestContext(randomRequestId(), remote, method, '', target, 'HTTP/1.1')
     }
     const r = refusalResponse(ctx, undefined, getRuntime(), { refusal: REFUSALS[name], detail: `${err.code}: ${err.message}`.slice(0, 200) }, true, null)
     let head = `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status]}\r\n`

@@ -4,7 +4,8 @@
  * `method_not_allowed`, as nginx does, with its log line, on the raw connection Node
  * hands over.
  */
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { STATUS_CODES } from '../lib/node-http.ts'
 import type { Duplex } from 'node:stream'
 import { REFUSALS } from '../failures/refusals.ts'
 import type { AccessLogSink } from '../observe/access-log.ts'

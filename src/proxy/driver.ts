@@ -2,7 +2,7 @@
  * The lifecycle driver: runs the phases of one request in the order of `LIFECYCLE_PHASES`
  * (src/failures/lifecycle.ts) and loops back to endpoint selection when a failure may be retried.
  */
-import { randomUUID } from 'node:crypto'
+import { randomRequestId } from '../lib/request-id.ts'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { CAUSES, type CauseId } from '../failures/causes.ts'
 import { proxyStatusError } from '../failures/proxy-status.ts'
@@ -41,7 +41,7 @@ import { admitClient, bufferBody, type Protection, type Refusal } from './protec
  */
 export function parseRequest(req: IncomingMessage, trusted: TrustedProxies | null = null): RequestContext {
   const incoming = req.headers['x-request-id']
-  const id = isValidRequestId(incoming as string | undefined) ? incoming as string : randomUUID()
+  const id = isValidRequestId(incoming as string | undefined) ? incoming as string : randomRequestId()
   const remote = req.socket.remoteAddress ?? ''
   const ctx = new RequestContext(id, remote, req.method ?? 'GET', req.headers.host ?? '', receivedTarget(req), `HTTP/${req.httpVersion}`)
   if (trusted !== null) {

@@ -4,7 +4,8 @@
  * and, on its 101, the two raw connections are joined into a tunnel until either side
  * closes or the tunnel stays idle. One access log line per upgrade, when it ends.
  */
-import { STATUS_CODES, type IncomingHttpHeaders, type IncomingMessage } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
+import { STATUS_CODES } from '../lib/node-http.ts'
 import type { Duplex } from 'node:stream'
 import { CAUSES, type CauseId } from '../failures/causes.ts'
 import { proxyStatusReceived } from '../failures/proxy-status.ts'

@@ -6,15 +6,22 @@
  * and the plain listener that redirects to HTTPS.
  */
 import { readFileSync } from 'node:fs'
-import http from 'node:http'
-import http2 from 'node:http2'
-import https from 'node:https'
-import { X509Certificate } from 'node:crypto'
+import { http } from '../lib/node-http.ts'
+import type http2 from 'node:http2'
+import type https from 'node:https'
+import { createRequire } from 'node:module'
 import type { Socket } from 'node:net'
-import tls from 'node:tls'
+import type tls from 'node:tls'
+import { nodeHttp2, nodeHttps, nodeTls } from '../lib/node-tls.ts'
 import type { ListenerConfig } from '../config/schema.ts'
 import { logger } from '../lib/logger.ts'
 import { CLIENT_HELLO, peekClientHello, type ClientHelloInfo, type HelloSocket } from './client-hello.ts'
+
+// node:crypto on first use (token check, certificate reading): loading it initialises
+// OpenSSL, about 5 MB of RSS that a process without admin token or TLS does not need.
+const requireBuiltin = createRequire(import.meta.url)
+let cryptoModule: typeof import('node:crypto') | undefined
+const nodeCrypto = (): typeof import('node:crypto') => (cryptoModule ??= requireBuiltin('node:crypto') as typeof import('node:crypto'))
 
 /** The `tls` block of a listener, with defaults applied. */
 export type ListenerTlsConfig = NonNullable<ListenerConfig['tls']>
@@ -56,7 +63,7 @@ export interface LoadedCertificate {
  * @param pem a PEM certificate (the first of a chain is used)
  */
 export function certificateNames(pem: string): string[] {
-  const x509 = new X509Certificate(pem)
+  const x509 = new (nodeCrypto().X509Certificate)(pem)
   const sans = (x509.subjectAltName ?? '').split(/,\s*/).filter((s) => s.startsWith('DNS:')).map((s) => s.slice(4).toLowerCase())
   if (sans.length > 0) return sans
   const cn = /(?:^|\n)CN=([^\n]+)/.exec(x509.subject)
@@ -78,7 +85,8 @@ export function nameMatches(name: string, servername: string): boolean {
  * The TLS 1.3 suites of Node's default list, kept whatever `ciphers` says (OpenSSL sets
  * the TLS 1.3 suites apart from the TLS 1.2 list; Node splits one string by the `TLS_` prefix).
  */
-const TLS13_SUITES = tls.DEFAULT_CIPHERS.split(':').filter((c) => c.startsWith('TLS_')).join(':')
+let tls13Suites: string | undefined
+const TLS13_SUITES = (): string => (tls13Suites ??= nodeTls().DEFAULT_CIPHERS.split(':').filter((c) => c.startsWith('TLS_')).join(':'))
 
 /**
  * Secure-context options every certificate of a listener shares: `ssl_protocols`,
@@ -87,7 +95,7 @@ const TLS13_SUITES = tls.DEFAULT_CIPHERS.split(':').filter((c) => c.startsWith('
  */
 function contextOptions(cfg: ListenerTlsConfig): tls.SecureContextOptions {
   const own13 = cfg.ciphers.split(':').some((c) => c.startsWith('TLS_'))
-  return { minVersion: cfg.min_version, ciphers: own13 ? cfg.ciphers : `${TLS13_SUITES}:${cfg.ciphers}`, honorCipherOrder: true }
+  return { minVersion: cfg.min_version, ciphers: own13 ? cfg.ciphers : `${TLS13_SUITES()}:${cfg.ciphers}`, honorCipherOrder: true }
 }
 
 /** One `certificates` entry as read from disk, before entries for the same names are put together. */
@@ -114,7 +122,7 @@ function readCertificateFile(c: ListenerTlsConfig['certificates'][number]): Cert
     throw new Error(`cannot read TLS certificate, key or OCSP response: ${(err as Error).message}`, { cause: err })
   }
   try {
-    const x509 = new X509Certificate(cert)
+    const x509 = new (nodeCrypto().X509Certificate)(cert)
     return {
       cert, key, certPath: c.cert, keyPath: c.key, names: certificateNames(cert),
       keyType: x509.publicKey.asymmetricKeyType ?? 'unknown', fingerprint: x509.fingerprint256, ocspResponse,
@@ -179,14 +187,14 @@ export function loadCertificates(cfg: ListenerTlsConfig): LoadedCertificate[] {
     const pem = { cert: g.map((f) => f.cert), key: g.map((f) => f.key) }
     let context: tls.SecureContext
     try {
-      context = tls.createSecureContext({ ...pem, ...contextOptions(cfg) })
+      context = nodeTls().createSecureContext({ ...pem, ...contextOptions(cfg) })
     } catch (err) {
       throw new Error(`invalid TLS certificate ${g.map((f) => f.certPath).join(' or ')} or key ${g.map((f) => f.keyPath).join(' or ')}: ${(err as Error).message}`, { cause: err })
     }
     const rsa = g.find((f) => f.keyType === 'rsa')
     const ec = g.find((f) => f.keyType === 'ec')
     const byKeyType = rsa && ec
-      ? { rsa: tls.createSecureContext({ cert: rsa.cert, key: rsa.key, ...contextOptions(cfg) }), ec: tls.createSecureContext({ cert: ec.cert, key: ec.key, ...contextOptions(cfg) }) }
+      ? { rsa: nodeTls().createSecureContext({ cert: rsa.cert, key: rsa.key, ...contextOptions(cfg) }), ec: nodeTls().createSecureContext({ cert: ec.cert, key: ec.key, ...contextOptions(cfg) }) }
       : null
     return {
       certPath: g[0].certPath, certPaths: g.map((f) => f.certPath), names: g[0].names, keyTypes: g.map((f) => f.keyType), pem,
@@ -239,7 +247,7 @@ export class CertificateStore {
   readonly ocspCallback = (certificate: Buffer, _issuer: Buffer, cb: (err: Error | null, response?: Buffer) => void): void => {
     let response: Buffer | null = null
     try {
-      const fingerprint = new X509Certificate(certificate).fingerprint256
+      const fingerprint = new (nodeCrypto().X509Certificate)(certificate).fingerprint256
       response = this.#certs.find((c) => c.fingerprint === fingerprint)?.ocspResponse ?? null
     } catch {
       // No certificate to match: nothing to staple.
@@ -336,7 +344,7 @@ export function createSecureServer(cfg: ListenerTlsConfig, store: CertificateSto
   const h2 = cfg.alpn.includes('h2')
   const wrapped = secureHandler(handler, cfg.hsts === undefined ? null : hstsValue(cfg.hsts))
   const server: SecureServer = h2
-    ? http2.createSecureServer({
+    ? nodeHttp2().createSecureServer({
       ...http1,
       ...secure,
       allowHTTP1: cfg.alpn.includes('http/1.1'),
@@ -344,7 +352,7 @@ export function createSecureServer(cfg: ListenerTlsConfig, store: CertificateSto
       settings: { maxHeaderListSize: settings.maxHeaderListSize, maxConcurrentStreams: settings.maxConcurrentStreams },
       maxSessionInvalidFrames: 1000,
     }, wrapped as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)
-    : https.createServer({ ...http1, ...secure, ALPNProtocols: ['http/1.1'] }, wrapped)
+    : nodeHttps().createServer({ ...http1, ...secure, ALPNProtocols: ['http/1.1'] }, wrapped)
   server.on('secureConnection', refuseRenegotiation)
   peekWhenNeeded(server, store)
   if (store.stapling) server.on('OCSPRequest', store.ocspCallback)

@@ -4,7 +4,8 @@
  * a connect fails. It keeps undici's connector signature, so undici clients can use it.
  */
 import net from 'node:net'
-import tls from 'node:tls'
+import type tls from 'node:tls'
+import { nodeTls } from '../lib/node-tls.ts'
 import type { Duplex } from 'node:stream'
 import type { buildConnector } from 'undici'
 import { GatewayError } from '../failures/classify.ts'
@@ -67,12 +68,12 @@ export function createConnector(opts: ConnectorOptions): buildConnector.connecto
 
     if (options.protocol === 'https:') {
       const t = opts.tls ?? {}
-      socket = tls.connect({
+      socket = nodeTls().connect({
         host,
         port,
         servername: t.servername ?? (isIp ? undefined : host),
         rejectUnauthorized: t.rejectUnauthorized ?? true,
-        ca: t.ca ? [...tls.rootCertificates, ...(Array.isArray(t.ca) ? t.ca : [t.ca])] : undefined,
+        ca: t.ca ? [...nodeTls().rootCertificates, ...(Array.isArray(t.ca) ? t.ca : [t.ca])] : undefined,
         cert: t.cert,
         key: t.key,
         ALPNProtocols: ['http/1.1'],

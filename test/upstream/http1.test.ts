@@ -9,6 +9,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import net from 'node:net'
 import { Readable, type Duplex } from 'node:stream'
 import { afterEach, describe, test } from 'node:test'
+import { request, type Dispatcher } from 'undici'
 import { classify, type FailureStage } from '../../src/failures/classify.ts'
 import { createConnector } from '../../src/upstream/connector.ts'
 import type { Http1Controller, Http1DispatchOptions, Http1Handler } from '../../src/upstream/http1/connection.ts'
@@ -310,7 +311,7 @@ function counts(pool: Http1Pool): { connected: number; free: number; pending: nu
 describe('response framing', () => {
   test('content-length body, through undici\'s request()', async () => {
     const { up, pool } = await setup(() => ok('hello', ['X-A: 1']))
-    const res = await pool.request({ method: 'GET', path: '/a?b=c' })
+    const res = await request(`http://${pool.options.hostname}:${pool.options.port}/a?b=c`, { dispatcher: pool as unknown as Dispatcher })
     assert.equal(res.statusCode, 200)
     assert.equal(res.headers['x-a'], '1')
     assert.equal(res.headers['content-length'], '5')
@@ -338,7 +339,7 @@ describe('response framing', () => {
 
   test('trailers through undici\'s request()', async () => {
     const { pool } = await setup(() => 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-T: v\r\n\r\n')
-    const res = await pool.request({ method: 'GET', path: '/' })
+    const res = await request(`http://${pool.options.hostname}:${pool.options.port}/`, { dispatcher: pool as unknown as Dispatcher })
     assert.equal(await res.body.text(), 'ok')
     assert.equal(res.trailers['x-t'], 'v')
   })

@@ -3,10 +3,9 @@
  * keep-alive pooling) or a TCP connect, bounded by its own timer, with a failure named
  * by the classifier exactly as a request to that endpoint would have been.
  */
-import http from 'node:http'
-import https from 'node:https'
+import { http } from '../../lib/node-http.ts'
 import net from 'node:net'
-import tls from 'node:tls'
+import { nodeHttps, nodeTls } from '../../lib/node-tls.ts'
 import type { HealthCheckConfig } from '../../config/schema.ts'
 import type { ConnectorOptions } from '../connector.ts'
 import type { CauseType } from '../../failures/causes.ts'
@@ -83,7 +82,7 @@ export function startProbe(target: ProbeTarget, cfg: HealthCheckConfig): Running
   const watch = (s: net.Socket): void => {
     socket = s
     s.once('lookup', () => { stage = 'connect' })
-    s.once(s instanceof tls.TLSSocket ? 'secureConnect' : 'connect', () => { stage = 'await_response_header' })
+    s.once((s as { encrypted?: boolean }).encrypted === true ? 'secureConnect' : 'connect', () => { stage = 'await_response_header' })
   }
   const settle = (): void => {
     clearTimeout(timer)
@@ -96,7 +95,7 @@ export function startProbe(target: ProbeTarget, cfg: HealthCheckConfig): Running
     s.once('error', (err) => finish(fail(err)))
     s.once('close', settle)
   } else {
-    const client = target.protocol === 'https:' ? https : http
+    const client = target.protocol === 'https:' ? nodeHttps() : http
     const r = req = client.request({
       ...(unix !== null ? { socketPath: unix } : { host, port: target.port }),
       method: 'GET',
@@ -105,7 +104,7 @@ export function startProbe(target: ProbeTarget, cfg: HealthCheckConfig): Running
       agent: false,
       servername: target.tls?.servername ?? (target.protocol === 'https:' && !isIp ? host : undefined),
       rejectUnauthorized: target.tls?.rejectUnauthorized ?? true,
-      ca: target.tls?.ca ? [...tls.rootCertificates, ...(Array.isArray(target.tls.ca) ? target.tls.ca : [target.tls.ca])] : undefined,
+      ca: target.tls?.ca ? [...nodeTls().rootCertificates, ...(Array.isArray(target.tls.ca) ? target.tls.ca : [target.tls.ca])] : undefined,
       cert: target.tls?.cert,
       key: target.tls?.key,
       headers: { host: cfg.host ?? target.authority ?? target.label, 'user-agent': 'portico-health-check', connection: 'close' },

@@ -4,7 +4,7 @@
  * It speaks undici's dispatcher interface (`dispatch(options, handler)` with the
  * controller-style handler: `onRequestStart`, `onResponseStart`, `onResponseData`,
  * `onResponseEnd`, `onResponseError`, `onRequestUpgrade`), so undici's `request()` and
- * friends work on it, and adds what the proxy needs at each step of an exchange:
+ * friends work on it (`request(url, { dispatcher: pool })`), and adds what the proxy needs at each step of an exchange:
  * `onSocket(socket)` before the first request byte is written, a connection limit with a
  * FIFO queue whose entries can be cancelled without costing a connection, and
  * `fresh: true` for a try that must not reuse a pooled connection (the keep-alive race).
@@ -17,7 +17,8 @@
  */
 import net from 'node:net'
 import type { Duplex } from 'node:stream'
-import { Dispatcher, type buildConnector } from 'undici'
+import { EventEmitter } from 'node:events'
+import type { Dispatcher, buildConnector } from 'undici'
 import { SlotSet } from '../../lib/slot-set.ts'
 import { Http1Connection, Http1Controller, handlerThrew, type Http1DispatchOptions, type Http1Handler } from './connection.ts'
 
@@ -72,7 +73,10 @@ const SWEEP_MS = 1000
  * The keep-alive HTTP/1.1 connection pool of one endpoint, one request per connection at
  * a time (no pipelining).
  */
-export class Http1Pool extends Dispatcher {
+// It extends EventEmitter, as undici's Dispatcher does, rather than Dispatcher itself:
+// importing undici's index to get that class loads all of undici (fetch, WebSocket, cache
+// stores, mocks), several MB per process that serving never uses.
+export class Http1Pool extends EventEmitter {
   readonly options: Http1PoolOptions
   readonly #idle: Http1Connection[] = []
   readonly #all = new SlotSet<Http1Connection>()
@@ -111,7 +115,7 @@ export class Http1Pool extends Dispatcher {
    *
    * @returns false when the pool is closed (the handler got `onResponseError`), else true
    */
-  override dispatch(options: Dispatcher.DispatchOptions | Http1DispatchOptions, handler: Dispatcher.DispatchHandler | Http1Handler): boolean {
+  dispatch(options: Dispatcher.DispatchOptions | Http1DispatchOptions, handler: Dispatcher.DispatchHandler | Http1Handler): boolean {
     const c = new Http1Controller(this, options as Http1DispatchOptions, handler as Http1Handler)
     const signal = (options as Http1DispatchOptions).signal
     if (signal) {
@@ -255,9 +259,9 @@ export class Http1Pool extends Dispatcher {
   }
 
   /** Stops taking requests, closes idle connections, and resolves once busy ones finished. */
-  override close(): Promise<void>
-  override close(callback: () => void): void
-  override close(callback?: () => void): Promise<void> | void {
+  close(): Promise<void>
+  close(callback: () => void): void
+  close(callback?: () => void): Promise<void> | void {
     this.#closing ??= new Promise<void>((resolve) => { this.#closeWaiters.push(resolve) })
     this.#checkClosed()
     if (callback) {
@@ -268,10 +272,10 @@ export class Http1Pool extends Dispatcher {
   }
 
   /** Closes every connection at once; queued and running requests fail with `err`. */
-  override destroy(err?: Error | null): Promise<void>
-  override destroy(callback: () => void): void
-  override destroy(err: Error | null, callback: () => void): void
-  override destroy(a?: Error | null | (() => void), b?: () => void): Promise<void> | void {
+  destroy(err?: Error | null): Promise<void>
+  destroy(callback: () => void): void
+  destroy(err: Error | null, callback: () => void): void
+  destroy(a?: Error | null | (() => void), b?: () => void): Promise<void> | void {
     const callback = typeof a === 'function' ? a : b
     const err = (typeof a === 'function' ? null : a) ?? new PoolClosedError()
     this.#destroyed = true
