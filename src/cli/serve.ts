@@ -35,8 +35,10 @@ export function parseWorkers(text: string): 'auto' | number | null {
  * @returns the exit code: 0 after a clean stop, 1 when the config is invalid or a listener cannot bind, 2 on usage errors
  */
 export async function serveCommand(opts: ServeOptions): Promise<number> {
-  const { ConfigError, formatProblems, loadConfigFile } = await import('../config/load.ts')
-  const { quickConfig } = await import('../config/quick.ts')
+  // Validation runs in a child process, so the YAML parser and zod never load here.
+  const { ConfigError, formatProblems } = await import('../config/problems.ts')
+  const { loadConfigIsolated } = await import('../config/isolated.ts')
+  const loadConfigFile = (file: string): Promise<Config> => loadConfigIsolated({ file })
   let config: Config
   const workers = opts.workers === undefined ? undefined : parseWorkers(opts.workers)
   if (workers === null) {
@@ -48,7 +50,7 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
       config = await loadConfigFile(opts.config)
       if (opts.logFormat) config = { ...config, access_log: { ...config.access_log, format: opts.logFormat } }
     } else if (opts.to && opts.to.length > 0) {
-      config = quickConfig({ listen: opts.listen, to: opts.to, exposeErrorDetails: opts.exposeErrorDetails, logFormat: opts.logFormat, workers })
+      config = await loadConfigIsolated({ quick: { listen: opts.listen, to: opts.to, exposeErrorDetails: opts.exposeErrorDetails, logFormat: opts.logFormat, workers } })
     } else {
       process.stderr.write('portico serve: give -c portico.yaml, or --to http://host:port (quick mode)\n')
       return 2

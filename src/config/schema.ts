@@ -8,6 +8,7 @@ import tls from 'node:tls'
 import { z } from 'zod'
 import { cidrProblem } from '../lib/cidr.ts'
 import { parseDuration, parseSize } from './units.ts'
+import { isLoopbackAddress } from './address.ts'
 
 /** A duration string (`"250ms"`, `"5s"`, `"2m"`, `"1h"`) parsed to milliseconds. */
 export const duration = z.string({ error: 'expected a duration with a unit, e.g. "250ms", "5s", "2m", "1h"' }).transform((text, ctx) => {
@@ -691,13 +692,7 @@ export const adminSchema = z.strictObject({
   path: ['token_file'],
 })
 
-/** Whether `host:port` names a loopback host: 127.0.0.0/8, ::1 or `localhost`. */
-export function isLoopbackAddress(hostPort: string): boolean {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):\d+$/.exec(hostPort)
-  const host = (m?.[1] ?? m?.[2] ?? '').toLowerCase()
-  if (host === 'localhost' || host === '::1') return true
-  return net.isIPv4(host) && host.startsWith('127.')
-}
+export { isLoopbackAddress } from './address.ts'
 /**
  * Limits on what one client may hold at once, across listeners (nginx `limit_conn`;
  * HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS` as a per-connection bound).

@@ -3,13 +3,13 @@
  * together. `portico serve`, the demo and the tests all run Portico through this.
  */
 import type { EventEmitter } from 'node:events'
-import http from 'node:http'
+import { http } from '../lib/node-http.ts'
 import type { AddressInfo, Socket } from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import type { Duplex } from 'node:stream'
 import { describeReload, upstreamChanges, type ReloadOutcome, type ReloadSummary } from './reload.ts'
-import { ConfigError } from '../config/load.ts'
+import { ConfigError } from '../config/problems.ts'
 import type { BufferingConfig, ClientLimitsConfig, Config, ListenerConfig } from '../config/schema.ts'
 import { createAccessLog, toRecord, type AccessLogSink } from '../observe/access-log.ts'
 import { FailureRing } from '../observe/failures.ts'
