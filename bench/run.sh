@@ -8,6 +8,7 @@
 #   bash bench/run.sh https      # HTTP/1.1 over TLS 1.3 keep-alive: Portico vs nginx, same certificate
 #   bash bench/run.sh workers    # Portico with 1 and 2 worker processes beside nginx with 1 and 2 workers
 #   bash bench/run.sh all        # all five
+#   bash bench/run.sh memory     # RSS of one Portico worker and one nginx worker, idle and under load (bench/memory.ts)
 #
 # Settings (environment):
 #   BENCH_DURATION=10            measured seconds per target of baseline, cache and https
@@ -29,9 +30,10 @@ NODE=$ROOT/node_modules/.bin/node
 export PATH="$PATH:/usr/sbin:/sbin"
 
 SCENARIO=${1:-baseline}
+[[ $SCENARIO == memory ]] && exec "$NODE" "$BENCH/memory.ts"
 case $SCENARIO in
   baseline|failover|cache|https|workers|all) ;;
-  *) echo "usage: bash bench/run.sh [baseline|failover|cache|https|workers|all]" >&2; exit 2 ;;
+  *) echo "usage: bash bench/run.sh [baseline|failover|cache|https|workers|all|memory]" >&2; exit 2 ;;
 esac
 
 export BENCH_DURATION=${BENCH_DURATION:-10}

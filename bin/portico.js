@@ -13,4 +13,25 @@ if (major < REQUIRED) {
     `  npm install && npx portico --help\n`)
   process.exit(1)
 }
-await import('../src/cli/main.ts')
+await import(await entry())
+
+/**
+ * The built JavaScript (dist/, made by `npm install` through `npm run build`) when it is
+ * there and not older than any source file, else the TypeScript sources. Why: Node's type
+ * stripping loads a WebAssembly transformer at start that costs about 30 MB of RSS per
+ * process (bench/memory.ts measures it); the sources stay the truth (tests run them), so a
+ * stale build is never used. PORTICO_SOURCE=1 forces the sources.
+ */
+async function entry() {
+  const src = new URL('../src/cli/main.ts', import.meta.url)
+  const built = new URL('../dist/cli/main.js', import.meta.url)
+  if (process.env.PORTICO_SOURCE === '1') return src.href
+  const { statSync, readdirSync } = await import('node:fs')
+  let builtAt
+  try { builtAt = statSync(built).mtimeMs } catch { return src.href }
+  const stale = (dir) => readdirSync(dir, { withFileTypes: true }).some((e) => {
+    const p = `${dir}/${e.name}`
+    return e.isDirectory() ? stale(p) : e.name.endsWith('.ts') && statSync(p).mtimeMs > builtAt
+  })
+  return stale(new URL('../src', import.meta.url).pathname) ? src.href : built.href
+}

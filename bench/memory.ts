@@ -1,0 +1,147 @@
+/**
+ * Memory per process: RSS (and PSS, the share of pages also mapped by other processes) of
+ * one Portico process and of one nginx worker, idle and under load, in front of the same
+ * backend. Usage: `bash bench/run.sh memory` or `node bench/memory.ts`.
+ *
+ * Idle is read 2 s after the listener is up; under load is the peak of samples taken every
+ * 250 ms during a bounded run (wrk when installed, else a Node.js keep-alive client) of
+ * MEMORY_DURATION seconds (default 10) with MEMORY_CONNECTIONS connections (default 64).
+ * Portico runs as `npm start` would (bin/portico.js, the built dist/ when up to date),
+ * quick mode; MEMORY_NODE_FLAGS adds Node.js/V8 flags to it (to compare them). Everything listens on 127.0.0.1 only.
+ * On a 2-core host the proxies share cores with the load generator and the backend.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { readFileSync, writeFileSync, mkdtempSync, rmSync, existsSync } from 'node:fs'
+import { request, Agent } from 'node:http'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+const ROOT = new URL('..', import.meta.url).pathname
+const DURATION_S = Number(process.env.MEMORY_DURATION ?? 10)
+const CONNECTIONS = Number(process.env.MEMORY_CONNECTIONS ?? 64)
+const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find((p) => existsSync(p))
+const WRK = ['/usr/bin/wrk', '/usr/local/bin/wrk'].find((p) => existsSync(p))
+
+interface Sample { rssKb: number; pssKb: number }
+interface Row { name: string; idle: Sample; load: Sample; after: Sample; requests: number; errors: number; cpuUsPerRequest: number }
+
+function sample(pid: number): Sample {
+  const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8')
+  const kb = (k: string): number => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0)
+  return { rssKb: kb('Rss'), pssKb: kb('Pss') }
+}
+
+/** CPU time (user + system) of a process so far, in µs, from /proc/PID/stat (clock ticks of 10 ms). */
+function cpuUs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
+  return (Number(fields[11]) + Number(fields[12])) * 10_000
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo
+      s.close(() => resolve(port))
+    }).on('error', reject)
+  })
+}
+
+async function waitListening(port: number, what: string): Promise<void> {
+  const deadline = Date.now() + 15_000
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true) }).on('error', () => resolve(false))
+    })
+    if (ok) return
+    if (Date.now() > deadline) throw new Error(`${what} did not listen on 127.0.0.1:${port}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+/** Runs the load against `port` for DURATION_S, calling `tick` every 250 ms; returns request and error counts. */
+async function load(port: number, tick: () => void): Promise<{ requests: number; errors: number }> {
+  const timer = setInterval(tick, 250)
+  try {
+    if (WRK) {
+      const out = await new Promise<string>((resolve) => {
+        const w = spawn(WRK, ['-t1', `-c${CONNECTIONS}`, `-d${DURATION_S}s`, `http://127.0.0.1:${port}/`], { stdio: ['ignore', 'pipe', 'inherit'] })
+        let text = ''
+        w.stdout.on('data', (d) => { text += d })
+        w.on('close', () => resolve(text))
+      })
+      const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0)
+      const errors = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0) + (/Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)?.slice(1).reduce((a, b) => a + Number(b), 0) ?? 0)
+      return { requests, errors }
+    }
+    const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS })
+    const end = Date.now() + DURATION_S * 1000
+    let requests = 0
+    let errors = 0
+    const one = (): Promise<void> => new Promise((resolve) => {
+      request({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
+        if (res.statusCode !== 200) errors++
+        res.resume().on('end', () => { requests++; resolve() })
+      }).on('error', () => { errors++; resolve() }).end()
+    })
+    await Promise.all(Array.from({ length: CONNECTIONS }, async () => { while (Date.now() < end) await one() }))
+    agent.destroy()
+    return { requests, errors }
+  } finally {
+    clearInterval(timer)
+  }
+}
+
+async function measure(name: string, pid: () => number, port: number): Promise<Row> {
+  await sleep(2000)
+  const idle = sample(pid())
+  let peak: Sample = idle
+  const cpu0 = cpuUs(pid())
+  const { requests, errors } = await load(port, () => {
+    const s = sample(pid())
+    if (s.rssKb > peak.rssKb) peak = s
+  })
+  const cpuUsPerRequest = (cpuUs(pid()) - cpu0) / Math.max(1, requests)
+  await sleep(1000)
+  return { name, idle, load: peak, after: sample(pid()), requests, errors, cpuUsPerRequest }
+}
+
+const children: ChildProcess[] = []
+const tmp = mkdtempSync(join(tmpdir(), 'portico-memory-'))
+const node = process.execPath
+try {
+  const backendPort = await freePort()
+  children.push(spawn(node, [join(ROOT, 'bench/backend.ts'), String(backendPort)], { stdio: 'ignore' }))
+  await waitListening(backendPort, 'the backend')
+  const rows: Row[] = []
+
+  const porticoPort = await freePort()
+  const flags = (process.env.MEMORY_NODE_FLAGS ?? '').split(' ').filter(Boolean)
+  const portico = spawn(node, [...flags, join(ROOT, 'bin/portico.js'), 'serve', '--listen', `127.0.0.1:${porticoPort}`, '--to', `http://127.0.0.1:${backendPort}`], { stdio: ['ignore', 'ignore', 'inherit'] })
+  children.push(portico)
+  await waitListening(porticoPort, 'Portico')
+  rows.push(await measure('portico (1 process)', () => portico.pid!, porticoPort))
+
+  if (NGINX) {
+    const nginxPort = await freePort()
+    const conf = join(tmp, 'nginx.conf')
+    writeFileSync(conf, `worker_processes 1;\ndaemon off;\npid ${tmp}/nginx.pid;\nerror_log ${tmp}/error.log;\nevents { worker_connections 1024; }\nhttp {\n  access_log off;\n  client_body_temp_path ${tmp}/body; proxy_temp_path ${tmp}/proxy; fastcgi_temp_path ${tmp}/fcgi; uwsgi_temp_path ${tmp}/uwsgi; scgi_temp_path ${tmp}/scgi;\n  upstream backend { server 127.0.0.1:${backendPort}; keepalive 64; }\n  server { listen 127.0.0.1:${nginxPort}; location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } }\n}\n`)
+    const master = spawn(NGINX, ['-c', conf, '-p', tmp], { stdio: 'ignore' })
+    children.push(master)
+    await waitListening(nginxPort, 'nginx')
+    const worker = (): number => Number(spawnSync('pgrep', ['-P', String(master.pid)], { encoding: 'utf8' }).stdout.trim().split('\n')[0])
+    rows.push(await measure('nginx (1 worker)', worker, nginxPort))
+  }
+
+  const mb = (kb: number): string => (kb / 1024).toFixed(1)
+  console.log(`\nMemory per process, MB (RSS / PSS); load: ${DURATION_S} s, ${CONNECTIONS} connections, ${WRK ? 'wrk' : 'Node.js client'}; node ${process.versions.node}`)
+  console.log('| process | idle RSS | idle PSS | load RSS (peak) | load PSS | after load RSS | requests | errors | CPU µs/request |')
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
+  for (const r of rows) console.log(`| ${r.name} | ${mb(r.idle.rssKb)} | ${mb(r.idle.pssKb)} | ${mb(r.load.rssKb)} | ${mb(r.load.pssKb)} | ${mb(r.after.rssKb)} | ${r.requests} | ${r.errors} | ${r.cpuUsPerRequest.toFixed(1)} |`)
+} finally {
+  for (const c of children) c.kill('SIGTERM')
+  await sleep(300)
+  rmSync(tmp, { recursive: true, force: true })
+}
