@@ -16,6 +16,7 @@
  * | `GET /stats/ring`  | the live statistics ring as plain counts, for summing the rings of several processes (src/observe/live.ts) |
  * | `GET /`            | the dashboard (HTML); `GET /dashboard/sections` its live part; `/assets/*` its files (src/admin/dashboard.ts) |
  * | `GET, POST /login` | exchanges the token for a session cookie that opens the reads to a browser |
+ * | `GET /cache`       | the cache: memory tier use; Redis tier state (`available`) and counts of hits, misses, writes, errors and timeouts |
  * | `POST /cache/purge` | removes stored responses: `{"url": "..."}` or `{"prefix": "..."}`; 200 `{"purged": N}` |
  *
  * Unknown paths get 404 and known paths with another method 405 (with `Allow`), as JSON.
@@ -52,7 +53,7 @@ import type { UpstreamPool } from '../upstream/pool.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
 import type { NameStatus } from '../upstream/names.ts'
 import type { ReloadOutcome } from '../server/reload.ts'
-import { purge, readAdminBody } from '../cache/admin.ts'
+import { cacheView, purge, readAdminBody } from '../cache/admin.ts'
 import type { LiveExport } from '../observe/live.ts'
 import { DASHBOARD_CSP, dashboardAsset, renderLogin, renderPage, renderSections, sessionCookie, sessionOf, sessionValue } from './dashboard.ts'
 import { sampleStates, StateSince, statsView, type StatsSource } from './stats.ts'
@@ -328,6 +329,7 @@ const ROUTES: Record<string, Record<string, Handler>> = {
   '/assets/dashboard.css': { GET: asset('/assets/dashboard.css') },
   '/assets/uPlot.iife.min.js': { GET: asset('/assets/uPlot.iife.min.js') },
   '/assets/uPlot.min.css': { GET: asset('/assets/uPlot.min.css') },
+  '/cache': { GET: async (v) => ({ status: 200, body: await v.cache() }) },
   '/cache/purge': { POST: (v, body) => v.purge(body) },
 }
 

@@ -4,6 +4,7 @@
  */
 import type { IncomingMessage } from 'node:http'
 import type { HttpCache } from './cache.ts'
+import { TieredStore } from './redis-store.ts'
 
 /** Largest admin request body read, in bytes. */
 const MAX_BODY = 64 * 1024
@@ -21,6 +22,19 @@ export async function readAdminBody(req: IncomingMessage): Promise<string> {
     if (size <= MAX_BODY) chunks.push(chunk as Buffer)
   }
   return Buffer.concat(chunks).toString('utf8')
+}
+
+/** `GET /cache` body: the memory tier's use and the Redis tier's state and counts (null without one). */
+export interface CacheView {
+  memory: { max_size: number; stored_bytes: number; entries: number }
+  redis: { url: string; available: boolean; timeout_ms: number; hits: number; misses: number; writes: number; errors: number; timeouts: number } | null
+}
+
+/** Handles `GET /cache`. */
+export function cacheView(cache: HttpCache): CacheView {
+  const s = cache.store
+  const redis = s instanceof TieredStore ? { ...s.redis, timeout_ms: s.config.timeout } : null
+  return { memory: { max_size: cache.maxSize, stored_bytes: s.size, entries: s.count }, redis }
 }
 
 /** The admin reply: a status and a JSON body. */

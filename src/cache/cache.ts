@@ -224,6 +224,8 @@ export class HttpCache {
 
   /** The store's configured size in bytes (`cache.max_size`). */
   readonly maxSize: number
+  /** The `cache.store` config the store was made from (compared on reload); undefined for a store given directly. */
+  readonly storeConfig: unknown
 
   /** Collapsing across worker processes; null in a single process (collapsing stays in-process). */
   shared: SharedCollapse | null = null
@@ -231,10 +233,12 @@ export class HttpCache {
   /**
    * @param store where responses live; default an in-memory store of `maxSize` bytes
    * @param maxSize the store's size in bytes; default 256 MiB
+   * @param storeConfig the `cache.store` config `store` was made from
    */
-  constructor(store?: CacheStore, maxSize = 256 * 1024 * 1024) {
+  constructor(store?: CacheStore, maxSize = 256 * 1024 * 1024, storeConfig?: unknown) {
     this.store = store ?? new MemoryStore(maxSize)
     this.maxSize = maxSize
+    this.storeConfig = storeConfig
   }
 
   /** Looks the request up (RFC 9111 §4): the usable variant, if any, and what to do with it. */

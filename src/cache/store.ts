@@ -47,6 +47,8 @@ export interface CacheStore {
   readonly size: number
   /** Entries held now. */
   readonly count: number
+  /** Releases what the store holds outside the process (a Redis connection); the memory store has nothing to close. */
+  close?(): Promise<void>
 }
 
 /** Bytes an entry counts for: bodies, header names and values, and a fixed overhead per variant. */

@@ -482,10 +482,25 @@ export const routeCacheSchema = z.strictObject({
   store_set_cookie: z.boolean().default(false),
 })
 
+/** `cache.store.redis`: the shared Redis tier of the cache. */
+export const redisStoreSchema = z.strictObject({
+  /** `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. Required. */
+  url: z.string().regex(/^rediss?:\/\/[^/?#]+(\/\d*)?$/, 'expected redis://host:port or rediss://host:port (optionally user:password@ and /db)'),
+  /** Longest wait for one Redis command on the request path; a slower answer counts as a miss and the request goes on without it. Default `"50ms"`. */
+  timeout: duration.default(50),
+  /** Prefix of every key written, so several caches can share one Redis. Default `"portico:cache:"`. */
+  key_prefix: z.string().default('portico:cache:'),
+})
+
 /** The shared cache store (all routes). */
 export const cacheStoreSchema = z.strictObject({
   /** Most bytes held by the in-memory store (bodies and headers); least recently used responses are evicted beyond it. Default `"256MiB"`. */
   max_size: size.default(256 * 1024 * 1024),
+  /** Where stored responses live besides memory. Default: memory only. */
+  store: z.strictObject({
+    /** A second tier in Redis behind the memory store, shared by every Portico host that names the same Redis (node-redis). Optional. */
+    redis: redisStoreSchema.optional(),
+  }).default(() => ({})),
 })
 
 /**

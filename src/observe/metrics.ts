@@ -22,6 +22,8 @@ export interface StoreUsage {
   size: number
   /** Entries held: one a URL, each with its `Vary` variants. */
   count: number
+  /** The Redis tier (`cache.store.redis`), when there is one: its state and counts since it was made. */
+  readonly redis?: { readonly available: boolean; readonly hits: number; readonly misses: number; readonly errors: number; readonly timeouts: number }
 }
 
 /** What request and response buffering and the per-connection gates hold, at scrape time. */
@@ -203,6 +205,10 @@ interface HistogramValue {
  *   name (`access_rule`, `rate_limited`, `method_not_allowed`, …; docs/causes.md)
  * - `portico_rate_limit_store_errors{route,limit}`: store failures (Redis down or slow) of
  *   each rate limit in force, read from `limits()` at scrape time
+ * - `portico_cache_redis_up` (1 while the Redis tier is connected, 0 while not or when there
+ *   is none), `portico_cache_redis_failures_total{kind}` (`error`, `timeout`: commands that
+ *   failed or outlasted `cache.store.redis.timeout`), `portico_cache_redis_lookups_total{result}`
+ *   (`hit`, `miss`: memory misses answered by Redis), read from `store().redis` at scrape time
  *
  * Labels with no value (no route matched, no endpoint tried) are the empty string.
  */
@@ -348,6 +354,39 @@ export class Metrics {
       help: 'Requests waiting for their turn on their client connection: pipelined HTTP/1.1 requests, HTTP/2 streams beyond limits.max_requests_per_connection.',
       registers,
       collect() { this.set(buffers().waiting) },
+    })
+    new Gauge({
+      name: 'portico_cache_redis_up',
+      help: 'Whether the Redis tier of the cache is connected (1) or not (0); 0 when there is none. Over the workers of a host: the lowest (0 while any is not connected).',
+      registers,
+      aggregator: 'min',
+      collect() { this.set(store().redis?.available === true ? 1 : 0) },
+    })
+    new Counter({
+      name: 'portico_cache_redis_failures_total',
+      help: 'Redis tier commands that failed (kind="error") or outlasted cache.store.redis.timeout (kind="timeout"); the request went on without Redis.',
+      labelNames: ['kind'] as const,
+      registers,
+      collect() {
+        const r = store().redis
+        this.reset()
+        if (r === undefined) return
+        this.inc({ kind: 'error' }, r.errors)
+        this.inc({ kind: 'timeout' }, r.timeouts)
+      },
+    })
+    new Counter({
+      name: 'portico_cache_redis_lookups_total',
+      help: 'Memory misses looked up in the Redis tier, by result: hit (copied to memory) or miss.',
+      labelNames: ['result'] as const,
+      registers,
+      collect() {
+        const r = store().redis
+        this.reset()
+        if (r === undefined) return
+        this.inc({ result: 'hit' }, r.hits)
+        this.inc({ result: 'miss' }, r.misses)
+      },
     })
   }
 

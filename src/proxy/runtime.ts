@@ -3,7 +3,7 @@
  * builds a new runtime and swaps it in; requests keep the one they started with.
  */
 import { HttpCache } from '../cache/cache.ts'
-import { MemoryStore } from '../cache/store.ts'
+import { createCacheStore } from '../cache/redis-store.ts'
 import type { Config } from '../config/schema.ts'
 import { Filters } from '../protect/filter.ts'
 import type { HostLimitFeed } from '../protect/rate-limit.ts'
@@ -16,7 +16,7 @@ export interface Runtime {
   readonly config: Config
   readonly router: Router
   readonly pools: ReadonlyMap<string, UpstreamPool>
-  /** The RFC 9111 shared cache of the routes with `cache.enabled`; kept across reloads while `cache.max_size` is unchanged. */
+  /** The RFC 9111 shared cache of the routes with `cache.enabled`; kept across reloads while `cache.max_size` and `cache.store` are unchanged. */
   readonly cache: HttpCache
   /** Access rules, rate limits, `limit_conn` and trusted proxies of this generation. */
   readonly filters: Filters
@@ -47,7 +47,7 @@ export function buildRuntime(config: Config, reuse?: ReadonlyMap<string, Upstrea
     const old = reuse?.get(name)
     pools.set(name, old && JSON.stringify(old.config) === JSON.stringify(up) ? old : new UpstreamPool(name, up, poolOptions))
   }
-  const keepCache = cache !== undefined && cache.maxSize === config.cache.max_size
+  const keepCache = cache !== undefined && cache.maxSize === config.cache.max_size && JSON.stringify(cache.storeConfig) === JSON.stringify(config.cache.store)
   const router = new Router(config.routes)
   const headerRules = new Map<string, RouteHeaderRules>()
   for (const r of router.routes) {
@@ -63,7 +63,7 @@ export function buildRuntime(config: Config, reuse?: ReadonlyMap<string, Upstrea
     config,
     router,
     pools,
-    cache: keepCache ? cache : new HttpCache(new MemoryStore(config.cache.max_size), config.cache.max_size),
+    cache: keepCache ? cache : new HttpCache(createCacheStore(config.cache.max_size, config.cache.store.redis), config.cache.max_size, config.cache.store),
     filters: new Filters(config, router.routes.map((r) => r.name), filters, hostLimits ?? null),
     headerRules,
   }

@@ -361,6 +361,8 @@ export class Gateway {
     this.buffers.limits = limits
     this.clients.max = config.limits.max_requests_per_client_ip ?? null
     for (const a of this.#admission.values()) a.gate.limits = connectionLimits(config.limits)
+    // A cache whose store changed is dropped: its Redis connection, if any, is closed.
+    if (next.cache !== old.cache) void old.cache.store.close?.()
     const warnings: string[] = []
     const removed = this.listeners.filter((l) => !after.has(l.config.address))
     for (const l of removed) {
@@ -473,6 +475,7 @@ export class Gateway {
     this.#retiring.clear()
     await this.#closePools([...pools])
     for (const r of redis) await r?.close()
+    await this.#runtime.cache.store.close?.()
     // Access log lines are written on each response's close event: let those run first.
     await new Promise((resolve) => setImmediate(resolve))
     await this.accessLog.flush()

@@ -43,6 +43,7 @@ test('documented defaults are the defaults the schema applies', async () => {
 routes: [{ upstream: app }]
 upstreams: { app: { endpoints: [{ url: "http://127.0.0.1:3000" }] } }
 admin: {}
+cache: { store: { redis: { url: "redis://127.0.0.1:6379" } } }
 `, 'defaults.yaml')
   let checked = 0
   for (const r of await rows()) {
