@@ -17,7 +17,7 @@ await import(await entry())
 
 /**
  * The built JavaScript (dist/, made by `npm install` through `npm run build`) when it is
- * there and not older than any source file, else the TypeScript sources. Why: Node's type
+ * there and not older than any file of src/, else the TypeScript sources. Why: Node's type
  * stripping loads a WebAssembly transformer at start that costs about 30 MB of RSS per
  * process (bench/memory.ts measures it); the sources stay the truth (tests run them), so a
  * stale build is never used. PORTICO_SOURCE=1 forces the sources.
@@ -31,7 +31,7 @@ async function entry() {
   try { builtAt = statSync(built).mtimeMs } catch { return src.href }
   const stale = (dir) => readdirSync(dir, { withFileTypes: true }).some((e) => {
     const p = `${dir}/${e.name}`
-    return e.isDirectory() ? stale(p) : e.name.endsWith('.ts') && statSync(p).mtimeMs > builtAt
+    return e.isDirectory() ? stale(p) : statSync(p).mtimeMs > builtAt
   })
   return stale(new URL('../src', import.meta.url).pathname) ? src.href : built.href
 }

@@ -9,7 +9,7 @@
  * Portico answers with an HttpOnly, SameSite=Strict session cookie derived from the token,
  * which opens the API's reads (GET, HEAD) only; writes still need `Authorization: Bearer`.
  */
-import { createHash } from 'node:crypto'
+import { nodeCrypto } from '../lib/lazy-builtins.ts'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import path from 'node:path'
@@ -21,7 +21,7 @@ export const SESSION_COOKIE = 'portico_admin_session'
 
 /** The session cookie value of a token: SHA-256 of a label and the token (the cookie never holds the token itself). */
 export function sessionValue(token: string): string {
-  return createHash('sha256').update(`portico dashboard session\n${token}`).digest('hex')
+  return nodeCrypto().createHash('sha256').update(`portico dashboard session\n${token}`).digest('hex')
 }
 
 /** The `Set-Cookie` of a session (RFC 6265 §4.1; HttpOnly: no script reads it; SameSite=Strict: no other site sends it). */

@@ -37,12 +37,12 @@
  *
  * Every refusal and every `POST` is written to the process log (reads at debug level).
  */
-import { createRequire } from 'node:module'
 import { readFileSync } from 'node:fs'
 import { http } from '../lib/node-http.ts'
 import net, { type AddressInfo, type Socket } from 'node:net'
 import { isLoopbackAddress } from '../config/address.ts'
 import type { Config } from '../config/schema.ts'
+import { nodeCrypto } from '../lib/lazy-builtins.ts'
 import { logger } from '../lib/logger.ts'
 import type { FailureRing } from '../observe/failures.ts'
 import type { Metrics } from '../observe/metrics.ts'
@@ -58,11 +58,6 @@ import type { LiveExport } from '../observe/live.ts'
 import { DASHBOARD_CSP, dashboardAsset, renderLogin, renderPage, renderSections, sessionCookie, sessionOf, sessionValue } from './dashboard.ts'
 import { sampleStates, StateSince, statsView, type StatsSource } from './stats.ts'
 
-// node:crypto on first use (token check, certificate reading): loading it initialises
-// OpenSSL, about 5 MB of RSS that a process without admin token or TLS does not need.
-const requireBuiltin = createRequire(import.meta.url)
-let cryptoModule: typeof import('node:crypto') | undefined
-const nodeCrypto = (): typeof import('node:crypto') => (cryptoModule ??= requireBuiltin('node:crypto') as typeof import('node:crypto'))
 
 /** What the admin API reads and drives in one process; the Gateway implements it. */
 export interface AdminTarget {
@@ -294,7 +289,7 @@ function login(body: string, call: Call): Reply {
   if (call.token === null) return { status: 303, text: '', contentType: 'text/plain', headers: { location: '/' } }
   const given = call.req.method === 'POST' ? new URLSearchParams(body).get('token') : call.url.searchParams.get('token')
   if (given === null || given === '') return html(200, renderLogin(null))
-  if (!timingSafeEqual(digest(given.trim()), digest(call.token))) {
+  if (!nodeCrypto().timingSafeEqual(digest(given.trim()), digest(call.token))) {
     logger.warn({ admin: { path: '/login', status: 401, client_ip: call.req.socket.remoteAddress } }, 'admin API: dashboard sign-in with a wrong token')
     return html(401, renderLogin('That is not the token of admin.token_file.'))
   }
@@ -459,7 +454,7 @@ export function guardAdminRequest(req: http.IncomingMessage, path: string, token
 function sessionOpens(req: http.IncomingMessage, session: string | null): boolean {
   if (session === null || (req.method !== 'GET' && req.method !== 'HEAD')) return false
   const given = sessionOf(req.headers.cookie)
-  return given !== null && timingSafeEqual(digest(given), digest(session))
+  return given !== null && nodeCrypto().timingSafeEqual(digest(given), digest(session))
 }
 
 /** How often the admin API notes the state of every endpoint, for the dashboard's "since", in ms. */

@@ -9,19 +9,13 @@ import { readFileSync } from 'node:fs'
 import { http } from '../lib/node-http.ts'
 import type http2 from 'node:http2'
 import type https from 'node:https'
-import { createRequire } from 'node:module'
 import type { Socket } from 'node:net'
 import type tls from 'node:tls'
-import { nodeHttp2, nodeHttps, nodeTls } from '../lib/node-tls.ts'
+import { nodeCrypto, nodeHttp2, nodeHttps, nodeTls } from '../lib/lazy-builtins.ts'
 import type { ListenerConfig } from '../config/schema.ts'
 import { logger } from '../lib/logger.ts'
 import { CLIENT_HELLO, peekClientHello, type ClientHelloInfo, type HelloSocket } from './client-hello.ts'
 
-// node:crypto on first use (token check, certificate reading): loading it initialises
-// OpenSSL, about 5 MB of RSS that a process without admin token or TLS does not need.
-const requireBuiltin = createRequire(import.meta.url)
-let cryptoModule: typeof import('node:crypto') | undefined
-const nodeCrypto = (): typeof import('node:crypto') => (cryptoModule ??= requireBuiltin('node:crypto') as typeof import('node:crypto'))
 
 /** The `tls` block of a listener, with defaults applied. */
 export type ListenerTlsConfig = NonNullable<ListenerConfig['tls']>

@@ -5,7 +5,7 @@
  */
 import net from 'node:net'
 import type tls from 'node:tls'
-import { nodeTls } from '../lib/node-tls.ts'
+import { nodeTls } from '../lib/lazy-builtins.ts'
 import type { Duplex } from 'node:stream'
 import type { buildConnector } from 'undici'
 import { GatewayError } from '../failures/classify.ts'

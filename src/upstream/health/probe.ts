@@ -5,7 +5,7 @@
  */
 import { http } from '../../lib/node-http.ts'
 import net from 'node:net'
-import { nodeHttps, nodeTls } from '../../lib/node-tls.ts'
+import { nodeHttps, nodeTls } from '../../lib/lazy-builtins.ts'
 import type { HealthCheckConfig } from '../../config/schema.ts'
 import type { ConnectorOptions } from '../connector.ts'
 import type { CauseType } from '../../failures/causes.ts'
