@@ -48,17 +48,20 @@ const PURGE_TIMEOUT_MS = 10_000
 /** Format version of a stored entry; an entry of another version is a miss. */
 const FORMAT = 1
 
-/** The node-redis client surface this tier uses (commands take and return Buffers). */
-interface RedisClientLike {
+/**
+ * The node-redis client surface this tier uses: `sendCommand` with raw command arguments
+ * (bulk strings back as Buffers where asked), as node-redis's base `RedisClient` has it.
+ */
+export interface RedisClientLike {
   isReady: boolean
   on(event: string, listener: (...args: unknown[]) => void): unknown
   connect(): Promise<unknown>
-  get(key: string): Promise<Buffer | null>
-  set(key: string, value: Buffer, options: { EX: number }): Promise<unknown>
-  del(keys: string | string[]): Promise<number>
-  scanIterator(options: { MATCH: string; COUNT: number }): AsyncIterable<Buffer[] | string[]>
+  sendCommand<T>(args: Array<string | Buffer>, options?: { typeMapping?: Record<number, unknown> }): Promise<T>
   destroy(): void
 }
+
+/** Reply type mapping for GET: bulk strings as Buffers (RESP_TYPES.BLOB_STRING is 36, `$`). */
+const BUFFER_REPLIES = { typeMapping: { 36: Buffer } }
 
 /**
  * Serialises an entry: a 4-byte big-endian length, that many bytes of JSON (each variant's
@@ -127,7 +130,7 @@ export class TieredStore implements CacheStore {
    * upstream until Redis is ready.
    *
    * @param createClient makes the node-redis client (tests may pass their own); default
-   *   node-redis's `createClient`, loaded on first use
+   *   node-redis's base `RedisClient`, loaded on first use
    */
   constructor(memory: MemoryStore, config: RedisTierConfig, createClient?: (url: string) => RedisClientLike) {
     this.memory = memory
@@ -149,8 +152,10 @@ export class TieredStore implements CacheStore {
       client.on('error', (err) => this.#setAvailable(false, err as Error))
       await client.connect()
     } catch (err) {
-      // Reconnection goes on in node-redis; a failed first connect is one more unavailable spell.
-      this.#setAvailable(false, err as Error)
+      // node-redis goes on reconnecting after a failed first connect; a client that could
+      // not even be made (node-redis missing) leaves the tier off for good. Either way: say so.
+      this.#stats.available = false
+      logger.warn({ redis: this.#stats.url, err: (err as Error).message }, 'cache: Redis tier unavailable; serving from memory and upstreams')
     }
   }
 
@@ -203,7 +208,7 @@ export class TieredStore implements CacheStore {
     if (inMemory !== undefined) return inMemory
     const c = this.#ready()
     if (c === null) return undefined
-    const buf = await this.#bounded(c.get(this.config.key_prefix + key))
+    const buf = await this.#bounded(c.sendCommand<Buffer | null>(['GET', this.config.key_prefix + key], BUFFER_REPLIES))
     if (buf === undefined) return undefined
     if (buf === null) {
       this.#stats.misses++
@@ -225,10 +230,10 @@ export class TieredStore implements CacheStore {
     if (c === null) return
     // In the background: the response is served already, and a slow Redis must not hold its store.
     if (entry.variants.length === 0) {
-      void this.#bounded(c.del(this.config.key_prefix + key))
+      void this.#bounded(c.sendCommand<number>(['DEL', this.config.key_prefix + key]))
       return
     }
-    void this.#bounded(c.set(this.config.key_prefix + key, encodeEntry(entry), { EX: expirySeconds(entry) })).then((r) => {
+    void this.#bounded(c.sendCommand<string>(['SET', this.config.key_prefix + key, encodeEntry(entry), 'EX', String(expirySeconds(entry))])).then((r) => {
       if (r !== undefined) this.#stats.writes++
     })
   }
@@ -237,7 +242,7 @@ export class TieredStore implements CacheStore {
     const here = await this.memory.delete(key)
     const c = this.#ready()
     if (c === null) return here
-    const n = await this.#bounded(c.del(this.config.key_prefix + key))
+    const n = await this.#bounded(c.sendCommand<number>(['DEL', this.config.key_prefix + key]))
     return here || (n ?? 0) > 0
   }
 
@@ -249,9 +254,12 @@ export class TieredStore implements CacheStore {
       let n = 0
       // SCAN's MATCH is a glob: escape its special characters in the URL prefix.
       const match = `${(this.config.key_prefix + prefix).replace(/[*?[\]\\]/g, '\\$&')}*`
-      for await (const keys of c.scanIterator({ MATCH: match, COUNT: 500 })) {
-        if (keys.length > 0) n += await c.del(keys.map(String))
-      }
+      let cursor = '0'
+      do {
+        const [next, keys] = await c.sendCommand<[string, string[]]>(['SCAN', cursor, 'MATCH', match, 'COUNT', '500'])
+        if (keys.length > 0) n += await c.sendCommand<number>(['DEL', ...keys])
+        cursor = String(next)
+      } while (cursor !== '0')
       return n
     }
     return Math.max(here, (await this.#bounded(removeAll(), PURGE_TIMEOUT_MS)) ?? 0)
@@ -267,10 +275,17 @@ export class TieredStore implements CacheStore {
   }
 }
 
-/** node-redis's `createClient`, loaded on first use (only processes with a Redis tier pay for it). */
+/**
+ * node-redis's base `RedisClient`, loaded on first use (only processes with a Redis tier pay
+ * for it). Why not `createClient`: it builds a client class with a method for each of some
+ * 500 Redis commands and module commands, about 25 MB of RSS per process (measured with
+ * bench/memory.ts); this tier sends four commands through `sendCommand`.
+ */
 async function defaultClientFactory(timeoutMs: number): Promise<(url: string) => RedisClientLike> {
-  const { createClient, RESP_TYPES } = await import('redis')
-  return (url) => createClient({
+  const mod = await import('redis')
+  // node-redis is CommonJS: a bundle may give its exports as `default` only.
+  const RedisClient = mod.RedisClient ?? mod.default.RedisClient
+  return (url) => new RedisClient({
     url,
     // Fail at once while disconnected rather than queueing behind a reconnect.
     disableOfflineQueue: true,
@@ -279,7 +294,7 @@ async function defaultClientFactory(timeoutMs: number): Promise<(url: string) =>
       // Back off up to 2 s between attempts, for ever: Redis may come back.
       reconnectStrategy: (retries: number) => Math.min(100 * 2 ** Math.min(retries, 5), 2000),
     },
-  }).withTypeMapping({ [RESP_TYPES.BLOB_STRING]: Buffer }) as unknown as RedisClientLike
+  }) as unknown as RedisClientLike
 }
 
 /**
