@@ -7,7 +7,8 @@
  * 250 ms during a bounded run (wrk when installed, else a Node.js keep-alive client) of
  * MEMORY_DURATION seconds (default 10) with MEMORY_CONNECTIONS connections (default 64).
  * Portico runs as `npm start` would (bin/portico.js, the built dist/ when up to date),
- * quick mode; MEMORY_NODE_FLAGS adds Node.js/V8 flags to it (to compare them). Everything listens on 127.0.0.1 only.
+ * quick mode; MEMORY_NODE_FLAGS adds Node.js/V8 flags to it (to compare them), MEMORY_NGINX=0
+ * leaves nginx out. Everything listens on 127.0.0.1 only.
  * On a 2-core host the proxies share cores with the load generator and the backend.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
@@ -124,7 +125,7 @@ try {
   await waitListening(porticoPort, 'Portico')
   rows.push(await measure('portico (1 process)', () => portico.pid!, porticoPort))
 
-  if (NGINX) {
+  if (NGINX && process.env.MEMORY_NGINX !== '0') {
     const nginxPort = await freePort()
     const conf = join(tmp, 'nginx.conf')
     writeFileSync(conf, `worker_processes 1;\ndaemon off;\npid ${tmp}/nginx.pid;\nerror_log ${tmp}/error.log;\nevents { worker_connections 1024; }\nhttp {\n  access_log off;\n  client_body_temp_path ${tmp}/body; proxy_temp_path ${tmp}/proxy; fastcgi_temp_path ${tmp}/fcgi; uwsgi_temp_path ${tmp}/uwsgi; scgi_temp_path ${tmp}/scgi;\n  upstream backend { server 127.0.0.1:${backendPort}; keepalive 64; }\n  server { listen 127.0.0.1:${nginxPort}; location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } }\n}\n`)

@@ -16,15 +16,16 @@ if (major < REQUIRED) {
 await import(await entry())
 
 /**
- * The built JavaScript (dist/, made by `npm install` through `npm run build`) when it is
+ * The built JavaScript (dist/, bundled by `npm install` through `npm run build`) when it is
  * there and not older than any file of src/, else the TypeScript sources. Why: Node's type
- * stripping loads a WebAssembly transformer at start that costs about 30 MB of RSS per
- * process (bench/memory.ts measures it); the sources stay the truth (tests run them), so a
- * stale build is never used. PORTICO_SOURCE=1 forces the sources.
+ * stripping loads a WebAssembly transformer at start (about 30 MB of RSS per process), and
+ * loading some 150 modules one by one costs more again than a few bundled files (about 7 MB:
+ * resolving them warms the JIT compilers); bench/memory.ts measures it. The sources stay the
+ * truth (tests run them), so a stale build is never used. PORTICO_SOURCE=1 forces the sources.
  */
 async function entry() {
   const src = new URL('../src/cli/main.ts', import.meta.url)
-  const built = new URL('../dist/cli/main.js', import.meta.url)
+  const built = new URL('../dist/portico.js', import.meta.url)
   if (process.env.PORTICO_SOURCE === '1') return src.href
   const { statSync, readdirSync } = await import('node:fs')
   let builtAt
