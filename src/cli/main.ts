@@ -24,6 +24,9 @@ program.command('serve')
   .option('--expose-error-details', 'quick mode: put internal addresses and raw errors in error responses')
   .option('--workers <n>', 'worker processes: "auto" (one per CPU) or a number; overrides the file\'s workers')
   .action(async (opts) => {
+    // A serving process runs with V8 and malloc settings of its own (see there); this may re-exec.
+    const { applyServerRuntime } = await import('./server-runtime.ts')
+    applyServerRuntime()
     const { serveCommand } = await import('./serve.ts')
     process.exitCode = await serveCommand(opts)
   })

@@ -1,0 +1,71 @@
+// `portico serve` re-executes itself once with its V8 and malloc settings: same PID, same
+// streams; PORTICO_NODE_DEFAULTS=1 keeps Node's defaults.
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { test } from 'node:test'
+import { SERVE_ENV, SERVE_NODE_FLAGS } from '../../src/cli/server-runtime.ts'
+
+const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname
+
+/** Starts `portico serve` in quick mode; resolves with the child once it listens, and its command line and environment as /proc shows them. */
+async function serve(env: NodeJS.ProcessEnv): Promise<{ pid: number; argv: string[]; environ: string[]; stop: () => Promise<number | string> }> {
+  const probe = http.createServer()
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r))
+  const port = (probe.address() as AddressInfo).port
+  await new Promise((r) => probe.close(r))
+  // The child is a server, not a test: without the runner's variables.
+  env = { ...env }
+  delete env.NODE_TEST_CONTEXT
+  delete env.NODE_TEST_WORKER_ID
+  const child = spawn(process.execPath, [MAIN, 'serve', '--listen', `127.0.0.1:${port}`, '--to', 'http://127.0.0.1:9'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no listening line:\n${stderr}`)), 30_000)
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d
+      if (stderr.includes('listening on')) {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+    child.once('exit', (code) => reject(new Error(`exited ${code}:\n${stderr}`)))
+  })
+  const pid = child.pid as number
+  // It serves: the upstream (the discard port, closed) refuses, and Portico says so.
+  const status = await new Promise<number>((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => { res.resume(); resolve(res.statusCode ?? 0) }).on('error', reject)
+  })
+  assert.equal(status, 502)
+  return {
+    pid,
+    argv: readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean),
+    environ: readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0'),
+    stop: async () => {
+      child.kill('SIGTERM')
+      return new Promise((r) => child.once('exit', (code, signal) => r(code ?? `killed by ${signal}:\n${stderr}`)))
+    },
+  }
+}
+
+test('serve runs with the server settings, in the process that was started, and stops cleanly', { timeout: 60_000 }, async () => {
+  const env = { ...process.env }
+  delete env.PORTICO_SERVER_RUNTIME
+  delete env.PORTICO_NODE_DEFAULTS
+  delete env.MALLOC_ARENA_MAX
+  const s = await serve(env)
+  for (const f of SERVE_NODE_FLAGS) assert.ok(s.argv.includes(f), `${f} in ${s.argv.join(' ')}`)
+  for (const [k, v] of Object.entries(SERVE_ENV)) assert.ok(s.environ.includes(`${k}=${v}`), `${k}=${v}`)
+  assert.equal(await s.stop(), 0)
+})
+
+test('PORTICO_NODE_DEFAULTS=1 keeps Node\'s defaults; a setting already in the environment wins', { timeout: 60_000 }, async () => {
+  const env: NodeJS.ProcessEnv = { ...process.env, PORTICO_NODE_DEFAULTS: '1', MALLOC_ARENA_MAX: '4' }
+  delete env.PORTICO_SERVER_RUNTIME
+  const s = await serve(env)
+  for (const f of SERVE_NODE_FLAGS) assert.ok(!s.argv.includes(f), `${f} not in ${s.argv.join(' ')}`)
+  assert.ok(s.environ.includes('MALLOC_ARENA_MAX=4'))
+  assert.equal(await s.stop(), 0)
+})
