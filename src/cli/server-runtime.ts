@@ -3,11 +3,11 @@
  * starts: `portico serve` replaces its own process image once with them (execve: same PID,
  * same standard streams, the same arguments), before loading anything else.
  *
- * - `--max-semi-space-size=4` (MB): V8 grows the young generation up to 16 MB a semi-space
- *   (32 MB in all) under a proxy's allocation rate, and keeps it. Capped at 4 MB, one
- *   process under bench load holds about 20 MB less; scavenges run more often but each
- *   finds as few live objects, so the CPU per request stays the same (bench/memory.ts and
- *   --trace-gc, measured before and after).
+ * - `--max-semi-space-size=4` (MB): under a proxy's allocation rate (some 10 KB a request)
+ *   V8 grows the young generation to about 28 MB and keeps it. Capped at 4 MB a
+ *   semi-space, one process under bench load holds about 20 MB less; scavenges run more
+ *   often but each finds as few live objects, so the CPU per request stays the same
+ *   (bench/memory.ts and --trace-gc, measured before and after).
  * - `MALLOC_ARENA_MAX=2`: glibc gives each thread (V8's compiler and GC helpers, libuv's
  *   pool) a malloc arena of its own and seldom returns their free memory; two arenas hold
  *   less. Settings already in the environment or on the command line win.
