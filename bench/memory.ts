@@ -6,7 +6,9 @@
  * Idle is read 2 s after the listener is up; under load is the peak of samples taken every
  * 250 ms during a bounded run (wrk when installed, else a Node.js keep-alive client) of
  * MEMORY_DURATION seconds (default 10) with MEMORY_CONNECTIONS connections (default 64).
- * Portico runs as `npm start` would (bin/portico.js, the built dist/ when up to date),
+ * Portico runs with `--workers 1` (one process) and `--workers 2` (a primary and two
+ * workers, one row each; MEMORY_WORKERS=1,2 sets the list), as `npx portico serve` would
+ * (bin/portico.js, the built dist/ when up to date),
  * quick mode; MEMORY_NODE_FLAGS adds Node.js/V8 flags to it (to compare them), MEMORY_NGINX=0
  * leaves nginx out. Everything listens on 127.0.0.1 only.
  * On a 2-core host the proxies share cores with the load generator and the backend.
@@ -95,18 +97,29 @@ async function load(port: number, tick: () => void): Promise<{ requests: number;
   }
 }
 
-async function measure(name: string, pid: () => number, port: number): Promise<Row> {
+/**
+ * Idle samples of each process, then one load run against `port` sampling all of them;
+ * one row a process. Requests and CPU per request: the whole run's, CPU summed over the processes.
+ */
+async function measure(processes: Array<{ name: string; pid: number }>, port: number): Promise<Row[]> {
   await sleep(2000)
-  const idle = sample(pid())
-  let peak: Sample = idle
-  const cpu0 = cpuUs(pid())
+  const idle = processes.map((p) => sample(p.pid))
+  const peak = idle.slice()
+  const cpu0 = processes.map((p) => cpuUs(p.pid))
   const { requests, errors } = await load(port, () => {
-    const s = sample(pid())
-    if (s.rssKb > peak.rssKb) peak = s
+    processes.forEach((p, i) => {
+      const s = sample(p.pid)
+      if (s.rssKb > peak[i].rssKb) peak[i] = s
+    })
   })
-  const cpuUsPerRequest = (cpuUs(pid()) - cpu0) / Math.max(1, requests)
+  const cpu = processes.reduce((n, p, i) => n + cpuUs(p.pid) - cpu0[i], 0)
   await sleep(1000)
-  return { name, idle, load: peak, after: sample(pid()), requests, errors, cpuUsPerRequest }
+  return processes.map((p, i) => ({ name: p.name, idle: idle[i], load: peak[i], after: sample(p.pid), requests, errors, cpuUsPerRequest: cpu / Math.max(1, requests) }))
+}
+
+/** The child processes of `pid`, oldest first. */
+function childrenOf(pid: number): number[] {
+  return spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean).map(Number).sort((a, b) => a - b)
 }
 
 const children: ChildProcess[] = []
@@ -118,12 +131,20 @@ try {
   await waitListening(backendPort, 'the backend')
   const rows: Row[] = []
 
-  const porticoPort = await freePort()
   const flags = (process.env.MEMORY_NODE_FLAGS ?? '').split(' ').filter(Boolean)
-  const portico = spawn(node, [...flags, join(ROOT, 'bin/portico.js'), 'serve', '--listen', `127.0.0.1:${porticoPort}`, '--to', `http://127.0.0.1:${backendPort}`], { stdio: ['ignore', 'ignore', 'inherit'] })
-  children.push(portico)
-  await waitListening(porticoPort, 'Portico')
-  rows.push(await measure('portico (1 process)', () => portico.pid!, porticoPort))
+  for (const workers of (process.env.MEMORY_WORKERS ?? '1,2').split(',').map(Number)) {
+    const porticoPort = await freePort()
+    const portico = spawn(node, [...flags, join(ROOT, 'bin/portico.js'), 'serve', '--workers', String(workers), '--listen', `127.0.0.1:${porticoPort}`, '--to', `http://127.0.0.1:${backendPort}`], { stdio: ['ignore', 'ignore', 'ignore'] })
+    children.push(portico)
+    await waitListening(porticoPort, 'Portico')
+    const pid = portico.pid!
+    const processes = workers === 1
+      ? [{ name: 'portico, workers: 1 (one process)', pid }]
+      : [{ name: `portico, workers: ${workers}: primary`, pid }, ...childrenOf(pid).map((w, i) => ({ name: `portico, workers: ${workers}: worker ${i + 1}`, pid: w }))]
+    rows.push(...await measure(processes, porticoPort))
+    portico.kill('SIGTERM')
+    await new Promise((r) => portico.once('exit', r))
+  }
 
   if (NGINX && process.env.MEMORY_NGINX !== '0') {
     const nginxPort = await freePort()
@@ -132,13 +153,12 @@ try {
     const master = spawn(NGINX, ['-c', conf, '-p', tmp], { stdio: 'ignore' })
     children.push(master)
     await waitListening(nginxPort, 'nginx')
-    const worker = (): number => Number(spawnSync('pgrep', ['-P', String(master.pid)], { encoding: 'utf8' }).stdout.trim().split('\n')[0])
-    rows.push(await measure('nginx (1 worker)', worker, nginxPort))
+    rows.push(...await measure([{ name: 'nginx, worker_processes 1: worker', pid: childrenOf(master.pid!)[0] }], nginxPort))
   }
 
   const mb = (kb: number): string => (kb / 1024).toFixed(1)
   console.log(`\nMemory per process, MB (RSS / PSS); load: ${DURATION_S} s, ${CONNECTIONS} connections, ${WRK ? 'wrk' : 'Node.js client'}; node ${process.versions.node}`)
-  console.log('| process | idle RSS | idle PSS | load RSS (peak) | load PSS | after load RSS | requests | errors | CPU µs/request |')
+  console.log('| process | idle RSS | idle PSS | load RSS (peak) | load PSS | after load RSS | requests | errors | CPU µs/request (all processes) |')
   console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
   for (const r of rows) console.log(`| ${r.name} | ${mb(r.idle.rssKb)} | ${mb(r.idle.pssKb)} | ${mb(r.load.rssKb)} | ${mb(r.load.pssKb)} | ${mb(r.after.rssKb)} | ${r.requests} | ${r.errors} | ${r.cpuUsPerRequest.toFixed(1)} |`)
 } finally {

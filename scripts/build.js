@@ -37,9 +37,9 @@ try {
 rmSync(dist, { recursive: true, force: true })
 await esbuild.build({
   absWorkingDir: root,
-  // Flat: the validator's child (load-child.js) sits beside the chunk that spawns it, as
-  // src/config/load-child.ts sits beside src/config/isolated.ts.
-  entryPoints: { portico: 'src/cli/main.ts', 'load-child': 'src/config/load-child.ts' },
+  // Flat: the validator's child (load-child.js) and a worker's program (worker-main.js) sit
+  // beside the chunks that start them, as they sit beside their starters in src/.
+  entryPoints: { portico: 'src/cli/main.ts', 'load-child': 'src/config/load-child.ts', 'worker-main': 'src/cluster/worker-main.ts' },
   outdir: dist,
   chunkNames: '[name]-[hash]',
   bundle: true,

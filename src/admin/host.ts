@@ -16,6 +16,7 @@ import { FAILURE_RING_SIZE } from '../observe/failures.ts'
 import { mergeLiveExports, type LiveExport } from '../observe/live.ts'
 import { upstreamsView, type AdminView, type Reply } from './server.ts'
 import type { StatsSource } from './stats.ts'
+import type { CacheView } from '../cache/admin.ts'
 
 /** A worker's share of one endpoint in `GET /upstreams`. */
 export interface WorkerShare {
@@ -151,6 +152,28 @@ export function hostView(primary: Primary): AdminView {
       const ok = answered<{ status: number; body: { purged?: number } }>(answers)
       if (ok.length > 0 && ok[0].value.status !== 200) return ok[0].value
       return { status: 200, body: { purged: ok.reduce((n, a) => n + (a.value.body.purged ?? 0), 0), workers: ok.map((a) => ({ worker: a.slot, pid: a.pid, purged: a.value.body.purged ?? 0 })) } }
+    },
+    async cache() {
+      const answers = await primary.ask<CacheView>({ q: 'cache' })
+      const ok = answered<CacheView>(answers)
+      const sum = (f: (v: CacheView) => number): number => ok.reduce((n, a) => n + f(a.value), 0)
+      const redis = ok.map((a) => a.value.redis).filter((r) => r !== null)
+      const missing = unanswered(answers)
+      return {
+        memory: { stored_bytes: sum((v) => v.memory.stored_bytes), entries: sum((v) => v.memory.entries) },
+        // The host's Redis tier is available when every worker that answered is connected.
+        redis: redis.length === 0 ? null : {
+          url: redis[0].url,
+          available: redis.every((r) => r.available),
+          hits: redis.reduce((n, r) => n + r.hits, 0),
+          misses: redis.reduce((n, r) => n + r.misses, 0),
+          writes: redis.reduce((n, r) => n + r.writes, 0),
+          errors: redis.reduce((n, r) => n + r.errors, 0),
+          timeouts: redis.reduce((n, r) => n + r.timeouts, 0),
+        },
+        workers: ok.map((a) => ({ worker: a.slot, pid: a.pid, ...a.value })),
+        ...(missing.length > 0 ? { unanswered: missing } : {}),
+      }
     },
     workers() {
       return {

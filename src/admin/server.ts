@@ -93,6 +93,8 @@ export interface AdminView {
   reload(): Promise<Reply>
   /** `POST /cache/purge`. */
   purge(body: string): Promise<Reply>
+  /** `GET /cache`: the memory tier's use and the Redis tier's state (a primary: each worker's, and the sums). */
+  cache(): unknown
   /** What `GET /stats` and the dashboard read, gathered for one view (a primary asks its workers). */
   stats(): StatsSource | Promise<StatsSource>
   /** `GET /stats/ring`: the live statistics ring as counts, or null. */
@@ -115,6 +117,7 @@ export function localView(t: AdminTarget): AdminView {
       return r.ok ? { status: 200, body: { ok: true, ...r.summary } } : { status: 400, body: r }
     },
     purge: (body) => purge(t.runtime.cache, body),
+    cache: () => cacheView(t.runtime.cache),
     stats: () => t,
     liveExport: () => t.live?.export() ?? null,
     states: t,

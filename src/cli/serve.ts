@@ -72,7 +72,7 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
       throw err
     }
   }
-  const { workerCount } = await import('../cluster/primary.ts')
+  const { workerCount } = await import('../cluster/count.ts')
   const count = await workerCount(workers ?? config.workers)
   if (count > 1) return serveCluster(config, count, loadConfig, file)
   const { Gateway } = await import('../server/gateway.ts')

@@ -35,6 +35,7 @@ export type Question =
   | { q: 'live' }
   | { q: 'entry'; key: string }
   | { q: 'purge'; body: string }
+  | { q: 'cache' }
 
 /** Messages from the primary to a worker. */
 export type ToWorker =

@@ -8,7 +8,7 @@
 import cluster, { type Worker } from 'node:cluster'
 import { fileURLToPath } from 'node:url'
 import type { Config } from '../config/schema.ts'
-import { ConfigError, type ConfigProblem } from '../config/load.ts'
+import { ConfigError, type ConfigProblem } from '../config/problems.ts'
 import { logger } from '../lib/logger.ts'
 import { HostLimitTable } from '../protect/rate-limit.ts'
 import type { AdminService } from '../server/gateway.ts'
@@ -131,7 +131,9 @@ export class Primary {
    * @throws {Error} when the first worker cannot listen (its message), or a worker does not start
    */
   async start(): Promise<void> {
-    cluster.setupPrimary({ exec: fileURLToPath(new URL('./worker-main.ts', import.meta.url)), serialization: 'advanced' })
+    // The sources run worker-main.ts; the bundle (dist/, see scripts/build.js) has worker-main.js beside this code.
+    const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js'
+    cluster.setupPrimary({ exec: fileURLToPath(new URL(`./worker-main${ext}`, import.meta.url)), serialization: 'advanced' })
     // Without reusePort, workers' listen() goes through the primary, which hands connections out in turn.
     if (!this.#reusePort) cluster.schedulingPolicy = cluster.SCHED_RR
     cluster.on('exit', (worker, code, signal) => this.#exited(worker, code, signal))
@@ -419,9 +421,4 @@ function splitAddress(address: string): { host: string; port: number } {
   return { host: m[1] ?? m[2], port: Number(m[3]) }
 }
 
-/** The config's `workers` as a number: `auto` is one per CPU this process may use. */
-export async function workerCount(workers: Config['workers']): Promise<number> {
-  if (workers !== 'auto') return workers
-  const os = await import('node:os')
-  return os.availableParallelism()
-}
+export { workerCount } from './count.ts'

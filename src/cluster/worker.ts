@@ -8,7 +8,7 @@
  * another worker's fetch of the same URL.
  */
 import type { Config } from '../config/schema.ts'
-import { purge } from '../cache/admin.ts'
+import { cacheView, purge } from '../cache/admin.ts'
 import type { HttpCache, SharedCollapse } from '../cache/cache.ts'
 import type { StoreEntry } from '../cache/store.ts'
 import { logger } from '../lib/logger.ts'
@@ -277,5 +277,6 @@ async function answerQuestion(gw: Gateway | null, q: Question): Promise<unknown>
     // The response this worker fetched under a lease, for the workers that waited for it.
     case 'entry': return gw.runtime.cache.store.get(q.key)
     case 'purge': return purge(gw.runtime.cache, q.body)
+    case 'cache': return cacheView(gw.runtime.cache)
   }
 }

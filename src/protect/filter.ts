@@ -7,10 +7,10 @@
  *
  * The local rate-limit counters of a limit whose settings did not change survive a reload.
  */
-import { createHash } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Config, LimitConnConfig, RateLimitConfig } from '../config/schema.ts'
 import { CidrList } from '../lib/cidr.ts'
+import { nodeCrypto } from '../lib/lazy-builtins.ts'
 import { logger } from '../lib/logger.ts'
 import { REFUSALS, type Refusal } from '../failures/refusals.ts'
 import { AccessRules } from './access.ts'
@@ -89,7 +89,7 @@ export class RateLimit {
     this.identity = `${route}\n${JSON.stringify(c)}`
     const old = previous?.get(this.identity)
     // The id names the limit to the other workers: the same settings on the same route are the same limit.
-    const id = createHash('sha256').update(this.identity).digest('base64url').slice(0, 16)
+    const id = nodeCrypto().createHash('sha256').update(this.identity).digest('base64url').slice(0, 16)
     this.store = this.redis ? redis as RedisStore : old !== undefined && !old.redis ? old.store : new LocalStore(100_000, host === null ? null : { id, feed: host })
     const window = Math.max(1, Math.ceil(((c.burst + 1) * r.intervalMs) / 1000))
     this.policyField = `"${this.name}";q=${c.burst + 1};w=${window}`
@@ -102,7 +102,7 @@ export class RateLimit {
    */
   storeKey(key: string): string {
     const hash = this.key.kind === 'header' && (this.redis || key.length > 64)
-    const k = hash ? createHash('sha256').update(key).digest('base64url').slice(0, 22) : key
+    const k = hash ? nodeCrypto().createHash('sha256').update(key).digest('base64url').slice(0, 22) : key
     return this.redis ? `rl:${this.route}:${this.name}:${k}` : k
   }
 

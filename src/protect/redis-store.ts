@@ -6,8 +6,9 @@
  * caller applies `on_store_error`; while the connection is down, commands fail at once
  * (no offline queue) and node-redis reconnects in the background.
  */
-import { createHash } from 'node:crypto'
-import { createClient } from 'redis'
+import { createRequire } from 'node:module'
+import type { createClient } from 'redis'
+import { nodeCrypto } from '../lib/lazy-builtins.ts'
 import { logger } from '../lib/logger.ts'
 import type { GcraPolicy, LimitDecision, RateLimitStore } from './rate-limit.ts'
 
@@ -31,7 +32,13 @@ end
 redis.call('SET', KEYS[1], string.format('%d', nxt), 'PX', math.ceil((nxt - now) / 1000))
 return {1, math.floor((now - allow_at) / interval), math.ceil(nxt - now), 0}
 `
-const SCRIPT_SHA = createHash('sha1').update(SCRIPT).digest('hex')
+let scriptSha: string | undefined
+/** The script's SHA-1 (`EVALSHA`), made on first use: node:crypto loads only where Redis is used. */
+const SCRIPT_SHA = (): string => (scriptSha ??= nodeCrypto().createHash('sha1').update(SCRIPT).digest('hex'))
+
+// node-redis is loaded by the first RedisStore (require is synchronous): a process without
+// `scope: redis` limits never loads it (some 500 modules, 30 MB and more of RSS).
+const requirePackage = createRequire(import.meta.url)
 
 /** Settings of the Redis connection (`redis` of portico.yaml). */
 export interface RedisStoreOptions {
@@ -54,7 +61,8 @@ export class RedisStore implements RateLimitStore {
 
   constructor(options: RedisStoreOptions) {
     this.options = options
-    this.#client = createClient({
+    const { createClient: create } = requirePackage('redis') as { createClient: typeof createClient }
+    this.#client = create({
       url: options.url,
       disableOfflineQueue: true,
       socket: {
@@ -84,7 +92,7 @@ export class RedisStore implements RateLimitStore {
     let reply: unknown
     try {
       reply = this.#loaded
-        ? await this.#client.evalSha(SCRIPT_SHA, { keys: [key], arguments: args })
+        ? await this.#client.evalSha(SCRIPT_SHA(), { keys: [key], arguments: args })
         : await this.#client.eval(SCRIPT, { keys: [key], arguments: args })
       this.#loaded = true
     } catch (err) {

@@ -8,7 +8,7 @@
  * the kernel reclaims its space when the store is closed, and also when the process dies.
  */
 import fs from 'node:fs'
-import { randomBytes } from 'node:crypto'
+import { nodeCrypto } from '../lib/lazy-builtins.ts'
 import path from 'node:path'
 
 /** Sizes of buffering, all in bytes (config `buffering`). */
@@ -72,7 +72,7 @@ export class BufferBudget {
         return cb(err as Error, -1)
       }
     }
-    const file = path.join(dir, `portico-${process.pid}-${randomBytes(6).toString('hex')}`)
+    const file = path.join(dir, `portico-${process.pid}-${nodeCrypto().randomBytes(6).toString('hex')}`)
     fs.open(file, 'wx+', 0o600, (err, fd) => {
       if (err) return cb(err, -1)
       fs.unlink(file, (unlinkErr) => {

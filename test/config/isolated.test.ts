@@ -54,13 +54,15 @@ test('serving loads neither the validator nor modules it does not use (memory pe
   const hooks = `import { registerHooks } from 'node:module'
 const seen = new Set(); globalThis.__seen = seen
 registerHooks({ resolve(spec, ctx, next) { const r = next(spec, ctx); seen.add(r.url); return r } })`
-  const main = `await import(${JSON.stringify(new URL('../../src/cli/serve.ts', import.meta.url).href)})
+  // serve, and what a single process or a worker serves with (serve imports them on start).
+  const modules = ['cli/serve.ts', 'server/gateway.ts', 'admin/server.ts', 'cluster/worker.ts'].map((m) => new URL(`../../src/${m}`, import.meta.url).href)
+  const main = `for (const m of ${JSON.stringify(modules)}) await import(m)
 process.stdout.write(JSON.stringify([...globalThis.__seen]))`
   const out = await new Promise<string>((resolve, reject) => {
     execFile(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(hooks)}`, '--input-type=module', '-e', main], (err, stdout, stderr) => err ? reject(new Error(stderr)) : resolve(stdout))
   })
   const seen: string[] = JSON.parse(out)
   assert.ok(seen.some((u) => u.endsWith('/src/server/gateway.ts')), 'the gateway was loaded')
-  const unwanted = seen.filter((u) => /\/node_modules\/(zod|yaml|undici|commander)\/|\/src\/(config\/(load|schema|json-schema)|doctor|lab|convert)\b|^node:(tls|https|http2|crypto|zlib)$/.test(u))
+  const unwanted = seen.filter((u) => /\/node_modules\/(zod|yaml|undici|commander|redis|@redis)\/|\/src\/(config\/(load|schema|json-schema)|doctor|lab|convert)\b|^node:(tls|https|http2|crypto|zlib)$/.test(u))
   assert.deepEqual(unwanted, [])
 })
