@@ -11,7 +11,7 @@ import { SERVE_ENV, SERVE_NODE_FLAGS } from '../../src/cli/server-runtime.ts'
 const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname
 
 /** Starts `portico serve` in quick mode; resolves with the child once it listens, and its command line and environment as /proc shows them. */
-async function serve(env: NodeJS.ProcessEnv): Promise<{ pid: number; argv: string[]; environ: string[]; stop: () => Promise<number | string> }> {
+async function serve(env: NodeJS.ProcessEnv, nodeArgs: string[] = []): Promise<{ pid: number; argv: string[]; environ: string[]; stop: () => Promise<number | string> }> {
   const probe = http.createServer()
   await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r))
   const port = (probe.address() as AddressInfo).port
@@ -20,7 +20,7 @@ async function serve(env: NodeJS.ProcessEnv): Promise<{ pid: number; argv: strin
   env = { ...env }
   delete env.NODE_TEST_CONTEXT
   delete env.NODE_TEST_WORKER_ID
-  const child = spawn(process.execPath, [MAIN, 'serve', '--listen', `127.0.0.1:${port}`, '--to', 'http://127.0.0.1:9'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(process.execPath, [...nodeArgs, MAIN, 'serve', '--listen', `127.0.0.1:${port}`, '--to', 'http://127.0.0.1:9'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no listening line:\n${stderr}`)), 30_000)
@@ -61,11 +61,23 @@ test('serve runs with the server settings, in the process that was started, and 
   assert.equal(await s.stop(), 0)
 })
 
-test('PORTICO_NODE_DEFAULTS=1 keeps Node\'s defaults; a setting already in the environment wins', { timeout: 60_000 }, async () => {
-  const env: NodeJS.ProcessEnv = { ...process.env, PORTICO_NODE_DEFAULTS: '1', MALLOC_ARENA_MAX: '4' }
+test('settings already on the command line or in the environment win', { timeout: 60_000 }, async () => {
+  const env: NodeJS.ProcessEnv = { ...process.env, MALLOC_ARENA_MAX: '4' }
   delete env.PORTICO_SERVER_RUNTIME
+  delete env.PORTICO_NODE_DEFAULTS
+  const s = await serve(env, ['--max-semi-space-size=8'])
+  assert.equal(s.argv.filter((a) => a.startsWith('--max-semi-space-size')).join(' '), '--max-semi-space-size=8')
+  assert.ok(s.environ.includes('MALLOC_ARENA_MAX=4'))
+  assert.ok(s.environ.includes('PORTICO_SERVER_RUNTIME=1'), 'it was re-executed')
+  assert.equal(await s.stop(), 0)
+})
+
+test('PORTICO_NODE_DEFAULTS=1 keeps Node\'s defaults: no re-exec', { timeout: 60_000 }, async () => {
+  const env: NodeJS.ProcessEnv = { ...process.env, PORTICO_NODE_DEFAULTS: '1' }
+  delete env.PORTICO_SERVER_RUNTIME
+  delete env.MALLOC_ARENA_MAX
   const s = await serve(env)
   for (const f of SERVE_NODE_FLAGS) assert.ok(!s.argv.includes(f), `${f} not in ${s.argv.join(' ')}`)
-  assert.ok(s.environ.includes('MALLOC_ARENA_MAX=4'))
+  assert.ok(!s.environ.some((e) => e.startsWith('MALLOC_ARENA_MAX=') || e.startsWith('PORTICO_SERVER_RUNTIME=')))
   assert.equal(await s.stop(), 0)
 })
