@@ -185,10 +185,12 @@ export class TieredStore implements CacheStore {
     return c !== null && c.isReady && !this.#closed ? c : null
   }
 
-  /** `p`'s value, or undefined when it fails or takes longer than `ms` (each counted). */
+  /** `p`'s value, or undefined when it fails or takes longer than `ms` (counted once: as a timeout, or as an error). */
   #bounded<T>(p: Promise<T>, ms = this.config.timeout): Promise<T | undefined> {
     return new Promise((resolve) => {
+      let timedOut = false
       const timer = setTimeout(() => {
+        timedOut = true
         this.#stats.timeouts++
         resolve(undefined)
       }, ms)
@@ -197,7 +199,7 @@ export class TieredStore implements CacheStore {
         resolve(v)
       }, () => {
         clearTimeout(timer)
-        this.#stats.errors++
+        if (!timedOut) this.#stats.errors++
         resolve(undefined)
       })
     })

@@ -13,7 +13,7 @@ const ROOT = new URL('../..', import.meta.url).pathname
 /** Idle RSS a serving process must stay under, MB: measured about 63 (bench/memory.ts); bare Node.js takes about 42. */
 const IDLE_RSS_LIMIT_MB = 72
 
-test('the bundle builds, serves in quick mode, stays small when idle, and drains on SIGTERM', { skip: existsSync(join(ROOT, 'node_modules/esbuild')) ? false : 'esbuild is not installed', timeout: 120_000 }, async (t) => {
+test('the bundle builds, serves in quick mode as one process (small when idle) and with two workers, and drains on SIGTERM', { skip: existsSync(join(ROOT, 'node_modules/esbuild')) ? false : 'esbuild is not installed', timeout: 120_000 }, async (t) => {
   // Inside the checkout, so that the bundle finds node_modules as dist/ does.
   mkdirSync(join(ROOT, 'tmp'), { recursive: true })
   const out = mkdtempSync(join(ROOT, 'tmp', 'build-'))
@@ -31,8 +31,28 @@ test('the bundle builds, serves in quick mode, stays small when idle, and drains
   const port = (probe.address() as AddressInfo).port
   await new Promise((r) => probe.close(r))
 
-  const child = spawn(process.execPath, [join(out, 'portico.js'), 'serve', '--listen', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`], { stdio: ['ignore', 'ignore', 'pipe'] })
-  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  const upstreamPort = (upstream.address() as AddressInfo).port
+  // One process: it serves, and stays small when idle.
+  const one = await serveFromBundle(out, port, upstreamPort, 1)
+  t.after(() => one.kill())
+  assert.equal(await getBody(port), 'from the upstream')
+  // Idle: give start-up garbage a moment, then read the resident size.
+  await new Promise((r) => setTimeout(r, 1500))
+  const rssMb = Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${one.pid}/status`, 'utf8'))?.[1]) / 1024
+  t.diagnostic(`idle RSS of the built form: ${rssMb.toFixed(1)} MB`)
+  assert.ok(rssMb > 0 && rssMb <= IDLE_RSS_LIMIT_MB, `idle RSS ${rssMb.toFixed(1)} MB, over ${IDLE_RSS_LIMIT_MB} MB`)
+  assert.equal(await one.stop(), 0, one.stderr())
+
+  // Two workers: the primary starts the bundle's worker program.
+  const two = await serveFromBundle(out, port, upstreamPort, 2)
+  t.after(() => two.kill())
+  assert.equal(await getBody(port), 'from the upstream')
+  assert.equal(await two.stop(), 0, two.stderr())
+})
+
+/** `portico serve` from the bundle in quick mode; resolves once it listens. */
+async function serveFromBundle(out: string, port: number, upstreamPort: number, workers: number): Promise<{ pid: number; stderr: () => string; stop: () => Promise<number | null>; kill: () => void }> {
+  const child = spawn(process.execPath, [join(out, 'portico.js'), 'serve', '--workers', String(workers), '--listen', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${upstreamPort}`], { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no listening line:\n${stderr}`)), 30_000)
@@ -45,23 +65,24 @@ test('the bundle builds, serves in quick mode, stays small when idle, and drains
     })
     child.once('exit', (code) => reject(new Error(`exited ${code}:\n${stderr}`)))
   })
+  return {
+    pid: child.pid as number,
+    stderr: () => stderr,
+    stop: () => {
+      child.kill('SIGTERM')
+      return new Promise((r) => child.once('exit', r))
+    },
+    kill: () => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') },
+  }
+}
 
-  const body = await new Promise<string>((resolve, reject) => {
+/** The body of a GET / on 127.0.0.1:`port`, after checking it is a 200. */
+function getBody(port: number): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
     http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
       assert.equal(res.statusCode, 200)
       let b = ''
       res.setEncoding('utf8').on('data', (d: string) => (b += d)).on('end', () => resolve(b))
     }).on('error', reject)
   })
-  assert.equal(body, 'from the upstream')
-
-  // Idle: give start-up garbage a moment, then read the resident size.
-  await new Promise((r) => setTimeout(r, 1500))
-  const rssMb = Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]) / 1024
-  t.diagnostic(`idle RSS of the built form: ${rssMb.toFixed(1)} MB`)
-  assert.ok(rssMb > 0 && rssMb <= IDLE_RSS_LIMIT_MB, `idle RSS ${rssMb.toFixed(1)} MB, over ${IDLE_RSS_LIMIT_MB} MB`)
-
-  child.kill('SIGTERM')
-  const code = await new Promise<number | null>((r) => child.once('exit', r))
-  assert.equal(code, 0, stderr)
-})
+}

@@ -20,7 +20,7 @@ async function serve(env: NodeJS.ProcessEnv, nodeArgs: string[] = []): Promise<{
   env = { ...env }
   delete env.NODE_TEST_CONTEXT
   delete env.NODE_TEST_WORKER_ID
-  const child = spawn(process.execPath, [...nodeArgs, MAIN, 'serve', '--listen', `127.0.0.1:${port}`, '--to', 'http://127.0.0.1:9'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(process.execPath, [...nodeArgs, MAIN, 'serve', '--workers', '1', '--listen', `127.0.0.1:${port}`, '--to', 'http://127.0.0.1:9'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no listening line:\n${stderr}`)), 30_000)
