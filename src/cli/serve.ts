@@ -78,6 +78,8 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
   const { Gateway } = await import('../server/gateway.ts')
   const { AdminServer } = await import('../admin/server.ts')
   const gw = new Gateway(config, { loadConfig, admin: (g) => new AdminServer(g) })
+  // Taken before the listeners bind: a SIGTERM during the start drains once started, it does not kill.
+  const stopSignal = waitForStopSignal()
   try {
     await gw.start()
   } catch (err) {
@@ -104,10 +106,7 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
     }, (err: Error) => logger.error({ err }, 'reload failed'))
   }
   process.on('SIGHUP', onHup)
-  const signal = await new Promise<string>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'))
-    process.once('SIGTERM', () => resolve('SIGTERM'))
-  })
+  const signal = await stopSignal
   process.removeListener('SIGHUP', onHup)
   const drainMs = gw.runtime.config.shutdown.drain_timeout
   logger.info({ signal, drain_timeout_ms: drainMs }, `${signal}: draining, then stopping`)
@@ -135,6 +134,7 @@ async function serveCluster(config: Config, workers: number, loadConfig: (() => 
   const { AdminServer } = await import('../admin/server.ts')
   const { hostView } = await import('../admin/host.ts')
   const primary = new Primary(config, { workers, loadConfig, admin: (p) => new AdminServer(hostView(p)) })
+  const stopSignal = waitForStopSignal()
   try {
     await primary.start()
   } catch (err) {
@@ -162,10 +162,7 @@ async function serveCluster(config: Config, workers: number, loadConfig: (() => 
     }, (err: Error) => logger.error({ err }, 'reload failed'))
   }
   process.on('SIGHUP', onHup)
-  const signal = await new Promise<string>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'))
-    process.once('SIGTERM', () => resolve('SIGTERM'))
-  })
+  const signal = await stopSignal
   process.removeListener('SIGHUP', onHup)
   const drainMs = primary.config.shutdown.drain_timeout
   logger.info({ signal, drain_timeout_ms: drainMs, workers }, `${signal}: draining ${workers} workers, then stopping`)
@@ -180,4 +177,12 @@ async function serveCluster(config: Config, workers: number, loadConfig: (() => 
   await new Promise<void>((resolve) => logger.flush(() => resolve()))
   setTimeout(() => process.exit(0), 1000).unref()
   return 0
+}
+
+/** Resolves with the first SIGINT or SIGTERM; its handlers stay from the call on, so no stop signal kills the process meanwhile. */
+function waitForStopSignal(): Promise<string> {
+  return new Promise<string>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'))
+    process.once('SIGTERM', () => resolve('SIGTERM'))
+  })
 }
