@@ -1,13 +1,9 @@
 /**
- * The runtime settings of a serving process, which V8 and glibc read only when a process
- * starts: `portico serve` replaces its own process image once with them (execve: same PID,
- * same standard streams, the same arguments), before loading anything else.
+ * The runtime settings of a serving process, which glibc reads only when a process starts:
+ * `portico serve` replaces its own process image once with them (execve: same PID, same
+ * standard streams, the same arguments), before loading anything else. (Worker processes
+ * also get a smaller young generation: see `WORKER_NODE_FLAGS` in src/cluster/primary.ts.)
  *
- * - `--max-semi-space-size=4` (MB): under a proxy's allocation rate (some 10 KB a request)
- *   V8 grows the young generation to about 28 MB and keeps it. Capped at 4 MB a
- *   semi-space, one process under bench load holds about 20 MB less; scavenges run more
- *   often but each finds as few live objects, so the CPU per request stays the same
- *   (bench/memory.ts and --trace-gc, measured before and after).
  * - `MALLOC_ARENA_MAX=1`: glibc gives each thread (V8's compiler and GC helpers, libuv's
  *   pool) a malloc arena of its own and seldom returns their free memory; one arena holds
  *   3 to 5 MB less under load, and the CPU per request does not change (the request path
@@ -17,8 +13,14 @@
  * `PORTICO_NODE_DEFAULTS=1` keeps Node's own defaults (no re-exec).
  */
 
-/** V8 flags added for `serve`, unless the command line sets them already. */
-export const SERVE_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4']
+/**
+ * V8 flags added for `serve`, unless the command line sets them already: none. A single
+ * serving process keeps V8's young generation as it grows it: capping it (4 MB a
+ * semi-space) saved some 20 MB under load but cost 5–10 % more CPU per request in
+ * bench/compare.sh, and `workers: 1` keeps its speed. Worker processes, where memory is
+ * multiplied by the number of workers, are capped.
+ */
+export const SERVE_NODE_FLAGS: readonly string[] = []
 /** Environment settings added for `serve`, unless already set. */
 export const SERVE_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '1' }
 /** Set in the re-executed process, so it does not do it again (nor do workers it forks). */

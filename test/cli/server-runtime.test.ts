@@ -7,11 +7,12 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { test } from 'node:test'
 import { SERVE_ENV, SERVE_NODE_FLAGS } from '../../src/cli/server-runtime.ts'
+import { WORKER_NODE_FLAGS, workerExecArgv } from '../../src/cluster/primary.ts'
 
 const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname
 
 /** Starts `portico serve` in quick mode; resolves with the child once it listens, and its command line and environment as /proc shows them. */
-async function serve(env: NodeJS.ProcessEnv, nodeArgs: string[] = []): Promise<{ pid: number; argv: string[]; environ: string[]; stop: () => Promise<number | string> }> {
+async function serve(env: NodeJS.ProcessEnv, nodeArgs: string[] = [], workers = 1): Promise<{ pid: number; argv: string[]; environ: string[]; stop: () => Promise<number | string> }> {
   const probe = http.createServer()
   await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r))
   const port = (probe.address() as AddressInfo).port
@@ -20,7 +21,7 @@ async function serve(env: NodeJS.ProcessEnv, nodeArgs: string[] = []): Promise<{
   env = { ...env }
   delete env.NODE_TEST_CONTEXT
   delete env.NODE_TEST_WORKER_ID
-  const child = spawn(process.execPath, [...nodeArgs, MAIN, 'serve', '--workers', '1', '--listen', `127.0.0.1:${port}`, '--to', 'http://127.0.0.1:9'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(process.execPath, [...nodeArgs, MAIN, 'serve', '--workers', String(workers), '--listen', `127.0.0.1:${port}`, '--to', 'http://127.0.0.1:9'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no listening line:\n${stderr}`)), 30_000)
@@ -79,5 +80,23 @@ test('PORTICO_NODE_DEFAULTS=1 keeps Node\'s defaults: no re-exec', { timeout: 60
   const s = await serve(env)
   for (const f of SERVE_NODE_FLAGS) assert.ok(!s.argv.includes(f), `${f} not in ${s.argv.join(' ')}`)
   assert.ok(!s.environ.some((e) => e.startsWith('MALLOC_ARENA_MAX=') || e.startsWith('PORTICO_SERVER_RUNTIME=')))
+  assert.equal(await s.stop(), 0)
+})
+
+test('a single serving process keeps V8\'s young generation; worker processes get theirs capped', { timeout: 60_000 }, async () => {
+  assert.deepEqual(SERVE_NODE_FLAGS.filter((f) => f.startsWith('--max-semi-space-size')), [], 'workers: 1 keeps its speed')
+  assert.deepEqual(workerExecArgv(['--no-warnings']), ['--no-warnings', ...WORKER_NODE_FLAGS])
+  assert.deepEqual(workerExecArgv(['--max-semi-space-size=16']), ['--max-semi-space-size=16'], 'a flag of the primary wins')
+  const env = { ...process.env }
+  delete env.PORTICO_SERVER_RUNTIME
+  delete env.PORTICO_NODE_DEFAULTS
+  const s = await serve(env, [], 2)
+  const { execFileSync } = await import('node:child_process')
+  const children = execFileSync('pgrep', ['-P', String(s.pid)], { encoding: 'utf8' }).split('\n').filter(Boolean)
+  assert.ok(children.length >= 2, `workers of ${s.pid}: ${children.join(' ')}`)
+  const workers = children.map((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).filter((argv) => argv.some((a) => a.includes('worker-main')))
+  assert.equal(workers.length, 2, 'two worker processes')
+  for (const argv of workers) for (const f of WORKER_NODE_FLAGS) assert.ok(argv.includes(f), `${f} in ${argv.join(' ')}`)
+  assert.ok(!s.argv.includes('--max-semi-space-size=4'), 'the primary itself is not capped')
   assert.equal(await s.stop(), 0)
 })
