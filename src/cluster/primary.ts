@@ -28,10 +28,14 @@ import { Requests, plainError, type BoundListener, type Question, type ToPrimary
  */
 export const WORKER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4']
 
-/** The workers' `execArgv`: the primary's own, plus {@link WORKER_NODE_FLAGS} it does not set itself. */
-export function workerExecArgv(own: readonly string[]): string[] {
+/**
+ * The workers' `execArgv`: the primary's own, plus {@link WORKER_NODE_FLAGS} it does not set
+ * itself on its command line or in `NODE_OPTIONS`.
+ */
+export function workerExecArgv(own: readonly string[], nodeOptions = process.env.NODE_OPTIONS ?? ''): string[] {
   const name = (f: string) => f.split('=')[0]
-  return [...own, ...WORKER_NODE_FLAGS.filter((f) => !own.some((a) => name(a) === name(f)))]
+  const set = [...own, ...nodeOptions.split(/\s+/).filter(Boolean)]
+  return [...own, ...WORKER_NODE_FLAGS.filter((f) => !set.some((a) => name(a) === name(f)))]
 }
 
 

@@ -85,8 +85,9 @@ test('PORTICO_NODE_DEFAULTS=1 keeps Node\'s defaults: no re-exec', { timeout: 60
 
 test('a single serving process keeps V8\'s young generation; worker processes get theirs capped', { timeout: 60_000 }, async () => {
   assert.deepEqual(SERVE_NODE_FLAGS.filter((f) => f.startsWith('--max-semi-space-size')), [], 'workers: 1 keeps its speed')
-  assert.deepEqual(workerExecArgv(['--no-warnings']), ['--no-warnings', ...WORKER_NODE_FLAGS])
-  assert.deepEqual(workerExecArgv(['--max-semi-space-size=16']), ['--max-semi-space-size=16'], 'a flag of the primary wins')
+  assert.deepEqual(workerExecArgv(['--no-warnings'], ''), ['--no-warnings', ...WORKER_NODE_FLAGS])
+  assert.deepEqual(workerExecArgv(['--max-semi-space-size=16'], ''), ['--max-semi-space-size=16'], 'a flag of the primary wins')
+  assert.deepEqual(workerExecArgv([], '--max-semi-space-size=16 --no-warnings'), [], 'so does one in NODE_OPTIONS')
   const env = { ...process.env }
   delete env.PORTICO_SERVER_RUNTIME
   delete env.PORTICO_NODE_DEFAULTS
