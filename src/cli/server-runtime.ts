@@ -14,13 +14,16 @@
  */
 
 /**
- * V8 flags added for `serve`, unless the command line sets them already: none. A single
- * serving process keeps V8's young generation as it grows it: capping it (4 MB a
- * semi-space) saved some 20 MB under load but cost 5–10 % more CPU per request in
- * bench/compare.sh, and `workers: 1` keeps its speed. Worker processes, where memory is
- * multiplied by the number of workers, are capped.
+ * V8 flags added for `serve`, unless the command line sets them already:
+ * `--initial-old-space-size=64` (MB). The serving process loads little (see the bundle and
+ * the lazy built-ins), so V8 sized its old generation small and ran a full GC every few
+ * thousand requests; starting it at 64 MB brought the CPU per request back to what it was
+ * before (bench/compare.sh, both orders: 33 against 36 µs, 35 against 38), with the same
+ * RSS idle and under load (bench/run.sh memory). A single serving process keeps V8's
+ * young generation as it grows it; worker processes, whose memory their number multiplies,
+ * get a small one instead (WORKER_NODE_FLAGS in src/cluster/primary.ts), without this flag.
  */
-export const SERVE_NODE_FLAGS: readonly string[] = []
+export const SERVE_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=64']
 /** Environment settings added for `serve`, unless already set. */
 export const SERVE_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '1' }
 /** Set in the re-executed process, so it does not do it again (nor do workers it forks). */

@@ -35,8 +35,13 @@ export const WORKER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4']
 export function workerExecArgv(own: readonly string[], nodeOptions = process.env.NODE_OPTIONS ?? ''): string[] {
   const name = (f: string) => f.split('=')[0]
   const set = [...own, ...nodeOptions.split(/\s+/).filter(Boolean)]
-  return [...own, ...WORKER_NODE_FLAGS.filter((f) => !set.some((a) => name(a) === name(f)))]
+  // The large first old generation `serve` gives a single process is not for workers.
+  const kept = own.filter((a) => a !== SINGLE_PROCESS_ONLY)
+  return [...kept, ...WORKER_NODE_FLAGS.filter((f) => !set.some((a) => name(a) === name(f)))]
 }
+
+/** The flag `portico serve` adds for a single serving process (src/cli/server-runtime.ts), left out of workers. */
+const SINGLE_PROCESS_ONLY = '--initial-old-space-size=64'
 
 
 /** Platforms whose kernel spreads connections among `SO_REUSEPORT` sockets (Node's `reusePort`). */

@@ -85,6 +85,7 @@ test('PORTICO_NODE_DEFAULTS=1 keeps Node\'s defaults: no re-exec', { timeout: 60
 
 test('a single serving process keeps V8\'s young generation; worker processes get theirs capped', { timeout: 60_000 }, async () => {
   assert.deepEqual(SERVE_NODE_FLAGS.filter((f) => f.startsWith('--max-semi-space-size')), [], 'workers: 1 keeps its speed')
+  assert.deepEqual(workerExecArgv([...SERVE_NODE_FLAGS], ''), [...WORKER_NODE_FLAGS], 'the single process\'s flags are not the workers\'')
   assert.deepEqual(workerExecArgv(['--no-warnings'], ''), ['--no-warnings', ...WORKER_NODE_FLAGS])
   assert.deepEqual(workerExecArgv(['--max-semi-space-size=16'], ''), ['--max-semi-space-size=16'], 'a flag of the primary wins')
   assert.deepEqual(workerExecArgv([], '--max-semi-space-size=16 --no-warnings'), [], 'so does one in NODE_OPTIONS')
@@ -99,5 +100,6 @@ test('a single serving process keeps V8\'s young generation; worker processes ge
   assert.equal(workers.length, 2, 'two worker processes')
   for (const argv of workers) for (const f of WORKER_NODE_FLAGS) assert.ok(argv.includes(f), `${f} in ${argv.join(' ')}`)
   assert.ok(!s.argv.includes('--max-semi-space-size=4'), 'the primary itself is not capped')
+  for (const argv of workers) for (const f of SERVE_NODE_FLAGS) assert.ok(!argv.includes(f), `${f} not in ${argv.join(' ')}`)
   assert.equal(await s.stop(), 0)
 })
