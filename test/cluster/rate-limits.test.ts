@@ -20,7 +20,7 @@ test('two workers share one local limit: 3 s of load admitted at the host\'s rat
   let other = 0
   await Promise.all(Array.from({ length: 4 }, async (_, i) => {
     let next = t0 + i * 6
-    await new Promise((r) => setTimeout(r, next - performance.now()))
+    await new Promise((r) => setTimeout(r, Math.max(0, next - performance.now())))
     while (next < end) {
       last = Math.max(last, performance.now())
       const a = await getFresh(`${c.origin}/x`).catch(() => ({ status: 0, headers: {} as Record<string, string> }))

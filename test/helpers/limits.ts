@@ -37,7 +37,7 @@ export async function load(port: number, seconds: number, clients: number, every
     agents.push(agent)
     // Staggered, so the clients' requests interleave instead of arriving in bursts.
     let next = t0 + (i * everyMs) / clients
-    await new Promise((resolve) => setTimeout(resolve, next - performance.now()))
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, next - performance.now())))
     while (next < end) {
       last = Math.max(last, performance.now())
       const r = await sendFrom(port, { agent, headers: headers(i) }).catch(() => ({ status: 0, headers: {}, body: '' }))
