@@ -19,8 +19,8 @@ import { fetchFromPool } from './fetch.ts'
 import { IDEMPOTENT_METHODS, isValidRequestId, upstreamRequestHeaders } from './headers.ts'
 import { RetryLease, statusRetryAllowed } from './retries.ts'
 import type { Runtime } from './runtime.ts'
-import { admitRequest, answerRefusal, refusalResponse } from './refuse.ts'
-import { receivedTarget, type Refused, type RequestRules } from '../protect/validate.ts'
+import { admitRequest, answerRefusal, writeRefusal } from './refuse.ts'
+import { receivedTarget, type RequestRules } from '../protect/validate.ts'
 import { clientAddress, type TrustedProxies } from '../protect/client-ip.ts'
 import { checkListenerAccess, filterRequest, isRefused, type Admitted, type ConnSlot, type FilterRefused } from '../protect/filter.ts'
 import type { HeaderRules } from './header-rules.ts'
@@ -251,7 +251,7 @@ export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink
     if (protection) {
       const admitted = admitClient(protection.clients, ctx.clientIp)
       if (admitted === false) p.clients = protection.clients
-      else if (admitted !== true) return sendClientRefusal(ctx, req, res, rt, admitted)
+      else if (admitted !== true) return writeRefusal(ctx, req, res, rt, admitted, null, null)
     }
     // Phase "validate request" (src/protect): refusals, and req.url normalised for routing.
     if (!admitRequest(ctx, req, res, rt, opts.rules)) return
@@ -320,18 +320,6 @@ export interface HandlerOptions {
   listener?: string
 }
 
-/** Answers the `client_request_limit` refusal (429, with the `Retry-After` of its row, RFC 6585 §4). */
-function sendClientRefusal(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, rt: Runtime, r: Refused): void {
-  const { status, headers, body } = refusalResponse(ctx, req.headers.accept, rt, r, req.httpVersionMajor < 2, null)
-  if (r.refusal.retryAfterS !== null) headers['retry-after'] = String(r.refusal.retryAfterS)
-  res.writeHead(status, headers)
-  if (req.method === 'HEAD') {
-    ctx.bytesSent = 0
-    res.end()
-  } else {
-    res.end(body)
-  }
-}
 
 /** Answers a protection refusal (a cause with its status), closing the connection when the request body was left unread. */
 function sendRefusal(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, rt: Runtime, r: Refusal): void {

@@ -38,6 +38,7 @@ export function refusalResponse(ctx: RequestContext, accept: string | undefined,
     'proxy-status': proxyStatusError(rt.config.proxy_name, refusal.type, refusal.name),
     'x-request-id': ctx.requestId,
   }
+  if (refusal.retryAfterS !== null) headers['retry-after'] = String(refusal.retryAfterS)
   if (refusal.status === 405 && rules !== null) headers.allow = rules.allow
   if (http1 && refusal.type === 'http_request_error') headers.connection = 'close'
   ctx.error = refusal.type
@@ -60,7 +61,17 @@ export function admitRequest(ctx: RequestContext, req: IncomingMessage, res: Ser
     if (declinedUpgrade(req)) res.setHeader('connection', 'close')
     return true
   }
+  writeRefusal(ctx, req, res, rt, r, rules, null)
+  return false
+}
+
+/**
+ * Writes a refusal ({@link refusalResponse}) with `extra` header fields on top (the rate
+ * limit's `Retry-After`, `RateLimit-Policy`, `RateLimit`); a HEAD request gets no body.
+ */
+export function writeRefusal(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, rt: Runtime, r: Refused, rules: RequestRules | null, extra: Record<string, string> | null): void {
   const { status, headers, body } = refusalResponse(ctx, req.headers.accept, rt, r, req.httpVersionMajor < 2, rules)
+  if (extra !== null) Object.assign(headers, extra)
   res.writeHead(status, headers)
   if (req.method === 'HEAD') {
     ctx.bytesSent = 0
@@ -68,7 +79,6 @@ export function admitRequest(ctx: RequestContext, req: IncomingMessage, res: Ser
   } else {
     res.end(body)
   }
-  return false
 }
 
 /**
@@ -77,13 +87,5 @@ export function admitRequest(ctx: RequestContext, req: IncomingMessage, res: Ser
  */
 export function answerRefusal(ctx: RequestContext, req: IncomingMessage, res: ServerResponse, rt: Runtime, r: FilterRefused): void {
   if (res.headersSent || res.destroyed) return
-  const { status, headers, body } = refusalResponse(ctx, req.headers.accept, rt, r, req.httpVersionMajor < 2, null)
-  if (r.headers !== null) Object.assign(headers, r.headers)
-  res.writeHead(status, headers)
-  if (req.method === 'HEAD') {
-    ctx.bytesSent = 0
-    res.end()
-  } else {
-    res.end(body)
-  }
+  writeRefusal(ctx, req, res, rt, r, null, r.headers)
 }
