@@ -21,6 +21,7 @@ import { loadConfigFile } from '../../src/config/load.ts'
 import { Gateway } from '../../src/server/gateway.ts'
 import { memoryAccessLog } from '../../src/observe/access-log.ts'
 import { makeCA, makeCertificate, type KeyPair } from '../../src/lab/index.ts'
+import { freePort, waitListening } from '../helpers/ports.ts'
 
 const NGINX = '/usr/sbin/nginx'
 const skip = existsSync(NGINX) ? false : `nginx not installed at ${NGINX} (apt-get install nginx-light)`
@@ -53,27 +54,6 @@ async function startBackend(name: string, socketPath?: string): Promise<Backend>
   }
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   return { name, port: (server.address() as net.AddressInfo).port, server }
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise<void>((r) => s.close(() => r()))
-  return port
-}
-
-async function waitListening(port: number, deadline: number, what: () => string): Promise<void> {
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1')
-      s.once('connect', () => { s.destroy(); resolve(true) })
-      s.once('error', () => resolve(false))
-    })
-    if (ok) return
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error(`nothing listens on ${port}: ${what()}`)
 }
 
 /** Ports, backends and certificate files a configuration template is filled with. */

@@ -5,37 +5,16 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import http from 'node:http'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startLab, type FaultMode, type LabOptions } from '../../src/lab/index.ts'
 import { runDoctor } from '../../src/doctor/run.ts'
 import type { CauseType } from '../../src/failures/causes.ts'
 import { startDnsServer, type TestDnsServer } from './probes/dns-server.ts'
+import { freePort, waitListening } from '../helpers/ports.ts'
 
 const NGINX = '/usr/sbin/nginx'
 const skip = existsSync(NGINX) ? false : `nginx not installed at ${NGINX} (apt-get install nginx-light)`
-
-async function freePort(): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise<void>((r) => s.close(() => r()))
-  return port
-}
-
-async function waitListening(port: number, deadline: number): Promise<void> {
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1')
-      s.once('connect', () => { s.destroy(); resolve(true) })
-      s.once('error', () => resolve(false))
-    })
-    if (ok) return
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error(`nginx did not listen on ${port}`)
-}
 
 function get(port: number): Promise<number> {
   return new Promise((resolve) => {

@@ -8,7 +8,6 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import http from 'node:http'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseDocument } from 'yaml'
@@ -19,33 +18,13 @@ import { renderText } from '../../../src/doctor/report.ts'
 import { startDnsServer } from '../probes/dns-server.ts'
 import { SETUPS, type Setup, type SetupContext } from './setups.ts'
 import { vocabularyProblems } from '../vocabulary.ts'
+import { freePort, waitListening } from '../../helpers/ports.ts'
 
 const NGINX = '/usr/sbin/nginx'
 const noNginx = existsSync(NGINX) ? false : `nginx not installed at ${NGINX} (apt-get install nginx-light)`
 
 /** Set-ups run this many at a time: enough to keep the suite short, few enough for a loaded 2-core machine. */
 const CONCURRENCY = 6
-
-async function freePort(): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise<void>((r) => s.close(() => r()))
-  return port
-}
-
-async function waitListening(port: number, deadline: number): Promise<void> {
-  while (Date.now() < deadline) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1')
-      s.once('connect', () => { s.destroy(); resolve(true) })
-      s.once('error', () => resolve(false))
-    })
-    if (ok) return
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error(`nothing listens on ${port}`)
-}
 
 /** One GET through the proxy; resolves with the status (0 when the connection failed), never rejects. */
 function get(port: number, timeoutMs: number): Promise<number> {
