@@ -40,14 +40,13 @@ export interface Attempts<T extends AttemptTry> {
   readonly pool: UpstreamPool
   /** Whether the method is idempotent (RFC 9110 §9.2.2). */
   readonly idempotent: boolean
-  /** The request's place in the retry budget (also given to tries that retry on a status). */
-  readonly lease: RetryLease
   /**
    * Makes the try of one endpoint.
    *
    * @param queueTimeoutMs how long it may wait for a connection when the endpoint is at its limit, else null
+   * @param lease the request's place in the retry budget, for a try that retries on a status of `retries.on`
    */
-  newTry(endpoint: Endpoint, queueTimeoutMs: number | null, state: PoolAttemptState): T
+  newTry(endpoint: Endpoint, queueTimeoutMs: number | null, state: PoolAttemptState, lease: RetryLease): T
   /** Whether nobody waits for the answer any more (the client went away): the loop stops without a report. */
   abandoned(): boolean
 }
@@ -84,6 +83,8 @@ export async function runAttempts<T extends AttemptTry>(a: Attempts<T>): Promise
   const { ctx, pool } = a
   const state = attemptStateOf(pool)
   const retry = state.retry
+  // The request's place in the retry budget: taken at its first retry that adds load, given back at the end.
+  const lease = new RetryLease(retry)
   const limits = pool.config.limits
   const maxAttempts = pool.config.retries.attempts
   const tried: Endpoint[] = []
@@ -113,7 +114,7 @@ export async function runAttempts<T extends AttemptTry>(a: Attempts<T>): Promise
         return { kind: 'failed', type: 'connection_limit_reached', causeId: 'connection_limit_reached', detail, failure: null }
       }
       // With one request per connection, every try beyond max_connections waits for one to free up.
-      const t = a.newTry(ep, ep.inFlight >= limits.max_connections ? limits.queue_timeout : null, state)
+      const t = a.newTry(ep, ep.inFlight >= limits.max_connections ? limits.queue_timeout : null, state, lease)
       const failure = await t.run(ep.dispatcher, fresh)
       if (a.abandoned()) return ABANDONED
       if (failure === null) {
@@ -123,7 +124,7 @@ export async function runAttempts<T extends AttemptTry>(a: Attempts<T>): Promise
       const type = failure.type
       if (failure.causeId === null || CAUSES[failure.causeId].source === 'upstream') pool.report(ep, type === 'http_upgrade_failed' ? null : type, failure.status)
       let decision = retryDecision(failure, retry.policy, a.idempotent, t.bodyConsumed, ctx.attempts, maxAttempts, raceRetried)
-      if (decision !== 'no' && failure.sent && !a.lease.acquire()) {
+      if (decision !== 'no' && failure.sent && !lease.acquire()) {
         failure.detail += '; not retried: retry budget exhausted'
         decision = 'no'
       }
@@ -138,6 +139,6 @@ export async function runAttempts<T extends AttemptTry>(a: Attempts<T>): Promise
     }
   } finally {
     retry.active--
-    a.lease.release()
+    lease.release()
   }
 }

@@ -13,11 +13,11 @@ import type { Endpoint } from '../upstream/endpoint.ts'
 import type { UpstreamPool } from '../upstream/pool.ts'
 import { SEND_TIMED_OUT } from '../lib/coalesce.ts'
 import { RequestContext } from '../observe/context.ts'
-import { attemptStateOf, runAttempts, type Attempts, type PoolAttemptState } from './attempt.ts'
+import { runAttempts, type Attempts, type PoolAttemptState } from './attempt.ts'
 import { HttpExchange, type ExchangeRequest } from './exchange.ts'
 import { fetchFromPool } from './fetch.ts'
 import { IDEMPOTENT_METHODS, isValidRequestId, upstreamRequestHeaders } from './headers.ts'
-import { RetryLease, statusRetryAllowed } from './retries.ts'
+import { statusRetryAllowed, type RetryLease } from './retries.ts'
 import type { Runtime } from './runtime.ts'
 import { admitRequest, answerRefusal, writeRefusal } from './refuse.ts'
 import { receivedTarget, type RequestRules } from '../protect/validate.ts'
@@ -360,7 +360,6 @@ class ProxiedRequest implements Proxied, Attempts<HttpExchange>, ExchangeRequest
   via = ''
   observer: CachePlan['tee'] | null = null
   plan: CachePlan | null = null
-  lease!: RetryLease
   /** `http` or `https`, the scheme clients use on this listener. */
   readonly scheme: string
 
@@ -410,12 +409,12 @@ class ProxiedRequest implements Proxied, Attempts<HttpExchange>, ExchangeRequest
     return this.route.config.pass_server_header
   }
 
-  newTry(ep: Endpoint, queueTimeoutMs: number | null, state: PoolAttemptState): HttpExchange {
+  newTry(ep: Endpoint, queueTimeoutMs: number | null, state: PoolAttemptState, lease: RetryLease): HttpExchange {
     let headers = this.headersFor(ep.authority)
     if (this.plan !== null) headers = this.plan.headers(headers)
     const retry = state.retry
     const retryStatuses = statusRetryAllowed(retry.policy, this.idempotent, this.hasBody, this.ctx.attempts, this.pool.config.retries.attempts) ? retry.policy.statuses : null
-    const t = new HttpExchange(this, ep, state.timeouts, queueTimeoutMs, headers, retryStatuses)
+    const t = new HttpExchange(this, ep, state.timeouts, queueTimeoutMs, headers, retryStatuses, lease)
     this.current = t
     return t
   }
@@ -435,7 +434,6 @@ async function proxy(p: ProxiedRequest, route: Route, pool: UpstreamPool): Promi
   try {
     p.route = route
     p.pool = pool
-    p.lease = new RetryLease(attemptStateOf(pool).retry)
     p.path = upstreamPath(route, req.url ?? '/')
     const contentLength = req.headers['content-length']
     // HTTP/2 has no Transfer-Encoding: a request without END_STREAM on its HEADERS frame has a body (RFC 9113 §8.1).

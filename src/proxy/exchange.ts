@@ -47,8 +47,6 @@ export interface ExchangeRequest {
   readonly rateLimitHeaders: Record<string, string> | null
   /** The cache's view of the response, when the route caches; else null. */
   readonly observer: ResponseObserver | null
-  /** The request's place in the retry budget, taken when a status of `retries.on` ends a try. */
-  readonly lease: RetryLease
   /** The request body read before the first try (request buffering), or null to stream it from the client. */
   readonly body: BufferedBody | null
   /** Buffering caps when the route buffers responses, else null (the response streams with backpressure). */
@@ -151,6 +149,8 @@ export class HttpExchange extends UpstreamTry {
   readonly #headers: string[]
   /** Upstream statuses that end this try to try again (discarding the response), or null. */
   readonly #retryStatuses: ReadonlySet<number> | null
+  /** The request's place in the retry budget, taken when a status of `retries.on` ends this try. */
+  readonly #lease: RetryLease
   #body: LazyBody | null = null
   /** Where the response body goes when it is buffered. */
   #sink: ResponseBuffer | null = null
@@ -163,11 +163,12 @@ export class HttpExchange extends UpstreamTry {
    * @param headers the upstream request header fields, flat `[name, value, ...]`
    * @param retryStatuses statuses of `retries.on` this try may retry on, or null
    */
-  constructor(r: ExchangeRequest, endpoint: Endpoint, timeouts: TryTimeouts, queueTimeoutMs: number | null, headers: string[], retryStatuses: ReadonlySet<number> | null) {
+  constructor(r: ExchangeRequest, endpoint: Endpoint, timeouts: TryTimeouts, queueTimeoutMs: number | null, headers: string[], retryStatuses: ReadonlySet<number> | null, lease: RetryLease) {
     super(r.ctx, endpoint, timeouts, queueTimeoutMs)
     this.#r = r
     this.#headers = headers
     this.#retryStatuses = retryStatuses
+    this.#lease = lease
   }
 
   override get bodyConsumed(): number {
@@ -206,7 +207,7 @@ export class HttpExchange extends UpstreamTry {
       return
     }
     this.headerTaken(statusCode)
-    if (this.#retryStatuses !== null && this.#retryStatuses.has(statusCode) && this.#r.lease.acquire()) {
+    if (this.#retryStatuses !== null && this.#retryStatuses.has(statusCode) && this.#lease.acquire()) {
       // Discard this response: the attempt loop tries again. Closing the connection is cheaper than draining an unknown body.
       this.settle({ type: null, causeId: null, status: statusCode, detail: `upstream answered ${statusCode}`, sent: true, reused: this.reused })
       controller.abort(new RetryStatusError(statusCode))

@@ -10,8 +10,7 @@ import type { Endpoint } from '../upstream/endpoint.ts'
 import type { Http1Controller } from '../upstream/http1/connection.ts'
 import type { Http1Pool } from '../upstream/http1/pool.ts'
 import type { UpstreamPool } from '../upstream/pool.ts'
-import { attemptStateOf, runAttempts, type Attempts, type PoolAttemptState } from './attempt.ts'
-import { RetryLease } from './retries.ts'
+import { runAttempts, type Attempts, type PoolAttemptState } from './attempt.ts'
 import { UpstreamTry, type TryResult, type TryTimeouts } from './try.ts'
 
 /** A complete upstream response, as a background refresh gets it. */
@@ -72,7 +71,6 @@ class Fetch implements Attempts<FetchTry> {
   readonly ctx: RequestContext
   readonly pool: UpstreamPool
   readonly idempotent = true
-  readonly lease: RetryLease
   readonly #path: string
   readonly #headers: string[]
 
@@ -81,7 +79,6 @@ class Fetch implements Attempts<FetchTry> {
     this.#path = path
     this.#headers = headers
     this.ctx = new RequestContext('', '', 'GET', '', path, 'HTTP/1.1')
-    this.lease = new RetryLease(attemptStateOf(pool).retry)
   }
 
   newTry(ep: Endpoint, queueTimeoutMs: number | null, state: PoolAttemptState): FetchTry {

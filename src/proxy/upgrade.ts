@@ -16,10 +16,9 @@ import type { Endpoint } from '../upstream/endpoint.ts'
 import type { Http1Controller } from '../upstream/http1/connection.ts'
 import type { Http1Pool } from '../upstream/http1/pool.ts'
 import type { UpstreamPool } from '../upstream/pool.ts'
-import { attemptStateOf, runAttempts, type Attempts, type PoolAttemptState } from './attempt.ts'
+import { runAttempts, type Attempts, type PoolAttemptState } from './attempt.ts'
 import { errorResponse, parseRequest, routeRequest, upstreamPath } from './driver.ts'
 import { IDEMPOTENT_METHODS, upstreamRequestHeaders } from './headers.ts'
-import { RetryLease } from './retries.ts'
 import type { Runtime } from './runtime.ts'
 import { refusalResponse } from './refuse.ts'
 import type { HeaderRules } from './header-rules.ts'
@@ -110,7 +109,6 @@ class UpgradeRequest implements Attempts<UpgradeTry> {
   readonly ctx: RequestContext
   readonly pool: UpstreamPool
   readonly idempotent: boolean
-  readonly lease: RetryLease
   readonly #req: IncomingMessage
   readonly #route: Route
   readonly #path: string
@@ -125,7 +123,6 @@ class UpgradeRequest implements Attempts<UpgradeTry> {
     this.#req = req
     this.#route = route
     this.idempotent = IDEMPOTENT_METHODS.has(req.method ?? 'GET')
-    this.lease = new RetryLease(attemptStateOf(pool).retry)
     this.#path = upstreamPath(route, req.url ?? '/')
     this.#protocol = String(req.headers.upgrade ?? 'websocket')
     this.via = `${req.httpVersion} ${rt.config.proxy_name}`
