@@ -3,7 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { CAUSES, CAUSE_IDS, type CauseId } from '../../src/failures/causes.ts'
@@ -178,7 +178,7 @@ const PLACEHOLDERS: Array<[RegExp, string]> = [
 test('nginx itself accepts every directive of the fixes in the block given (nginx -t)', { skip: existsSync(NGINX) && existsSync(CA_BUNDLE) ? false : `needs ${NGINX} and ${CA_BUNDLE}` }, (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'portico-fixes-'))
   t.after(() => rmSync(dir, { recursive: true, force: true }))
-  spawnSync('mkdir', ['-p', join(dir, 'logs')])
+  mkdirSync(join(dir, 'logs'), { recursive: true })
   const temp = ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((k) => `${k}_temp_path ${join(dir, k)};`).join('\n')
   let tested = 0
   for (const { where, text } of fixes('nginx')) {
