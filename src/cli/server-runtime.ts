@@ -15,11 +15,11 @@
 
 /**
  * V8 flags added for `serve`, unless the command line sets them already:
- * `--initial-old-space-size=64` (MB). The serving process loads little (see the bundle and
- * the lazy built-ins), so V8 sized its old generation small and ran a full GC every few
- * thousand requests; starting it at 64 MB brought the CPU per request back to what it was
- * before (bench/compare.sh, both orders: 33 against 36 µs, 35 against 38), with the same
- * RSS idle and under load (bench/run.sh memory). A single serving process keeps V8's
+ * `--initial-old-space-size=64` (MB). Since the serving process loads little (the bundle,
+ * the lazy built-ins), its CPU per request in bench/compare.sh was 3 µs above what it was
+ * before; with this flag it measured 33 against 36 µs and 35 against 38 in the two orders,
+ * with the same RSS idle and under load (bench/run.sh memory). Why is not traced:
+ * `--trace-gc` shows few full GCs either way (3 in 6 s of wrk load without the flag). A single serving process keeps V8's
  * young generation as it grows it; worker processes, whose memory their number multiplies,
  * get a small one instead (WORKER_NODE_FLAGS in src/cluster/primary.ts), without this flag.
  */
