@@ -613,8 +613,7 @@ class Converter {
       const { cert, key } = s.ssl
       if (!cert || !key) { this.note(s, 'ssl server without ssl_certificate and ssl_certificate_key', true); continue }
       if (cert.args.some((a) => a.includes('$')) || key.args.some((a) => a.includes('$'))) { this.note(cert, 'certificate paths with variables are not converted', true); continue }
-      const level = s.chain.find((lvl) => lvl.some((c) => c.name === 'ssl_certificate')) ?? []
-      const all = level.filter((c) => c.name === 'ssl_certificate')
+      const all = levelWith(s.chain, ['ssl_certificate'])
       if (all.length > 1) this.note(all[1], 'Portico serves one certificate a name: the last ssl_certificate of the level is used', false)
       if (seen.has(cert.args[0])) continue
       seen.add(cert.args[0])
@@ -653,8 +652,7 @@ class Converter {
    */
   hsts(tls: YMap, servers: ServerInfo[]): void {
     const found = servers.map((s) => {
-      const level = s.chain.find((lvl) => lvl.some((c) => c.name === 'add_header')) ?? []
-      return level.find((c) => c.name === 'add_header' && (c.args[0] ?? '').toLowerCase() === 'strict-transport-security') ?? null
+      return levelWith(s.chain, ['add_header']).find((c) => (c.args[0] ?? '').toLowerCase() === 'strict-transport-security') ?? null
     })
     const d = found.find((x) => x !== null)
     if (!d) return
@@ -735,9 +733,7 @@ class Converter {
   hostHeader(route: YMap, r: RouteDraft): void {
     const value = r.settings.headers.host ?? '$proxy_host'
     // proxy_set_header is inherited whole from the nearest level that has any.
-    const level = r.chain.find((lvl) => lvl.some((c) => c.name === 'proxy_set_header')) ?? []
-    const headerOf = (name: string) => level.find((c) => c.name === 'proxy_set_header' && (c.args[0] ?? '').toLowerCase() === name) ?? null
-    const hostDirective = headerOf('host')
+    const hostDirective = levelWith(r.chain, ['proxy_set_header']).find((c) => (c.args[0] ?? '').toLowerCase() === 'host') ?? null
     const from = this.from(hostDirective, 'nginx default proxy_set_header Host $proxy_host')
     const p = r.proxyPass
     if (value === '$host' || value === '$http_host') {
@@ -761,11 +757,9 @@ class Converter {
 
   /** WebSocket tunnelling (nginx needs `proxy_set_header Upgrade $http_upgrade`) and `proxy_pass_header Server`. */
   upgradesAndServer(route: YMap, r: RouteDraft): void {
-    const level = r.chain.find((lvl) => lvl.some((c) => c.name === 'proxy_set_header')) ?? []
-    const upgrade = level.find((c) => c.name === 'proxy_set_header' && (c.args[0] ?? '').toLowerCase() === 'upgrade' && c.args[1] === '$http_upgrade')
+    const upgrade = levelWith(r.chain, ['proxy_set_header']).find((c) => (c.args[0] ?? '').toLowerCase() === 'upgrade' && c.args[1] === '$http_upgrade')
     if (!upgrade) set(route, 'upgrades', seq([], 'no proxy_set_header Upgrade $http_upgrade: nginx does not tunnel WebSocket here'))
-    const passLevel = r.chain.find((lvl) => lvl.some((c) => c.name === 'proxy_pass_header')) ?? []
-    const server = passLevel.find((c) => c.name === 'proxy_pass_header' && (c.args[0] ?? '').toLowerCase() === 'server')
+    const server = levelWith(r.chain, ['proxy_pass_header']).find((c) => (c.args[0] ?? '').toLowerCase() === 'server')
     if (server) set(route, 'pass_server_header', scalar(true, this.from(server)))
   }
 
