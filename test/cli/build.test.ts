@@ -8,6 +8,8 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { test } from 'node:test'
+import { untilStderr } from '../helpers/child.ts'
+import { freePort } from '../helpers/ports.ts'
 
 const ROOT = new URL('../..', import.meta.url).pathname
 /** Idle RSS a serving process must stay under, MB: measured about 63 (bench/memory.ts); bare Node.js takes about 42. */
@@ -26,10 +28,7 @@ test('the bundle builds, serves in quick mode as one process (small when idle) a
   const upstream = http.createServer((_req, res) => res.end('from the upstream'))
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r))
   t.after(() => upstream.close())
-  const probe = http.createServer()
-  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r))
-  const port = (probe.address() as AddressInfo).port
-  await new Promise((r) => probe.close(r))
+  const port = await freePort()
 
   const upstreamPort = (upstream.address() as AddressInfo).port
   // One process: it serves, and stays small when idle.
@@ -53,21 +52,10 @@ test('the bundle builds, serves in quick mode as one process (small when idle) a
 /** `portico serve` from the bundle in quick mode; resolves once it listens. */
 async function serveFromBundle(out: string, port: number, upstreamPort: number, workers: number): Promise<{ pid: number; stderr: () => string; stop: () => Promise<number | null>; kill: () => void }> {
   const child = spawn(process.execPath, [join(out, 'portico.js'), 'serve', '--workers', String(workers), '--listen', `127.0.0.1:${port}`, '--to', `http://127.0.0.1:${upstreamPort}`], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no listening line:\n${stderr}`)), 30_000)
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d
-      if (stderr.includes('listening on')) {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-    child.once('exit', (code) => reject(new Error(`exited ${code}:\n${stderr}`)))
-  })
+  const stderr = await untilStderr(child, 'listening on')
   return {
     pid: child.pid as number,
-    stderr: () => stderr,
+    stderr,
     stop: () => {
       child.kill('SIGTERM')
       return new Promise((r) => child.once('exit', r))

@@ -4,36 +4,23 @@ import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import http from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { test } from 'node:test'
 import { SERVE_ENV, SERVE_NODE_FLAGS } from '../../src/cli/server-runtime.ts'
 import { WORKER_NODE_FLAGS, workerExecArgv } from '../../src/cluster/primary.ts'
+import { untilStderr } from '../helpers/child.ts'
+import { freePort } from '../helpers/ports.ts'
 
 const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname
 
 /** Starts `portico serve` in quick mode; resolves with the child once it listens, and its command line and environment as /proc shows them. */
 async function serve(env: NodeJS.ProcessEnv, nodeArgs: string[] = [], workers = 1): Promise<{ pid: number; argv: string[]; environ: string[]; stop: () => Promise<number | string> }> {
-  const probe = http.createServer()
-  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r))
-  const port = (probe.address() as AddressInfo).port
-  await new Promise((r) => probe.close(r))
+  const port = await freePort()
   // The child is a server, not a test: without the runner's variables.
   env = { ...env }
   delete env.NODE_TEST_CONTEXT
   delete env.NODE_TEST_WORKER_ID
   const child = spawn(process.execPath, [...nodeArgs, MAIN, 'serve', '--workers', String(workers), '--listen', `127.0.0.1:${port}`, '--to', 'http://127.0.0.1:9'], { env, stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no listening line:\n${stderr}`)), 30_000)
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d
-      if (stderr.includes('listening on')) {
-        clearTimeout(timer)
-        resolve()
-      }
-    })
-    child.once('exit', (code) => reject(new Error(`exited ${code}:\n${stderr}`)))
-  })
+  const stderr = await untilStderr(child, 'listening on')
   const pid = child.pid as number
   // It serves: the upstream (the discard port, closed) refuses, and Portico says so.
   const status = await new Promise<number>((resolve, reject) => {
@@ -46,7 +33,7 @@ async function serve(env: NodeJS.ProcessEnv, nodeArgs: string[] = [], workers = 
     environ: readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0'),
     stop: async () => {
       child.kill('SIGTERM')
-      return new Promise((r) => child.once('exit', (code, signal) => r(code ?? `killed by ${signal}:\n${stderr}`)))
+      return new Promise((r) => child.once('exit', (code, signal) => r(code ?? `killed by ${signal}:\n${stderr()}`)))
     },
   }
 }
