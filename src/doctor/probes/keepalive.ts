@@ -2,7 +2,7 @@
 import { formatDuration } from '../../config/units.ts'
 import type { Finding } from '../finding.ts'
 import { exchange, header } from './exchange.ts'
-import { servername } from './http.ts'
+import { MAX_PROBE_BODY_BYTES, servername } from './http.ts'
 import { fixes, hostPort, keepaliveBelow, type ProbeOutput, type Target } from './target.ts'
 
 /** Raw results of the keep-alive probe. Times in ms. */
@@ -44,7 +44,7 @@ export async function probeKeepalive(target: Target, address: string, opts: { ti
   const r = await exchange({
     address, port: target.port, path: target.path, hostHeader: hostPort(target.host, target.port), method: 'GET',
     tls: target.scheme === 'https' ? { servername: servername(target.host) } : undefined,
-    connectTimeoutMs: opts.timeoutMs, headerTimeoutMs: opts.timeoutMs, keepOpen: true, readBody: true, maxBodyBytes: 8 * 1024 * 1024,
+    connectTimeoutMs: opts.timeoutMs, headerTimeoutMs: opts.timeoutMs, keepOpen: true, readBody: true, maxBodyBytes: MAX_PROBE_BODY_BYTES,
   })
   const result: KeepaliveResult = { noReuse: false, limitMs }
   if (r.outcome !== 'response') {
