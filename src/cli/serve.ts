@@ -110,18 +110,7 @@ export async function serveCommand(opts: ServeOptions): Promise<number> {
   process.removeListener('SIGHUP', onHup)
   const drainMs = gw.runtime.config.shutdown.drain_timeout
   logger.info({ signal, drain_timeout_ms: drainMs }, `${signal}: draining, then stopping`)
-  const force = (): void => {
-    logger.warn('second signal: stopping now')
-    process.exit(1)
-  }
-  process.once('SIGINT', force)
-  process.once('SIGTERM', force)
-  await gw.stop(drainMs)
-  logger.info('stopped')
-  await new Promise<void>((resolve) => logger.flush(() => resolve()))
-  // Nothing should keep the process up after a stop; if something does, do not hang the supervisor.
-  setTimeout(() => process.exit(0), 1000).unref()
-  return 0
+  return drainAndStop(gw, drainMs)
 }
 
 /**
@@ -166,15 +155,26 @@ async function serveCluster(config: Config, workers: number, loadConfig: (() => 
   process.removeListener('SIGHUP', onHup)
   const drainMs = primary.config.shutdown.drain_timeout
   logger.info({ signal, drain_timeout_ms: drainMs, workers }, `${signal}: draining ${workers} workers, then stopping`)
+  return drainAndStop(primary, drainMs)
+}
+
+/**
+ * Drains and stops `server` (a gateway or the primary of the workers) within `drainMs`; a
+ * second SIGINT/SIGTERM exits at once with 1. Flushes the log.
+ *
+ * @returns 0, the exit code of a clean stop
+ */
+async function drainAndStop(server: { stop(drainMs: number): Promise<unknown> }, drainMs: number): Promise<number> {
   const force = (): void => {
     logger.warn('second signal: stopping now')
     process.exit(1)
   }
   process.once('SIGINT', force)
   process.once('SIGTERM', force)
-  await primary.stop(drainMs)
+  await server.stop(drainMs)
   logger.info('stopped')
   await new Promise<void>((resolve) => logger.flush(() => resolve()))
+  // Nothing should keep the process up after a stop; if something does, do not hang the supervisor.
   setTimeout(() => process.exit(0), 1000).unref()
   return 0
 }
