@@ -2,12 +2,7 @@
 // shared by two gateways; what one stores is a hit on the other; a slow or stopped Redis
 // costs no failed request and at most the configured timeout, and the metrics say so.
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
-import net from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { after, test } from 'node:test'
+import { test } from 'node:test'
 import CachePolicy from 'http-cache-semantics'
 import { createClient } from 'redis'
 import { decodeEntry, encodeEntry, TieredStore } from '../../src/cache/redis-store.ts'
@@ -16,31 +11,9 @@ import { cacheView } from '../../src/cache/admin.ts'
 import { header, send } from '../helpers/client.ts'
 import { cached, countingOrigin } from '../helpers/cache.ts'
 import { testEnv, waitFor } from '../helpers/gateway.ts'
+import { REDIS_SERVER, startRedis } from '../helpers/redis.ts'
 
 const env = testEnv()
-const REDIS = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((p) => existsSync(p))
-
-/** A free loopback port: bind port 0, note it, close. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo
-      s.close(() => resolve(port))
-    }).on('error', reject)
-  })
-}
-
-/** Starts redis-server on 127.0.0.1:`port` with its own temp dir and no persistence; resolves once it accepts. */
-async function startRedis(port: number, dir: string): Promise<ChildProcess> {
-  const p = spawn(REDIS!, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--enable-debug-command', 'yes'], { stdio: 'ignore' })
-  await waitFor('redis-server to accept connections', async () => {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true) }).on('error', () => resolve(false))
-    })
-    return ok ? true : undefined
-  }, 10_000)
-  return p
-}
 
 test('an entry round-trips through its Redis form: status, fields, body bytes, policy, time stored', () => {
   const policy = new CachePolicy({ url: '/a', method: 'GET', headers: { host: 'x' } }, { status: 200, headers: { 'cache-control': 'max-age=60', etag: '"e"', vary: 'accept' } }, { shared: true })
@@ -61,20 +34,14 @@ test('an entry round-trips through its Redis form: status, fields, body bytes, p
   assert.equal(decodeEntry(encodeEntry(entry).subarray(0, 30)), undefined)
 })
 
-test('two gateways share one Redis: stored by one, a hit on the other; Redis slow, then stopped: no failed request, the metrics count it', { skip: REDIS === undefined ? 'redis-server is not installed (apt-get install redis-server)' : false }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'portico-redis-'))
-  const port = await freePort()
-  let redis: ChildProcess | null = await startRedis(port, dir)
-  after(() => {
-    redis?.kill('SIGKILL')
-    rmSync(dir, { recursive: true, force: true })
-  })
+test('two gateways share one Redis: stored by one, a hit on the other; Redis slow, then stopped: no failed request, the metrics count it', { skip: REDIS_SERVER === null ? 'redis-server is not installed (apt-get install redis-server)' : false }, async () => {
+  const redis = await startRedis((fn) => env.defer(fn))
   const o = await countingOrigin(env, (_req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=300', etag: '"v1"' })
     res.end('shared body')
   })
   const TIMEOUT_MS = 200
-  const config = cached(o.url, {}, { cache: { store: { redis: { url: `redis://127.0.0.1:${port}`, timeout: `${TIMEOUT_MS}ms`, key_prefix: 'test:' } } } })
+  const config = cached(o.url, {}, { cache: { store: { redis: { url: redis.url, timeout: `${TIMEOUT_MS}ms`, key_prefix: 'test:' } } } })
   const a = await env.gateway(config)
   const b = await env.gateway(config)
   const tierOf = (gw: typeof a): TieredStore => {
@@ -99,7 +66,7 @@ test('two gateways share one Redis: stored by one, a hit on the other; Redis slo
   assert.equal(cacheView(b.gateway.runtime.cache).redis?.available, true)
 
   // Redis blocked for 2 s: lookups give up after the timeout; the requests are served by the origin.
-  const admin = createClient({ url: `redis://127.0.0.1:${port}` })
+  const admin = createClient({ url: redis.url })
   await admin.connect()
   void admin.sendCommand(['DEBUG', 'SLEEP', '2']).catch(() => {})
   await new Promise((r) => setTimeout(r, 100))
@@ -112,8 +79,7 @@ test('two gateways share one Redis: stored by one, a hit on the other; Redis slo
   await admin.close().catch(() => {})
 
   // Redis stopped mid-test: every request still answered, from memory or the origin.
-  redis.kill('SIGKILL')
-  redis = null
+  await redis.kill()
   const replies = []
   for (let i = 0; i < 40; i++) replies.push(await get(i % 2 === 0 ? a.port : b.port, i % 4 < 2 ? '/shared' : `/after${i}`))
   assert.deepEqual(replies.filter((r) => r.status !== 200).map((r) => r.status), [], 'no failed request')

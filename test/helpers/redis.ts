@@ -8,6 +8,9 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { freePort } from './ports.ts'
+
+export { freePort }
 
 /** Where redis-server is, or null when it is not installed (the tests that need it are skipped). */
 export const REDIS_SERVER = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((p) => existsSync(p)) ?? null
@@ -25,18 +28,10 @@ export interface TestRedis {
   thaw(): void
 }
 
-/** A port free on 127.0.0.1 now (listened on, then closed). */
-export async function freePort(): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise((resolve) => s.close(resolve))
-  return port
-}
-
 /**
  * Starts redis-server on 127.0.0.1 and a free port, in a new temporary directory
- * (`--save '' --appendonly no`), resolving once it accepts connections.
+ * (`--save '' --appendonly no`; DEBUG allowed, so a test can block it with DEBUG SLEEP),
+ * resolving once it accepts connections.
  *
  * @param defer registers the stop to run after the test
  * @param port the port to listen on (a free one found beforehand); default a new free port
@@ -45,7 +40,7 @@ export async function startRedis(defer: (fn: () => Promise<void>) => void, port?
   if (REDIS_SERVER === null) throw new Error('redis-server is not installed')
   const dir = await mkdtemp(join(tmpdir(), 'portico-redis-'))
   port ??= await freePort()
-  const child = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning', '--enable-debug-command', 'yes'], { stdio: ['ignore', 'pipe', 'pipe'] })
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   let output = ''
   child.stdout?.on('data', (c: Buffer) => { output += c.toString() })
