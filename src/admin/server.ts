@@ -140,26 +140,14 @@ export interface EndpointView {
   reason: string | null
   /** The same reason in words, when the endpoint says. */
   reason_detail: string | null
-  /** Times ejected since the pool started, when the endpoint counts them. */
-  ejections: number | null
+  /** Times ejected since the pool started. */
+  ejections: number
   ejected_until: string | null
-  /** From undici `Pool.stats`: `connected` sockets, `free` (idle) ones, requests `pending` (queued) and `running`. */
+  /** From the endpoint's connection pool (undici `Pool.stats` names): `connected` sockets, `free` (idle) ones, requests `pending` (queued) and `running`. */
   connections: { connected: number; free: number; pending: number; running: number }
   in_flight: number
   requests: number
   last_error: { type: string; at: string; detail: string } | null
-}
-
-/** The endpoint state the view is made of: `Endpoint.snapshot()` when it exists, else the public fields. */
-interface EndpointState {
-  healthy: boolean
-  downReason: string | null
-  downDetail?: string | null
-  ejectedUntil: number
-  ejections?: number
-  inFlight: number
-  requests: number
-  lastError: { type: string; at: number; detail: string } | null
 }
 
 /** The value that replaces secrets in `GET /config`. */
@@ -179,25 +167,24 @@ export function redact(value: unknown): unknown {
 
 /** The admin view of one endpoint (Envoy's `/clusters` per host: health flags, connections, counters). */
 export function endpointView(ep: Endpoint, now = Date.now()): EndpointView {
-  const snapshot = (ep as { snapshot?: (now: number) => EndpointState }).snapshot
-  const st: EndpointState = typeof snapshot === 'function' ? snapshot.call(ep, now) : ep
+  const st = ep.snapshot(now)
   const s = ep.dispatcher.stats
   const ejected = st.ejectedUntil > now
   return {
-    url: ep.url,
-    address: ep.label,
-    resolved_from: ep.resolvedFrom ?? null,
-    weight: ep.weight,
+    url: st.url,
+    address: st.label,
+    resolved_from: st.resolvedFrom,
+    weight: st.weight,
     state: !st.healthy ? 'unhealthy' : ejected ? 'ejected' : 'healthy',
-    available: st.healthy && !ejected,
+    available: st.available,
     reason: st.downReason,
-    reason_detail: st.downDetail ?? null,
-    ejections: st.ejections ?? null,
+    reason_detail: st.downDetail,
+    ejections: st.ejections,
     ejected_until: ejected ? new Date(st.ejectedUntil).toISOString() : null,
     connections: { connected: s.connected, free: s.free, pending: s.pending, running: s.running },
     in_flight: st.inFlight,
     requests: st.requests,
-    last_error: st.lastError && { type: st.lastError.type, at: new Date(st.lastError.at).toISOString(), detail: st.lastError.detail },
+    last_error: st.lastError && { ...st.lastError, at: new Date(st.lastError.at).toISOString() },
   }
 }
 
