@@ -49,21 +49,31 @@ function send(m: ToPrimary): void {
   }
 }
 
-/** Facts batched per turn of the event loop: one message however many tries failed meanwhile. */
-class FactBatch {
-  #facts: Fact[] = []
+/**
+ * Items batched per turn of the event loop and sent as one message however many were
+ * added meanwhile (the facts of failed tries, the rate-limit admissions).
+ */
+class TurnBatch<T> {
+  #items: T[] = []
   #scheduled = false
+  readonly #send: (items: T[]) => void
 
-  add(f: Fact): void {
-    this.#facts.push(f)
+  constructor(send: (items: T[]) => void) {
+    this.#send = send
+  }
+
+  add(item: T): void {
+    this.#items.push(item)
     if (this.#scheduled) return
     this.#scheduled = true
-    setImmediate(() => {
-      this.#scheduled = false
-      const facts = this.#facts
-      this.#facts = []
-      send({ t: 'facts', facts })
-    })
+    setImmediate(this.#flush)
+  }
+
+  readonly #flush = (): void => {
+    this.#scheduled = false
+    const items = this.#items
+    this.#items = []
+    this.#send(items)
   }
 }
 
@@ -72,20 +82,11 @@ class FactBatch {
  * event loop; the host's TATs from the primary to each local limit's store.
  */
 class LimitFeed implements HostLimitFeed {
-  #admitted: Admission[] = []
-  #scheduled = false
+  readonly #admitted = new TurnBatch<Admission>((admitted) => send({ t: 'admitted', admitted }))
   readonly #stores = new Map<string, LocalStore>()
 
   admitted(id: string, key: string, intervalMs: number, at: number): void {
-    this.#admitted.push([id, key, intervalMs, at])
-    if (this.#scheduled) return
-    this.#scheduled = true
-    setImmediate(() => {
-      this.#scheduled = false
-      const admitted = this.#admitted
-      this.#admitted = []
-      send({ t: 'admitted', admitted })
-    })
+    this.#admitted.add([id, key, intervalMs, at])
   }
 
   subscribe(id: string, store: LocalStore): void {
@@ -99,7 +100,7 @@ class LimitFeed implements HostLimitFeed {
 }
 
 /** The health feed of a worker: facts to the primary, verdicts from it. */
-function workerFeed(batch: FactBatch, subscribers: Map<string, Set<(v: PoolVerdicts) => void>>, latest: Map<string, PoolVerdicts>): HealthFeed {
+function workerFeed(batch: TurnBatch<Fact>, subscribers: Map<string, Set<(v: PoolVerdicts) => void>>, latest: Map<string, PoolVerdicts>): HealthFeed {
   return {
     report: (upstream, endpoint, failure, status) => batch.add([upstream, endpoint, failure, status]),
     subscribe(upstream, apply) {
@@ -184,7 +185,7 @@ function statsOf(gw: Gateway): WorkerStats {
  * until the primary goes away (the same).
  */
 export async function runWorker(): Promise<void> {
-  const batch = new FactBatch()
+  const batch = new TurnBatch<Fact>((facts) => send({ t: 'facts', facts }))
   const limits = new LimitFeed()
   const subscribers = new Map<string, Set<(v: PoolVerdicts) => void>>()
   const latest = new Map<string, PoolVerdicts>()

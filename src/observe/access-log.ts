@@ -3,7 +3,7 @@
  * from the request context alone (DESIGN.md §4). JSON lines by default, text for humans.
  */
 import pino from 'pino'
-import type { RequestContext } from '../observe/context.ts'
+import type { RequestContext } from './context.ts'
 
 /** One access log record, the contract other tools (doctor, log shippers) read. */
 export interface AccessLogRecord {
