@@ -11,17 +11,10 @@ import { once } from 'node:events'
 import { after, test } from 'node:test'
 import { ConnectionGate } from '../../src/protect/connection-gate.ts'
 import { ClientLimiter } from '../../src/protect/client-limit.ts'
+import { waitFor } from '../helpers/gateway.ts'
 
 const cleanups: Array<() => void> = []
 
-/** Polls `check` every 5 ms until it holds (fails after 3 s). */
-async function until(what: string, check: () => boolean): Promise<void> {
-  const deadline = performance.now() + 3000
-  while (!check()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}
 after(() => { for (const c of cleanups) c() })
 
 /** A handler that answers each request after `delayMs`, recording the order and the peak concurrency. */
@@ -109,7 +102,7 @@ test('two connections do not wait for each other', async () => {
   const a = net.connect(port, '127.0.0.1')
   a.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n')
   cleanups.push(() => a.destroy())
-  await until('the slow request to be handled', () => slowStarted)
+  await waitFor('the slow request to be handled', () => slowStarted || undefined)
   const t0 = performance.now()
   const status = await new Promise<number>((resolve) => {
     http.get({ host: '127.0.0.1', port, path: '/fast', agent: false }, (res) => { res.resume(); resolve(res.statusCode ?? 0) })
@@ -149,7 +142,7 @@ test('HTTP/2: a waiting stream the client resets is dropped, the others go on', 
   const last = client.request({ ':path': '/last' })
   for (const s of [first, last]) s.resume()
   dropped.on('error', () => {})
-  await until('the first stream to be handled', () => r.seen.length === 1 && gate.waiting === 2)
+  await waitFor('the first stream to be handled', () => r.seen.length === 1 && gate.waiting === 2 || undefined)
   dropped.close(http2.constants.NGHTTP2_CANCEL)
   await Promise.all([once(first, 'end'), once(last, 'end')])
   assert.deepEqual(r.seen, ['/first', '/last'])

@@ -14,17 +14,10 @@ import type { Readable } from 'node:stream'
 import { bufferRequestBody, RequestBodyError, type BufferedBody } from '../../src/protect/request-buffer.ts'
 import type { BufferBudget } from '../../src/protect/spill.ts'
 import { openTempFiles, testBudget } from './buffers.ts'
+import { waitFor } from '../helpers/gateway.ts'
 
 const cleanups: Array<() => void> = []
 
-/** Polls `check` every 5 ms until it holds (fails after 3 s). */
-async function until(what: string, check: () => boolean): Promise<void> {
-  const deadline = performance.now() + 3000
-  while (!check()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}
 after(() => { for (const c of cleanups) c() })
 
 async function collect(stream: Readable): Promise<Buffer> {
@@ -112,7 +105,7 @@ test('a 5 MB chunked body spills to an unlinked temporary file, read twice intac
   assert.match(o.openDuring[0], /\(deleted\)$/, 'unlinked as soon as it was opened')
   assert.deepEqual(readdirSync(dir), [], 'no file left in the directory at any time')
   for (const r of o.replays) assert.ok(r.equals(body))
-  await until('the descriptor to close after dispose', () => openTempFiles(dir).length === 0)
+  await waitFor('the descriptor to close after dispose', () => openTempFiles(dir).length === 0 || undefined)
   assert.equal(budget.temp, 0)
   assert.equal(budget.files, 0)
   assert.equal(budget.spills, 1)
@@ -125,7 +118,7 @@ test('a body over maxBytes is refused as too_large, and what was stored is freed
   assert.equal(await post(srv.port, randomBytes(300_000), true), 413)
   const o = await srv.next()
   assert.equal(o.error?.code, 'too_large')
-  await until('the stored part to be freed', () => budget.memory === 0 && budget.temp === 0 && openTempFiles(dir).length === 0)
+  await waitFor('the stored part to be freed', () => budget.memory === 0 && budget.temp === 0 && openTempFiles(dir).length === 0 || undefined)
   assert.equal(budget.memory, 0)
   assert.equal(budget.temp, 0)
   assert.deepEqual(openTempFiles(dir), [])
@@ -153,11 +146,11 @@ test('a client that goes away mid-body is client_closed', async () => {
   const srv = await bufferingServer(budget, dir, null, 5000)
   const socket = net.connect(srv.port, '127.0.0.1')
   socket.write('POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n' + 'a'.repeat(5000))
-  await until('part of the body to be stored', () => budget.memory + budget.temp > 0)
+  await waitFor('part of the body to be stored', () => budget.memory + budget.temp > 0 || undefined)
   socket.destroy()
   const o = await srv.next()
   assert.equal(o.error?.code, 'client_closed')
-  await until('the stored part to be freed', () => budget.memory === 0 && budget.temp === 0 && openTempFiles(dir).length === 0)
+  await waitFor('the stored part to be freed', () => budget.memory === 0 && budget.temp === 0 && openTempFiles(dir).length === 0 || undefined)
   assert.equal(budget.memory, 0)
   assert.equal(budget.temp, 0)
   assert.deepEqual(openTempFiles(dir), [])

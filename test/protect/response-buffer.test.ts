@@ -13,17 +13,10 @@ import { after, test } from 'node:test'
 import { ResponseBuffer } from '../../src/protect/response-buffer.ts'
 import type { BufferBudget } from '../../src/protect/spill.ts'
 import { openTempFiles, testBudget } from './buffers.ts'
+import { waitFor } from '../helpers/gateway.ts'
 
 const cleanups: Array<() => void> = []
 
-/** Polls `check` every 5 ms until it holds (fails after 3 s). */
-async function until(what: string, check: () => boolean): Promise<void> {
-  const deadline = performance.now() + 3000
-  while (!check()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}
 after(() => { for (const c of cleanups) c() })
 
 const SIZE = 8 * 1024 * 1024
@@ -89,7 +82,7 @@ test('8 MB to a client that reads nothing for 1 s: the producer finishes at once
   const srv = await producer(budget, dir)
   clientReading = false
   const got = slowGet(srv.port, 2000)
-  await until('the response to start', () => srv.runs.length > 0)
+  await waitFor('the response to start', () => srv.runs.length > 0 || undefined)
   const ms = await srv.runs[0].done
   assert.equal(clientReading, false, `the producer took ${ms.toFixed(0)}ms: the client started reading first`)
   assert.ok(srv.runs[0].spilled(), 'spilled to a temporary file')
@@ -98,7 +91,7 @@ test('8 MB to a client that reads nothing for 1 s: the producer finishes at once
   const body = await got
   assert.equal(body.length, SIZE)
   assert.ok(body.equals(DATA), 'bytes in order')
-  await until('the temporary file to close once the client took the body', () => openTempFiles(dir).length === 0)
+  await waitFor('the temporary file to close once the client took the body', () => openTempFiles(dir).length === 0 || undefined)
   assert.equal(budget.temp, 0)
   assert.equal(budget.memory, 0)
 })
@@ -121,7 +114,7 @@ test('a client that goes away frees the temporary file', async () => {
   const socket = net.connect(srv.port, '127.0.0.1')
   socket.pause()
   socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
-  await until('the response to start', () => srv.runs.length > 0)
+  await waitFor('the response to start', () => srv.runs.length > 0 || undefined)
   await srv.runs[0].done
   assert.equal(openTempFiles(dir).length, 1)
   socket.destroy()
