@@ -303,21 +303,10 @@ test('an HTTP/2 session idle for timeouts.keepalive gets GOAWAY; an open stream 
   assert.ok(goawayAt - t0 >= 400, `GOAWAY came ${Math.round(goawayAt - t0)}ms after the start`)
 })
 
-test('an HTTP/1.1 upgrade on an HTTPS listener reaches the upstream with X-Forwarded-Proto https', async () => {
-  let seenProto: string | undefined
-  const server = http.createServer((_req, res) => res.end())
-  server.on('upgrade', (req, socket) => {
-    seenProto = req.headers['x-forwarded-proto'] as string | undefined
-    socket.end('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n')
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  env.defer(() => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections() }))
-  const gw = await env.gateway(tlsConfig(`http://127.0.0.1:${(server.address() as { port: number }).port}`, { certificates: [files.a] }))
-  const head = await new Promise<string>((resolve, reject) => {
-    const s = tls.connect({ host: '127.0.0.1', port: gw.port, servername: 'a.test', ca: ca.cert, ALPNProtocols: ['http/1.1'] }, () => {
-      // WebSocket: the protocol routes allow by default (routes[].upgrades).
-      s.write('GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n')
-    })
+/** Sends `request` over TLS (SNI a.test, ALPN http/1.1) and resolves with the response head. */
+function http1Head(port: number, request: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, servername: 'a.test', ca: ca.cert, ALPNProtocols: ['http/1.1'] }, () => s.write(request))
     let data = ''
     s.setEncoding('utf8')
     s.on('data', (c: string) => {
@@ -329,6 +318,20 @@ test('an HTTP/1.1 upgrade on an HTTPS listener reaches the upstream with X-Forwa
     })
     s.once('error', reject)
   })
+}
+
+test('an HTTP/1.1 upgrade on an HTTPS listener reaches the upstream with X-Forwarded-Proto https', async () => {
+  let seenProto: string | undefined
+  const server = http.createServer((_req, res) => res.end())
+  server.on('upgrade', (req, socket) => {
+    seenProto = req.headers['x-forwarded-proto'] as string | undefined
+    socket.end('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n')
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  env.defer(() => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections() }))
+  const gw = await env.gateway(tlsConfig(`http://127.0.0.1:${(server.address() as { port: number }).port}`, { certificates: [files.a] }))
+  // WebSocket: the protocol routes allow by default (routes[].upgrades).
+  const head = await http1Head(gw.port, 'GET /ws HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n')
   assert.match(head, /^HTTP\/1\.1 101 /)
   assert.equal(seenProto, 'https')
 })
@@ -344,21 +347,7 @@ test('an h2c upgrade on an HTTPS listener is not tunnelled: it reaches the upstr
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   env.defer(() => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections() }))
   const gw = await env.gateway(tlsConfig(`http://127.0.0.1:${(server.address() as { port: number }).port}`, { certificates: [files.a] }))
-  const head = await new Promise<string>((resolve, reject) => {
-    const s = tls.connect({ host: '127.0.0.1', port: gw.port, servername: 'a.test', ca: ca.cert, ALPNProtocols: ['http/1.1'] }, () => {
-      s.write('GET /h HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n')
-    })
-    let data = ''
-    s.setEncoding('utf8')
-    s.on('data', (c: string) => {
-      data += c
-      if (data.includes('\r\n\r\n')) {
-        s.destroy()
-        resolve(data)
-      }
-    })
-    s.once('error', reject)
-  })
+  const head = await http1Head(gw.port, 'GET /h HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n')
   assert.match(head, /^HTTP\/1\.1 200 /)
   assert.equal(upgrades, 0)
   assert.equal((plain as http.IncomingHttpHeaders | null)?.upgrade, undefined)
