@@ -3,22 +3,15 @@
  * start and wait for the listeners, steady bounded load, and a kill after each test.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import net from 'node:net'
 import { afterEach } from 'node:test'
 import { fileURLToPath } from 'node:url'
+import { freePort } from '../helpers/ports.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const NODE = `${ROOT}node_modules/.bin/node`
 const MAIN = `${ROOT}src/cli/main.ts`
 
-/** A loopback port free right now: listen on 0, note it, close it. */
-export async function freePort(): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const { port } = s.address() as net.AddressInfo
-  await new Promise<void>((resolve) => s.close(() => resolve()))
-  return port
-}
+export { freePort }
 
 /** A running `portico` child process. */
 export interface PorticoProcess {
