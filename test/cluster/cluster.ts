@@ -64,6 +64,19 @@ export function getFresh(url: string, timeoutMs = 10_000): Promise<Answer> {
   })
 }
 
+/** Sends `n` GETs, each on a new connection, `concurrency` at a time; returns the answers in order. */
+export async function many(url: string, n: number, concurrency = 8): Promise<Answer[]> {
+  const out: Answer[] = new Array(n)
+  let next = 0
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < n) {
+      const i = next++
+      out[i] = await getFresh(url)
+    }
+  }))
+  return out
+}
+
 /** GET `path` of the admin API as JSON. */
 export async function adminGet<T>(c: Cluster, path: string): Promise<T> {
   const res = await fetch(`${c.admin}${path}`)

@@ -4,22 +4,9 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { useTempDir } from '../config/temp-dir.ts'
-import { adminGet, backend, freePort, getFresh, logLinesOf, startCluster, until, type Answer } from './cluster.ts'
+import { adminGet, backend, freePort, getFresh, logLinesOf, many, startCluster, until, type Answer } from './cluster.ts'
 
 const dir = useTempDir('portico-shared-')
-
-/** Sends `n` GETs, each on a new connection, `concurrency` at a time. */
-async function many(url: string, n: number, concurrency = 8): Promise<Answer[]> {
-  const out: Answer[] = new Array(n)
-  let next = 0
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < n) {
-      const i = next++
-      out[i] = await getFresh(url)
-    }
-  }))
-  return out
-}
 
 interface EndpointView { address: string; state: string; reason: string | null; ejections: number; ejected_until: string | null }
 const endpointsOf = async (c: Awaited<ReturnType<typeof startCluster>>): Promise<EndpointView[]> =>

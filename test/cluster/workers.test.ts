@@ -6,22 +6,9 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { test } from 'node:test'
 import { useTempDir } from '../config/temp-dir.ts'
 import { portico } from '../admin/serve-process.ts'
-import { adminGet, backend, getFresh, logLinesOf, startCluster, until } from './cluster.ts'
+import { adminGet, backend, getFresh, logLinesOf, many, startCluster, until } from './cluster.ts'
 
 const dir = useTempDir('portico-workers-')
-
-/** Sends `n` GETs, each on a new connection, `concurrency` at a time; returns the answers in order. */
-async function many(url: string, n: number, concurrency = 8): Promise<Array<Awaited<ReturnType<typeof getFresh>>>> {
-  const out: Array<Awaited<ReturnType<typeof getFresh>>> = new Array(n)
-  let next = 0
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < n) {
-      const i = next++
-      out[i] = await getFresh(url)
-    }
-  }))
-  return out
-}
 
 test('requests reach both workers; /upstreams and /metrics add both up', async () => {
   const up = await backend((_req, res) => res.end('{"server":"a"}'))
