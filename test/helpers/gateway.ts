@@ -127,3 +127,21 @@ export function testEnv(scope: 'test' | 'file' = 'test') {
     },
   }
 }
+
+/** What a recording upstream saw of one request; the body is read as latin1. */
+export interface SeenRequest { method: string; url: string; headers: http.IncomingHttpHeaders; body: string }
+
+/** An upstream of `env` that records each request once its body is read and answers 200 "ok". */
+export async function recordingUpstream(env: ReturnType<typeof testEnv>): Promise<{ url: string; seen: SeenRequest[] }> {
+  const seen: SeenRequest[] = []
+  const url = await env.upstream((req, res) => {
+    let body = ''
+    req.setEncoding('latin1')
+    req.on('data', (c: string) => { body += c })
+    req.on('end', () => {
+      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body })
+      res.end('ok')
+    })
+  })
+  return { url, seen }
+}

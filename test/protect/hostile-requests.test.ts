@@ -7,29 +7,17 @@
  * access log line and what reached the upstream.
  */
 import assert from 'node:assert/strict'
-import type http from 'node:http'
 import net from 'node:net'
 import { test } from 'node:test'
 import { parseProxyStatus } from '../../src/failures/proxy-status.ts'
 import { REFUSALS } from '../../src/failures/refusals.ts'
-import { testEnv, waitFor, type TestGateway } from '../helpers/gateway.ts'
+import { recordingUpstream, testEnv, waitFor, type SeenRequest, type TestGateway } from '../helpers/gateway.ts'
 import { rawRequest, type RawReply } from '../helpers/raw.ts'
 
 const env = testEnv()
 
-interface Seen { method: string; url: string; headers: http.IncomingHttpHeaders; body: string }
-
-async function setup(): Promise<{ gw: TestGateway; seen: Seen[] }> {
-  const seen: Seen[] = []
-  const url = await env.upstream((req, res) => {
-    let body = ''
-    req.setEncoding('latin1')
-    req.on('data', (c: string) => { body += c })
-    req.on('end', () => {
-      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body })
-      res.end('ok')
-    })
-  })
+async function setup(): Promise<{ gw: TestGateway; seen: SeenRequest[] }> {
+  const { url, seen } = await recordingUpstream(env)
   const gw = await env.gateway({
     listeners: [{ address: '127.0.0.1:0' }],
     routes: [{ name: 'public', match: { path_prefix: '/public' }, upstream: 'app' }, { name: 'other', upstream: 'app' }],

@@ -6,29 +6,14 @@
  */
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
-import type http from 'node:http'
 import { test } from 'node:test'
 import { CAUSES } from '../../src/failures/causes.ts'
 import { parseProxyStatus } from '../../src/failures/proxy-status.ts'
 import { REFUSAL_NAMES, REFUSALS } from '../../src/failures/refusals.ts'
-import { testEnv, type TestGateway } from '../helpers/gateway.ts'
+import { recordingUpstream, testEnv, type TestGateway } from '../helpers/gateway.ts'
 import { rawRequest, type RawReply } from '../helpers/raw.ts'
 
 const env = testEnv()
-
-async function recordingUpstream(): Promise<{ url: string; seen: Array<{ method: string; url: string; headers: http.IncomingHttpHeaders; body: string }> }> {
-  const seen: Array<{ method: string; url: string; headers: http.IncomingHttpHeaders; body: string }> = []
-  const url = await env.upstream((req, res) => {
-    let body = ''
-    req.setEncoding('latin1')
-    req.on('data', (c: string) => { body += c })
-    req.on('end', () => {
-      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body })
-      res.end('ok')
-    })
-  })
-  return { url, seen }
-}
 
 async function gatewayTo(url: string, listener: Record<string, unknown> = {}): Promise<TestGateway> {
   return env.gateway({
@@ -55,7 +40,7 @@ async function expectRefusal(gw: TestGateway, r: RawReply, name: keyof typeof RE
 }
 
 test('two Host fields: 400 duplicate_host (RFC 9112 §3.2), connection closed', async () => {
-  const up = await recordingUpstream()
+  const up = await recordingUpstream(env)
   const gw = await gatewayTo(up.url)
   const r = await rawRequest(gw.port, 'GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n')
   await expectRefusal(gw, r, 'duplicate_host', 'GET')
@@ -64,7 +49,7 @@ test('two Host fields: 400 duplicate_host (RFC 9112 §3.2), connection closed', 
 })
 
 test('an HTTP/2.0 request line on the HTTP/1.1 listener: 505, nothing proxied', async () => {
-  const up = await recordingUpstream()
+  const up = await recordingUpstream(env)
   const gw = await gatewayTo(up.url)
   const r = await rawRequest(gw.port, 'GET / HTTP/2.0\r\nHost: a.test\r\n\r\n')
   await expectRefusal(gw, r, 'http_version_not_supported', 'GET')
@@ -72,7 +57,7 @@ test('an HTTP/2.0 request line on the HTTP/1.1 listener: 505, nothing proxied', 
 })
 
 test('Transfer-Encoding other than chunked alone: 501, nothing proxied', async () => {
-  const up = await recordingUpstream()
+  const up = await recordingUpstream(env)
   const gw = await gatewayTo(up.url)
   for (const te of ['gzip, chunked', 'deflate,chunked']) {
     const r = await rawRequest(gw.port, `POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: ${te}\r\n\r\n5\r\nhello\r\n0\r\n\r\n`)
@@ -86,7 +71,7 @@ test('Transfer-Encoding other than chunked alone: 501, nothing proxied', async (
 })
 
 test('TRACE is denied by default with 405 and Allow; deny_methods: [] proxies it; other methods can be denied', async () => {
-  const up = await recordingUpstream()
+  const up = await recordingUpstream(env)
   const gw = await gatewayTo(up.url)
   const r = await rawRequest(gw.port, 'TRACE / HTTP/1.1\r\nHost: a.test\r\nCookie: secret=1\r\n\r\n')
   await expectRefusal(gw, r, 'method_not_allowed', 'TRACE')
@@ -106,7 +91,7 @@ test('TRACE is denied by default with 405 and Allow; deny_methods: [] proxies it
 })
 
 test('CONNECT is refused with 405 and a log line instead of a silent close', async () => {
-  const up = await recordingUpstream()
+  const up = await recordingUpstream(env)
   const gw = await gatewayTo(up.url)
   const r = await rawRequest(gw.port, 'CONNECT internal.test:22 HTTP/1.1\r\nHost: internal.test:22\r\n\r\n')
   await expectRefusal(gw, r, 'method_not_allowed', 'CONNECT')
@@ -115,7 +100,7 @@ test('CONNECT is refused with 405 and a log line instead of a silent close', asy
 })
 
 test('an absolute-form target is refused with 400 target_form', async () => {
-  const up = await recordingUpstream()
+  const up = await recordingUpstream(env)
   const gw = await gatewayTo(up.url)
   const r = await rawRequest(gw.port, 'GET http://internal.test/admin HTTP/1.1\r\nHost: a.test\r\n\r\n')
   await expectRefusal(gw, r, 'target_form', 'GET')
@@ -123,7 +108,7 @@ test('an absolute-form target is refused with 400 target_form', async () => {
 })
 
 test('a HEAD refusal has no body', async () => {
-  const up = await recordingUpstream()
+  const up = await recordingUpstream(env)
   const gw = await gatewayTo(up.url)
   const r = await rawRequest(gw.port, 'HEAD / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n', { headOnly: true })
   assert.equal(r.status, 400)
@@ -148,7 +133,7 @@ test('every refusal is documented under its cause in docs/causes.md with its sta
 })
 
 test('requests the HTTP/1.1 parser refuses get a classified 400 or 431 and a log line, not a bare reply', async () => {
-  const up = await recordingUpstream()
+  const up = await recordingUpstream(env)
   const gw = await gatewayTo(up.url, { max_header_size: 1024 })
   const cases: Array<[string, keyof typeof REFUSALS, string]> = [
     ['POST /x HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n', 'malformed_request', 'POST'],
@@ -174,7 +159,7 @@ test('requests the HTTP/1.1 parser refuses get a classified 400 or 431 and a log
 })
 
 test('a request header not finished within timeouts.header_read gets 408 request_header_timeout and a log line', async () => {
-  const up = await recordingUpstream()
+  const up = await recordingUpstream(env)
   const gw = await gatewayTo(up.url, { timeouts: { header_read: '300ms' } })
   const r = await rawRequest(gw.port, 'GET /slow HTTP/1.1\r\nHost: a.test\r\nX-Slow: ', { waitMs: 5000 })
   assert.equal(r.status, 408)
