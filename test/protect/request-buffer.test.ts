@@ -104,6 +104,7 @@ test('a 5 MB chunked body spills to an unlinked temporary file, read twice intac
   assert.equal(o.openDuring.length, 1, 'one temporary file open while buffered')
   assert.match(o.openDuring[0], /\(deleted\)$/, 'unlinked as soon as it was opened')
   assert.deepEqual(readdirSync(dir), [], 'no file left in the directory at any time')
+  assert.equal(o.replays.length, 2, 'complete, so read back twice')
   for (const r of o.replays) assert.ok(r.equals(body))
   await waitFor('the descriptor to close after dispose', () => openTempFiles(dir).length === 0 || undefined)
   assert.equal(budget.temp, 0)
