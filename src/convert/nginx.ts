@@ -233,6 +233,8 @@ class Converter {
   /** Some access rule was converted (the real client address then decides who is let in). */
   accessConverted = false
   #noted = new Set<string>()
+  /** {@link directiveAt} answers by `file:line:name`. */
+  #at = new Map<string, NginxDirective | null>()
 
   constructor(tree: NginxConfigTree, model: NginxModel) {
     this.tree = tree
@@ -547,6 +549,10 @@ class Converter {
   directiveAt(r: SourceRef): NginxDirective | null {
     // A proxy_pass (or other pass) is found by its name among the directives of its line.
     const name = 'directive' in r && typeof r.directive === 'string' ? r.directive : null
+    // Every key's comment asks for its directive: walk the tree once per file:line, not once per key.
+    const key = `${r.file}:${r.line}:${name ?? ''}`
+    const known = this.#at.get(key)
+    if (known !== undefined) return known
     const find = (ds: NginxDirective[]): NginxDirective | null => {
       let hit: NginxDirective | null = null
       for (const d of ds) {
@@ -555,7 +561,9 @@ class Converter {
       }
       return hit
     }
-    return find(this.tree.directives)
+    const hit = find(this.tree.directives)
+    this.#at.set(key, hit)
+    return hit
   }
 
   /** client_max_body_size, client_header_timeout, client_body_timeout, send_timeout, keepalive_timeout of the servers of one socket. */
@@ -1126,8 +1134,9 @@ class Converter {
       const live = block.model.servers.filter((s) => !s.down && !s.backup && !(s.unix && tlsUnix))
       for (const s of block.model.servers) {
         const url = s.unix ? `unix:${s.host}` : `${p.scheme}://${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}`
-        const src = this.from(this.directiveAt(s))
-        if (s.unix && tlsUnix) { endpoints.items.push(note(`${s.address} left out: https over a unix socket (${this.at(s)})`)); this.note(this.directiveAt(s) ?? s, 'Portico speaks plain HTTP over unix sockets (no TLS)', true); continue }
+        const sd = this.directiveAt(s)
+        const src = this.from(sd)
+        if (s.unix && tlsUnix) { endpoints.items.push(note(`${s.address} left out: https over a unix socket (${this.at(s)})`)); this.note(sd ?? s, 'Portico speaks plain HTTP over unix sockets (no TLS)', true); continue }
         if (s.down) { endpoints.items.push(note(`${url} left out: marked down (${this.at(s)})`)); continue }
         count++
         if (s.weight !== 1 || s.backup) {
@@ -1137,9 +1146,9 @@ class Converter {
           if (s.backup) set(e, 'backup', scalar(true))
           endpoints.items.push(e)
         } else endpoints.items.push(scalar(url, src))
-        for (const param of (this.directiveAt(s)?.args ?? []).slice(1)) {
+        for (const param of (sd?.args ?? []).slice(1)) {
           const k = param.split('=')[0]
-          if (!['weight', 'max_fails', 'fail_timeout', 'backup', 'down', 'resolve', 'max_conns', 'service'].includes(k)) this.note(this.directiveAt(s) ?? s, `server parameter "${param}" is not converted`, false)
+          if (!['weight', 'max_fails', 'fail_timeout', 'backup', 'down', 'resolve', 'max_conns', 'service'].includes(k)) this.note(sd ?? s, `server parameter "${param}" is not converted`, false)
         }
       }
       if (live.length === 0) {
