@@ -16,9 +16,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { readFileSync, writeFileSync, mkdtempSync, rmSync, existsSync } from 'node:fs'
 import { request, Agent } from 'node:http'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { freePort, waitListening } from '../test/helpers/ports.ts'
 
 const ROOT = new URL('..', import.meta.url).pathname
 const DURATION_S = Number(process.env.MEMORY_DURATION ?? 10)
@@ -39,27 +39,6 @@ function sample(pid: number): Sample {
 function cpuUs(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
   return (Number(fields[11]) + Number(fields[12])) * 10_000
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo
-      s.close(() => resolve(port))
-    }).on('error', reject)
-  })
-}
-
-async function waitListening(port: number, what: string): Promise<void> {
-  const deadline = Date.now() + 15_000
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true) }).on('error', () => resolve(false))
-    })
-    if (ok) return
-    if (Date.now() > deadline) throw new Error(`${what} did not listen on 127.0.0.1:${port}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -128,7 +107,7 @@ const node = process.execPath
 try {
   const backendPort = await freePort()
   children.push(spawn(node, [join(ROOT, 'bench/backend.ts'), String(backendPort)], { stdio: 'ignore' }))
-  await waitListening(backendPort, 'the backend')
+  await waitListening(backendPort, Date.now() + 15_000, () => 'the backend')
   const rows: Row[] = []
 
   const flags = (process.env.MEMORY_NODE_FLAGS ?? '').split(' ').filter(Boolean)
@@ -136,7 +115,7 @@ try {
     const porticoPort = await freePort()
     const portico = spawn(node, [...flags, join(ROOT, 'bin/portico.js'), 'serve', '--workers', String(workers), '--listen', `127.0.0.1:${porticoPort}`, '--to', `http://127.0.0.1:${backendPort}`], { stdio: ['ignore', 'ignore', 'ignore'] })
     children.push(portico)
-    await waitListening(porticoPort, 'Portico')
+    await waitListening(porticoPort, Date.now() + 15_000, () => 'Portico')
     const pid = portico.pid!
     const processes = workers === 1
       ? [{ name: 'portico, workers: 1 (one process)', pid }]
@@ -152,7 +131,7 @@ try {
     writeFileSync(conf, `worker_processes 1;\ndaemon off;\npid ${tmp}/nginx.pid;\nerror_log ${tmp}/error.log;\nevents { worker_connections 1024; }\nhttp {\n  access_log off;\n  client_body_temp_path ${tmp}/body; proxy_temp_path ${tmp}/proxy; fastcgi_temp_path ${tmp}/fcgi; uwsgi_temp_path ${tmp}/uwsgi; scgi_temp_path ${tmp}/scgi;\n  upstream backend { server 127.0.0.1:${backendPort}; keepalive 64; }\n  server { listen 127.0.0.1:${nginxPort}; location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } }\n}\n`)
     const master = spawn(NGINX, ['-c', conf, '-p', tmp], { stdio: 'ignore' })
     children.push(master)
-    await waitListening(nginxPort, 'nginx')
+    await waitListening(nginxPort, Date.now() + 15_000, () => 'nginx')
     rows.push(...await measure([{ name: 'nginx, worker_processes 1: worker', pid: childrenOf(master.pid!)[0] }], nginxPort))
   }
 
