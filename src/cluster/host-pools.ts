@@ -61,7 +61,8 @@ export class HostPools {
       if (outlier !== null) outlier.onEjection = () => this.#publishPool(pool)
       next.set(name, pool)
     }
-    const gone = [...this.#pools.values()].filter((p) => ![...next.values()].includes(p))
+    const kept = new Set(next.values())
+    const gone = [...this.#pools.values()].filter((p) => !kept.has(p))
     this.#pools = next
     for (const name of [...this.#published.keys()]) if (!next.has(name)) this.#published.delete(name)
     for (const p of gone) void p.close().catch((err: Error) => logger.warn({ err, upstream: p.name }, 'closing a retired pool of the primary failed'))
