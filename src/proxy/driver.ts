@@ -6,7 +6,6 @@ import { randomRequestId } from '../lib/request-id.ts'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { CAUSES, type CauseId } from '../failures/causes.ts'
 import { proxyStatusError } from '../failures/proxy-status.ts'
-import { errorStatus, prefersJson, renderErrorPage } from '../failures/error-page.ts'
 import type { AccessLogSink } from '../observe/access-log.ts'
 import type { Route } from '../routing/router.ts'
 import type { Endpoint } from '../upstream/endpoint.ts'
@@ -19,7 +18,7 @@ import { fetchFromPool } from './fetch.ts'
 import { IDEMPOTENT_METHODS, isValidRequestId, upstreamRequestHeaders } from './headers.ts'
 import { statusRetryAllowed, type RetryLease } from './retries.ts'
 import type { Runtime } from './runtime.ts'
-import { admitRequest, answerRefusal, writeRefusal } from './refuse.ts'
+import { admitRequest, answerRefusal, pageResponse, writeRefusal, type PageResponse } from './refuse.ts'
 import { receivedTarget, type RequestRules } from '../protect/validate.ts'
 import { clientAddress, type TrustedProxies } from '../protect/client-ip.ts'
 import { checkListenerAccess, filterRequest, isRefused, type Admitted, type ConnSlot, type FilterRefused } from '../protect/filter.ts'
@@ -142,34 +141,15 @@ export interface RequestTracker {
   end(rt: Runtime, res: ServerResponse): void
 }
 
-/** A proxy-generated error response, before it is written. */
-export interface ErrorResponse {
-  status: number
-  /** Lower-case field names: Content-Type, Content-Length, Cache-Control, Proxy-Status, X-Request-Id, and Retry-After when the cause asks for one. */
-  headers: Record<string, string>
-  body: Buffer
-}
-
 /**
- * Builds the error response of a row of the cause table (its status and `Retry-After`,
- * `Proxy-Status` with its RFC 9209 type, `X-Request-Id`, an HTML or JSON page by `Accept`).
+ * Builds the error response of a row of the cause table ({@link pageResponse}); `Proxy-Status`
+ * names the detail and endpoint only when the operator exposes details.
  * Changes nothing; {@link sendError} and the upgrade path write it.
  */
-export function errorResponse(ctx: RequestContext, req: IncomingMessage, rt: Runtime, id: CauseId, detail: string | null): ErrorResponse {
-  const cause = CAUSES[id]
-  const status = errorStatus(id)
+export function errorResponse(ctx: RequestContext, req: IncomingMessage, rt: Runtime, id: CauseId, detail: string | null): PageResponse {
   const expose = rt.config.expose_error_details
-  const page = renderErrorPage({ cause: id, requestId: ctx.requestId, detail, endpoint: ctx.endpoint, expose }, prefersJson(req.headers.accept))
-  const body = Buffer.from(page.body)
-  const headers: Record<string, string> = {
-    'content-type': page.contentType,
-    'content-length': String(body.length),
-    'cache-control': 'no-store',
-    'proxy-status': proxyStatusError(rt.config.proxy_name, cause.type, expose ? detail : null, expose ? ctx.endpoint : null),
-    'x-request-id': ctx.requestId,
-  }
-  if (cause.retryAfterS !== null) headers['retry-after'] = String(cause.retryAfterS)
-  return { status, headers, body }
+  const proxyStatus = proxyStatusError(rt.config.proxy_name, CAUSES[id].type, expose ? detail : null, expose ? ctx.endpoint : null)
+  return pageResponse(ctx, req.headers.accept, rt, id, detail, ctx.endpoint, proxyStatus)
 }
 
 /**

@@ -5,47 +5,62 @@
  * the log line (`error` the type, `details` starting with the refusal's name).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { prefersJson, renderErrorPage } from '../failures/error-page.ts'
+import { CAUSES, type CauseId } from '../failures/causes.ts'
+import { errorStatus, prefersJson, renderErrorPage } from '../failures/error-page.ts'
 import { proxyStatusError } from '../failures/proxy-status.ts'
 import type { RequestContext } from '../observe/context.ts'
 import { declinedUpgrade, validateRequest, type Refused, type RequestRules } from '../protect/validate.ts'
 import type { Runtime } from './runtime.ts'
 import type { FilterRefused } from '../protect/filter.ts'
 
-/** A refusal's response before it is written: status, lower-case header fields, body. */
-export interface RefusalResponse {
+/** A proxy-generated response before it is written: status, lower-case header fields, body. */
+export interface PageResponse {
   status: number
+  /** Content-Type, Content-Length, Cache-Control, Proxy-Status, X-Request-Id, and Retry-After when the cause asks for one. */
   headers: Record<string, string>
   body: Buffer
 }
 
 /**
- * Builds the response of a refusal and records it in `ctx` (status, error, details).
- * A malformed request (`http_request_error`) closes an HTTP/1 connection after the answer,
- * as nginx does after a 400: what follows on it cannot be trusted to be framed right.
+ * Builds the response of the cause table row `id`: its status and `Retry-After`, the given
+ * `Proxy-Status`, `X-Request-Id`, and an HTML or JSON page by `Accept`. Changes nothing;
+ * the one builder of error pages and refusals.
  *
- * @param http1 whether the client connection is HTTP/1 (HTTP/2 has no Connection field)
+ * @param endpoint `host:port` the page names when details are exposed, or null
  */
-export function refusalResponse(ctx: RequestContext, accept: string | undefined, rt: Runtime, r: Refused, http1: boolean, rules: RequestRules | null): RefusalResponse {
-  const { refusal } = r
-  const page = renderErrorPage({ cause: refusal.id, requestId: ctx.requestId, detail: r.detail, expose: rt.config.expose_error_details }, prefersJson(accept))
+export function pageResponse(ctx: RequestContext, accept: string | undefined, rt: Runtime, id: CauseId, detail: string | null, endpoint: string | null, proxyStatus: string): PageResponse {
+  const page = renderErrorPage({ cause: id, requestId: ctx.requestId, detail, endpoint, expose: rt.config.expose_error_details }, prefersJson(accept))
   const body = Buffer.from(page.body)
   const headers: Record<string, string> = {
     'content-type': page.contentType,
     'content-length': String(body.length),
     'cache-control': 'no-store',
-    // The refusal's name tells the client what to fix and says nothing of the backend: always sent.
-    'proxy-status': proxyStatusError(rt.config.proxy_name, refusal.type, refusal.name),
+    'proxy-status': proxyStatus,
     'x-request-id': ctx.requestId,
   }
-  if (refusal.retryAfterS !== null) headers['retry-after'] = String(refusal.retryAfterS)
-  if (refusal.status === 405 && rules !== null) headers.allow = rules.allow
-  if (http1 && refusal.type === 'http_request_error') headers.connection = 'close'
+  const retryAfterS = CAUSES[id].retryAfterS
+  if (retryAfterS !== null) headers['retry-after'] = String(retryAfterS)
+  return { status: errorStatus(id), headers, body }
+}
+
+/**
+ * Builds the response of a refusal ({@link pageResponse}) and records it in `ctx` (status, error, details).
+ * A malformed request (`http_request_error`) closes an HTTP/1 connection after the answer,
+ * as nginx does after a 400: what follows on it cannot be trusted to be framed right.
+ *
+ * @param http1 whether the client connection is HTTP/1 (HTTP/2 has no Connection field)
+ */
+export function refusalResponse(ctx: RequestContext, accept: string | undefined, rt: Runtime, r: Refused, http1: boolean, rules: RequestRules | null): PageResponse {
+  const { refusal } = r
+  // The refusal's name tells the client what to fix and says nothing of the backend: always sent.
+  const out = pageResponse(ctx, accept, rt, refusal.id, r.detail, null, proxyStatusError(rt.config.proxy_name, refusal.type, refusal.name))
+  if (refusal.status === 405 && rules !== null) out.headers.allow = rules.allow
+  if (http1 && refusal.type === 'http_request_error') out.headers.connection = 'close'
   ctx.error = refusal.type
   ctx.details = `${refusal.name}: ${r.detail}`
-  ctx.status = refusal.status
-  ctx.bytesSent = body.length
-  return { status: refusal.status, headers, body }
+  ctx.status = out.status
+  ctx.bytesSent = out.body.length
+  return out
 }
 
 /**
