@@ -21,7 +21,7 @@ import type { Runtime } from './runtime.ts'
 import { admitRequest, answerRefusal, pageResponse, writeRefusal, type PageResponse } from './refuse.ts'
 import { receivedTarget, type RequestRules } from '../protect/validate.ts'
 import { clientAddress, type TrustedProxies } from '../protect/client-ip.ts'
-import { checkListenerAccess, filterRequest, isRefused, type Admitted, type ConnSlot, type FilterRefused } from '../protect/filter.ts'
+import { checkListenerAccess, filterRequest, isRefused, type Admitted, type ConnSlot, type FilterFacts, type FilterRefused } from '../protect/filter.ts'
 import type { HeaderRules } from './header-rules.ts'
 import { ClientClosedError } from './try.ts'
 import { cacheLookup, type CachePlan } from '../cache/phase.ts'
@@ -188,11 +188,12 @@ export type RouteOutcome =
  * @returns `bad_request` for a target that is not origin-form (absolute-form is for
  *   forward proxies, RFC 9112 §3.2.1); `destination_not_found` when no route matches;
  *   `proxy_configuration_error` when the route names an unknown upstream
+ * @param facts the request as the filtering phases read it (built once per request, after "validate request")
  */
-export function routeRequest(ctx: RequestContext, req: IncomingMessage, rt: Runtime): RouteOutcome {
-  const target = req.url ?? '/'
+export function routeRequest(ctx: RequestContext, req: IncomingMessage, rt: Runtime, facts: FilterFacts): RouteOutcome {
+  const target = facts.target
   if (target.charCodeAt(0) !== 47 /* / */ && target !== '*') return { kind: 'bad_request', detail: 'request target is not in origin-form' }
-  const route = rt.router.match(req.headers.host, target, { method: ctx.method, headers: req.headers, clientIp: ctx.clientIp })
+  const route = rt.router.match(req.headers.host, target, facts)
   if (route === null) return { kind: 'error', type: 'destination_not_found', detail: `no route for host "${req.headers.host ?? ''}" and path "${target}"` }
   ctx.route = route.name
   ctx.upstream = route.upstream
@@ -236,13 +237,15 @@ export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink
     // Phase "validate request" (src/protect): refusals, and req.url normalised for routing.
     if (!admitRequest(ctx, req, res, rt, opts.rules)) return
     // Phase "access rules" of the listener, before routing: a denied client learns nothing of the routes.
+    // One view of the request for access rules, routing and rate limits.
+    const facts: FilterFacts = { method: ctx.method, target: req.url ?? '/', headers: req.headers, clientIp: ctx.clientIp }
     const listenerRules = opts.listener !== undefined ? rt.filters.listeners.get(opts.listener) : undefined
     if (listenerRules !== undefined) {
-      const denied = checkListenerAccess(listenerRules, { method: ctx.method, target: req.url ?? '/', headers: req.headers, clientIp: ctx.clientIp })
+      const denied = checkListenerAccess(listenerRules, facts)
       if (denied !== null) return answerRefusal(ctx, req, res, rt, denied)
     }
 
-    const routed = routeRequest(ctx, req, rt)
+    const routed = routeRequest(ctx, req, rt, facts)
     if (routed.kind === 'bad_request') {
       sendError(ctx, req, res, rt, 'http_request_error.target_form', routed.detail)
       return
@@ -257,7 +260,7 @@ export function createProxyHandler(getRuntime: () => Runtime, log: AccessLogSink
       void proxy(p, routed.route, routed.pool)
       return
     }
-    const outcome = filterRequest(rf, { method: ctx.method, target: req.url ?? '/', headers: req.headers, clientIp: ctx.clientIp })
+    const outcome = filterRequest(rf, facts)
     if (outcome instanceof Promise) {
       outcome.then((o) => filtered(p, routed.route, routed.pool, o), (err: Error) => sendError(ctx, req, res, rt, 'proxy_internal_error', err.message))
     } else {

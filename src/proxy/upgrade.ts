@@ -22,7 +22,7 @@ import { IDEMPOTENT_METHODS, upstreamRequestHeaders } from './headers.ts'
 import type { Runtime } from './runtime.ts'
 import { refusalResponse } from './refuse.ts'
 import type { HeaderRules } from './header-rules.ts'
-import { checkListenerAccess, filterRequest, isRefused, type Admitted, type FilterRefused } from '../protect/filter.ts'
+import { checkListenerAccess, filterRequest, isRefused, type Admitted, type FilterFacts, type FilterRefused } from '../protect/filter.ts'
 import { ClientClosedError, UpstreamTry, type TryResult, type TryTimeouts } from './try.ts'
 
 /** One upgrade in progress or one open tunnel, as the gateway tracks it for drain and stop. */
@@ -246,10 +246,10 @@ export function createUpgradeHandler(getRuntime: () => Runtime, log: AccessLogSi
       finish()
     })
 
-    const facts = { method: ctx.method, target: req.url ?? '/', headers: req.headers, clientIp: ctx.clientIp }
+    const facts: FilterFacts = { method: ctx.method, target: req.url ?? '/', headers: req.headers, clientIp: ctx.clientIp }
     const listenerRules = listener !== undefined ? rt.filters.listeners.get(listener) : undefined
     const denied = listenerRules !== undefined ? checkListenerAccess(listenerRules, facts) : null
-    const routed = denied === null ? routeRequest(ctx, req, rt) : null
+    const routed = denied === null ? routeRequest(ctx, req, rt, facts) : null
     if (denied !== null) {
       refuse(denied)
     } else if (routed === null) {
