@@ -258,7 +258,7 @@ export class HttpExchange extends UpstreamTry {
         return
       }
       controller.pause()
-      this.#r.res.once('drain', () => controller.resume())
+      this.#r.res.once('drain', this.#resume)
     }
   }
 

@@ -127,8 +127,8 @@ export abstract class UpstreamTry implements Http1Handler {
     ep.pending++
     ep.requests++
     this.#pending = true
-    if (this.timeouts.totalMs !== undefined) this.#totalTimer = setTimeout(this.#onTotalTimeout, this.timeouts.totalMs)
-    if (this.#queueTimeoutMs !== null) this.#queueTimer = setTimeout(this.#onQueueTimeout, this.#queueTimeoutMs)
+    if (this.timeouts.totalMs !== undefined) this.#totalTimer = setTimeout(UpstreamTry.#fireTotalTimeout, this.timeouts.totalMs, this)
+    if (this.#queueTimeoutMs !== null) this.#queueTimer = setTimeout(UpstreamTry.#fireQueueTimeout, this.#queueTimeoutMs, this)
     dispatcher.dispatch(opts, this)
     return promise
   }
@@ -240,21 +240,34 @@ export abstract class UpstreamTry implements Http1Handler {
       clearTimeout(this.#timer)
     }
     this.#timerDue = this.#deadline
-    this.#timer = setTimeout(this.#onTimeout, ms)
+    this.#timer = setTimeout(UpstreamTry.#fireTimeout, ms, this)
   }
 
-  #onTimeout = (): void => {
+  // The timers' callbacks are shared by every try, which is passed as the argument: no closure per try.
+  static #fireTimeout(t: UpstreamTry): void {
+    t.#onTimeout()
+  }
+
+  static #fireTotalTimeout(t: UpstreamTry): void {
+    t.#onTotalTimeout()
+  }
+
+  static #fireQueueTimeout(t: UpstreamTry): void {
+    t.#onQueueTimeout()
+  }
+
+  #onTimeout(): void {
     // Node's timers count from the event loop's cached clock, which may lag: within 1 ms is due.
     const left = this.#deadline - performance.now()
     if (left > 1) {
       this.#timerDue = this.#deadline
-      this.#timer = setTimeout(this.#onTimeout, Math.ceil(left))
+      this.#timer = setTimeout(UpstreamTry.#fireTimeout, Math.ceil(left), this)
       return
     }
     const t = this.timeouts
     if (this.#timerKind === TIMER_UPLOAD && this.waitingOnClient()) {
       this.#deadline = this.#timerDue = performance.now() + t.idleMs
-      this.#timer = setTimeout(this.#onTimeout, t.idleMs)
+      this.#timer = setTimeout(UpstreamTry.#fireTimeout, t.idleMs, this)
       return
     }
     const err = this.#timerKind === TIMER_HEADER
@@ -267,13 +280,13 @@ export abstract class UpstreamTry implements Http1Handler {
     this.abort(err)
   }
 
-  #onTotalTimeout = (): void => {
+  #onTotalTimeout(): void {
     this.#totalTimer = null
     this.abort(new GatewayError(this.pastHeader ? 'connection_read_timeout' : 'http_response_timeout',
       `exchange took longer than the total timeout ${this.timeouts.totalMs}ms`))
   }
 
-  #onQueueTimeout = (): void => {
+  #onQueueTimeout(): void {
     this.#queueTimer = null
     if (this.socket !== null) return
     // The pool drops it from its queue without opening a connection; onResponseError settles the try.
