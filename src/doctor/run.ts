@@ -50,9 +50,6 @@ export interface DoctorInput {
   diskPaths?: string[]
 }
 
-/** The ranking rule, re-exported where the rest of the engine is. */
-export { rankFindings }
-
 /** Raw probe results of one target; a probe is absent when it did not run (e.g. no TCP, so no HTTP). */
 export interface TargetProbes {
   target: Target

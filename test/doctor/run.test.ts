@@ -5,7 +5,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startLab, type LabServer } from '../../src/lab/index.ts'
-import { DoctorUsageError, rankFindings, runDoctor } from '../../src/doctor/run.ts'
+import { rankFindings } from '../../src/doctor/rank.ts'
+import { DoctorUsageError, runDoctor } from '../../src/doctor/run.ts'
 import type { Finding } from '../../src/doctor/finding.ts'
 
 // Every lab scenario, alone and via Portico: run-scenarios.test.ts.
