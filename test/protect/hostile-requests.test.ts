@@ -1,6 +1,7 @@
 /**
- * Hostile HTTP/1 requests over raw sockets, beyond the cases of requests.test.ts, each
- * compared with nginx 1.22 in front of the same backend: a missing or malformed Host, a
+ * Hostile HTTP/1 requests over raw sockets, beyond the cases of requests.test.ts, with
+ * nginx 1.22's answer to each (seen in front of the same backend; this file does not run
+ * nginx) in the test names: a missing or malformed Host, a
  * Transfer-Encoding on HTTP/1.0, `*` for a method other than OPTIONS, a fragment in the
  * target, an unknown expectation, an Upgrade on HTTP/1.0, and refusals answered in the turn
  * the parser then fails on the bytes after them. Each asserts the status, Proxy-Status, the
