@@ -30,16 +30,29 @@ export type CacheResult = 'hit' | 'stale' | 'revalidated' | 'miss' | 'bypass'
  * @param member one member, e.g. `portico; fwd=stale; fwd-status=304; ttl=60`
  */
 export function cacheResult(member: string): CacheResult {
-  const params = new Map(member.split(';').slice(1).map((p) => {
-    const [k, v] = p.trim().split('=')
-    return [k, v ?? ''] as const
-  }))
-  if (params.has('hit')) return params.get('detail') === 'stale-while-revalidate' ? 'stale' : 'hit'
-  const fwd = params.get('fwd')
+  // Read on every request of a caching route (by the metrics and the live statistics):
+  // the parameters are walked in place, no array or map per call.
+  let hit = false
+  let ttl = false
+  let fwd: string | undefined
+  let fwdStatus: string | undefined
+  let detail: string | undefined
+  for (let at = member.indexOf(';'); at !== -1;) {
+    const end = member.indexOf(';', at + 1)
+    const param = member.slice(at + 1, end === -1 ? member.length : end).trim()
+    const eq = param.indexOf('=')
+    const key = eq === -1 ? param : param.slice(0, eq)
+    const value = eq === -1 ? '' : param.slice(eq + 1)
+    if (key === 'hit') hit = true
+    else if (key === 'ttl') ttl = true
+    else if (key === 'fwd') fwd = value
+    else if (key === 'fwd-status') fwdStatus = value
+    else if (key === 'detail') detail = value
+    at = end
+  }
+  if (hit) return detail === 'stale-while-revalidate' ? 'stale' : 'hit'
   if (fwd === 'method') return 'bypass'
   // A stored response served after going forward carries its ttl: freshened, or stale instead of an error.
-  if (fwd === 'stale' && params.has('ttl')) {
-    return params.has('detail') || Number(params.get('fwd-status')) >= 500 ? 'stale' : 'revalidated'
-  }
+  if (fwd === 'stale' && ttl) return detail !== undefined || Number(fwdStatus) >= 500 ? 'stale' : 'revalidated'
   return 'miss'
 }

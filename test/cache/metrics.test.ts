@@ -56,4 +56,8 @@ test('cacheResult: a stored response served stale is told from one the origin co
   assert.equal(cacheResult('portico; fwd=stale; fwd-status=200; stored'), 'miss')
   assert.equal(cacheResult('portico; fwd=vary-miss; fwd-status=200'), 'miss')
   assert.equal(cacheResult('portico; hit; ttl=0; collapsed'), 'hit')
+  assert.equal(cacheResult('portico;hit'), 'hit')
+  assert.equal(cacheResult('portico; fwd=method'), 'bypass')
+  assert.equal(cacheResult('portico; fwd=stale; ttl=5; detail'), 'stale')
+  assert.equal(cacheResult('portico'), 'miss')
 })
