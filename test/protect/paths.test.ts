@@ -4,26 +4,14 @@
  * path, and what cannot be normalised is refused with its own 400.
  */
 import assert from 'node:assert/strict'
-import type http from 'node:http'
 import { test } from 'node:test'
 import { normalizeTarget } from '../../src/routing/normalize.ts'
 import { parseProxyStatus } from '../../src/failures/proxy-status.ts'
 import type { ConfigInput } from '../../src/config/schema.ts'
-import { testEnv, type TestGateway } from '../helpers/gateway.ts'
+import { recordingUpstream, testEnv, type TestGateway } from '../helpers/gateway.ts'
 import { rawRequest, type RawReply } from '../helpers/raw.ts'
 
 const env = testEnv()
-
-/** A node:http upstream that records each request's method, target and fields and answers 200 "ok". */
-async function recordingUpstream(): Promise<{ url: string; seen: Array<{ method: string; url: string; headers: http.IncomingHttpHeaders }> }> {
-  const seen: Array<{ method: string; url: string; headers: http.IncomingHttpHeaders }> = []
-  const url = await env.upstream((req, res) => {
-    seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers })
-    req.resume()
-    req.on('end', () => res.end('ok'))
-  })
-  return { url, seen }
-}
 
 /** A gateway with one route `public` for `/public` only. */
 async function publicOnly(upstreamUrl: string, listener: Partial<ConfigInput['listeners'][number]> = {}, route: Partial<ConfigInput['routes'][number]> = {}): Promise<TestGateway> {
@@ -78,7 +66,7 @@ test('normalizeTarget: dot-segments removed, unreserved escapes decoded, others 
 })
 
 test('dot-segments in every spelling cannot leave /public: 404 like nginx, and the upstream sees nothing', async () => {
-  const up = await recordingUpstream()
+  const up = await recordingUpstream(env)
   const gw = await publicOnly(up.url)
   for (const target of ['/public/../private/secret', '/public/%2e%2e/private/secret', '/public/%2E%2E/private/secret',
     '/public/.%2e/private/secret', '/public/%2e./private/secret', '/public/./../private/secret']) {
@@ -89,7 +77,7 @@ test('dot-segments in every spelling cannot leave /public: 404 like nginx, and t
 })
 
 test('paths that cannot be normalised get their own 400, and the connection closes', async () => {
-  const up = await recordingUpstream()
+  const up = await recordingUpstream(env)
   const gw = await publicOnly(up.url)
   const cases: Array<[string, string]> = [
     ['/public/%2e%2e%2fprivate', 'path_encoded_slash'],
@@ -111,7 +99,7 @@ test('paths that cannot be normalised get their own 400, and the connection clos
 })
 
 test('the upstream sees the normalised path, with the query as sent; the log keeps the path as received', async () => {
-  const up = await recordingUpstream()
+  const up = await recordingUpstream(env)
   const gw = await publicOnly(up.url)
   const target = '/public/a/../b/%7euser/./%41?x=/../y&z=%2e%2e'
   const r = await rawRequest(gw.port, get(target))
@@ -124,7 +112,7 @@ test('the upstream sees the normalised path, with the query as sent; the log kee
 })
 
 test('strip_prefix removes the prefix of the normalised path', async () => {
-  const up = await recordingUpstream()
+  const up = await recordingUpstream(env)
   const gw = await publicOnly(up.url, {}, { strip_prefix: true })
   const r = await rawRequest(gw.port, get('/public/x/../y'))
   assert.equal(r.status, 200)
@@ -136,7 +124,7 @@ test('strip_prefix removes the prefix of the normalised path', async () => {
 })
 
 test('encoded_slashes: keep routes and forwards %2F encoded, never as a separator', async () => {
-  const up = await recordingUpstream()
+  const up = await recordingUpstream(env)
   const gw = await publicOnly(up.url, { encoded_slashes: 'keep' })
   const r = await rawRequest(gw.port, get('/public/group%2fproject'))
   assert.equal(r.status, 200)
@@ -161,7 +149,7 @@ test('normalizeTarget: overlong UTF-8 is refused, double-encoded dot-segments at
 })
 
 test('overlong UTF-8 and double-encoded dot-segments over a raw socket: 400, never forwarded (nginx forwards them as they are)', async () => {
-  const up = await recordingUpstream()
+  const up = await recordingUpstream(env)
   const gw = await publicOnly(up.url)
   for (const [target, name] of [['/public/%c0%ae%c0%ae/private', 'path_bad_encoding'], ['/public/%252e%252e/private', 'path_ambiguous_dot_segment']]) {
     const r = await rawRequest(gw.port, get(target))
