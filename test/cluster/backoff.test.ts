@@ -4,15 +4,7 @@ import assert from 'node:assert/strict'
 import { after, test } from 'node:test'
 import { parseConfig } from '../../src/config/load.ts'
 import { Primary } from '../../src/cluster/primary.ts'
-
-/** Waits until `check` holds, polling every 10 ms, for up to `waitMs`. */
-async function until(what: string, check: () => boolean, waitMs = 20_000): Promise<void> {
-  const deadline = Date.now() + waitMs
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
-}
+import { until } from './cluster.ts'
 
 test('replaced at once, then after 100 ms, 200 ms ... while it keeps dying within 5 s of its start', async () => {
   const config = parseConfig(`listeners: [{ address: "127.0.0.1:0" }]
@@ -26,10 +18,10 @@ access_log: { path: /dev/null }
   const slot = primary.slots[0]
   const gaps: number[] = []
   for (let i = 1; i <= 3; i++) {
-    await until(`worker ready (${i})`, () => slot.ready)
+    await until(`worker ready (${i})`, () => slot.ready, 20_000)
     const pid = slot.pid!
     process.kill(pid, 'SIGKILL')
-    await until(`replacement ${i}`, () => slot.restarts === i)
+    await until(`replacement ${i}`, () => slot.restarts === i, 20_000)
     assert.notEqual(slot.pid, pid)
     gaps.push(slot.startedAt - slot.lastExit!.at)
     assert.equal(slot.lastExit!.signal, 'SIGKILL')
@@ -38,5 +30,5 @@ access_log: { path: /dev/null }
   assert.ok(gaps[0] < 100, `the first death is replaced at once (${gaps[0]} ms)`)
   assert.ok(gaps[1] >= 100, `the second quick death waits 100 ms (${gaps[1]} ms)`)
   assert.ok(gaps[2] >= 200, `the third waits 200 ms (${gaps[2]} ms)`)
-  await until('the last replacement serves', () => slot.ready)
+  await until('the last replacement serves', () => slot.ready, 20_000)
 })
