@@ -7,14 +7,8 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { parseConfig, ConfigError } from '../../src/config/load.ts'
-import { configSchema, type ConfigInput } from '../../src/config/schema.ts'
-import { Router, type RequestFacts } from '../../src/routing/router.ts'
-
-function router(routes: ConfigInput['routes']): Router {
-  const upstreams: ConfigInput['upstreams'] = {}
-  for (const r of routes) upstreams[r.upstream] = { endpoints: ['http://127.0.0.1:1'] }
-  return new Router(configSchema.parse({ listeners: [{ address: '127.0.0.1:0' }], routes, upstreams }).routes)
-}
+import type { RequestFacts } from '../../src/routing/router.ts'
+import { router } from '../helpers/router.ts'
 
 function facts(f: Partial<RequestFacts> = {}): RequestFacts {
   return { method: 'GET', headers: {}, clientIp: '127.0.0.1', ...f }

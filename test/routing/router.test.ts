@@ -5,15 +5,8 @@
  */
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { configSchema, type ConfigInput } from '../../src/config/schema.ts'
 import { normalizeHost, pathMatches, Router } from '../../src/routing/router.ts'
-
-/** A router over `routes`, validated by the config schema (each route's upstream is defined for it). */
-function router(routes: ConfigInput['routes']): Router {
-  const upstreams: ConfigInput['upstreams'] = {}
-  for (const r of routes) upstreams[r.upstream] = { endpoints: ['http://127.0.0.1:1'] }
-  return new Router(configSchema.parse({ listeners: [{ address: '127.0.0.1:0' }], routes, upstreams }).routes)
-}
+import { router } from '../helpers/router.ts'
 
 /** The name of the route `r` picks for Host `host` and target `path`, or null. */
 function pick(r: Router, host: string | undefined, path: string): string | null {
