@@ -153,7 +153,8 @@ export interface AccessLogOptions {
   /**
    * Largest write, in bytes (default 64 KiB). Several processes writing to one pipe (the
    * workers of a cluster on a shared standard output) use 4096, POSIX `PIPE_BUF`: a write
-   * that large or smaller is never interleaved with another, so lines stay whole. A file is
+   * that large or smaller is never interleaved with another, so lines stay whole; a line
+   * longer than that has its path, details and host shortened ({@link fitLine}). A file is
    * opened with O_APPEND, where each write lands whole whatever its size.
    */
   bufferBytes?: number
@@ -204,14 +205,22 @@ export function createAccessLog(format: 'json' | 'text', path: string, opts: Acc
     write(ctx) {
       const d = durationOf(ctx)
       sink.observe?.(ctx, d)
-      const line = format === 'json' ? JSON.stringify(fillRecord(record, ctx, d)) : formatText(toRecord(ctx, d)) + textSuffix
+      let line = format === 'json' ? JSON.stringify(fillRecord(record, ctx, d)) : formatText(toRecord(ctx, d)) + textSuffix
       // UTF-8 takes at most 3 bytes per UTF-16 code unit.
-      const most = line.length * 3 + 1
+      let most = line.length * 3 + 1
       if (used + most > buf.length) {
         writePending()
         if (most > buf.length) {
-          out.write(Buffer.from(line + '\n'))
-          return
+          // Writes are bounded (a pipe shared by workers): a longer line would be cut into
+          // several writes that another process's can fall between. It is shortened instead.
+          if (opts.bufferBytes !== undefined) {
+            line = fitLine(format === 'json' ? fillRecord(record, ctx, d) : toRecord(ctx, d), format, textSuffix, size - 1)
+            most = Buffer.byteLength(line) + 1
+          }
+          if (most > buf.length) {
+            out.write(Buffer.from(line + '\n'))
+            return
+          }
         }
       }
       used += buf.write(line, used, 'utf8')
@@ -230,6 +239,34 @@ export function createAccessLog(format: 'json' | 'text', path: string, opts: Acc
     },
   }
   return sink
+}
+
+/** Marks a field of an access log line that was shortened to keep the line within one write. */
+const CUT = '…[cut]'
+const CUT_BYTES = Buffer.byteLength(CUT)
+
+/**
+ * Renders `r` in at most `maxBytes` bytes of UTF-8: the free-text fields (`path`, then
+ * `details`, then `host`) are shortened, each keeping its start (512 UTF-16 units, fewer
+ * only when that is not enough) and ending in `…[cut]`; every other field stays whole.
+ */
+export function fitLine(r: AccessLogRecord, format: 'json' | 'text', textSuffix: string, maxBytes: number): string {
+  const render = () => (format === 'json' ? JSON.stringify(r) : formatText(r) + textSuffix)
+  let line = render()
+  // First down to a useful start of each (512 units), then further only if still needed.
+  for (const floor of [512, 0]) {
+    for (const field of ['path', 'details', 'host'] as const) {
+      const over = Buffer.byteLength(line) - maxBytes
+      if (over <= 0) return line
+      const value = r[field]
+      if (typeof value !== 'string' || value.length <= floor || value.endsWith(CUT) && value.length <= floor + CUT.length) continue
+      // Cut by UTF-16 units: each is at least one byte, so `over` more units than the mark's bytes are enough.
+      const keep = Math.max(floor, value.length - over - CUT_BYTES)
+      r[field] = value.slice(0, keep) + CUT
+      line = render()
+    }
+  }
+  return line
 }
 
 /** An access log kept in memory, for tests and embedding. */

@@ -117,3 +117,34 @@ test('a worker\'s lines say which worker wrote them, in both formats; a small bu
     await rm(dir, { recursive: true, force: true })
   }
 })
+
+test('with writes bounded to one pipe write (workers on a shared stdout), a line longer than that is shortened, never split', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'portico-log-'))
+  try {
+    for (const format of ['json', 'text'] as const) {
+      const file = join(dir, `${format}.log`)
+      const log = createAccessLog(format, file, { worker: 1, bufferBytes: 4096 })
+      const long = new RequestContext('long-1', '127.0.0.1', 'GET', 'h'.repeat(3000), '/p/' + 'é'.repeat(5000), 'HTTP/1.1')
+      long.details = 'd'.repeat(3000)
+      log.write(context())
+      log.write(long)
+      log.write(context())
+      await log.flush()
+      const lines = (await readFile(file, 'utf8')).trimEnd().split('\n')
+      assert.equal(lines.length, 3, format)
+      for (const l of lines) assert.ok(Buffer.byteLength(l) + 1 <= 4096, `${format}: a line of ${Buffer.byteLength(l)} bytes`)
+      if (format === 'json') {
+        const r = JSON.parse(lines[1]) as { request_id: string; path: string; host: string; worker: number }
+        assert.equal(r.request_id, 'long-1')
+        assert.equal(r.worker, 1)
+        assert.ok(r.path.startsWith('/p/éé') && r.path.endsWith('…[cut]'), r.path.slice(0, 20))
+      } else {
+        assert.match(lines[1], /long-1/)
+        assert.match(lines[1], /…\[cut\]/)
+        assert.ok(lines[1].endsWith(' worker=1'))
+      }
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
