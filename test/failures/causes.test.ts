@@ -1,12 +1,13 @@
 // Keeps the cause table, docs/causes.md and the classifier in step (like fastify's error-code test).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readdirSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { CAUSES, CAUSE_IDS, CAUSE_TYPES, causeOf, isRetryable, isUpstreamFailure, type CauseId } from '../../src/failures/causes.ts'
 import { classify, GatewayError, type FailureStage } from '../../src/failures/classify.ts'
 import { isBefore, LIFECYCLE_PHASES } from '../../src/failures/lifecycle.ts'
+import { sourceFiles } from '../helpers/files.ts'
 
 const docs = readFileSync(new URL('../../docs/causes.md', import.meta.url), 'utf8')
 const SRC = fileURLToPath(new URL('../../src/', import.meta.url))
@@ -67,13 +68,6 @@ const RESERVED = new Set<CauseId>([])
  * to read, reproduce or explain them.
  */
 const PRODUCERS = ['server', 'proxy', 'protect', 'cache', 'upstream', 'routing', 'failures/classify.ts']
-
-function sourceFiles(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const p = path.join(dir, e.name)
-    return e.isDirectory() ? sourceFiles(p) : e.name.endsWith('.ts') ? [p] : []
-  })
-}
 
 /** The heading of a row in docs/causes.md: `## type` for a type's one row, `### variant` under `## type` for a variant. */
 function heading(id: CauseId): string {

@@ -10,6 +10,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { test } from 'node:test'
 import { fileURLToPath } from 'node:url'
+import { sourceFiles } from '../helpers/files.ts'
 
 const SRC = fileURLToPath(new URL('../../src/', import.meta.url))
 
@@ -27,16 +28,6 @@ export const LEVELS: Record<string, number> = {
   observe: 9,
   failures: 10, config: 10,
   lib: 11,
-}
-
-function sourceFiles(dir: string): string[] {
-  const out: string[] = []
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name)
-    if (e.isDirectory()) out.push(...sourceFiles(p))
-    else if (e.name.endsWith('.ts')) out.push(p)
-  }
-  return out
 }
 
 /** The relative imports of a source file (static, dynamic and re-exports), with their 1-based line. */
