@@ -30,7 +30,8 @@ export interface WorkerShare {
 export function hostUpstreamsView(primary: Primary, answers: Array<{ slot: number; pid: number; value: WorkerStats }>): unknown {
   const view = upstreamsView({ pools: primary.pools.pools })
   for (const u of view.upstreams) {
-    const retries = { another_endpoint: 0, fresh_connection: 0, budget_exhausted: 0, active: 0, retrying: 0 }
+    // Every count a worker reports is summed, whatever counts it has.
+    const retries: Record<string, number> = {}
     for (const ep of u.endpoints) {
       const shares: WorkerShare[] = []
       ep.in_flight = 0
@@ -54,7 +55,7 @@ export function hostUpstreamsView(primary: Primary, answers: Array<{ slot: numbe
     }
     for (const a of answers) {
       const r = a.value.upstreams.find((x) => x.name === u.name)?.retries
-      if (r !== undefined) for (const k of Object.keys(retries) as Array<keyof typeof retries>) retries[k] += r[k]
+      if (r !== undefined) for (const [k, v] of Object.entries(r)) retries[k] = (retries[k] ?? 0) + (v as number)
     }
     Object.assign(u.retries, retries)
   }

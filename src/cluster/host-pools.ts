@@ -8,7 +8,7 @@ import type { Config } from '../config/schema.ts'
 import type { CauseType } from '../failures/causes.ts'
 import { logger } from '../lib/logger.ts'
 import { verdictsOf, type PoolVerdicts } from '../upstream/health/index.ts'
-import { UpstreamPool } from '../upstream/pool.ts'
+import { sameUpstreamConfig, UpstreamPool } from '../upstream/pool.ts'
 import type { HostResolver } from './dns-cache.ts'
 import type { Fact } from './link.ts'
 
@@ -49,7 +49,7 @@ export class HostPools {
     const next = new Map<string, UpstreamPool>()
     for (const [name, up] of Object.entries(config.upstreams)) {
       const old = this.#pools.get(name)
-      if (old !== undefined && JSON.stringify(old.config) === JSON.stringify(up)) {
+      if (old !== undefined && sameUpstreamConfig(old.config, up)) {
         next.set(name, old)
         continue
       }

@@ -9,7 +9,7 @@ import { Filters } from '../protect/filter.ts'
 import type { HostLimitFeed } from '../protect/rate-limit.ts'
 import { Router } from '../routing/router.ts'
 import { HeaderRules } from './header-rules.ts'
-import { UpstreamPool, type PoolOptions } from '../upstream/pool.ts'
+import { sameUpstreamConfig, UpstreamPool, type PoolOptions } from '../upstream/pool.ts'
 
 /** The routes and pools of one config generation. */
 export interface Runtime {
@@ -45,7 +45,7 @@ export function buildRuntime(config: Config, reuse?: ReadonlyMap<string, Upstrea
   const pools = new Map<string, UpstreamPool>()
   for (const [name, up] of Object.entries(config.upstreams)) {
     const old = reuse?.get(name)
-    pools.set(name, old && JSON.stringify(old.config) === JSON.stringify(up) ? old : new UpstreamPool(name, up, poolOptions))
+    pools.set(name, old && sameUpstreamConfig(old.config, up) ? old : new UpstreamPool(name, up, poolOptions))
   }
   const keepCache = cache !== undefined && cache.maxSize === config.cache.max_size && JSON.stringify(cache.storeConfig) === JSON.stringify(config.cache.store)
   const router = new Router(config.routes)

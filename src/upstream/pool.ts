@@ -22,6 +22,14 @@ export function createBalancer(policy: UpstreamConfig['load_balancing']): Balanc
   }
 }
 
+/**
+ * Whether a pool built for `a` serves `b` unchanged, so a reload keeps it (connections,
+ * health and counters): the two configs are equal field for field.
+ */
+export function sameUpstreamConfig(a: UpstreamConfig, b: UpstreamConfig): boolean {
+  return JSON.stringify(a) === JSON.stringify(b)
+}
+
 /** What a pool may be given beyond its config, to resolve names (tests inject loopback resolvers here). */
 export interface PoolOptions {
   /**
