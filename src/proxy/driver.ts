@@ -293,7 +293,10 @@ export interface HandlerOptions {
   scheme: string
   /** Largest request body accepted in bytes (413 beyond), or null. */
   maxBodyBytes: number | null
-  /** Longest client silence while its request body is read, in ms (`listeners[].timeouts.body_idle`; 408 beyond). */
+  /**
+   * Longest client silence while its request body is read, streamed or buffered, in ms
+   * (`listeners[].timeouts.body_idle`; 408 beyond). Read as each request starts: a reload sets it.
+   */
   bodyIdleMs: number
   /** The listener's request rules (method deny list, encoded slashes). */
   rules: RequestRules
@@ -429,7 +432,7 @@ async function proxy(p: ProxiedRequest, route: Route, pool: UpstreamPool): Promi
     // Phase "buffer request body" (nginx proxy_request_buffering): a slow upload holds no upstream connection.
     const protection = p.protection
     if (p.hasBody && protection !== null && route.config.buffering.request) {
-      const read = await bufferBody(req, protection, p.maxBodyBytes)
+      const read = await bufferBody(req, protection, p.maxBodyBytes, p.bodyIdleMs)
       if (read === 'client_closed') {
         ctx.downstream = 'client_closed'
         ctx.status = 499

@@ -12,14 +12,12 @@ import type { Refused } from '../protect/validate.ts'
 import { bufferRequestBody, RequestBodyError, type BufferedBody } from '../protect/request-buffer.ts'
 import type { BufferBudget } from '../protect/spill.ts'
 
-/** What a listener's requests share for protection: one per gateway (the listener gives `bodyIdleMs`). */
+/** What a listener's requests share for protection (the listener's own `body_idle` is in the handler options). */
 export interface Protection {
   /** Memory and temporary-file caps of buffering, for the whole process. */
   budget: BufferBudget
   /** The per-client-address cap. */
   clients: ClientLimiter
-  /** Longest silence while a request body is read, in ms (`listeners[].timeouts.body_idle`). */
-  bodyIdleMs: number
 }
 
 /** A refusal to answer with: a row of the cause table and a detail; `close` asks for `Connection: close` (the body was not read to its end). */
@@ -48,12 +46,13 @@ export function admitClient(clients: ClientLimiter, clientIp: string): Refused |
  * Phase "buffer request body": reads the body before an endpoint is chosen
  * (nginx `proxy_request_buffering on`).
  *
+ * @param bodyIdleMs longest silence while the body is read, in ms (`listeners[].timeouts.body_idle`)
  * @returns the body; or a refusal (413 too large, 408 idle, 500 storage failure); or
  *   `client_closed` when the client went away before the end of its body
  */
-export async function bufferBody(req: IncomingMessage, protection: Protection, maxBodyBytes: number | null): Promise<BufferedBody | Refusal | 'client_closed'> {
+export async function bufferBody(req: IncomingMessage, protection: Protection, maxBodyBytes: number | null, bodyIdleMs: number): Promise<BufferedBody | Refusal | 'client_closed'> {
   try {
-    return await bufferRequestBody(req, { budget: protection.budget, maxBytes: maxBodyBytes, idleTimeoutMs: protection.bodyIdleMs })
+    return await bufferRequestBody(req, { budget: protection.budget, maxBytes: maxBodyBytes, idleTimeoutMs: bodyIdleMs })
   } catch (err) {
     if (!(err instanceof RequestBodyError)) throw err
     switch (err.code) {

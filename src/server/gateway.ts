@@ -17,7 +17,7 @@ import { LiveStats } from '../observe/live.ts'
 import { logger } from '../lib/logger.ts'
 import { Metrics, type BufferUsage } from '../observe/metrics.ts'
 import { attemptStateOf } from '../proxy/attempt.ts'
-import { createProxyHandler, type RequestTracker } from '../proxy/driver.ts'
+import { createProxyHandler, type HandlerOptions, type RequestTracker } from '../proxy/driver.ts'
 import { buildRuntime, type Runtime } from '../proxy/runtime.ts'
 import { createUpgradeHandler, type UpgradeSession } from '../proxy/upgrade.ts'
 import { createConnectRefusal } from '../proxy/connect.ts'
@@ -30,7 +30,6 @@ import type { PoolOptions, UpstreamPool } from '../upstream/pool.ts'
 import { ClientLimiter } from '../protect/client-limit.ts'
 import { ConnectionGate, type ConnectionLimits } from '../protect/connection-gate.ts'
 import { BufferBudget, type BufferLimits } from '../protect/spill.ts'
-import type { Protection } from '../proxy/protection.ts'
 import type { HostLimitFeed } from '../protect/rate-limit.ts'
 
 /** Options of a gateway beyond the config. */
@@ -121,8 +120,8 @@ export class Gateway {
   readonly buffers: BufferBudget
   /** Requests in progress per client address (config `limits.max_requests_per_client_ip`). */
   readonly clients: ClientLimiter
-  /** The per-connection gate and the protection settings of each proxying listener. */
-  readonly #admission = new Map<http.Server | SecureServer, { gate: ConnectionGate; protection: Protection }>()
+  /** The per-connection gate and the handler options of each proxying listener. */
+  readonly #admission = new Map<http.Server | SecureServer, { gate: ConnectionGate; options: HandlerOptions }>()
 
   readonly #poolOptions: PoolOptions | undefined
   readonly #hostLimits: HostLimitFeed | undefined
@@ -270,15 +269,15 @@ export class Gateway {
       ServerResponse: CoalescingResponse,
     }
     const rules = requestRules(lc)
-    let admission: { gate: ConnectionGate; protection: Protection } | null = null
+    let admission: { gate: ConnectionGate; options: HandlerOptions } | null = null
     let handler: http.RequestListener
     if (lc.redirect_to_https !== undefined) {
       handler = redirectHandler(lc.redirect_to_https)
     } else {
-      const protection: Protection = { budget: this.buffers, clients: this.clients, bodyIdleMs: lc.timeouts.body_idle }
-      const proxy = createProxyHandler(() => this.#runtime, this.accessLog, { scheme: lc.tls ? 'https' : 'http', listener: lc.address, maxBodyBytes: lc.max_request_body_size ?? null, bodyIdleMs: lc.timeouts.body_idle, rules, protection }, this.#tracker)
+      const options: HandlerOptions = { scheme: lc.tls ? 'https' : 'http', listener: lc.address, maxBodyBytes: lc.max_request_body_size ?? null, bodyIdleMs: lc.timeouts.body_idle, rules, protection: { budget: this.buffers, clients: this.clients } }
+      const proxy = createProxyHandler(() => this.#runtime, this.accessLog, options, this.#tracker)
       // Pipelined HTTP/1.1 requests one at a time, HTTP/2 streams up to the per-connection bound (DESIGN §9).
-      admission = { gate: new ConnectionGate(connectionLimits(this.#runtime.config.limits), proxy), protection }
+      admission = { gate: new ConnectionGate(connectionLimits(this.#runtime.config.limits), proxy), options }
       handler = admission.gate.handle
     }
     const certificates = lc.tls ? new CertificateStore(loadCertificates(lc.tls)) : null
@@ -379,7 +378,7 @@ export class Gateway {
       server.headersTimeout = lc.timeouts.header_read
       ;(server as { [SEND_TIMEOUT]?: number })[SEND_TIMEOUT] = lc.timeouts.send
       const admission = this.#admission.get(l.server)
-      if (admission) admission.protection.bodyIdleMs = lc.timeouts.body_idle
+      if (admission) admission.options.bodyIdleMs = lc.timeouts.body_idle
       const loaded = certs.get(lc.address)
       if (loaded && l.certificates && lc.tls) reloadCertificates(l.server as SecureServer, l.certificates, loaded, lc.tls)
       // The secure contexts are rebuilt above: certificates, ciphers and min_version apply now.

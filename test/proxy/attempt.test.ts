@@ -15,6 +15,7 @@ import { cached } from '../helpers/cache.ts'
 import { ownProxyStatus } from '../helpers/expect.ts'
 import { oneUpstream, testEnv, waitFor } from '../helpers/gateway.ts'
 import { attemptStateOf } from '../../src/proxy/attempt.ts'
+import { configSchema } from '../../src/config/schema.ts'
 import type { TestGateway } from '../helpers/gateway.ts'
 
 const env = testEnv()
@@ -233,4 +234,29 @@ test('listeners[].timeouts.body_idle: a client silent mid-body gets 408 http_req
   assert.match(String(rec.details), /body_idle/)
   const ep = poolOf(gw).endpoints[0]
   assert.equal(ep.ejectedUntil > Date.now(), false)
+})
+
+test('a reload sets body_idle for streamed request bodies too (buffering.request off)', async () => {
+  const url = await env.upstream((req, res) => {
+    req.resume()
+    req.on('end', () => res.end('got it'))
+  })
+  const input = oneUpstream([url], { timeouts: { connect: '1s', response_header: '10s', idle: '10s' } }, {
+    listeners: [{ address: '127.0.0.1:0', timeouts: { body_idle: '10s' } }],
+    routes: [{ name: 'default', upstream: 'default', buffering: { request: false } }],
+  })
+  const gw = await env.gateway(input)
+  await gw.gateway.reload(configSchema.parse({ ...input, listeners: [{ address: input.listeners![0].address, timeouts: { body_idle: '300ms' } }] }))
+  const s = net.connect(gw.port, '127.0.0.1')
+  env.defer(() => { s.destroy() })
+  const started = performance.now()
+  s.write('POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\nX-Request-Id: reloaded-idle\r\n\r\n0123456789')
+  const data = await readHead(s)
+  const took = performance.now() - started
+  assert.match(data, /^HTTP\/1\.1 408 /)
+  assert.ok(took < 5000, `answered after ${took} ms: the body_idle before the reload (10 s) was used`)
+  const rec = await gw.record('reloaded-idle')
+  assert.equal(rec.status, 408)
+  assert.equal(rec.error, 'http_request_error')
+  assert.match(String(rec.details), /no request body bytes for 300ms \(body_idle\)/)
 })
