@@ -2,23 +2,9 @@
 import assert from 'node:assert/strict'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { PassThrough } from 'node:stream'
 import { test } from 'node:test'
-import { checkCommand } from '../../src/cli/check.ts'
+import { check } from '../helpers/check.ts'
 import { useTempDir } from './temp-dir.ts'
-
-/** Runs checkCommand and returns its exit code and what it wrote to each stream. */
-async function check(file: string): Promise<{ code: number; out: string; err: string }> {
-  const out = new PassThrough()
-  const err = new PassThrough()
-  const chunks = { out: '', err: '' }
-  out.on('data', (c: Buffer) => (chunks.out += c))
-  err.on('data', (c: Buffer) => (chunks.err += c))
-  const code = await checkCommand(file, out, err)
-  out.end()
-  err.end()
-  return { code, ...chunks }
-}
 
 const dir = useTempDir('portico-check-')
 

@@ -6,7 +6,6 @@ import assert from 'node:assert/strict'
 import { execFile, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
-import { PassThrough } from 'node:stream'
 import http from 'node:http'
 import http2 from 'node:http2'
 import https from 'node:https'
@@ -20,7 +19,7 @@ import { parseProxyStatus } from '../../src/failures/proxy-status.ts'
 import { memoryAccessLog } from '../../src/observe/access-log.ts'
 import { Gateway } from '../../src/server/gateway.ts'
 import { certificateNames, certificateWarnings, nameMatches } from '../../src/server/tls.ts'
-import { checkCommand } from '../../src/cli/check.ts'
+import { check } from '../helpers/check.ts'
 import { send } from '../helpers/client.ts'
 import { testEnv, waitFor } from '../helpers/gateway.ts'
 import { logger } from '../../src/lib/logger.ts'
@@ -497,19 +496,15 @@ test('two certificates of one key type for the same names: the first is served, 
 routes: [{ upstream: app }]
 upstreams: { app: { endpoints: ["http://127.0.0.1:9"] } }
 `)
-  const out = new PassThrough()
-  const err = new PassThrough()
-  let o = ''
-  let e = ''
-  out.on('data', (c: Buffer) => { o += c })
-  err.on('data', (c: Buffer) => { e += c })
-  assert.equal(await checkCommand(yaml, out, err), 0)
-  assert.match(o, /twin\.yaml: ok/)
-  assert.match(e, /^warning: .*twin\.yaml: listeners\[0\]\.tls\.certificates: certificate .*twin\.crt is never served/m)
+  const ok = await check(yaml)
+  assert.equal(ok.code, 0)
+  assert.match(ok.out, /twin\.yaml: ok/)
+  assert.match(ok.err, /^warning: .*twin\.yaml: listeners\[0\]\.tls\.certificates: certificate .*twin\.crt is never served/m)
   // A key file that cannot be read fails the check, as `nginx -t` does.
   writeFileSync(yaml, (await readFile(yaml, 'utf8')).replace(twin.key, join(dir, 'missing.key')))
-  assert.equal(await checkCommand(yaml, out, err), 1)
-  assert.match(e, /listeners\[0\]\.tls\.certificates: cannot read TLS certificate, key or OCSP response: .*missing\.key/)
+  const failed = await check(yaml)
+  assert.equal(failed.code, 1)
+  assert.match(failed.err, /listeners\[0\]\.tls\.certificates: cannot read TLS certificate, key or OCSP response: .*missing\.key/)
 })
 
 test('client-initiated renegotiation is refused: the TLS 1.2 connection is closed, and logged', async () => {
