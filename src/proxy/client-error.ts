@@ -6,14 +6,14 @@
  * details="<refusal>"`, `X-Request-Id`, a page) and logged, instead of Node's bare reply.
  */
 import { randomRequestId } from '../lib/request-id.ts'
-import { http, STATUS_CODES } from '../lib/node-http.ts'
+import { http } from '../lib/node-http.ts'
 import type { Duplex } from 'node:stream'
 import { REFUSALS, type RefusalName } from '../failures/refusals.ts'
 import { CoalescingResponse } from '../lib/coalesce.ts'
 import type { AccessLogSink } from '../observe/access-log.ts'
 import { RequestContext } from '../observe/context.ts'
 import { answerOnConnection } from './driver.ts'
-import { refusalResponse } from './refuse.ts'
+import { refusalResponse, writeOnSocket } from './refuse.ts'
 import type { Runtime } from './runtime.ts'
 
 /**
@@ -94,11 +94,7 @@ export function createClientErrorHandler(getRuntime: () => Runtime, log: AccessL
       ctx = new RequestContext(randomRequestId(), remote, method, '', target, 'HTTP/1.1')
     }
     const r = refusalResponse(ctx, undefined, getRuntime(), { refusal: REFUSALS[name], detail: `${err.code}: ${err.message}`.slice(0, 200) }, true, null)
-    let head = `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status]}\r\n`
-    for (const [k, v] of Object.entries(r.headers)) head += `${k}: ${v}\r\n`
-    socket.on('error', () => {})
-    socket.end(Buffer.concat([Buffer.from(head + '\r\n', 'latin1'), r.body]))
-    socket.once('finish', () => socket.destroy())
+    writeOnSocket(socket, r, true)
     if (inFlight !== null) return
     ctx.logged = true
     log.write(ctx)

@@ -5,13 +5,12 @@
  * hands over.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { STATUS_CODES } from '../lib/node-http.ts'
 import type { Duplex } from 'node:stream'
 import { REFUSALS } from '../failures/refusals.ts'
 import type { AccessLogSink } from '../observe/access-log.ts'
 import type { RequestRules } from '../protect/validate.ts'
 import { parseRequest } from './driver.ts'
-import { refusalResponse } from './refuse.ts'
+import { refusalResponse, writeOnSocket } from './refuse.ts'
 import type { Runtime } from './runtime.ts'
 
 /**
@@ -37,11 +36,7 @@ export function createConnectRefusal(getRuntime: () => Runtime, log: AccessLogSi
       out.end(r.body, () => log.write(ctx))
       return
     }
-    let head = `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status]}\r\n`
-    for (const [k, v] of Object.entries(r.headers)) head += `${k}: ${v}\r\n`
-    out.on('error', () => {})
-    out.end(Buffer.concat([Buffer.from(head + 'connection: close\r\n\r\n', 'latin1'), r.body]))
-    out.once('finish', () => out.destroy())
+    writeOnSocket(out, r, true)
     log.write(ctx)
   }
 }

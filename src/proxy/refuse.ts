@@ -5,6 +5,8 @@
  * the log line (`error` the type, `details` starting with the refusal's name).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { STATUS_CODES } from '../lib/node-http.ts'
 import { CAUSES, type CauseId } from '../failures/causes.ts'
 import { errorStatus, prefersJson, renderErrorPage } from '../failures/error-page.ts'
 import { proxyStatusError } from '../failures/proxy-status.ts'
@@ -41,6 +43,30 @@ export function pageResponse(ctx: RequestContext, accept: string | undefined, rt
   const retryAfterS = CAUSES[id].retryAfterS
   if (retryAfterS !== null) headers['retry-after'] = String(retryAfterS)
   return { status: errorStatus(id), headers, body }
+}
+
+/**
+ * Writes `r` on an HTTP/1 connection no `ServerResponse` owns (a refused upgrade, a
+ * CONNECT, a request the parser failed on) with `Connection: close`, and closes the
+ * connection once it is sent, without waiting for the client's side of a half-open one.
+ *
+ * @param sendBody false for a HEAD request
+ */
+export function writeOnSocket(socket: Duplex, r: PageResponse, sendBody: boolean): void {
+  if (socket.destroyed) return
+  r.headers.connection = 'close'
+  let head = `HTTP/1.1 ${r.status} ${STATUS_CODES[r.status] ?? ''}\r\n`
+  for (const name in r.headers) head += `${name}: ${r.headers[name]}\r\n`
+  head += '\r\n'
+  socket.on('error', ignore)
+  socket.end(sendBody ? Buffer.concat([Buffer.from(head, 'latin1'), r.body]) : head)
+  socket.once('finish', destroySocket)
+}
+
+function ignore(): void {}
+
+function destroySocket(this: Duplex): void {
+  this.destroy()
 }
 
 /**

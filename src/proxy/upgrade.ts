@@ -5,7 +5,6 @@
  * closes or the tunnel stays idle. One access log line per upgrade, when it ends.
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
-import { STATUS_CODES } from '../lib/node-http.ts'
 import type { Duplex } from 'node:stream'
 import { CAUSES, type CauseId } from '../failures/causes.ts'
 import { proxyStatusReceived } from '../failures/proxy-status.ts'
@@ -20,7 +19,7 @@ import { runAttempts, type Attempts, type PoolAttemptState } from './attempt.ts'
 import { errorResponse, parseRequest, routeRequest, upstreamPath } from './driver.ts'
 import { IDEMPOTENT_METHODS, upstreamRequestHeaders } from './headers.ts'
 import type { Runtime } from './runtime.ts'
-import { refusalResponse } from './refuse.ts'
+import { refusalResponse, writeOnSocket } from './refuse.ts'
 import type { HeaderRules } from './header-rules.ts'
 import { checkListenerAccess, filterRequest, isRefused, type Admitted, type FilterFacts, type FilterRefused } from '../protect/filter.ts'
 import { ClientClosedError, UpstreamTry, type TryResult, type TryTimeouts } from './try.ts'
@@ -157,21 +156,6 @@ class UpgradeRequest implements Attempts<UpgradeTry> {
   }
 }
 
-/**
- * Writes a response on the raw client connection (the HTTP server no longer owns it once
- * it emitted 'upgrade') and closes it after the bytes are out.
- */
-function writeRaw(socket: Duplex, status: number, headers: Record<string, string>, body: Buffer, sendBody: boolean): void {
-  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`
-  for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`
-  head += 'connection: close\r\n\r\n'
-  if (socket.destroyed) return
-  socket.write(sendBody ? Buffer.concat([Buffer.from(head, 'latin1'), body]) : head)
-  socket.end()
-  // Do not wait for the client to close its side of a half-open connection.
-  socket.once('finish', () => socket.destroy())
-}
-
 /** The 101 head sent downstream: the upstream's fields (less Server unless passed), plus Proxy-Status, X-Request-Id and Via. */
 function switchingHead(headers: IncomingHttpHeaders, ctx: RequestContext, rt: Runtime, via: string, passServer: boolean): string {
   let head = 'HTTP/1.1 101 Switching Protocols\r\n'
@@ -225,12 +209,12 @@ export function createUpgradeHandler(getRuntime: () => Runtime, log: AccessLogSi
       const r = errorResponse(ctx, req, rt, id, detail)
       ctx.status = r.status
       ctx.bytesSent = r.body.length
-      writeRaw(socket, r.status, r.headers, r.body, true)
+      writeOnSocket(socket, r, true)
     }
     const refuse = (r: FilterRefused) => {
       const out = refusalResponse(ctx, req.headers.accept, rt, r, true, null)
       if (r.headers !== null) Object.assign(out.headers, r.headers)
-      writeRaw(socket, out.status, out.headers, out.body, req.method !== 'HEAD')
+      writeOnSocket(socket, out, req.method !== 'HEAD')
     }
     let admitted: Admitted | null = null
     socket.on('error', () => {})
