@@ -101,12 +101,12 @@ export class ConnectionGate {
       return
     }
     if (state.active < 1 && state.waiting === 0) {
-      this.#start(state, req, res, h2)
+      this.#start(state, req, res)
       return
     }
     state.queue.push(req, res)
     this.waiting++
-    if (!h2 && state.paused === null && state.waiting >= this.#limits.maxQueuedPerConnection) {
+    if (state.paused === null && state.waiting >= this.#limits.maxQueuedPerConnection) {
       // Stop reading this connection: the requests already parsed wait their turn.
       state.paused = req.socket
       req.socket.pause()
@@ -114,7 +114,7 @@ export class ConnectionGate {
     }
   }
 
-  #start(state: ConnectionState, req: IncomingMessage, res: ServerResponse, h2: boolean): void {
+  #start(state: ConnectionState, req: IncomingMessage, res: ServerResponse): void {
     state.active++
     ;(res as Held)[HELD] = state
     res.on('close', onHeldClose)
@@ -122,13 +122,14 @@ export class ConnectionGate {
   }
 
   /** A handled response closed: start the next live request of the connection. */
-  release(state: ConnectionState, h2: boolean): void {
+  release(state: ConnectionState): void {
     state.active--
-    this.drain(state, h2)
+    this.drain(state)
   }
 
   /** Starts the connection's waiting requests that its limit lets in, dropping those whose client went away. */
-  drain(state: ConnectionState, h2: boolean): void {
+  drain(state: ConnectionState): void {
+    const h2 = state.h2
     const limit = h2 ? this.#limits.maxRequestsPerConnection : 1
     while (state.active < limit && state.waiting > 0) {
       const req = state.queue[state.head] as IncomingMessage
@@ -138,7 +139,7 @@ export class ConnectionGate {
       this.waiting--
       // A request whose connection (or HTTP/2 stream) went away while it waited is dropped unanswered, as nginx drops unread pipelined requests.
       if (isGone(req, res, h2)) continue
-      this.#start(state, req, res, h2)
+      this.#start(state, req, res)
     }
     if (state.head > 64 && state.head * 2 > state.queue.length) {
       state.queue.splice(0, state.head)
@@ -163,7 +164,7 @@ function isGone(req: IncomingMessage, res: ServerResponse, h2: boolean): boolean
 /** The end of a turn that read HTTP/2 streams of a session: start them (setImmediate callback, no closure). */
 function startScheduled(state: ConnectionState): void {
   state.scheduled = false
-  state.gate.drain(state, true)
+  state.gate.drain(state)
 }
 
 /** Registered on each handled response (one function for all: no closure per request). */
@@ -171,5 +172,5 @@ function onHeldClose(this: Held): void {
   const state = this[HELD]
   if (state === undefined) return
   this[HELD] = undefined
-  state.gate.release(state, state.h2)
+  state.gate.release(state)
 }
