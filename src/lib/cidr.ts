@@ -124,8 +124,7 @@ export class CidrList {
 
   /** Whether `address` is in one of the ranges; false for anything that is not an IP address. */
   contains(address: string): boolean {
-    let a = address
-    if (a.startsWith('::ffff:') && a.indexOf('.') > 0) a = a.slice(7)
+    const a = canonicalAddress(address)
     if (a.indexOf(':') < 0) {
       if (this.#v4.length === 0 || !net.isIPv4(a)) return false
       const w = ipv4Word(a)
