@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http'
 import { Readable } from 'node:stream'
+import { GatewayError } from '../failures/classify.ts'
 import { SpillStore, type BufferBudget } from './spill.ts'
 
 /** Why a body could not be read; `code` is fixed for tests and callers. */
@@ -46,12 +47,15 @@ export class BufferedBody {
   live = 0
   /** Largest body accepted in bytes, for the part read live. */
   readonly #maxBytes: number
+  /** Longest client silence in ms for the part read live (0: none). */
+  readonly #idleMs: number
 
-  constructor(store: SpillStore, req: IncomingMessage, complete: boolean, maxBytes: number | null) {
+  constructor(store: SpillStore, req: IncomingMessage, complete: boolean, maxBytes: number | null, idleMs: number) {
     this.#store = store
     this.#req = req
     this.complete = complete
     this.#maxBytes = maxBytes ?? Infinity
+    this.#idleMs = idleMs
   }
 
   /** Bytes stored. */
@@ -69,9 +73,13 @@ export class BufferedBody {
     return this.live === 0
   }
 
-  /** A stream of the body from its first byte: the stored bytes, then (when not complete) the rest from the client. */
-  open(): Readable {
-    return new BodyStream(this, this.#store, this.#req, this.#maxBytes)
+  /**
+   * A stream of the body from its first byte: the stored bytes, then (when not complete) the
+   * rest from the client, which fails as a streamed body does (413 past the limit, 408 after
+   * the client's silence); `waiting` says whether it waits for the client.
+   */
+  open(): Readable & { readonly waiting: boolean } {
+    return new BodyStream(this, this.#store, this.#req, this.#maxBytes, this.#idleMs)
   }
 
   /** Frees memory and the temporary file; streams still open fail. Idempotent. */
@@ -115,7 +123,7 @@ export function bufferRequestBody(req: IncomingMessage, opts: RequestBufferOptio
           store.close()
           return reject(new RequestBodyError('storage', `request body could not be buffered: ${store.error.message}`))
         }
-        resolve(new BufferedBody(store, req, complete, opts.maxBytes))
+        resolve(new BufferedBody(store, req, complete, opts.maxBytes, opts.idleTimeoutMs))
       }
       store.flushed(wait)
     }
@@ -165,16 +173,21 @@ class BodyStream extends Readable {
   readonly #store: SpillStore
   readonly #req: IncomingMessage
   readonly #max: number
+  readonly #idleMs: number
   #position = 0
   #reading = false
   #live = false
+  #idle: NodeJS.Timeout | null = null
+  /** Whether a read waits for the client (the live part, the client silent). */
+  waiting = false
 
-  constructor(body: BufferedBody, store: SpillStore, req: IncomingMessage, max: number) {
+  constructor(body: BufferedBody, store: SpillStore, req: IncomingMessage, max: number, idleMs: number) {
     super()
     this.#body = body
     this.#store = store
     this.#req = req
     this.#max = max
+    this.#idleMs = idleMs
   }
 
   override _read(size: number): void {
@@ -204,20 +217,37 @@ class BodyStream extends Readable {
       req.once('end', this.#onLiveEnd)
       req.once('error', this.#onLiveError)
     }
+    this.waiting = true
+    if (this.#idleMs > 0) {
+      if (this.#idle === null) this.#idle = setTimeout(onLiveIdle, this.#idleMs, this, this.#idleMs)
+      else this.#idle.refresh()
+    }
     req.resume()
   }
 
   #onLive = (chunk: Buffer): void => {
     this.#body.live += chunk.length
     if (this.#store.size + this.#body.live > this.#max) {
-      this.destroy(new RequestBodyError('too_large', `request body larger than ${this.#max} bytes`))
+      this.destroy(new GatewayError('http_request_denied.body_too_large', `request body larger than ${this.#max} bytes`))
       return
     }
-    if (!this.push(chunk)) this.#req.pause()
+    this.#idle?.refresh()
+    if (!this.push(chunk)) {
+      // The upstream is the slow side now: no client silence is counted until it reads again.
+      this.#stopIdle()
+      this.#req.pause()
+    }
   }
 
   #onLiveEnd = (): void => {
+    this.#stopIdle()
     this.push(null)
+  }
+
+  #stopIdle(): void {
+    this.waiting = false
+    if (this.#idle !== null) clearTimeout(this.#idle)
+    this.#idle = null
   }
 
   #onLiveError = (err: Error): void => {
@@ -225,6 +255,7 @@ class BodyStream extends Readable {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.#stopIdle()
     if (this.#live) {
       this.#req.removeListener('data', this.#onLive)
       this.#req.removeListener('end', this.#onLiveEnd)
@@ -233,4 +264,9 @@ class BodyStream extends Readable {
     }
     cb(err)
   }
+}
+
+function onLiveIdle(stream: BodyStream, idleMs: number): void {
+  if (!stream.waiting || stream.destroyed) return
+  stream.destroy(new GatewayError('http_request_error.client_body_timeout', `client sent no request body bytes for ${idleMs}ms (body_idle)`))
 }

@@ -152,6 +152,8 @@ export class HttpExchange extends UpstreamTry {
   /** The request's place in the retry budget, taken when a status of `retries.on` ends this try. */
   readonly #lease: RetryLease
   #body: LazyBody | null = null
+  /** This try's stream of a buffered body, or null. */
+  #buffered: { readonly waiting: boolean } | null = null
   /** Where the response body goes when it is buffered. */
   #sink: ResponseBuffer | null = null
   /** Whether the response may be buffered; the buffer is made at the first backpressure, so a client that keeps up costs nothing. */
@@ -188,7 +190,9 @@ export class HttpExchange extends UpstreamTry {
     const r = this.#r
     const buffered = r.body
     this.#body = r.hasBody && buffered === null ? new LazyBody(r.req, r.maxBodyBytes, r.bodyIdleMs) : null
-    return this.dispatchTo(dispatcher, { path: r.path, method: r.method, headers: this.#headers, body: buffered !== null ? buffered.open() : this.#body, fresh })
+    const stream = buffered !== null ? buffered.open() : null
+    this.#buffered = stream
+    return this.dispatchTo(dispatcher, { path: r.path, method: r.method, headers: this.#headers, body: stream ?? this.#body, fresh })
   }
 
   protected override uploads(): boolean {
@@ -196,7 +200,7 @@ export class HttpExchange extends UpstreamTry {
   }
 
   protected override waitingOnClient(): boolean {
-    return this.#body !== null && this.#body.waiting
+    return this.#body !== null ? this.#body.waiting : this.#buffered !== null && this.#buffered.waiting
   }
 
   onResponseStart(controller: Http1Controller, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {

@@ -260,3 +260,31 @@ test('a reload sets body_idle for streamed request bodies too (buffering.request
   assert.equal(rec.error, 'http_request_error')
   assert.match(String(rec.details), /no request body bytes for 300ms \(body_idle\)/)
 })
+
+test('a body read past the buffering caps is still bounded by body_idle: a silent client gets 408, the endpoint is not blamed', async () => {
+  const url = await env.upstream((req, res) => {
+    req.resume()
+    req.on('end', () => res.end('got it'))
+  })
+  const gw = await env.gateway(oneUpstream([url], {
+    timeouts: { connect: '1s', response_header: '5s', idle: '200ms' },
+    outlier_detection: { consecutive_failures: 1, base_ejection_time: '30s', max_ejection_percent: 100 },
+  }, {
+    listeners: [{ address: '127.0.0.1:0', timeouts: { body_idle: '400ms' } }],
+    buffering: { memory: '1KiB', max_temp_file: '1KiB' },
+  }))
+  const s = net.connect(gw.port, '127.0.0.1')
+  env.defer(() => { s.destroy() })
+  const started = performance.now()
+  // 4 KiB of a 100 KiB body: past the 2 KiB the caps hold, so the rest is read from the client live; then silence.
+  s.write(`POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 102400\r\nX-Request-Id: silent-live-body\r\n\r\n${'x'.repeat(4096)}`)
+  const data = await readHead(s)
+  const took = performance.now() - started
+  assert.match(data, /^HTTP\/1\.1 408 /)
+  assert.ok(took >= 350, `answered after ${took} ms, before body_idle`)
+  const rec = await gw.record('silent-live-body')
+  assert.equal(rec.status, 408)
+  assert.equal(rec.error, 'http_request_error')
+  assert.match(String(rec.details), /body_idle/)
+  assert.equal(poolOf(gw).endpoints[0].ejectedUntil > Date.now(), false)
+})
