@@ -288,3 +288,26 @@ test('a body read past the buffering caps is still bounded by body_idle: a silen
   assert.match(String(rec.details), /body_idle/)
   assert.equal(poolOf(gw).endpoints[0].ejectedUntil > Date.now(), false)
 })
+
+test('a chunked body that grows over max_request_body_size past the buffering caps gets 413, the endpoint not blamed', async () => {
+  const url = await env.upstream((req, res) => {
+    req.resume()
+    req.on('end', () => res.end('got it'))
+  })
+  const gw = await env.gateway(oneUpstream([url], {
+    outlier_detection: { consecutive_failures: 1, base_ejection_time: '30s', max_ejection_percent: 100 },
+  }, {
+    listeners: [{ address: '127.0.0.1:0', max_request_body_size: '8KiB' }],
+    buffering: { memory: '1KiB', max_temp_file: '1KiB' },
+  }))
+  const s = net.connect(gw.port, '127.0.0.1')
+  env.defer(() => { s.destroy() })
+  const chunk = `1000\r\n${'x'.repeat(4096)}\r\n`
+  s.write(`POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nX-Request-Id: live-too-large\r\n\r\n${chunk}${chunk}${chunk}${chunk}0\r\n\r\n`)
+  const data = await readHead(s)
+  assert.match(data, /^HTTP\/1\.1 413 /)
+  const rec = await gw.record('live-too-large')
+  assert.equal(rec.status, 413)
+  assert.equal(rec.error, 'http_request_denied')
+  assert.equal(poolOf(gw).endpoints[0].ejectedUntil > Date.now(), false)
+})
